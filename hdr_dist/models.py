@@ -1,0 +1,196 @@
+"""Model definitions and the named recipes that configure them.
+
+There is one class per architecture (``CNN``, ``LSTM``). A *recipe* is the
+architecture's arguments plus the training settings that go with them, so the
+seeds' Keras models (``*-seed``) and this project's defaults (``cnn``, ``lstm``)
+are rows of one table instead of copies of one another.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from hdr_dist.errors import UserError
+
+
+class CNN(nn.Module):
+    """Conv blocks, then an optional dense layer, then the classifier.
+
+    ``blocks`` lists (channels, convs, pool) per block. ``padding=0`` gives Keras'
+    "valid" convolutions (002's MNIST CNN), ``padding=1`` "same".
+    """
+
+    def __init__(self, num_classes: int, blocks=((16, 2, True), (32, 2, True)), padding: int = 1,
+                 batchnorm: bool = True, hidden: int = 128, dropout: float = 0.0,
+                 dense_dropout: float = 0.0):
+        super().__init__()
+        layers, channels = [], 1
+        for out, convs, pool in blocks:
+            for _ in range(convs):
+                layers += [nn.Conv2d(channels, out, 3, padding=padding, bias=not batchnorm)]
+                layers += [nn.BatchNorm2d(out)] if batchnorm else []
+                layers += [nn.ReLU(inplace=True)]
+                channels = out
+            layers += [nn.MaxPool2d(2)] if pool else []
+        self.features = nn.Sequential(*layers, nn.Flatten())
+        with torch.no_grad():
+            flat = self.features(torch.zeros(1, 1, 28, 28)).shape[1]
+        head = [nn.Dropout(dropout)] if dropout else []
+        if hidden:
+            head += [nn.Linear(flat, hidden, bias=not batchnorm)]
+            head += [nn.BatchNorm1d(hidden)] if batchnorm else []
+            head += [nn.ReLU(inplace=True)] + ([nn.Dropout(dense_dropout)] if dense_dropout else [])
+        head += [nn.Linear(hidden or flat, num_classes)]
+        self.classifier = nn.Sequential(*head)
+
+    def forward(self, x):
+        return self.classifier(self.features(x))
+
+
+class ReluLSTMLayer(nn.Module):
+    """An LSTM layer whose cell and output activation is ReLU, as Keras' ``LSTM(activation='relu')``.
+
+    ``nn.LSTM`` hard-wires tanh, so the seed's LSTM needs this explicit loop to be faithful.
+    """
+
+    def __init__(self, input_size: int, hidden: int):
+        super().__init__()
+        self.hidden = hidden
+        self.inp = nn.Linear(input_size, 4 * hidden)
+        self.rec = nn.Linear(hidden, 4 * hidden, bias=False)
+
+    def forward(self, x):
+        gates_x = self.inp(x)  # all time steps at once; only the recurrence is sequential
+        h = x.new_zeros(x.shape[0], self.hidden)
+        c = torch.zeros_like(h)
+        out = []
+        for t in range(x.shape[1]):
+            i, f, g, o = (gates_x[:, t] + self.rec(h)).chunk(4, dim=1)
+            c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.relu(g)
+            h = torch.sigmoid(o) * torch.relu(c)
+            out.append(h)
+        return torch.stack(out, dim=1)
+
+
+class LSTM(nn.Module):
+    """Reads the image row by row: 28 time steps of 28 pixels.
+
+    ``readout="last"`` classifies from the final step as 002 does; ``"pool"``
+    uses the mean and max over all steps, which lets a bidirectional model see
+    every row equally and converges in fewer epochs.
+    """
+
+    def __init__(self, num_classes: int, hidden: int = 128, layers: int = 2,
+                 bidirectional: bool = False, activation: str = "tanh", dropout: float = 0.0,
+                 dense: int = 0, readout: str = "last", input_norm: bool = False):
+        super().__init__()
+        self.readout, self.activation = readout, activation
+        self.norm = nn.LayerNorm(28) if input_norm else nn.Identity()
+        width = hidden * (2 if bidirectional else 1)
+        if activation == "tanh":
+            self.rnn = nn.LSTM(28, hidden, num_layers=layers, batch_first=True,
+                               bidirectional=bidirectional, dropout=dropout if layers > 1 else 0.0)
+        elif activation == "relu" and not bidirectional:
+            stack = []
+            for n in range(layers):
+                stack += [ReluLSTMLayer(28 if n == 0 else hidden, hidden)]
+                stack += [nn.Dropout(dropout)] if dropout and n < layers - 1 else []
+            self.rnn = nn.Sequential(*stack)
+        else:
+            raise ValueError(f"unsupported LSTM activation {activation!r} (bidirectional={bidirectional})")
+        features = width * (2 if readout == "pool" else 1)
+        head = [nn.Dropout(dropout)] if dropout else []
+        if dense:
+            head += [nn.Linear(features, dense), nn.ReLU(inplace=True)]
+            head += [nn.Dropout(dropout)] if dropout else []
+        head += [nn.Linear(dense or features, num_classes)]
+        self.classifier = nn.Sequential(*head)
+
+    def forward(self, x):
+        seq = self.norm(x.reshape(-1, 28, 28))  # (N, 1, 28, 28) -> 28 steps (rows) of 28 features
+        out = self.rnn(seq)
+        out = out[0] if isinstance(out, tuple) else out
+        if self.readout == "pool":
+            feats = torch.cat([out.mean(dim=1), out.amax(dim=1)], dim=1)
+        else:
+            feats = out[:, -1]
+        return self.classifier(feats)
+
+
+ARCHITECTURES = {"cnn": CNN, "lstm": LSTM}
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """An architecture with its arguments and the training settings it was designed for."""
+
+    arch: str
+    kwargs: dict = field(default_factory=dict)
+    optimizer: str = "adamw"       # adamw | adam | rmsprop
+    lr: float = 3e-3
+    weight_decay: float = 5e-4
+    schedule: str = "onecycle"     # onecycle | constant | inverse-time (Keras' ``decay``)
+    lr_decay: float = 0.0          # per-step decay for the inverse-time schedule
+    batch_size: int = 128
+    epochs: int = 6
+    augment: bool = True
+    label_smoothing: float = 0.0
+    keras_init: bool = False       # Glorot weights, zero biases: Keras' defaults, for the seeds
+
+
+RECIPES = {
+    # This project's defaults: normalisation layers, AdamW with a one-cycle schedule and
+    # light augmentation, sized to beat the seeds within the 12-minute CPU budget.
+    "cnn": Recipe("cnn", dict(blocks=((16, 2, True), (32, 2, True)), hidden=128, dropout=0.25),
+                  lr=4e-3, epochs=12, label_smoothing=0.05),
+    "lstm": Recipe("lstm", dict(hidden=128, layers=1, bidirectional=True, readout="pool",
+                                input_norm=True, dropout=0.1),
+                   lr=4e-3, epochs=12),
+    # 002's Keras models, layer for layer, at 002's settings.
+    "cnn-seed": Recipe("cnn", dict(blocks=((64, 1, True), (128, 1, True), (128, 1, False)), padding=0,
+                                   batchnorm=False, hidden=128),
+                       optimizer="rmsprop", lr=1e-3, weight_decay=0.0, schedule="constant",
+                       batch_size=112, epochs=30, augment=False, keras_init=True),
+    "cnn-emnist-seed": Recipe("cnn", dict(blocks=((32, 1, True), (64, 1, True), (128, 1, True)),
+                                          batchnorm=False, hidden=512, dropout=0.5),
+                              optimizer="adam", lr=1e-4, weight_decay=0.0, schedule="constant",
+                              batch_size=20, epochs=20, augment=False, keras_init=True),
+    "lstm-seed": Recipe("lstm", dict(hidden=128, layers=2, activation="relu", dropout=0.2, dense=32),
+                        optimizer="adam", lr=1e-3, weight_decay=0.0, schedule="inverse-time",
+                        lr_decay=1e-5, batch_size=32, epochs=3, augment=False, keras_init=True),
+}
+
+
+def recipe(name: str) -> Recipe:
+    if name not in RECIPES:
+        raise UserError(f"unknown model {name!r}; choose from {', '.join(RECIPES)}")
+    return RECIPES[name]
+
+
+def keras_init(model: nn.Module) -> None:
+    """Keras' defaults: Glorot-uniform kernels, orthogonal recurrent weights, zero biases
+    except the LSTM forget gate's, which starts at 1 (``unit_forget_bias``)."""
+    for module in model.modules():
+        if isinstance(module, (nn.Conv2d, nn.Linear)):
+            nn.init.xavier_uniform_(module.weight)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+    for module in model.modules():
+        if isinstance(module, ReluLSTMLayer):
+            nn.init.orthogonal_(module.rec.weight)
+            nn.init.ones_(module.inp.bias[module.hidden:2 * module.hidden])
+
+
+def build(name: str, num_classes: int) -> nn.Module:
+    r = recipe(name)
+    model = ARCHITECTURES[r.arch](num_classes, **r.kwargs)
+    if r.keras_init:
+        keras_init(model)
+    return model
+
+
+def count_params(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)

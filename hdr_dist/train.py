@@ -1,0 +1,318 @@
+"""Training: one epoch function shared by the Ray Train loop and the plain loop.
+
+``train_epoch`` and ``evaluate_split`` know nothing about Ray: given a rank and a
+world size they shard the data themselves and, when the world is larger than
+one, sum their counts with ``torch.distributed``. ``train_loop_per_worker`` is
+what Ray Train runs on each worker; ``fit`` builds the ``TorchTrainer``. The
+same epoch code therefore runs on a GPU machine that has torch but no Ray
+(``python -m hdr_dist.train``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import logging
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+
+from hdr_dist import models
+from hdr_dist.augment import AugmentRanges, augment
+
+CHECKPOINT_FILE = "model.pt"
+# DDP's switch for syncing buffers each forward; torch 2.15 renamed it.
+BUFFER_SYNC_FLAG = ("forward_sync_buffers" if "forward_sync_buffers" in
+                    inspect.signature(torch.nn.parallel.DistributedDataParallel).parameters
+                    else "broadcast_buffers")
+# Progress goes through logging: on Ray Train workers that reaches the driver's terminal
+# once, where print() would be echoed twice by Train V2's print patch.
+log = logging.getLogger("hdr_dist.train")
+log.setLevel(logging.INFO)
+
+
+def normalise(x_u8: torch.Tensor, mean: float, std: float) -> torch.Tensor:
+    """uint8 (N, 28, 28) -> float (N, 1, 28, 28), scaled to [0, 1] then standardised."""
+    return ((x_u8.float() / 255.0) - mean).div_(std).unsqueeze(1)
+
+
+def shard(n: int, rank: int, world: int, seed: int, epoch: int) -> torch.Tensor:
+    """This rank's sample indices for one epoch.
+
+    Every rank draws the same permutation (seeded by epoch) and takes every
+    world-th element, cut to an equal length so all ranks run the same number of
+    steps, which DDP's collective all-reduce requires.
+    """
+    g = torch.Generator().manual_seed(seed * 1000 + epoch)
+    perm = torch.randperm(n, generator=g)
+    return perm[rank::world][: n // world]
+
+
+def make_optimizer(model: torch.nn.Module, cfg: dict) -> torch.optim.Optimizer:
+    params = [p for p in model.parameters() if p.requires_grad]
+    if cfg["optimizer"] == "adamw":
+        return torch.optim.AdamW(params, lr=cfg["lr"], weight_decay=cfg["weight_decay"])
+    if cfg["optimizer"] == "adam":  # Keras' Adam: eps 1e-7
+        return torch.optim.Adam(params, lr=cfg["lr"], eps=1e-7, weight_decay=cfg["weight_decay"])
+    # Keras' RMSprop(rho=0.9, epsilon=1e-8) is torch's RMSprop(alpha=0.9, eps=1e-8).
+    return torch.optim.RMSprop(params, lr=cfg["lr"], alpha=0.9, eps=1e-8, weight_decay=cfg["weight_decay"])
+
+
+def make_schedule(opt: torch.optim.Optimizer, cfg: dict, steps_per_epoch: int):
+    """Stepped once per batch."""
+    if cfg["schedule"] == "onecycle":
+        return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg["lr"], pct_start=0.2,
+                                                   total_steps=cfg["epochs"] * steps_per_epoch)
+    decay = cfg["lr_decay"] if cfg["schedule"] == "inverse-time" else 0.0
+    return torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 1.0 / (1.0 + decay * step))
+
+
+def steps_per_epoch(n: int, world: int, batch_size: int) -> int:
+    per_rank_batch = max(1, batch_size // world)
+    return -(-(n // world) // per_rank_batch)
+
+
+def all_sum(values: list[float], device: torch.device, world: int) -> list[float]:
+    if world == 1:
+        return values
+    t = torch.tensor(values, dtype=torch.float64, device=device)
+    dist.all_reduce(t)
+    return t.tolist()
+
+
+def autocast(device: torch.device):
+    """bf16 on GPUs; on CPUs fp32 is both faster and exact for models this small."""
+    return torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
+
+
+def train_epoch(model, opt, sched, x: torch.Tensor, y: torch.Tensor, cfg: dict, epoch: int,
+                rank: int = 0, world: int = 1, device=torch.device("cpu"),
+                generator: torch.Generator | None = None, progress=None) -> dict:
+    """One pass over this rank's shard of ``x`` (uint8 images) and ``y``; returns global stats."""
+    model.train()
+    idx = shard(len(y), rank, world, cfg["seed"], epoch)
+    per_rank_batch = max(1, cfg["batch_size"] // world)
+    batches = idx.split(per_rank_batch)
+    ranges = AugmentRanges(cfg["rotation"], cfg["shift"], cfg["zoom"])
+    loss_sum = correct = seen = 0.0
+    start = time.perf_counter()
+    for step, b in enumerate(batches, 1):
+        xb = x[b].to(device, non_blocking=True)
+        yb = y[b].to(device, non_blocking=True)
+        xb = (xb.float() / 255.0).unsqueeze(1)  # augment on [0, 1] with background 0, then standardise
+        if cfg["augment"]:
+            xb = augment(xb, ranges, generator)
+        xb = (xb - cfg["mean"]) / cfg["std"]
+        with autocast(device):
+            logits = model(xb)
+            loss = F.cross_entropy(logits, yb, label_smoothing=cfg["label_smoothing"])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        loss_sum += loss.item() * len(b)
+        correct += (logits.argmax(1) == yb).sum().item()
+        seen += len(b)
+        if progress is not None:
+            progress(step, len(batches), loss_sum / seen, correct / seen,
+                     seen * world / (time.perf_counter() - start))
+    seconds = time.perf_counter() - start
+    loss_sum, correct, seen = all_sum([loss_sum, correct, seen], device, world)
+    return {"train_loss": loss_sum / seen, "train_acc": correct / seen, "seconds": seconds,
+            "images_per_s": seen / seconds}
+
+
+@torch.no_grad()
+def evaluate_split(model, x: torch.Tensor, y: torch.Tensor, cfg: dict, rank: int = 0, world: int = 1,
+                   device=torch.device("cpu"), batch_size: int = 1024) -> dict:
+    """Loss and accuracy over ``x``, each rank taking every world-th sample."""
+    model.eval()
+    loss_sum = correct = 0.0
+    xs, ys = x[rank::world], y[rank::world]
+    for start in range(0, len(ys), batch_size):
+        xb = normalise(xs[start:start + batch_size].to(device), cfg["mean"], cfg["std"])
+        yb = ys[start:start + batch_size].to(device)
+        with autocast(device):
+            logits = model(xb)
+        loss_sum += F.cross_entropy(logits.float(), yb, reduction="sum").item()
+        correct += (logits.argmax(1) == yb).sum().item()
+    loss_sum, correct, seen = all_sum([loss_sum, correct, float(len(ys))], device, world)
+    return {"val_loss": loss_sum / seen, "val_acc": correct / seen}
+
+
+def setup(cfg: dict, n_train: int, world: int):
+    """Model, optimizer and schedule for ``cfg``, seeded so every rank builds the same model."""
+    torch.manual_seed(cfg["seed"])
+    model = models.build(cfg["model"], cfg["num_classes"])
+    opt = make_optimizer(model, cfg)
+    sched = make_schedule(opt, cfg, steps_per_epoch(n_train, world, cfg["batch_size"]))
+    return model, opt, sched
+
+
+def save_checkpoint(folder: str, model, opt, sched, cfg: dict, epoch: int, history: list[dict]) -> None:
+    """Plain tensors, numbers and strings only, so ``torch.load(weights_only=True)`` reads it."""
+    module = getattr(model, "module", model)  # unwrap DDP
+    torch.save({"model": module.state_dict(), "optimizer": opt.state_dict(),
+                "scheduler": sched.state_dict(), "epoch": epoch, "config": cfg, "history": history},
+               os.path.join(folder, CHECKPOINT_FILE))
+
+
+def load_checkpoint(path: str | Path) -> dict:
+    path = Path(path)
+    return torch.load(path / CHECKPOINT_FILE if path.is_dir() else path, map_location="cpu",
+                      weights_only=True)
+
+
+def print_progress(model_name: str, epoch: int, epochs: int):
+    """A live line per quarter epoch: the person at the terminal sees the run move."""
+    def show(step, steps, loss, acc, ips):
+        if step == steps or step % max(1, steps // 4) == 0:
+            log.info(f"[{model_name}] epoch {epoch + 1}/{epochs} step {step}/{steps} "
+                     f"loss {loss:.4f} acc {acc:.2%} {ips:,.0f} img/s")
+    return show
+
+
+def epoch_line(cfg: dict, stats: dict) -> str:
+    return (f"[{cfg['model']}] epoch {stats['epoch']}/{cfg['epochs']} done: "
+            f"train loss {stats['train_loss']:.4f} acc {stats['train_acc']:.2%} | "
+            f"val loss {stats['val_loss']:.4f} acc {stats['val_acc']:.2%} | "
+            f"{stats['seconds']:.1f}s {stats['images_per_s']:,.0f} img/s")
+
+
+def train_loop_per_worker(cfg: dict) -> None:
+    """What each Ray Train worker runs: resume if there is a checkpoint, then train and report."""
+    import ray
+    import ray.train
+    import ray.train.torch
+
+    # Ray Train logs every report at INFO on the root logger's handlers; keep the terminal to
+    # our own progress lines (``log`` is INFO on its own, so it still gets through).
+    logging.getLogger().setLevel(logging.WARNING)
+    ctx = ray.train.get_context()
+    rank, world = ctx.get_world_rank(), ctx.get_world_size()
+    torch.set_num_threads(cfg["cpus_per_worker"])
+    device = ray.train.torch.get_device()
+    x, y, vx, vy = tensors(ray.get(cfg["data"]))
+    cfg = {k: v for k, v in cfg.items() if k != "data"}  # what goes into checkpoints
+
+    model, opt, sched = setup(cfg, len(y), world)
+    start_epoch, history = 0, []
+    checkpoint = ray.train.get_checkpoint()
+    if checkpoint:
+        with checkpoint.as_directory() as folder:
+            state = load_checkpoint(folder)
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        start_epoch, history = state["epoch"] + 1, state["history"]
+        if rank == 0:
+            log.info(f"[{cfg['model']}] resuming after epoch {start_epoch}/{cfg['epochs']}")
+    # No BatchNorm buffer broadcast from rank 0 before every forward: that is a second
+    # collective, a sync point per step. Each rank keeps its own running statistics;
+    # rank 0's go into the checkpoint, as in torchvision's reference without --sync-bn.
+    model = ray.train.torch.prepare_model(
+        model, parallel_strategy_kwargs={BUFFER_SYNC_FLAG: False, "gradient_as_bucket_view": True})
+    generator = torch.Generator(device=device).manual_seed(cfg["seed"] * 7919 + rank + 17 * start_epoch)
+
+    for epoch in range(start_epoch, cfg["epochs"]):
+        show = print_progress(cfg["model"], epoch, cfg["epochs"]) if rank == 0 else None
+        stats = train_epoch(model, opt, sched, x, y, cfg, epoch, rank, world, device, generator, show)
+        stats |= evaluate_split(model, vx, vy, cfg, rank, world, device) | {"epoch": epoch + 1}
+        history.append(stats)
+        if rank == 0:
+            log.info(epoch_line(cfg, stats))
+        with tempfile.TemporaryDirectory() as folder:
+            if rank == 0:
+                save_checkpoint(folder, model, opt, sched, cfg, epoch, history)
+            # Train V2 keeps only metrics that come with a checkpoint, so rank 0 always attaches one.
+            ray.train.report(stats, checkpoint=ray.train.Checkpoint.from_directory(folder) if rank == 0 else None)
+
+
+def fit(cfg: dict, *, workers: int, use_gpu: bool, storage_path: str, name: str, max_failures: int = 0):
+    """Run ``train_loop_per_worker`` on ``workers`` Ray Train workers and return the ``Result``.
+
+    Checkpoints are ranked by validation accuracy; the best two and the latest are
+    kept. A run directory that already holds this ``name`` is resumed from its
+    latest checkpoint (Train V2 restores its checkpoint manager from storage).
+    """
+    from ray.train import CheckpointConfig, FailureConfig, LoggingConfig, RunConfig, ScalingConfig
+    from ray.train.torch import TorchTrainer
+
+    resources = {"CPU": cfg["cpus_per_worker"]} | ({"GPU": 1} if use_gpu else {})
+    trainer = TorchTrainer(
+        train_loop_per_worker, train_loop_config=cfg,
+        scaling_config=ScalingConfig(num_workers=workers, use_gpu=use_gpu, resources_per_worker=resources),
+        run_config=RunConfig(
+            name=name, storage_path=storage_path, failure_config=FailureConfig(max_failures=max_failures),
+            checkpoint_config=CheckpointConfig(num_to_keep=2, checkpoint_score_attribute="val_acc",
+                                               checkpoint_score_order="max"),
+            logging_config=LoggingConfig(log_level="WARNING")))
+    return trainer.fit()
+
+
+def train_plain(cfg: dict, arrays: dict, device: torch.device) -> tuple:
+    """The same epochs without Ray: one process, world size 1 (GPU checks, the baseline benchmark)."""
+    x, y, vx, vy = tensors(arrays)
+    model, opt, sched = setup(cfg, len(y), 1)
+    model.to(device)
+    generator = torch.Generator(device=device).manual_seed(cfg["seed"])
+    history = []
+    for epoch in range(cfg["epochs"]):
+        stats = train_epoch(model, opt, sched, x, y, cfg, epoch, device=device, generator=generator,
+                            progress=print_progress(cfg["model"], epoch, cfg["epochs"]))
+        stats |= evaluate_split(model, vx, vy, cfg, device=device)
+        history.append(stats | {"epoch": epoch + 1})
+        log.info(epoch_line(cfg, history[-1]))
+    return model, history
+
+
+def config(model: str, dataset, *, epochs=None, batch_size=None, lr=None, augment=None, seed=0,
+           rotation=10.0, shift=0.1, zoom=0.1, cpus_per_worker=1) -> dict:
+    """The recipe's settings with any flag the user set on top: what every worker trains with."""
+    r = models.recipe(model)
+    pick = lambda flag, default: default if flag is None else flag  # noqa: E731
+    return {"model": model, "arch": r.arch, "dataset": dataset.name, "labels": list(dataset.labels),
+            "num_classes": dataset.num_classes, "mean": dataset.mean, "std": dataset.std,
+            "epochs": pick(epochs, r.epochs), "batch_size": pick(batch_size, r.batch_size),
+            "lr": pick(lr, r.lr), "optimizer": r.optimizer, "weight_decay": r.weight_decay,
+            "schedule": r.schedule, "lr_decay": r.lr_decay, "label_smoothing": r.label_smoothing,
+            "augment": pick(augment, r.augment), "rotation": rotation, "shift": shift, "zoom": zoom,
+            "seed": seed, "cpus_per_worker": cpus_per_worker}
+
+
+def arrays_of(dataset) -> dict:
+    return {"train_x": dataset.train.x, "train_y": dataset.train.y,
+            "val_x": dataset.val.x, "val_y": dataset.val.y}
+
+
+def tensors(arrays: dict) -> tuple[torch.Tensor, ...]:
+    """Train and validation tensors; copies, because object-store arrays are read-only views."""
+    return tuple(torch.tensor(arrays[k]) for k in ("train_x", "train_y", "val_x", "val_y"))
+
+
+def main(argv=None) -> int:
+    """``python -m hdr_dist.train``: the training step alone, without Ray (e.g. on a GPU box)."""
+    from hdr_dist import data
+
+    p = argparse.ArgumentParser(description=main.__doc__)
+    p.add_argument("--model", default="cnn", choices=list(models.RECIPES))
+    p.add_argument("--epochs", type=int, default=1)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--limit-train", type=int)
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    ds = data.load("mnist", limit_train=args.limit_train)
+    cfg = config(args.model, ds, epochs=args.epochs, batch_size=args.batch_size,
+                 cpus_per_worker=os.cpu_count() or 1)
+    train_plain(cfg, arrays_of(ds), torch.device(args.device))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,42 @@
+"""Shared fixtures: one real local Ray cluster per test session, and paths to real data."""
+
+from __future__ import annotations
+
+import gzip
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+# EMNIST is too large to ship; the tests read it where the workplace keeps it, beside the repo.
+SHARED = ROOT.parent / "shared" / "datasets"
+
+
+def shared(*parts: str) -> Path:
+    path = SHARED.joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"needs the EMNIST data in {SHARED}")
+    return path
+
+
+@pytest.fixture(scope="session")
+def ray_cluster():
+    """A private local Ray for the whole session; jobs run in-process join it via ray.is_initialized()."""
+    import ray
+
+    ctx = ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="WARNING")
+    yield ctx
+    ray.shutdown()
+
+
+@pytest.fixture
+def mnist_copy(tmp_path: Path) -> Path:
+    """A user's MNIST folder: the embedded files, uncompressed (the other accepted spelling)."""
+    from hdr_dist.data import mnist_folder
+
+    folder = tmp_path / "mnist"
+    folder.mkdir()
+    for gz in mnist_folder().glob("*.gz"):
+        (folder / gz.stem).write_bytes(gzip.decompress(gz.read_bytes()))
+    return folder
+

@@ -1,0 +1,184 @@
+"""compare end to end on a real local Ray cluster: Parquet outputs, checkpoints, resume, bad input."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+import torch
+
+from hdr_dist import compare, data, evaluate, report, train
+from tests.conftest import ROOT
+
+# Enough steps (2 x 56 batches) for BatchNorm's running statistics to settle, still seconds per model.
+SMALL = ["--limit-train", "2000", "--limit-test", "200", "--epochs", "2", "--batch-size", "32"]
+
+
+def table(folder: Path, name: str) -> dict:
+    return pq.read_table(folder / f"{name}.parquet").to_pydict()
+
+
+@pytest.fixture(scope="module")
+def compared(ray_cluster, tmp_path_factory):
+    out = tmp_path_factory.mktemp("compare")
+    assert compare.main([*SMALL, "--models", "cnn,lstm", "--output", str(out)]) == 0
+    return out
+
+
+def test_metrics_parquet_schema_and_values(compared):
+    m = table(compared, "metrics")
+    assert set(report.METRIC_COLUMNS) <= set(m)
+    assert m["model"] == ["cnn", "lstm"] and m["dataset"] == ["mnist", "mnist"]
+    assert m["epochs"] == [2, 2] and m["num_workers"] == [2, 2] and m["device"] == ["cpu", "cpu"]
+    assert m["accuracy"][0] > 0.8 and m["accuracy"][1] > 0.3  # chance is 0.1
+    assert all(0 < v <= 1 for v in m["f1_macro"] + m["precision_weighted"])
+    assert all(v > 0 for v in m["train_seconds"] + m["infer_images_per_s"] + m["params"])
+
+
+def test_tables_agree_with_each_other(compared):
+    m, pc, cm, h = (table(compared, n) for n in ("metrics", "per_class", "confusion", "history"))
+    assert len(pc["model"]) == 20 and set(pc["label"]) == {str(d) for d in range(10)}
+    assert len(cm["model"]) == 200 and {"model", "true", "pred", "count"} <= set(cm)
+    for i, model in enumerate(m["model"]):
+        counts = [c for c, mm in zip(cm["count"], cm["model"]) if mm == model]
+        diag = [c for c, mm, t, p in zip(cm["count"], cm["model"], cm["true"], cm["pred"]) if mm == model and t == p]
+        assert sum(counts) == 200
+        assert sum(diag) / 200 == pytest.approx(m["accuracy"][i])
+        support = [s for s, mm in zip(pc["support"], pc["model"]) if mm == model]
+        assert sum(support) == 200
+    assert set(report.HISTORY_COLUMNS) <= set(h)
+    assert [(mo, e) for mo, e in zip(h["model"], h["epoch"])] == [("cnn", 1), ("cnn", 2), ("lstm", 1), ("lstm", 2)]
+
+
+def test_checkpoint_loads_weights_only_and_reproduces_accuracy(compared):
+    m = table(compared, "metrics")
+    ds = data.load("mnist", limit_train=2000, limit_test=200)
+    for model, path, acc in zip(m["model"], m["checkpoint"], m["accuracy"]):
+        state = torch.load(Path(path) / train.CHECKPOINT_FILE, weights_only=True)
+        assert state["config"]["model"] == model and state["config"]["labels"] == ds.labels
+        again = evaluate.evaluate_state(state, ds.test.x, ds.test.y)
+        assert again["accuracy"] == pytest.approx(acc)
+        from sklearn.metrics import f1_score
+        assert again["f1_macro"] == pytest.approx(f1_score(ds.test.y, again["pred"], average="macro"))
+
+
+def test_rerun_resumes_instead_of_retraining(compared, capsys):
+    before = table(compared, "history")
+    assert compare.main([*SMALL, "--models", "cnn,lstm", "--output", str(compared)]) == 0
+    after = table(compared, "history")
+    # Epoch timings are measured, so equal values mean the epochs were not run again.
+    assert after["seconds"] == before["seconds"]
+
+
+def checkpoints(folder: Path) -> list[Path]:
+    return sorted(folder.glob("ray_train/*/checkpoint_*"))
+
+
+def test_killed_driver_resumes_from_last_checkpoint(ray_cluster, tmp_path):
+    """Kill the job's driver mid-run; the same command then continues after the last checkpoint."""
+    args = ["--limit-train", "2000", "--limit-test", "200", "--epochs", "4", "--models", "cnn",
+            "--output", str(tmp_path)]
+    env = os.environ | {"PYTHONPATH": str(ROOT)}
+    driver = subprocess.Popen([sys.executable, str(ROOT / "jobs" / "compare.py"), *args,
+                               "--address", ray_cluster.address_info["address"]],
+                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 240
+    while not checkpoints(tmp_path) and time.time() < deadline and driver.poll() is None:
+        time.sleep(0.5)
+    assert checkpoints(tmp_path), "no checkpoint appeared before the deadline"
+    driver.send_signal(signal.SIGKILL)
+    driver.wait()
+    assert not (tmp_path / "metrics.parquet").exists()
+    first = train.load_checkpoint(checkpoints(tmp_path)[0])["history"][0]
+
+    time.sleep(2)  # let Ray reap the dead driver's actors
+    assert compare.main(args) == 0
+    h = table(tmp_path, "history")
+    assert h["epoch"] == [1, 2, 3, 4]
+    assert h["seconds"][0] == first["seconds"]  # epoch 1 came from the checkpoint, not a re-run
+
+
+def run_cli(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(ROOT / "jobs" / "compare.py"), *args], cwd=cwd,
+                          capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--models", "cnn,resnet"], "unknown model 'resnet'"),
+    (["--models", ","], "--models is empty"),
+    (["--dataset", "cifar"], "argument --dataset: invalid choice: 'cifar'"),
+    (["--dataset", "emnist-letters"], "--dataset emnist-letters needs --data-dir"),
+    (["--data-dir", "/nonexistent/mnist"], "--data-dir /nonexistent/mnist: no such folder"),
+    (["--epochs", "0"], "argument --epochs: must be at least 1, got 0"),
+    (["--workers", "two"], "argument --workers: invalid positive value: 'two'"),
+    (["--gpu", "maybe"], "argument --gpu: invalid choice: 'maybe'"),
+    (["--address", "127.0.0.1:9", "--limit-train", "500"], "--address 127.0.0.1:9: no Ray cluster answers there"),
+])
+def test_bad_flags_give_one_line(args, message):
+    result = run_cli(*args)
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1 and message in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_bad_data_dir_contents_give_one_line(tmp_path, mnist_copy):
+    (mnist_copy / "t10k-labels-idx1-ubyte").unlink()
+    result = run_cli("--data-dir", str(mnist_copy), "--output", str(tmp_path / "out"))
+    assert result.returncode == 2 and result.stderr.count("\n") == 1
+    assert "incomplete MNIST folder, missing t10k-labels-idx1-ubyte" in result.stderr
+
+    corrupt = tmp_path / "corrupt"
+    corrupt.mkdir()
+    for f in mnist_copy.iterdir():
+        (corrupt / f.name).write_bytes(f.read_bytes())
+    (corrupt / "t10k-labels-idx1-ubyte").write_bytes(np.array([0, 0, 8, 1], np.uint8).tobytes() + b"\x00\x00")
+    result = run_cli("--data-dir", str(corrupt), "--output", str(tmp_path / "out"))
+    assert result.returncode == 2 and result.stderr.count("\n") == 1
+    assert "t10k-labels-idx1-ubyte: truncated IDX header" in result.stderr
+
+
+def test_unwritable_output(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    result = run_cli("--output", str(blocker / "results"))
+    assert result.returncode == 2 and result.stderr.count("\n") == 1
+    assert f"--output {blocker / 'results'}: cannot write there" in result.stderr
+
+
+def test_more_workers_than_the_cluster_can_place(ray_cluster, tmp_path, capsys):
+    assert compare.main([*SMALL, "--workers", "8", "--output", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--workers 8 x --cpus-per-worker 1 needs 8 CPUs; the Ray cluster has 2" in err
+    assert compare.main([*SMALL, "--workers", "1", "--cpus-per-worker", "2", "--gpu", "on",
+                         "--output", str(tmp_path)]) == 2
+    assert "--gpu on with --workers 1 needs 1 GPUs; the Ray cluster has 0" in capsys.readouterr().err
+
+
+def test_emnist_47_classes_end_to_end(ray_cluster, tmp_path):
+    from tests.conftest import shared
+
+    folder = shared("emnist-bymerge")
+    assert compare.main(["--dataset", "emnist-bymerge", "--data-dir", str(folder), "--models", "cnn",
+                         "--limit-train", "3000", "--limit-test", "470", "--epochs", "1",
+                         "--output", str(tmp_path)]) == 0
+    m, pc = table(tmp_path, "metrics"), table(tmp_path, "per_class")
+    assert m["dataset"] == ["emnist-bymerge-test-resplit"]  # never called "EMNIST Balanced"
+    assert len(pc["label"]) == 47 and pc["label"][10] == "A" and pc["label"][36] == "a"
+    state = train.load_checkpoint(m["checkpoint"][0])
+    assert state["config"]["num_classes"] == 47 and len(state["config"]["labels"]) == 47
+
+
+def test_console_script():
+    hdr = Path(sys.executable).parent / "hdr"
+    result = subprocess.run([str(hdr), "compare", "--models", "nope"], capture_output=True, text=True)
+    assert result.returncode == 2 and result.stderr == "hdr compare: error: unknown model 'nope'; " \
+        "choose from cnn, lstm, cnn-seed, cnn-emnist-seed, lstm-seed\n"
+    result = subprocess.run([str(hdr)], capture_output=True, text=True)
+    assert result.returncode == 2 and "usage: hdr {compare}" in result.stderr

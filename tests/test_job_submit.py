@@ -1,0 +1,66 @@
+"""The README's cluster path for real: `ray start --head` on 127.0.0.1, then `ray job submit`."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from tests.conftest import ROOT
+
+BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def head():
+    """A head node of its own (own ports, own temp dir), stopped by killing exactly its processes.
+
+    ``ray stop`` would also kill the test session's cluster, so it is not used.
+    """
+    temp_dir = tempfile.mkdtemp(prefix="hdr-head-", dir="/tmp")  # short: Ray's socket paths are limited
+    port, dash = free_port(), free_port()
+    env = os.environ | {"PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "RAY_AUTH_MODE": "token"}
+    subprocess.run([str(BIN / "ray"), "start", "--head", "--node-ip-address", "127.0.0.1",
+                    "--port", str(port), "--dashboard-host", "127.0.0.1", "--dashboard-port", str(dash),
+                    "--num-cpus", "2", "--temp-dir", temp_dir, "--disable-usage-stats"],
+                   env=env, check=True, capture_output=True, timeout=180)
+    try:
+        yield f"http://127.0.0.1:{dash}", env
+    finally:
+        subprocess.run(["pkill", "-9", "-f", temp_dir], check=False)
+        # `ray start` recorded this head as "the current cluster"; later drivers must not look for it.
+        current = Path("/tmp/ray/ray_current_cluster")
+        if current.exists() and f":{port}" in current.read_text():
+            current.unlink()
+
+
+def test_job_submit_runs_compare_on_the_head(head, tmp_path):
+    address, env = head
+    out = tmp_path / "results"
+    submit = [str(BIN / "ray"), "job", "submit", "--address", address, "--working-dir", str(ROOT), "--",
+              "python", "jobs/compare.py", "--limit-train", "400", "--limit-test", "100", "--epochs", "1",
+              "--models", "cnn", "--output", str(out)]
+    deadline = time.time() + 120
+    while True:  # `ray start` returns before the head's job agent accepts jobs
+        result = subprocess.run(submit, env=env, capture_output=True, text=True, timeout=600, cwd=ROOT)
+        if "No available agent to submit job" not in result.stderr or time.time() > deadline:
+            break
+        time.sleep(3)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "succeeded" in result.stdout + result.stderr
+    metrics = pq.read_table(out / "metrics.parquet").to_pydict()
+    assert metrics["model"] == ["cnn"] and metrics["epochs"] == [1]
+    assert Path(metrics["checkpoint"][0]).is_dir()

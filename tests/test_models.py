@@ -1,0 +1,47 @@
+"""Every named model builds and maps (N, 1, 28, 28) to (N, classes)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from hdr_dist import models
+from hdr_dist.errors import UserError
+
+
+@pytest.mark.parametrize("name", list(models.RECIPES))
+@pytest.mark.parametrize("classes", [10, 47])
+def test_forward_shape(name, classes):
+    model = models.build(name, classes).eval()
+    with torch.no_grad():
+        out = model(torch.randn(3, 1, 28, 28))
+    assert out.shape == (3, classes) and torch.isfinite(out).all()
+
+
+def test_seed_cnn_is_002s_keras_model_layer_for_layer():
+    # 002 prints "Total trainable parameters are 3,75,727" for its MNIST CNN (47 outputs).
+    assert models.count_params(models.build("cnn-seed", 47)) == 375_727
+
+
+def test_seed_lstm_is_relu_lstm_with_keras_init():
+    model = models.build("lstm-seed", 10)
+    layer = model.rnn[0]
+    assert isinstance(layer, models.ReluLSTMLayer)
+    h = layer.hidden
+    assert torch.all(layer.inp.bias[h:2 * h] == 1) and torch.all(layer.inp.bias[:h] == 0)
+    w = layer.rec.weight  # orthogonal columns
+    assert torch.allclose(w.T @ w, torch.eye(h), atol=1e-4)
+
+
+def test_lstm_reads_rows_as_time_steps():
+    """Permuting rows changes a row-reading LSTM's output; the input is 28 steps of 28 pixels."""
+    torch.manual_seed(0)
+    model = models.build("lstm", 10).eval()
+    x = torch.randn(2, 1, 28, 28)
+    with torch.no_grad():
+        assert not torch.allclose(model(x), model(x.flip(2)))
+
+
+def test_unknown_model():
+    with pytest.raises(UserError, match="unknown model 'resnet'"):
+        models.build("resnet", 10)
