@@ -150,8 +150,10 @@ def run_name(cfg: dict, workers: int) -> str:
 
 
 def checkpoint_uri(checkpoint) -> str:
+    """The checkpoint's model file, so ``torch.load(row["checkpoint"], weights_only=True)`` works."""
     fs = checkpoint.filesystem.type_name
-    return checkpoint.path if fs == "local" else f"{fs}://{checkpoint.path}"
+    path = f"{checkpoint.path}/{train.CHECKPOINT_FILE}"
+    return path if fs == "local" else f"{fs}://{path}"
 
 
 def load_state(checkpoint) -> dict:

@@ -61,7 +61,7 @@ def test_checkpoint_loads_weights_only_and_reproduces_accuracy(compared):
     m = table(compared, "metrics")
     ds = data.load("mnist", limit_train=2000, limit_test=200)
     for model, path, acc in zip(m["model"], m["checkpoint"], m["accuracy"]):
-        state = torch.load(Path(path) / train.CHECKPOINT_FILE, weights_only=True)
+        state = torch.load(path, weights_only=True)
         assert state["config"]["model"] == model and state["config"]["labels"] == ds.labels
         again = evaluate.evaluate_state(state, ds.test.x, ds.test.y)
         assert again["accuracy"] == pytest.approx(acc)

@@ -63,4 +63,4 @@ def test_job_submit_runs_compare_on_the_head(head, tmp_path):
     assert "succeeded" in result.stdout + result.stderr
     metrics = pq.read_table(out / "metrics.parquet").to_pydict()
     assert metrics["model"] == ["cnn"] and metrics["epochs"] == [1]
-    assert Path(metrics["checkpoint"][0]).is_dir()
+    assert Path(metrics["checkpoint"][0]).is_file()
