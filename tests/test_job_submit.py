@@ -31,10 +31,12 @@ def head():
     ``ray stop`` would also kill the test session's cluster, so it is not used.
     """
     temp_dir = tempfile.mkdtemp(prefix="hdr-head-", dir="/tmp")  # short: Ray's socket paths are limited
-    port, dash = free_port(), free_port()
+    # Every port of its own: the test session's Ray already holds the defaults (agent: 52365).
+    port, dash, agent = free_port(), free_port(), free_port()
     env = os.environ | {"PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "RAY_AUTH_MODE": "token"}
     subprocess.run([str(BIN / "ray"), "start", "--head", "--node-ip-address", "127.0.0.1",
                     "--port", str(port), "--dashboard-host", "127.0.0.1", "--dashboard-port", str(dash),
+                    "--dashboard-agent-listen-port", str(agent),
                     "--num-cpus", "2", "--temp-dir", temp_dir, "--disable-usage-stats"],
                    env=env, check=True, capture_output=True, timeout=180)
     try:
