@@ -87,7 +87,8 @@ def parse_idx(data: bytes, path: Path, magic: int) -> np.ndarray:
     if len(data) - header != expected:
         raise UserError(f"{path}: header says {expected} bytes of data for shape {shape}, "
                         f"file has {len(data) - header} (truncated or corrupt)")
-    return np.frombuffer(data, dtype=np.uint8, offset=header).reshape(shape)
+    # A copy: frombuffer's view of the file bytes is read-only, which torch warns about.
+    return np.frombuffer(data, dtype=np.uint8, offset=header).reshape(shape).copy()
 
 
 def read_idx(path: Path, magic: int) -> np.ndarray:
