@@ -20,6 +20,7 @@ from pathlib import Path
 from rich.console import Console
 
 from hdr_dist import data, evaluate, models, report, train
+from hdr_dist.augment import AugmentRanges
 from hdr_dist.errors import UserError
 
 DEFAULT_MODELS = "cnn,lstm"
@@ -55,9 +56,9 @@ def parser(prog: str = "hdr compare") -> Parser:
     g.add_argument("--lr", type=float, help="peak learning rate (default: recipe)")
     g.add_argument("--augment", action=argparse.BooleanOptionalAction, default=None,
                    help="random rotation/shift/zoom (default: on for cnn and lstm, off for the *-seed models)")
-    g.add_argument("--rotation", type=float, default=10.0, help="augmentation: max rotation, degrees (default: %(default)s)")
-    g.add_argument("--shift", type=float, default=0.1, help="augmentation: max shift, fraction of the side (default: %(default)s)")
-    g.add_argument("--zoom", type=float, default=0.1, help="augmentation: max zoom in or out, fraction (default: %(default)s)")
+    g.add_argument("--rotation", type=float, default=AugmentRanges.rotation, help="augmentation: max rotation, degrees (default: %(default)s)")
+    g.add_argument("--shift", type=float, default=AugmentRanges.shift, help="augmentation: max shift, fraction of the side (default: %(default)s)")
+    g.add_argument("--zoom", type=float, default=AugmentRanges.zoom, help="augmentation: max zoom in or out, fraction (default: %(default)s)")
     g.add_argument("--seed", type=int, default=0, help="seeds hold-out, init, shuffles, augmentation (default: %(default)s)")
     g = p.add_argument_group("Ray")
     g.add_argument("--workers", type=positive, default=2, help="Ray Train workers, data-parallel processes (default: %(default)s)")

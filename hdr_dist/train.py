@@ -272,7 +272,8 @@ def train_plain(cfg: dict, arrays: dict, device: torch.device) -> tuple:
 
 
 def config(model: str, dataset, *, epochs=None, batch_size=None, lr=None, augment=None, seed=0,
-           rotation=10.0, shift=0.1, zoom=0.1, cpus_per_worker=1) -> dict:
+           rotation=AugmentRanges.rotation, shift=AugmentRanges.shift, zoom=AugmentRanges.zoom,
+           cpus_per_worker=1) -> dict:
     """The recipe's settings with any flag the user set on top: what every worker trains with."""
     r = models.recipe(model)
     pick = lambda flag, default: default if flag is None else flag  # noqa: E731
