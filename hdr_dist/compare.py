@@ -167,8 +167,12 @@ def train_and_test(name: str, ds: data.Dataset, args, data_ref, storage: str, us
     cfg = train.config(name, ds, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                        augment=args.augment, seed=args.seed, rotation=args.rotation, shift=args.shift,
                        zoom=args.zoom, cpus_per_worker=args.cpus_per_worker)
-    result = train.fit(cfg | {"data": data_ref}, workers=args.workers, use_gpu=use_gpu,
-                       storage_path=storage, name=run_name(cfg, args.workers), max_failures=args.max_failures)
+    try:
+        result = train.fit(cfg | {"data": data_ref}, workers=args.workers, use_gpu=use_gpu,
+                           storage_path=storage, name=run_name(cfg, args.workers),
+                           max_failures=args.max_failures)
+    except SystemExit:  # Ray Train's own Ctrl-C handler aborts the run, then exits
+        raise KeyboardInterrupt from None
     best = max(result.best_checkpoints, key=lambda cm: cm[1]["val_acc"])[0]
     history = load_state(result.checkpoint)["history"]
     scores = evaluate.evaluate_state(load_state(best), ds.test.x, ds.test.y)
