@@ -110,6 +110,24 @@ def test_killed_driver_resumes_from_last_checkpoint(ray_cluster, tmp_path):
     assert h["seconds"][0] == first["seconds"]  # epoch 1 came from the checkpoint, not a re-run
 
 
+def test_ctrl_c_stops_with_a_resume_hint(ray_cluster, tmp_path):
+    """Ctrl-C mid-training: Ray Train aborts the run, the job says how to resume, status 130."""
+    driver = subprocess.Popen([sys.executable, str(ROOT / "jobs" / "compare.py"), "--models", "cnn",
+                               "--limit-train", "3000", "--limit-test", "200", "--epochs", "8",
+                               "--output", str(tmp_path), "--address", ray_cluster.address_info["address"]],
+                              env=os.environ | {"PYTHONPATH": str(ROOT)}, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 240
+    while not registered(tmp_path) and time.time() < deadline and driver.poll() is None:
+        time.sleep(0.5)
+    assert registered(tmp_path), "no checkpoint was reported before the deadline"
+    driver.send_signal(signal.SIGINT)
+    _, err = driver.communicate(timeout=120)
+    assert driver.returncode == 130
+    assert "jobs/compare.py: interrupted; run the same command again to resume" in err
+    assert not (tmp_path / "metrics.parquet").exists()
+
+
 def run_cli(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, str(ROOT / "jobs" / "compare.py"), *args], cwd=cwd,
                           capture_output=True, text=True, timeout=120)
