@@ -86,18 +86,23 @@ def registered(folder: Path) -> bool:
     return any(folder.glob("ray_train/*/checkpoint_manager_snapshot.json"))
 
 
+def driver_with_a_checkpoint(ray_cluster, args: list[str], output: Path, **popen) -> subprocess.Popen:
+    """Start compare as a separate driver on the session's cluster; return once it has a checkpoint."""
+    driver = subprocess.Popen([sys.executable, str(ROOT / "jobs" / "compare.py"), *args,
+                               "--address", ray_cluster.address_info["address"]],
+                              env=os.environ | {"PYTHONPATH": str(ROOT)}, stdout=subprocess.DEVNULL, **popen)
+    deadline = time.time() + 240
+    while not registered(output) and time.time() < deadline and driver.poll() is None:
+        time.sleep(0.5)
+    assert registered(output), "no checkpoint was reported before the deadline"
+    return driver
+
+
 def test_killed_driver_resumes_from_last_checkpoint(ray_cluster, tmp_path):
     """Kill the job's driver mid-run; the same command then continues after the last checkpoint."""
     args = ["--limit-train", "2000", "--limit-test", "200", "--epochs", "4", "--models", "cnn",
             "--output", str(tmp_path)]
-    env = os.environ | {"PYTHONPATH": str(ROOT)}
-    driver = subprocess.Popen([sys.executable, str(ROOT / "jobs" / "compare.py"), *args,
-                               "--address", ray_cluster.address_info["address"]],
-                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 240
-    while not registered(tmp_path) and time.time() < deadline and driver.poll() is None:
-        time.sleep(0.5)
-    assert registered(tmp_path), "no checkpoint was reported before the deadline"
+    driver = driver_with_a_checkpoint(ray_cluster, args, tmp_path, stderr=subprocess.DEVNULL)
     driver.send_signal(signal.SIGKILL)
     driver.wait()
     assert not (tmp_path / "metrics.parquet").exists()
@@ -112,15 +117,9 @@ def test_killed_driver_resumes_from_last_checkpoint(ray_cluster, tmp_path):
 
 def test_ctrl_c_stops_with_a_resume_hint(ray_cluster, tmp_path):
     """Ctrl-C mid-training: Ray Train aborts the run, the job says how to resume, status 130."""
-    driver = subprocess.Popen([sys.executable, str(ROOT / "jobs" / "compare.py"), "--models", "cnn",
-                               "--limit-train", "3000", "--limit-test", "200", "--epochs", "8",
-                               "--output", str(tmp_path), "--address", ray_cluster.address_info["address"]],
-                              env=os.environ | {"PYTHONPATH": str(ROOT)}, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 240
-    while not registered(tmp_path) and time.time() < deadline and driver.poll() is None:
-        time.sleep(0.5)
-    assert registered(tmp_path), "no checkpoint was reported before the deadline"
+    args = ["--models", "cnn", "--limit-train", "3000", "--limit-test", "200", "--epochs", "8",
+            "--output", str(tmp_path)]
+    driver = driver_with_a_checkpoint(ray_cluster, args, tmp_path, stderr=subprocess.PIPE, text=True)
     driver.send_signal(signal.SIGINT)
     _, err = driver.communicate(timeout=120)
     assert driver.returncode == 130
