@@ -23,7 +23,7 @@ import time
 import ray
 import torch
 
-from hdr_dist import compare, data, train
+from hdr_dist import cli, data, train
 
 
 def steady(history: list[dict]) -> float:
@@ -60,7 +60,7 @@ def main() -> None:
     figures = {"model": args.model, "global_batch": cfg["batch_size"], "epochs": args.epochs,
                "train_images": len(ds.train.y), "cores": cores}
     before = plain(cfg, arrays, cores)
-    compare.connect(None)  # a local Ray started exactly as `jobs/compare.py` starts it
+    cli.connect(None)  # a local Ray started exactly as `jobs/compare.py` starts it
     data_ref = ray.put(arrays)
     with tempfile.TemporaryDirectory() as storage:
         for workers in (1, 2):

@@ -1,12 +1,64 @@
-"""The ``hdr`` console script: one subcommand per job."""
+"""The ``hdr`` console script, and what every job's command line shares.
+
+Each job module (``compare``, ``score``) has its own ``parser`` and ``main``;
+this module holds the pieces they share: one-line errors for bad flags, the
+way a job finds its Ray cluster, and the console it prints to.
+"""
 
 from __future__ import annotations
 
+import argparse
+import importlib
+import os
+import socket
 import sys
 
-from hdr_dist import compare
+from rich.console import Console
 
-COMMANDS = {"compare": compare.main}
+from hdr_dist.errors import UserError
+
+COMMANDS = ("compare", "score")
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, but a bad flag is one line on stderr, like every other user error."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def connect(address: str | None) -> None:
+    """Join ``--address`` or RAY_ADDRESS (set by ``ray job submit``); otherwise start a private local Ray.
+
+    Without an address Ray would also try the last cluster ``ray start`` left on this
+    machine and hang if it is gone, so a plain local run asks for ``"local"``;
+    ``--address auto`` joins a running ``ray start`` cluster on purpose.
+    """
+    import ray
+
+    if ray.is_initialized():
+        return
+    address = address or os.environ.get("RAY_ADDRESS") or "local"
+    host, _, port = address.rpartition(":")
+    if port.isdigit() and "://" not in address:  # a GCS host:port; Ray itself would retry for minutes
+        try:
+            socket.create_connection((host, int(port)), timeout=5).close()
+        except OSError as e:
+            raise UserError(f"--address {address}: no Ray cluster answers there ({e.strerror or e})") from None
+    ray.init(address=address, logging_level="WARNING")
+
+
+def console() -> Console:
+    """Rich's console, wide enough for the results table when output goes to a log or a job."""
+    c = Console()
+    return c if c.is_terminal else Console(width=160)
 
 
 def main(argv=None) -> int:
@@ -15,7 +67,8 @@ def main(argv=None) -> int:
         print(f"usage: hdr {{{','.join(COMMANDS)}}} [flags]  (hdr COMMAND --help for its flags)",
               file=sys.stderr)
         return 0 if argv and argv[0] in ("-h", "--help") else 2
-    return COMMANDS[argv[0]](argv[1:], prog=f"hdr {argv[0]}")
+    job = importlib.import_module(f"hdr_dist.{argv[0]}")
+    return job.main(argv[1:], prog=f"hdr {argv[0]}")
 
 
 if __name__ == "__main__":

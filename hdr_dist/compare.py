@@ -11,8 +11,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import os
-import socket
 import sys
 import time
 from pathlib import Path
@@ -20,24 +18,11 @@ from pathlib import Path
 from rich.console import Console
 
 from hdr_dist import data, evaluate, models, report, train
+from hdr_dist.cli import Parser, connect, console, positive
 from hdr_dist.augment import AugmentRanges
 from hdr_dist.errors import UserError
 
 DEFAULT_MODELS = "cnn,lstm"
-
-
-class Parser(argparse.ArgumentParser):
-    """argparse, but a bad flag is one line on stderr, like every other user error."""
-
-    def error(self, message):
-        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
-
-
-def positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
 
 
 def parser(prog: str = "hdr compare") -> Parser:
@@ -101,27 +86,6 @@ def storage_location(flag: str | None, output: Path) -> str:
     if flag is None:
         return str(output / "ray_train")
     return flag if "://" in flag else str(Path(flag).expanduser().resolve())
-
-
-def connect(address: str | None) -> None:
-    """Join ``--address`` or RAY_ADDRESS (set by ``ray job submit``); otherwise start a private local Ray.
-
-    Without an address Ray would also try the last cluster ``ray start`` left on this
-    machine and hang if it is gone, so a plain local run asks for ``"local"``;
-    ``--address auto`` joins a running ``ray start`` cluster on purpose.
-    """
-    import ray
-
-    if ray.is_initialized():
-        return
-    address = address or os.environ.get("RAY_ADDRESS") or "local"
-    host, _, port = address.rpartition(":")
-    if port.isdigit() and "://" not in address:  # a GCS host:port; Ray itself would retry for minutes
-        try:
-            socket.create_connection((host, int(port)), timeout=5).close()
-        except OSError as e:
-            raise UserError(f"--address {address}: no Ray cluster answers there ({e.strerror or e})") from None
-    ray.init(address=address, logging_level="WARNING")
 
 
 def placement(workers: int, cpus_per_worker: int, gpu: str) -> bool:
@@ -208,12 +172,6 @@ def run(args, console: Console) -> int:
     report.print_table(tables["metrics"], console)
     console.print(f"results in {output} ({time.perf_counter() - started:.0f} s)")
     return 0
-
-
-def console() -> Console:
-    """Rich's console, wide enough for the results table when output goes to a log or a job."""
-    c = Console()
-    return c if c.is_terminal else Console(width=160)
 
 
 def main(argv=None, prog: str = "hdr compare") -> int:

@@ -1,0 +1,130 @@
+"""Bulk scoring throughput: a plain single-process loop against the Ray Data job, on one folder.
+
+    python benchmarks/score_throughput.py [--model results] [--concurrency 1,2]
+
+The folder (made once, then reused) holds 20,000 MNIST images rendered as scans:
+dark ink on light paper, sizes cycling through 28, 64 and 200 px, PNG and JPEG,
+labels as folder names. (a) is what one would write without Ray: read each file,
+decode it with Pillow, the same preprocessing, batched torch inference with all
+of torch's threads. (b) is ``hdr score`` run in this process against a local Ray
+that is already up (as a cluster would be), timed from the call to the written
+output. The plain loop runs before and after the Ray runs; its mean is the
+baseline. The last line is JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from hdr_dist import cli, data, evaluate, images, models, preprocess, samples, score  # noqa: E402
+
+SIZES, FORMATS = (28, 64, 200), ("PNG", "JPEG")
+
+
+def make_folder(folder: Path, n: int) -> None:
+    if folder.is_dir() and sum(1 for _ in folder.rglob("*.*")) == n:
+        return
+    ds = data.load("mnist")
+    x, y = np.concatenate([ds.test.x, ds.train.x]), np.concatenate([ds.test.y, ds.train.y])
+    for i in range(n):
+        size, fmt = SIZES[i % len(SIZES)], FORMATS[(i // len(SIZES)) % len(FORMATS)]
+        path = folder / ds.labels[y[i]] / f"{i:06d}.{samples.EXTENSIONS[fmt]}"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(samples.render(x[i], size, fmt))
+
+
+def plain(folder: Path, model_path: str, batch_size: int) -> float:
+    """Images/s of the loop one would write without Ray."""
+    start = time.perf_counter()
+    state, _, _ = score.load_model(model_path, None)
+    cfg = state["config"]
+    model = models.build(cfg["model"], cfg["num_classes"])
+    model.load_state_dict(state["model"])
+    model = evaluate.for_inference(model)
+    files = sorted(p for p in folder.rglob("*") if p.is_file())
+    batch, n, preds = [], 0, []
+
+    def infer():
+        with torch.no_grad():
+            x = torch.from_numpy(np.stack(batch))
+            preds.append(evaluate.logits(model, x, cfg["mean"], cfg["std"], torch.device("cpu")).argmax(1))
+        batch.clear()
+
+    for f in files:
+        for _, _, _, gray, error in images.decode(f.read_bytes()):
+            n += 1
+            if error is None:
+                batch.append(preprocess.to_mnist(gray))
+            if len(batch) == batch_size:
+                infer()
+    if batch:
+        infer()
+    return n / (time.perf_counter() - start)
+
+
+def with_ray(folder: Path, model_path: str, batch_size: int, concurrency: int, actor_cpus: float) -> tuple[float, float]:
+    """(images/s over the whole job, images/s of the pipeline alone as summary.json reports it)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "out"
+        start = time.perf_counter()
+        code = score.main([str(folder), "--model", model_path, "--output", str(out), "--labels-from", "dirname",
+                           "--batch-size", str(batch_size), "--concurrency", str(concurrency),
+                           "--cpus-per-actor", str(actor_cpus)])
+        seconds = time.perf_counter() - start
+        if code != 0:
+            raise SystemExit(f"hdr score failed with status {code}")
+        summary = json.loads((out / "summary.json").read_text())
+    return summary["images"] / seconds, summary["images_per_s"]
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--model", default="results", help="compare output folder or model.pt (default: %(default)s)")
+    p.add_argument("--folder", type=Path, default=Path("results-bench/score-20k"),
+                   help="where the image folder is made once (default: %(default)s)")
+    p.add_argument("--images", type=int, default=20_000)
+    p.add_argument("--batch-size", type=int, default=512)
+    p.add_argument("--concurrency", default="1", help="comma list of --concurrency values to run (default: 1)")
+    p.add_argument("--cpus-per-actor", type=float, default=1.0, help="passed to hdr score (default: 1)")
+    args = p.parse_args()
+    make_folder(args.folder, args.images)
+    print(f"{args.images:,} images in {args.folder}; {os.cpu_count()} CPUs; torch threads {torch.get_num_threads()}")
+
+    before = plain(args.folder, args.model, args.batch_size)
+    print(f"(a) plain loop: {before:,.0f} img/s")
+    cli.connect(None)  # a local Ray, up before the clock starts, as a cluster would be
+    runs = {}
+    for c in [int(v) for v in args.concurrency.split(",")]:
+        job, pipe = with_ray(args.folder, args.model, args.batch_size, c, args.cpus_per_actor)
+        runs[c] = {"images_per_s": round(job, 1), "pipeline_images_per_s": round(pipe, 1)}
+        print(f"(b) Ray Data, --concurrency {c}: {job:,.0f} img/s whole job ({pipe:,.0f} img/s pipeline alone)")
+    import ray
+
+    ray.shutdown()
+    after = plain(args.folder, args.model, args.batch_size)
+    baseline = (before + after) / 2
+    print(f"(a) plain loop again: {after:,.0f} img/s; baseline {baseline:,.0f} img/s")
+    first = next(iter(runs))
+    for c, r in runs.items():
+        r["ratio"] = round(r["images_per_s"] / baseline, 3)
+        print(f"--concurrency {c}: {r['ratio']:.2f}x the plain loop")
+    print(json.dumps({"images": args.images, "cpus": os.cpu_count(), "plain_images_per_s": round(baseline, 1),
+                      "plain_runs": [round(before, 1), round(after, 1)],
+                      "ray_images_per_s": runs[first]["images_per_s"], "ratio": runs[first]["ratio"],
+                      "by_concurrency": runs}))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

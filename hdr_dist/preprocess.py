@@ -1,0 +1,132 @@
+"""Real scans -> MNIST space, the way MNIST itself was made.
+
+MNIST's digits were fitted into a 20x20 box keeping their aspect ratio,
+anti-aliased, and placed in a 28x28 field so that their centre of mass sits at
+the centre (row and column 14: measured on the MNIST test set, every digit's
+tightest box has a long side of exactly 20 and its mean centre of mass is
+(13.99, 14.01)). A model trained on MNIST has only ever seen that, so a scan of
+any size, ink colour and margin is brought to the same form before it is
+scored. ``compare --preprocess scan`` runs the same function over the training
+data, so a model can be trained on exactly what scoring will show it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from PIL import Image
+from scipy import ndimage
+
+BOX = 20            # the digit's long side, in pixels
+FIELD = 28          # the image's side
+CENTRE = 14.0       # where the centre of mass goes (row and column index)
+MIN_CONTRAST = 0.1  # ink must differ from the paper by 10 % of the full scale, else "blank image"
+NOISE_FLOOR = 0.1   # after contrast normalisation, fainter pixels are paper texture, not ink
+MIN_SPECK = 0.005   # ink blobs carrying less than this share of all ink are specks, not strokes
+SPECK_GRID = 64     # specks are looked for on a grid of at most this many cells a side
+
+
+class BlankImage(ValueError):
+    """No ink: the image is left unscored rather than guessed."""
+
+    def __init__(self):
+        super().__init__("blank image")
+
+
+def ink_on_black(gray: np.ndarray) -> np.ndarray:
+    """Polarity and contrast: paper -> 0, the darkest (or brightest) ink -> 1, float32.
+
+    The paper colour is the median of the border pixels, which in a crop are
+    paper almost everywhere; if the paper is light, the ink is dark and the
+    image is inverted (MNIST is white ink on black). An 8-bit image goes
+    through a 256-entry table: one pass over its pixels.
+    """
+    border = np.concatenate([gray[0], gray[-1], gray[1:-1, 0], gray[1:-1, -1]])
+    full = 255.0 if gray.dtype == np.uint8 else 1.0
+    paper = float(np.median(border)) / full
+    ink = float(gray.min() if paper > 0.5 else gray.max()) / full
+    if abs(ink - paper) < MIN_CONTRAST:
+        raise BlankImage()
+
+    def scale(values):
+        out = (np.asarray(values, np.float32) / full - paper) / (ink - paper)
+        np.clip(out, 0.0, 1.0, out=out)
+        out[out < NOISE_FLOOR] = 0.0
+        return out
+
+    return scale(np.arange(256))[gray] if gray.dtype == np.uint8 else scale(gray)
+
+
+def drop_specks(ink: np.ndarray) -> np.ndarray:
+    """Remove dust and scanner specks, which would otherwise stretch the digit's bounding box.
+
+    Blobs are found on a grid of cells at most SPECK_GRID to a side, so a large
+    scan costs no more than a small one (a speck touching a stroke's cell counts
+    as part of the stroke, as it would to the eye).
+    """
+    h, w = ink.shape
+    cell = max(1, -(-max(h, w) // SPECK_GRID))
+    coarse = np.asarray(Image.fromarray(ink).reduce(cell)) if cell > 1 else ink  # cell means
+    blobs, n = ndimage.label(coarse > 0, structure=np.ones((3, 3)))
+    if n <= 1:
+        return ink
+    mass = ndimage.sum_labels(coarse, blobs, index=np.arange(1, n + 1))
+    keep = np.concatenate([[False], mass >= MIN_SPECK * mass.sum()])[blobs]
+    if cell > 1:
+        keep = np.repeat(np.repeat(keep, cell, 0), cell, 1)[:h, :w]
+    return np.where(keep, ink, 0.0).astype(np.float32)
+
+
+def fit_box(ink: np.ndarray) -> np.ndarray:
+    """Crop to the ink and resize so the long side is BOX pixels, anti-aliased."""
+    rows, cols = np.flatnonzero(ink.any(1)), np.flatnonzero(ink.any(0))
+    if rows.size == 0:
+        raise BlankImage()
+    crop = ink[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]
+    h, w = crop.shape
+    scale = BOX / max(h, w)
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    if size == (w, h):
+        return crop
+    # Pillow's resampling widens its kernel when shrinking: that is the anti-aliasing.
+    resized = np.asarray(Image.fromarray(np.ascontiguousarray(crop, np.float32)).resize(size, Image.Resampling.BILINEAR))
+    return np.clip(resized, 0.0, 1.0)
+
+
+def centre(digit: np.ndarray) -> np.ndarray:
+    """Place the digit in the 28x28 field with its centre of mass at (14, 14), whole-pixel shift."""
+    h, w = digit.shape
+    mass = digit.sum()
+    r = (digit.sum(1) @ np.arange(h)) / mass
+    c = (digit.sum(0) @ np.arange(w)) / mass
+    top = int(np.clip(round(CENTRE - r), 0, FIELD - h))
+    left = int(np.clip(round(CENTRE - c), 0, FIELD - w))
+    field = np.zeros((FIELD, FIELD), np.float32)
+    field[top:top + h, left:left + w] = digit
+    return field
+
+
+def to_mnist(gray: np.ndarray) -> np.ndarray:
+    """A grayscale image, uint8 (0 = black) or float in [0, 1], any size -> uint8 (28, 28), MNIST's form.
+
+    Raises ``BlankImage`` when there is no ink to score.
+    """
+    gray = np.asarray(gray)
+    if gray.dtype != np.uint8:
+        gray = gray.astype(np.float32)
+    if gray.ndim != 2 or min(gray.shape) < 2:
+        raise ValueError(f"expected a 2-D image of at least 2x2 pixels, got shape {gray.shape}")
+    digit = fit_box(drop_specks(ink_on_black(gray)))
+    if digit.sum() <= 0:
+        raise BlankImage()
+    return np.round(centre(digit) * 255).astype(np.uint8)
+
+
+def batch(x_u8: np.ndarray) -> np.ndarray:
+    """``to_mnist`` over a (N, 28, 28) uint8 training array; a blank image is kept as it is."""
+    out = np.empty_like(x_u8)
+    for i, img in enumerate(x_u8):
+        try:
+            out[i] = to_mnist(img)
+        except BlankImage:
+            out[i] = img
+    return out

@@ -1,0 +1,408 @@
+"""``hdr score`` / ``python jobs/score.py``: score image folders and archives with a trained model.
+
+A Ray Data pipeline, streaming so memory stays flat whatever the input size:
+read bytes (``inputs.datasource``) -> decode and preprocess to MNIST space in
+CPU tasks -> inference in an actor pool (the model loaded once per actor, on a
+GPU when there is one) -> ``write_parquet``. Every input yields one row per
+image: scored, or with its one-line error.
+
+The output is written into ``OUTPUT.partial`` and renamed to ``OUTPUT`` when
+complete, so a crashed run never leaves output that looks finished; ``--resume``
+picks up what the crashed (or an earlier, finished) run already scored.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import sys
+import threading
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as pads
+import pyarrow.parquet as pq
+import torch
+from rich.console import Console
+
+from hdr_dist import evaluate, images, inputs, models, preprocess, report, train
+from hdr_dist.cli import Parser, connect, console, positive
+from hdr_dist.errors import UserError
+
+PIXELS = images.PIXELS
+PREDICTION_SCHEMA = pa.schema([
+    ("source", pa.string()), ("member", pa.string()), ("page", pa.int32()), ("pages", pa.int32()),
+    ("pred", pa.int32()), ("pred_label", pa.string()), ("confidence", pa.float32()),
+    ("topk_labels", pa.list_(pa.string())), ("topk_probs", pa.list_(pa.float32())),
+    ("true_label", pa.string()), ("error", pa.string()), ("model", pa.string()),
+    ("width", pa.int32()), ("height", pa.int32())])
+ROWS_PER_FILE = 20_000
+READ_CPUS = 0.25    # reading is mostly waiting on the disk
+DECODE_CPUS = 0.5
+
+
+def parser(prog: str = "hdr score") -> Parser:
+    p = Parser(prog=prog, description="Score image folders and archives with a model trained by compare; "
+                                      "write one Parquet row per image (prediction or error).")
+    p.add_argument("inputs", nargs="+", metavar="INPUT",
+                   help="folders (recursive), image files, .zip/.tar/.tar.gz/.tgz archives, in any mix")
+    p.add_argument("--model", required=True, help="a compare --output folder, or a model.pt checkpoint")
+    p.add_argument("--model-name", help="which model of that folder (default: the most accurate)")
+    p.add_argument("--output", required=True, help="folder for predictions/, metrics and summary.json")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--labels", metavar="FILE", help="true labels: a CSV (header path,label) or Parquet file")
+    g.add_argument("--labels-from", choices=("dirname",), help="dirname: each image's folder name is its label")
+    p.add_argument("--batch-size", type=positive, default=512, help="images per inference batch (default: %(default)s)")
+    p.add_argument("--concurrency", type=positive,
+                   help="inference actors (default: one per GPU, else one per 4 CPUs of the cluster, at least 1)")
+    p.add_argument("--cpus-per-actor", type=float, default=1.0,
+                   help="CPUs each inference actor reserves on a CPU-only cluster; torch uses as many threads "
+                        "(default: %(default)s)")
+    p.add_argument("--gpu", choices=("auto", "on", "off"), default="auto",
+                   help="auto: a GPU per inference actor when the cluster has one (default: %(default)s)")
+    p.add_argument("--top-k", type=positive, default=3, help="labels and probabilities kept per image (default: %(default)s)")
+    p.add_argument("--resume", action="store_true", help="keep what OUTPUT (or OUTPUT.partial) already scored")
+    p.add_argument("--max-pixels", type=positive, default=images.DEFAULT_MAX_PIXELS,
+                   help="larger images are refused as decompression bombs (default: %(default)s)")
+    p.add_argument("--address", help="Ray cluster to join (default: RAY_ADDRESS, else a new local Ray)")
+    return p
+
+
+# ---- the model -------------------------------------------------------------------------------
+
+def read_bytes(uri: str) -> bytes:
+    from pyarrow import fs
+
+    if "://" not in uri:
+        return Path(uri).read_bytes()
+    filesystem, path = fs.FileSystem.from_uri(uri)
+    with filesystem.open_input_file(path) as f:
+        return f.read()
+
+
+def load_model(path: str, name: str | None) -> tuple[dict, str, str]:
+    """``--model`` -> (checkpoint state, model name, checkpoint path); any problem is one line."""
+    where = Path(path).expanduser()
+    checkpoint = str(where)
+    if "://" not in path and not where.exists():
+        raise UserError(f"--model {path}: no such file or folder")
+    if where.is_dir() and (where / "metrics.parquet").is_file():
+        rows = pq.read_table(where / "metrics.parquet", columns=["model", "accuracy", "checkpoint"]).to_pylist()
+        if name is not None:
+            rows = [r for r in rows if r["model"] == name]
+            if not rows:
+                raise UserError(f"--model-name {name}: not in {where / 'metrics.parquet'}")
+        checkpoint = max(rows, key=lambda r: r["accuracy"])["checkpoint"]
+    elif where.is_dir():
+        checkpoint = str(where / train.CHECKPOINT_FILE)
+    try:
+        state = torch.load(io.BytesIO(read_bytes(checkpoint)), map_location="cpu", weights_only=True)
+        cfg = state["config"]
+        model = models.build(cfg["model"], cfg["num_classes"])
+        model.load_state_dict(state["model"])
+    except UserError:
+        raise
+    except Exception as e:  # noqa: BLE001 - missing, corrupt or foreign: all the user's --model
+        raise UserError(f"--model {path}: {checkpoint} is not a readable hdr-dist checkpoint "
+                        f"({images.one_line(e)})") from None
+    if name is not None and cfg["model"] != name:
+        raise UserError(f"--model-name {name}: the checkpoint holds model {cfg['model']}")
+    return {"model": state["model"], "config": cfg, "history": state.get("history", [])}, cfg["model"], checkpoint
+
+
+# ---- the pipeline's stages -------------------------------------------------------------------
+
+class Predictor:
+    """One per inference actor: the model is built once, then scores batch after batch."""
+
+    def __init__(self, state, top_k: int, use_gpu: bool, threads: int = 1, tally=None):
+        import ray
+
+        state = ray.get(state[0]) if isinstance(state, list) else state
+        cfg = state["config"]
+        self.device = torch.device("cuda" if use_gpu else "cpu")
+        if not use_gpu:
+            torch.set_num_threads(threads)  # as many as the actor reserved; more would steal decoding's
+        self.model = models.build(cfg["model"], cfg["num_classes"])
+        self.model.load_state_dict(state["model"])
+        self.model = evaluate.for_inference(self.model, self.device)
+        self.name, self.labels = cfg["model"], pa.array(cfg["labels"], pa.string())
+        self.mean, self.std = cfg["mean"], cfg["std"]
+        self.k = min(top_k, cfg["num_classes"])
+        self.tally = tally
+
+    @torch.no_grad()
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        n = batch.num_rows
+        ok = batch["error"].is_null().to_numpy(zero_copy_only=False)
+        column = batch["image"].combine_chunks()
+        pixels = np.frombuffer(column.buffers()[1], np.uint8)[column.offset * PIXELS:(column.offset + n) * PIXELS]
+        x = torch.from_numpy(pixels.reshape(n, 28, 28)[ok].copy())
+        probs = torch.zeros((0, len(self.labels)))
+        if len(x):
+            probs = torch.softmax(evaluate.logits(self.model, x, self.mean, self.std, self.device), dim=1).cpu()
+        top_p, top_i = (t.numpy() for t in probs.topk(self.k, dim=1))
+        # One value per row (a failed row borrows row 0's, then is masked to null), built column-wise.
+        at = np.where(ok, np.cumsum(ok) - 1, 0)
+        if not ok.any():
+            top_p, top_i = np.zeros((1, self.k), np.float32), np.zeros((1, self.k), np.int64)
+        pred, failed = top_i[at, 0].astype(np.int32), pa.array(~ok)
+        columns = {name: batch[name] for name in ("source", "member", "page", "pages", "true_label", "error",
+                                                  "width", "height")}
+        columns |= {
+            "pred": pa.array(pred, mask=~ok),
+            "pred_label": pc.if_else(failed, pa.scalar(None, pa.string()), self.labels.take(pa.array(pred))),
+            "confidence": pa.array(top_p[at, 0], mask=~ok),
+            "topk_labels": pa.FixedSizeListArray.from_arrays(self.labels.take(pa.array(top_i[at].ravel())),
+                                                             self.k, mask=failed),
+            "topk_probs": pa.FixedSizeListArray.from_arrays(pa.array(top_p[at].ravel()), self.k, mask=failed),
+            "model": pa.array(np.full(n, self.name, dtype=object), pa.string())}
+        if self.tally is not None:
+            self.tally.add.remote(int(ok.sum()), int(n - ok.sum()))
+        return pa.Table.from_pydict({name: columns[name] for name in PREDICTION_SCHEMA.names}, schema=PREDICTION_SCHEMA)
+
+
+class Tally:
+    """A Ray actor the inference actors count into, so the driver can show live progress."""
+
+    def __init__(self):
+        self.scored = self.failed = 0
+
+    def add(self, scored: int, failed: int) -> None:
+        self.scored += scored
+        self.failed += failed
+
+    def counts(self) -> tuple[int, int]:
+        return self.scored, self.failed
+
+
+def pipeline(items: list[inputs.Item], state_ref, args, use_gpu: bool, concurrency: int, tally):
+    """The Ray Data plan; nothing runs until it is written.
+
+    Reading, decoding and inference ask for different CPU shares (a quarter, a
+    half, one). That keeps Ray Data from fusing decoding into the inference actors
+    or into a tar's single read task (operators with different resources are not
+    fused), and on a small machine decoding can use the time an actor waits for
+    its next batch.
+    """
+    import ray.data
+
+    ds = ray.data.read_datasource(inputs.datasource(items), num_cpus=READ_CPUS)
+    ds = ds.map_batches(images.decode_batch, batch_format="pyarrow", batch_size=inputs.BLOCK_ROWS, num_cpus=DECODE_CPUS,
+                        fn_kwargs={"max_pixels": args.max_pixels})
+    # The state travels inside a list: a top-level object-store argument would make Ray warn
+    # that restarted actors might lose it, and the list keeps the reference alive with the plan.
+    return ds.map_batches(Predictor, batch_format="pyarrow", batch_size=args.batch_size,
+                          fn_constructor_kwargs={"state": [state_ref], "top_k": args.top_k, "use_gpu": use_gpu,
+                                                 "threads": max(1, int(args.cpus_per_actor)), "tally": tally},
+                          compute=ray.data.ActorPoolStrategy(size=concurrency),
+                          num_cpus=1 if use_gpu else args.cpus_per_actor,
+                          num_gpus=1 if use_gpu else 0)
+
+
+# ---- output, resume, metrics -----------------------------------------------------------------
+
+def partial_of(output: Path) -> Path:
+    return output.with_name(output.name + ".partial")
+
+
+def prepare(output: Path, resume: bool) -> Path:
+    """The folder this run writes into; refuses to overwrite or silently drop earlier work."""
+    work = partial_of(output)
+    finished = output.exists() and any(output.iterdir())
+    if finished and not (output / "summary.json").is_file():
+        raise UserError(f"--output {output}: exists and is not the output of hdr score; choose another folder")
+    if not resume:
+        if finished:
+            raise UserError(f"--output {output}: holds an earlier run's results; pass --resume to add to them, "
+                            "or choose another folder")
+        if work.exists():
+            raise UserError(f"--output {output}: {work} holds an interrupted run; pass --resume to continue it, "
+                            "or delete it to start over")
+    try:
+        if finished and resume and not work.exists():
+            output.rename(work)  # from here until the end, the output no longer looks complete
+        elif output.exists():
+            output.rmdir()
+        (work / "predictions").mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UserError(f"--output {output}: cannot write there ({e.strerror or e})") from None
+    return work
+
+
+def prediction_files(folder: Path) -> list[Path]:
+    """Finished Parquet files; one a crash cut short is removed (its images are scored again)."""
+    files = []
+    for f in sorted(folder.glob("*.parquet")):
+        try:
+            pq.ParquetFile(f).metadata
+            files.append(f)
+        except Exception:  # noqa: BLE001 - truncated by the crash
+            f.unlink()
+    return files
+
+
+def already_scored(folder: Path) -> dict[tuple, tuple[int, set]]:
+    """(source, member) -> (its page count, the pages already in the output)."""
+    done: dict[tuple, tuple[int, set]] = {}
+    files = prediction_files(folder)
+    if not files:
+        return done
+    table = pads.dataset(files, format="parquet").to_table(columns=["source", "member", "page", "pages"])
+    for source, member, page, pages in zip(*(table[c].to_pylist() for c in ("source", "member", "page", "pages"))):
+        done.setdefault((source, member), (pages, set()))[1].add(page)
+    return done
+
+
+def skip_scored(items: list[inputs.Item], done: dict) -> tuple[list[inputs.Item], int]:
+    todo, skipped = [], 0
+    for it in items:
+        pages, seen = done.get((it.source, it.member), (0, set()))
+        if pages and len(seen) >= pages:
+            skipped += 1
+        else:
+            todo.append(replace(it, skip_pages=tuple(sorted(seen))) if seen else it)
+    return todo, skipped
+
+
+def metric_tables(folder: Path, cfg: dict, dataset: str, extra: dict) -> tuple[dict, dict]:
+    """compare's metrics, per-class and confusion tables over the labelled, scored rows."""
+    table = pads.dataset(prediction_files(folder), format="parquet").to_table(columns=["true_label", "pred", "error"])
+    failed = pc.sum(table["error"].is_valid()).as_py() or 0
+    scored = table.filter(table["error"].is_null())
+    labelled = scored.filter(scored["true_label"].is_valid())
+    counts = {"images": table.num_rows, "scored": scored.num_rows, "failed": failed,
+              "unlabelled": scored.num_rows - labelled.num_rows}
+    if labelled.num_rows == 0:
+        return {}, counts
+    index = {label: i for i, label in enumerate(cfg["labels"])}
+    y_true = np.array([index[t] for t in labelled["true_label"].to_pylist()])
+    y_pred = labelled["pred"].to_numpy()
+    scores = evaluate.metrics(y_true, y_pred, cfg["num_classes"])
+    tables = {"metrics": [report.metrics_row(dataset, cfg["model"], scores, **extra, **counts)],
+              "per_class": report.per_class_rows(dataset, cfg["model"], scores, cfg["labels"]),
+              "confusion": report.confusion_rows(dataset, cfg["model"], scores)}
+    return tables, counts
+
+
+# ---- the job ---------------------------------------------------------------------------------
+
+def watch(tally, total: int, console: Console, stop: threading.Event, started: float) -> None:
+    """The live line: images done, images/s, errors (a plain line every 10 s when not on a terminal)."""
+    import ray
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    if not console.is_terminal:
+        while not stop.wait(10):
+            done, failed = ray.get(tally.counts.remote())
+            console.print(f"scored {done + failed:,}/{total:,} images, "
+                          f"{(done + failed) / (time.perf_counter() - started):,.0f} img/s, {failed:,} errors")
+        return
+    with Progress(TextColumn("scoring"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]}"),
+                  TextColumn("{task.fields[errors]}"), TimeElapsedColumn(), console=console, transient=True) as bar:
+        task = bar.add_task("score", total=total, rate="", errors="")
+        while not stop.wait(0.5):
+            done, failed = ray.get(tally.counts.remote())
+            rate = (done + failed) / (time.perf_counter() - started)
+            bar.update(task, completed=done + failed, rate=f"{rate:,.0f} img/s", errors=f"{failed:,} errors")
+
+
+def resources(args) -> tuple[bool, int]:
+    import ray
+
+    total = ray.cluster_resources()
+    gpus, cpus = int(total.get("GPU", 0)), int(total.get("CPU", 0))
+    if args.gpu == "on" and gpus == 0:
+        raise UserError("--gpu on: the Ray cluster has no GPU")
+    use_gpu = args.gpu != "off" and gpus > 0
+    concurrency = args.concurrency or (gpus if use_gpu else max(1, cpus // 4))
+    if use_gpu and concurrency > gpus:
+        raise UserError(f"--concurrency {concurrency} with GPUs needs {concurrency} GPUs; the Ray cluster has {gpus}")
+    if args.cpus_per_actor <= 0:
+        raise UserError(f"--cpus-per-actor {args.cpus_per_actor:g}: must be more than 0")
+    actor_cpus = 1 if use_gpu else args.cpus_per_actor
+    if concurrency * actor_cpus + READ_CPUS + DECODE_CPUS > cpus:
+        raise UserError(f"--concurrency {concurrency} x {actor_cpus:g} CPUs per inference actor leaves too few of "
+                        f"the cluster's {cpus} CPUs for reading ({READ_CPUS:g}) and decoding ({DECODE_CPUS:g})")
+    return use_gpu, concurrency
+
+
+def run(args, console: Console) -> int:
+    started = time.perf_counter()
+    state, model_name, checkpoint = load_model(args.model, args.model_name)
+    cfg = state["config"]
+    label_file = inputs.read_label_file(args.labels) if args.labels else None
+    items = inputs.find(args.inputs)
+    items = inputs.with_labels(items, args.labels_from, label_file, cfg["labels"], model_name)
+    output = Path(args.output).expanduser().resolve()
+    work = prepare(output, args.resume)
+    items, skipped = skip_scored(items, already_scored(work / "predictions")) if args.resume else (items, 0)
+    console.print(f"scoring {len(items):,} inputs with {model_name} ({checkpoint})"
+                  + (f"; {skipped:,} already scored" if skipped else ""))
+
+    connect(args.address)
+    import ray
+    from ray.data import DataContext
+
+    use_gpu, concurrency = resources(args)
+    context = DataContext.get_current()
+    context.enable_progress_bars = False  # our own line below says what matters
+    context.print_on_execution_start = False
+    # By default Ray Data reserves a share of the cluster for every operator; on a small
+    # cluster that leaves decoding one task at a time (measured: 17 s -> 14 s for 20,000 images).
+    context.op_resource_reservation_enabled = False
+    tally = ray.remote(Tally).options(num_cpus=0).remote()
+    stop = threading.Event()
+    watcher = threading.Thread(target=watch, args=(tally, len(items), console, stop, time.perf_counter()),
+                               daemon=True)
+    pipe_start = time.perf_counter()
+    watcher.start()
+    try:
+        if items:
+            pipeline(items, ray.put({k: state[k] for k in ("model", "config")}), args, use_gpu, concurrency, tally).write_parquet(
+                str(work / "predictions"), min_rows_per_file=ROWS_PER_FILE)
+    finally:
+        stop.set()
+        watcher.join()
+    seconds = time.perf_counter() - pipe_start
+    done, failed = ray.get(tally.counts.remote())
+
+    dataset = Path(args.inputs[0]).name + (f" +{len(args.inputs) - 1}" if len(args.inputs) > 1 else "")
+    history = state["history"]
+    extra = {"train_seconds": sum(h["seconds"] for h in history), "epochs": len(history),
+             "device": "gpu" if use_gpu else "cpu", "num_workers": concurrency, "checkpoint": checkpoint,
+             "infer_images_per_s": (done + failed) / max(seconds, 1e-9),
+             "params": models.count_params(models.build(cfg["model"], cfg["num_classes"]))}
+    tables, counts = metric_tables(work / "predictions", cfg, dataset, extra)
+    if tables and (args.labels or args.labels_from):
+        report.write_tables(work, tables)
+    summary = {"inputs_seen": len(items) + skipped, "skipped_already_scored": skipped,
+               "images_this_run": done + failed, **counts, "seconds": round(seconds, 3),
+               "images_per_s": round((done + failed) / max(seconds, 1e-9), 1), "model": model_name,
+               "checkpoint": checkpoint, "inputs": [str(Path(i).expanduser().resolve()) for i in args.inputs]}
+    (work / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    work.rename(output)
+    line = (f"{counts['scored']:,} scored, {counts['failed']:,} failed of {counts['images']:,} images "
+            f"({done + failed:,} this run, {summary['images_per_s']:,.0f} img/s)")
+    if tables:
+        m = tables["metrics"][0]
+        line += f"; accuracy {100 * m['accuracy']:.2f} % on {counts['scored'] - counts['unlabelled']:,} labelled"
+    console.print(line)
+    console.print(f"results in {output} ({time.perf_counter() - started:.0f} s)")
+    return 0
+
+
+def main(argv=None, prog: str = "hdr score") -> int:
+    args = parser(prog).parse_args(argv)
+    try:
+        return run(args, console())
+    except UserError as e:
+        print(f"{prog}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted; run the same command with --resume to continue", file=sys.stderr)
+        return 130
