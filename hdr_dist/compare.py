@@ -34,6 +34,8 @@ def parser(prog: str = "hdr compare") -> Parser:
     g.add_argument("--data-dir", help="folder with the dataset's IDX files (default for mnist: the embedded copy)")
     g.add_argument("--limit-train", type=positive, help="use a stratified sample of N training images")
     g.add_argument("--limit-test", type=positive, help="use a stratified sample of N test images")
+    g.add_argument("--preprocess", choices=("none", "scan"), default="none",
+                   help="scan: pass every image through score's scan preprocessing first (default: %(default)s)")
     g = p.add_argument_group("models and training")
     g.add_argument("--models", default=DEFAULT_MODELS, help=f"comma list from: {', '.join(models.RECIPES)} (default: %(default)s)")
     g.add_argument("--epochs", type=positive, help="default: each model's recipe")
@@ -130,7 +132,7 @@ def train_and_test(name: str, ds: data.Dataset, args, data_ref, storage: str, us
     """Ray Train one model, then score its best checkpoint (by validation accuracy) on the test split."""
     cfg = train.config(name, ds, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                        augment=args.augment, seed=args.seed, rotation=args.rotation, shift=args.shift,
-                       zoom=args.zoom, cpus_per_worker=args.cpus_per_worker)
+                       zoom=args.zoom, cpus_per_worker=args.cpus_per_worker, preprocess=args.preprocess)
     try:
         result = train.fit(cfg | {"data": data_ref}, workers=args.workers, use_gpu=use_gpu,
                            storage_path=storage, name=run_name(cfg, args.workers),
@@ -152,7 +154,7 @@ def run(args, console: Console) -> int:
     output = prepare_output(args.output)
     storage = storage_location(args.storage_path, output)
     ds = data.load(args.dataset, args.data_dir, seed=args.seed, limit_train=args.limit_train,
-                   limit_test=args.limit_test)
+                   limit_test=args.limit_test, scan_preprocess=args.preprocess == "scan")
     console.print(f"[bold]{ds.name}[/]: {len(ds.train.y):,} train / {len(ds.val.y):,} validation / "
                   f"{len(ds.test.y):,} test images, {ds.num_classes} classes; models {', '.join(names)}")
     connect(args.address)

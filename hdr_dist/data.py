@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 from sklearn.model_selection import train_test_split
 
+from hdr_dist import preprocess
 from hdr_dist.errors import UserError
 
 DATASETS = ("mnist", "emnist-balanced", "emnist-letters", "emnist-digits", "emnist-bymerge")
@@ -198,10 +199,11 @@ def subsample(split: Split, limit: int | None, seed: int) -> Split:
 
 
 def load(name: str = "mnist", data_dir: str | Path | None = None, seed: int = 0,
-         limit_train: int | None = None, limit_test: int | None = None) -> Dataset:
+         limit_train: int | None = None, limit_test: int | None = None, scan_preprocess: bool = False) -> Dataset:
     """Load ``name``, hold out a stratified, seeded 10 % of train for validation, apply limits.
 
     The test split is kept apart and is only ever used for the final evaluation.
+    ``scan_preprocess`` passes every image through ``preprocess.to_mnist`` first.
     """
     if name not in DATASETS:
         raise UserError(f"unknown dataset {name!r}; choose from {', '.join(DATASETS)}")
@@ -216,6 +218,8 @@ def load(name: str = "mnist", data_dir: str | Path | None = None, seed: int = 0,
         name, labels, train, test = load_emnist(name, folder)
     train = subsample(train, limit_train, seed)
     test = subsample(test, limit_test, seed)
+    if scan_preprocess:  # exactly what ``score`` does to a scan, so training sees what scoring will
+        train, test = (Split(preprocess.batch(s.x), s.y) for s in (train, test))
     fit_idx, val_idx = stratified(train.y, VAL_FRACTION, seed)
     fit = Split(train.x[fit_idx], train.y[fit_idx])
     return Dataset(name=name, labels=labels, train=fit, val=Split(train.x[val_idx], train.y[val_idx]),

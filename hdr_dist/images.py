@@ -35,7 +35,9 @@ def grayscale(img: Image.Image) -> np.ndarray:
     ``preprocess``), float32 in [0, 1] for 16- and 32-bit ones; transparency is paper (white)."""
     if img.mode in ("I;16", "I;16L", "I;16B", "I", "F"):
         a = np.asarray(img, dtype=np.float32)
-        return a / (65535.0 if a.max() > 255 else 255.0)
+        top = float(a.max()) if a.size else 0.0
+        full = 1.0 if img.mode == "F" and top <= 1.0 else 255.0 if top <= 255 else 65535.0
+        return a / full
     if img.mode == "P":
         img = img.convert("RGBA")
     if img.mode in ("RGBA", "LA", "PA", "La", "RGBa"):

@@ -15,7 +15,6 @@ import tarfile
 import zipfile
 import zlib
 from dataclasses import dataclass, replace
-from functools import partial
 from pathlib import Path, PurePosixPath
 
 import pyarrow as pa
@@ -39,6 +38,7 @@ class Item:
     error: str | None = None    # set when listing already found it unreadable
     label: str | None = None
     skip_pages: tuple = ()      # pages a resumed run already scored
+    occurrence: int = 0         # among zip members of the same name (a zip may repeat one), which one
 
 
 def archive_kind(path: Path) -> str | None:
@@ -65,9 +65,11 @@ def zip_items(path: Path, key: str):
     except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError, EOFError) as e:
         yield Item(str(path), None, key, error=f"corrupt archive: {one_line(e)}")
         return
+    seen: dict[str, int] = {}
     for info in infos:
         if not info.is_dir():
-            yield Item(str(path), info.filename, info.filename, error=unsafe(info.filename))
+            n = seen[info.filename] = seen.get(info.filename, -1) + 1
+            yield Item(str(path), info.filename, info.filename, error=unsafe(info.filename), occurrence=n)
 
 
 def tar_items(path: Path, key: str):
@@ -186,15 +188,18 @@ def read_zip(source: str, items: list[Item]):
         yield from ((it, None, f"corrupt archive: {one_line(e)}") for it in items)
         return
     with z:
+        by_name: dict[str, list[zipfile.ZipInfo]] = {}
+        for info in z.infolist():
+            by_name.setdefault(info.filename, []).append(info)
         for it in items:
             try:
-                info = z.getinfo(it.member)
+                info = by_name[it.member][it.occurrence]
                 if info.file_size > MAX_FILE_BYTES:
                     yield it, None, f"archive member too large: {info.file_size:,} bytes (limit {MAX_FILE_BYTES:,})"
                     continue
                 yield it, z.read(info), None
-            except (zipfile.BadZipFile, KeyError, OSError, EOFError, zlib.error, NotImplementedError,
-                    RuntimeError) as e:
+            except (zipfile.BadZipFile, KeyError, IndexError, OSError, EOFError, zlib.error,
+                    NotImplementedError, RuntimeError) as e:
                 yield it, None, f"broken archive member: {one_line(e)}"
 
 
@@ -275,6 +280,16 @@ def read_tasks(items: list[Item]) -> list[list[Item]]:
     return list(tars.values()) + [rest[i:i + ITEMS_PER_TASK] for i in range(0, len(rest), ITEMS_PER_TASK)]
 
 
+def reader(items_ref):
+    """A read task's function. The items travel through the object store, so the function
+    Ray serialises stays small even for an archive of a million members."""
+    def read_image_files():
+        import ray
+
+        return read_items(ray.get(items_ref))
+    return read_image_files
+
+
 def datasource(items: list[Item]):
     """A Ray Data ``Datasource`` over the items (built here so importing this module needs no Ray)."""
     from ray.data.block import BlockMetadata
@@ -289,7 +304,9 @@ def datasource(items: list[Item]):
             return None
 
         def get_read_tasks(self, parallelism, per_task_row_limit=None, data_context=None):
-            return [ReadTask(partial(read_items, task),
+            import ray
+
+            return [ReadTask(reader(ray.put(task)),
                              BlockMetadata(num_rows=len(task), size_bytes=None, input_files=None, exec_stats=None),
                              schema=READ_SCHEMA, per_task_row_limit=per_task_row_limit)
                     for task in self.tasks]

@@ -171,13 +171,18 @@ class Tally:
 
     def __init__(self):
         self.scored = self.failed = 0
+        self.first = None  # wall-clock time of the first result: what start-up costs
 
     def add(self, scored: int, failed: int) -> None:
+        self.first = self.first or time.time()
         self.scored += scored
         self.failed += failed
 
     def counts(self) -> tuple[int, int]:
         return self.scored, self.failed
+
+    def first_result(self) -> float | None:
+        return self.first
 
 
 def pipeline(items: list[inputs.Item], state_ref, args, use_gpu: bool, concurrency: int, tally):
@@ -331,66 +336,85 @@ def resources(args) -> tuple[bool, int]:
     return use_gpu, concurrency
 
 
-def run(args, console: Console) -> int:
-    started = time.perf_counter()
-    state, model_name, checkpoint = load_model(args.model, args.model_name)
-    cfg = state["config"]
-    label_file = inputs.read_label_file(args.labels) if args.labels else None
-    items = inputs.find(args.inputs)
-    items = inputs.with_labels(items, args.labels_from, label_file, cfg["labels"], model_name)
-    output = Path(args.output).expanduser().resolve()
-    work = prepare(output, args.resume)
-    items, skipped = skip_scored(items, already_scored(work / "predictions")) if args.resume else (items, 0)
-    console.print(f"scoring {len(items):,} inputs with {model_name} ({checkpoint})"
-                  + (f"; {skipped:,} already scored" if skipped else ""))
-
-    connect(args.address)
+def execute(items: list[inputs.Item], state: dict, args, use_gpu: bool, concurrency: int, work: Path,
+            console: Console) -> dict:
+    """Run the pipeline into ``work/predictions`` with the live line; this run's counts and timings."""
     import ray
     from ray.data import DataContext
 
-    use_gpu, concurrency = resources(args)
     context = DataContext.get_current()
-    context.enable_progress_bars = False  # our own line below says what matters
+    context.enable_progress_bars = False  # our own line says what matters
     context.print_on_execution_start = False
     # By default Ray Data reserves a share of the cluster for every operator; on a small
     # cluster that leaves decoding one task at a time (measured: 17 s -> 14 s for 20,000 images).
     context.op_resource_reservation_enabled = False
     tally = ray.remote(Tally).options(num_cpus=0).remote()
     stop = threading.Event()
-    watcher = threading.Thread(target=watch, args=(tally, len(items), console, stop, time.perf_counter()),
-                               daemon=True)
-    pipe_start = time.perf_counter()
+    start, wall_start = time.perf_counter(), time.time()
+    watcher = threading.Thread(target=watch, args=(tally, len(items), console, stop, start), daemon=True)
     watcher.start()
     try:
         if items:
-            pipeline(items, ray.put({k: state[k] for k in ("model", "config")}), args, use_gpu, concurrency, tally).write_parquet(
+            weights = ray.put({k: state[k] for k in ("model", "config")})
+            pipeline(items, weights, args, use_gpu, concurrency, tally).write_parquet(
                 str(work / "predictions"), min_rows_per_file=ROWS_PER_FILE)
     finally:
         stop.set()
         watcher.join()
-    seconds = time.perf_counter() - pipe_start
+    seconds = time.perf_counter() - start
     done, failed = ray.get(tally.counts.remote())
+    first = ray.get(tally.first_result.remote())
+    # Until the first result the inference actors are starting (a fixed few seconds);
+    # after it, the job runs at the rate a long job keeps.
+    startup = min(seconds, max(0.0, first - wall_start)) if first else seconds
+    return {"images_this_run": done + failed, "seconds": round(seconds, 3),
+            "images_per_s": round((done + failed) / max(seconds, 1e-9), 1), "startup_seconds": round(startup, 3),
+            "steady_images_per_s": round((done + failed) / max(seconds - startup, 1e-9), 1)}
 
+
+def finish(work: Path, output: Path, state: dict, checkpoint: str, args, this_run: dict, use_gpu: bool,
+           concurrency: int) -> tuple[dict, dict]:
+    """Metrics over all rows (this run's and any resumed ones), summary.json, then the rename."""
+    cfg, history = state["config"], state["history"]
     dataset = Path(args.inputs[0]).name + (f" +{len(args.inputs) - 1}" if len(args.inputs) > 1 else "")
-    history = state["history"]
     extra = {"train_seconds": sum(h["seconds"] for h in history), "epochs": len(history),
              "device": "gpu" if use_gpu else "cpu", "num_workers": concurrency, "checkpoint": checkpoint,
-             "infer_images_per_s": (done + failed) / max(seconds, 1e-9),
+             "infer_images_per_s": this_run["images_per_s"],
              "params": models.count_params(models.build(cfg["model"], cfg["num_classes"]))}
     tables, counts = metric_tables(work / "predictions", cfg, dataset, extra)
+    for name in ("metrics", "per_class", "confusion"):  # a resumed run's old tables would be stale
+        (work / f"{name}.parquet").unlink(missing_ok=True)
     if tables and (args.labels or args.labels_from):
         report.write_tables(work, tables)
-    summary = {"inputs_seen": len(items) + skipped, "skipped_already_scored": skipped,
-               "images_this_run": done + failed, **counts, "seconds": round(seconds, 3),
-               "images_per_s": round((done + failed) / max(seconds, 1e-9), 1), "model": model_name,
-               "checkpoint": checkpoint, "inputs": [str(Path(i).expanduser().resolve()) for i in args.inputs]}
+    summary = {"inputs_seen": this_run.pop("inputs_seen"), "skipped_already_scored": this_run.pop("skipped"),
+               **counts, **this_run, "model": cfg["model"], "checkpoint": checkpoint,
+               "inputs": [str(Path(i).expanduser().resolve()) for i in args.inputs]}
     (work / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     work.rename(output)
-    line = (f"{counts['scored']:,} scored, {counts['failed']:,} failed of {counts['images']:,} images "
-            f"({done + failed:,} this run, {summary['images_per_s']:,.0f} img/s)")
+    return summary, tables
+
+
+def run(args, console: Console) -> int:
+    started = time.perf_counter()
+    state, model_name, checkpoint = load_model(args.model, args.model_name)
+    label_file = inputs.read_label_file(args.labels) if args.labels else None
+    items = inputs.find(args.inputs)
+    items = inputs.with_labels(items, args.labels_from, label_file, state["config"]["labels"], model_name)
+    connect(args.address)
+    use_gpu, concurrency = resources(args)
+    output = Path(args.output).expanduser().resolve()
+    work = prepare(output, args.resume)
+    items, skipped = skip_scored(items, already_scored(work / "predictions")) if args.resume else (items, 0)
+    console.print(f"scoring {len(items):,} inputs with {model_name} ({checkpoint})"
+                  + (f"; {skipped:,} already scored" if skipped else ""))
+    this_run = execute(items, state, args, use_gpu, concurrency, work, console)
+    this_run |= {"inputs_seen": len(items) + skipped, "skipped": skipped}
+    summary, tables = finish(work, output, state, checkpoint, args, this_run, use_gpu, concurrency)
+    line = (f"{summary['scored']:,} scored, {summary['failed']:,} failed of {summary['images']:,} images "
+            f"({summary['images_this_run']:,} this run, {summary['images_per_s']:,.0f} img/s)")
     if tables:
-        m = tables["metrics"][0]
-        line += f"; accuracy {100 * m['accuracy']:.2f} % on {counts['scored'] - counts['unlabelled']:,} labelled"
+        line += (f"; accuracy {100 * tables['metrics'][0]['accuracy']:.2f} % on "
+                 f"{summary['scored'] - summary['unlabelled']:,} labelled")
     console.print(line)
     console.print(f"results in {output} ({time.perf_counter() - started:.0f} s)")
     return 0

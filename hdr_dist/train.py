@@ -273,7 +273,7 @@ def train_plain(cfg: dict, arrays: dict, device: torch.device) -> tuple:
 
 def config(model: str, dataset, *, epochs=None, batch_size=None, lr=None, augment=None, seed=0,
            rotation=AugmentRanges.rotation, shift=AugmentRanges.shift, zoom=AugmentRanges.zoom,
-           cpus_per_worker=1) -> dict:
+           cpus_per_worker=1, preprocess="none") -> dict:
     """The recipe's settings with any flag the user set on top: what every worker trains with."""
     r = models.recipe(model)
     pick = lambda flag, default: default if flag is None else flag  # noqa: E731
@@ -283,7 +283,7 @@ def config(model: str, dataset, *, epochs=None, batch_size=None, lr=None, augmen
             "lr": pick(lr, r.lr), "optimizer": r.optimizer, "weight_decay": r.weight_decay,
             "schedule": r.schedule, "lr_decay": r.lr_decay, "label_smoothing": r.label_smoothing,
             "augment": pick(augment, r.augment), "rotation": rotation, "shift": shift, "zoom": zoom,
-            "seed": seed, "cpus_per_worker": cpus_per_worker}
+            "seed": seed, "cpus_per_worker": cpus_per_worker, "preprocess": preprocess}
 
 
 def arrays_of(dataset) -> dict:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -10,9 +11,11 @@ import tempfile
 import time
 from pathlib import Path
 
+import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 import pytest
 
+from hdr_dist import data, samples
 from tests.conftest import ROOT
 
 BIN = Path(sys.executable).parent
@@ -49,20 +52,33 @@ def head():
             current.unlink()
 
 
-def test_job_submit_runs_compare_on_the_head(head, tmp_path):
-    address, env = head
-    out = tmp_path / "results"
-    submit = [str(BIN / "ray"), "job", "submit", "--address", address, "--working-dir", str(ROOT), "--",
-              "python", "jobs/compare.py", "--limit-train", "400", "--limit-test", "100", "--epochs", "1",
-              "--models", "cnn", "--output", str(out)]
+def submit(address: str, env: dict, job: list[str]) -> subprocess.CompletedProcess:
+    cmd = [str(BIN / "ray"), "job", "submit", "--address", address, "--working-dir", str(ROOT), "--", "python", *job]
     deadline = time.time() + 120
     while True:  # `ray start` returns before the head's job agent accepts jobs
-        result = subprocess.run(submit, env=env, capture_output=True, text=True, timeout=600, cwd=ROOT)
+        result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600, cwd=ROOT)
         if "No available agent to submit job" not in result.stderr or time.time() > deadline:
-            break
+            return result
         time.sleep(3)
+
+
+def test_job_submit_runs_compare_then_score_on_the_head(head, tmp_path):
+    address, env = head
+    out = tmp_path / "results"
+    result = submit(address, env, ["jobs/compare.py", "--limit-train", "400", "--limit-test", "100", "--epochs", "1",
+                                   "--models", "cnn", "--output", str(out)])
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "succeeded" in result.stdout + result.stderr
     metrics = pq.read_table(out / "metrics.parquet").to_pydict()
     assert metrics["model"] == ["cnn"] and metrics["epochs"] == [1]
     assert Path(metrics["checkpoint"][0]).is_file()
+
+    ds = data.load("mnist", limit_test=30)
+    samples.write(tmp_path / "scans.zip", samples.entries(ds.test.x, ds.test.y, ds.labels))
+    scored = tmp_path / "scored"
+    result = submit(address, env, ["jobs/score.py", str(tmp_path / "scans.zip"), "--model", str(out),
+                                   "--output", str(scored), "--labels-from", "dirname"])
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    rows = pads.dataset(scored / "predictions", format="parquet").to_table().to_pylist()
+    assert len(rows) == 30 and all(r["error"] is None and r["model"] == "cnn" for r in rows)
+    assert json.loads((scored / "summary.json").read_text())["scored"] == 30

@@ -1,0 +1,141 @@
+"""Scan -> MNIST-space conversion on real MNIST digits redrawn as scans."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+from scipy import ndimage
+
+from hdr_dist import data, images, preprocess
+from hdr_dist.preprocess import BlankImage, to_mnist
+
+
+@pytest.fixture(scope="module")
+def digits() -> np.ndarray:
+    """200 stratified MNIST test digits, white on black, 28x28 uint8."""
+    return data.load("mnist", limit_test=200).test.x
+
+
+@pytest.fixture(scope="module")
+def converted(digits) -> np.ndarray:
+    return np.stack([to_mnist(d) for d in digits])
+
+
+def ink_box(img: np.ndarray) -> tuple[int, int]:
+    rows, cols = np.flatnonzero(img.any(1)), np.flatnonzero(img.any(0))
+    return int(rows[-1] - rows[0] + 1), int(cols[-1] - cols[0] + 1)
+
+
+def diff(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return np.abs(a.astype(np.int32) - b.astype(np.int32))
+
+
+def on_paper(digit: np.ndarray, side: int = 100, at: int = 10, size: int = 80) -> np.ndarray:
+    """The digit as dark ink, enlarged to ``size`` px, on a white page of ``side`` px."""
+    page = np.full((side, side), 255, np.uint8)
+    page[at:at + size, at:at + size] = np.asarray(Image.fromarray(255 - digit).resize((size, size)))
+    return page
+
+
+def test_mnist_digits_pass_almost_unchanged(digits, converted):
+    assert converted.shape == digits.shape and converted.dtype == np.uint8
+    assert diff(converted, digits).mean() < 1.5  # measured 0.56 (most differ by a one-pixel shift at most)
+    assert diff(converted, digits).mean(axis=(1, 2)).max() < 30  # vs ~44 between different digits
+
+
+def test_output_is_centred_in_a_20_pixel_box(converted):
+    centres = np.array([ndimage.center_of_mass(c.astype(np.float64)) for c in converted])
+    assert np.abs(centres - preprocess.CENTRE).max() <= 1.0
+    assert {max(ink_box(c)) for c in converted} <= {19, 20, 21}
+
+
+def test_dark_ink_on_light_paper_gives_same_output(digits, converted):
+    inverted = np.stack([to_mnist(255 - d) for d in digits])
+    assert diff(inverted, converted).max() <= 1
+
+
+def test_colour_scan_blue_ink_on_cream_paper(digits, converted):
+    ink, paper = np.array([20, 40, 160]), np.array([245, 235, 200])
+    for d, ref in zip(digits[:20], converted[:20]):
+        a = d[..., None] / 255.0
+        rgb = np.round(paper * (1 - a) + ink * a).astype(np.uint8)
+        out = to_mnist(images.grayscale(Image.fromarray(rgb, "RGB")))
+        assert diff(out, ref).max() <= 2
+
+
+def test_size_invariance_200_px(digits, converted):
+    big = np.stack([to_mnist(np.asarray(Image.fromarray(d).resize((200, 200), Image.Resampling.BICUBIC)))
+                    for d in digits])
+    assert diff(big, converted).mean() < 12  # measured 8.5; different digits differ by ~44
+    corr = [np.corrcoef(b.ravel(), c.ravel())[0, 1] for b, c in zip(big, converted)]
+    assert np.mean(corr) > 0.9 and min(corr) > 0.6
+
+
+def test_aspect_ratio_is_kept_for_a_thin_bar():
+    page = np.full((100, 100), 255, np.uint8)
+    page[20:80, 45:55] = 0  # 60 tall, 10 wide
+    h, w = ink_box(to_mnist(page))
+    assert h == 20 and 3 <= w <= 4
+
+
+@pytest.mark.parametrize("value", [0, 128, 255])
+def test_uniform_paper_is_blank(value):
+    with pytest.raises(BlankImage, match="^blank image$"):
+        to_mnist(np.full((40, 30), value, np.uint8))
+
+
+def test_faint_noise_below_contrast_threshold_is_blank():
+    noise = np.random.default_rng(0).integers(230, 250, (50, 50)).astype(np.uint8)  # < 10 % of full scale
+    with pytest.raises(BlankImage, match="^blank image$"):
+        to_mnist(noise)
+    assert issubclass(BlankImage, ValueError)  # decode_batch catches it as one
+
+
+def test_speck_in_the_margin_is_ignored(digits):
+    clean = on_paper(digits[0])
+    specked = clean.copy()
+    specked[2:4, 97] = 0
+    # Without speck removal the dot would stretch the digit's box; with it, the output is unchanged.
+    ink = preprocess.ink_on_black
+    assert preprocess.fit_box(ink(specked)).shape != preprocess.fit_box(ink(clean)).shape
+    assert np.array_equal(to_mnist(specked), to_mnist(clean))
+
+
+def test_drop_specks_on_a_size_not_divisible_by_the_grid():
+    ink = np.zeros((201, 130), np.float32)
+    ink[50:150, 30:100] = 1.0
+    ink[2, 2] = 1.0
+    out = preprocess.drop_specks(ink)
+    assert out.shape == ink.shape and out[2, 2] == 0 and out[50:150, 30:100].min() == 1.0
+
+
+def test_16_bit_and_float_input_match_uint8(digits, converted):
+    for d, ref in zip(digits[:20], converted[:20]):
+        gray16 = images.grayscale(Image.fromarray(d.astype(np.uint16) * 257))  # mode I;16 -> float32
+        assert gray16.dtype == np.float32 and gray16.max() <= 1.0
+        assert diff(to_mnist(gray16), ref).max() <= 1
+        assert diff(to_mnist(d.astype(np.float64) / 255), ref).max() <= 1
+
+
+def test_rejects_non_2d_or_tiny_input():
+    with pytest.raises(ValueError, match="expected a 2-D image"):
+        to_mnist(np.zeros((28, 28, 3), np.uint8))
+    with pytest.raises(ValueError, match=r"shape \(1, 28\)"):
+        to_mnist(np.zeros((1, 28), np.uint8))
+
+
+def test_batch_keeps_shape_and_blank_images(digits, converted):
+    x = np.concatenate([digits[:10], np.zeros((1, 28, 28), np.uint8)])
+    out = preprocess.batch(x)
+    assert out.shape == x.shape and out.dtype == np.uint8
+    assert np.array_equal(out[:10], converted[:10]) and not out[10].any()
+
+
+def test_load_with_scan_preprocess():
+    plain = data.load("mnist", limit_train=300, limit_test=100)
+    scanned = data.load("mnist", limit_train=300, limit_test=100, scan_preprocess=True)
+    for a, b in ((plain.train, scanned.train), (plain.val, scanned.val), (plain.test, scanned.test)):
+        assert a.x.shape == b.x.shape and b.x.dtype == np.uint8 and np.array_equal(a.y, b.y)
+    assert np.array_equal(scanned.test.x, preprocess.batch(plain.test.x))
+    assert not np.array_equal(scanned.test.x, plain.test.x)

@@ -1,0 +1,284 @@
+"""score end to end on the session's real Ray cluster: folders and archives of real images,
+Parquet read back, labels, bad inputs, resume and bad flags."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import tarfile
+import time
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.dataset as pads
+import pyarrow.parquet as pq
+import pytest
+import torch
+from PIL import Image
+
+from hdr_dist import data, evaluate, models, report, samples, score, train
+from tests.conftest import ROOT, shared
+
+
+def fit_small(ds: data.Dataset, folder: Path) -> Path:
+    """A quickly trained cnn, saved the way compare saves one, with a compare-style metrics.parquet."""
+    cfg = train.config("cnn", ds, epochs=1, batch_size=64)
+    model, history = train.train_plain(cfg, train.arrays_of(ds), torch.device("cpu"))
+    folder.mkdir(parents=True, exist_ok=True)
+    checkpoint = folder / "model.pt"
+    torch.save({"model": model.state_dict(), "config": cfg, "history": history}, checkpoint)
+    scores = evaluate.evaluate_state(torch.load(checkpoint, weights_only=True), ds.test.x, ds.test.y)
+    report.write_tables(folder, {"metrics": [report.metrics_row(ds.name, "cnn", scores, checkpoint=str(checkpoint))]})
+    return folder
+
+
+@pytest.fixture(scope="module")
+def mnist():
+    return data.load("mnist", limit_train=3000, limit_test=120)
+
+
+@pytest.fixture(scope="module")
+def digits_model(mnist, tmp_path_factory):
+    return fit_small(mnist, tmp_path_factory.mktemp("digits-model"))
+
+
+def predictions(out: Path) -> pa.Table:
+    return pads.dataset(out / "predictions", format="parquet").to_table()
+
+
+def run(*argv) -> int:
+    return score.main([str(a) for a in argv])
+
+
+def test_folder_tar_and_zip_end_to_end(ray_cluster, mnist, digits_model, tmp_path):
+    """Every image scored once; predictions match the model's in-memory ones; metrics agree with the rows."""
+    x, y = mnist.test.x[:40], mnist.test.y[:40]
+    n = samples.write(tmp_path / "folder", samples.entries(x, y, mnist.labels, (28,), ("PNG",)))
+    n += samples.write(tmp_path / "scans.tar.gz", samples.entries(x, y, mnist.labels, (64,), ("JPEG",)))
+    n += samples.write(tmp_path / "scans.zip", samples.entries(x, y, mnist.labels, (200,), ("PNG",)))
+    out = tmp_path / "out"
+    assert run(tmp_path / "folder", tmp_path / "scans.tar.gz", tmp_path / "scans.zip", "--model", digits_model,
+               "--output", out, "--labels-from", "dirname", "--batch-size", 16) == 0
+
+    t = predictions(out)
+    assert t.schema.equals(score.PREDICTION_SCHEMA) and t.num_rows == n == 120
+    rows = t.to_pylist()
+    assert all(r["error"] is None and r["model"] == "cnn" and len(r["topk_labels"]) == 3 for r in rows)
+    assert {r["member"] is None for r in rows if r["source"].endswith(".png")} == {True}
+    assert {r["source"] for r in rows if r["member"] is not None} == {str(tmp_path / "scans.tar.gz"),
+                                                                      str(tmp_path / "scans.zip")}
+    assert all(r["pred_label"] == r["topk_labels"][0] and r["confidence"] == r["topk_probs"][0] for r in rows)
+    assert {(r["width"], r["height"]) for r in rows} == {(28, 28), (64, 64), (200, 200)}
+
+    state = torch.load(digits_model / "model.pt", weights_only=True)
+    model = models.build("cnn", 10)
+    model.load_state_dict(state["model"])
+    _, in_memory, _ = evaluate.predict(model, x, state["config"]["mean"], state["config"]["std"])
+    by_index = {}
+    for r in rows:
+        by_index.setdefault(int(Path(r["member"] or r["source"]).stem), []).append(r["pred"])
+    agree = np.mean([p == in_memory[i] for i, preds in by_index.items() for p in preds])
+    assert agree >= 0.95
+
+    m = pq.read_table(out / "metrics.parquet").to_pylist()[0]
+    assert set(report.METRIC_COLUMNS) <= set(m)
+    correct = sum(r["pred_label"] == r["true_label"] for r in rows)
+    assert m["accuracy"] == pytest.approx(correct / n)
+    assert (m["scored"], m["failed"], m["unlabelled"]) == (n, 0, 0)
+    cm = pq.read_table(out / "confusion.parquet").to_pydict()
+    assert sum(cm["count"]) == n and len(cm["count"]) == 100
+    assert pq.read_table(out / "per_class.parquet").num_rows == 10
+    summary = json.loads((out / "summary.json").read_text())
+    assert (summary["inputs_seen"], summary["scored"], summary["failed"]) == (n, n, 0)
+    assert summary["images_per_s"] > 0 and not (tmp_path / "out.partial").exists()
+
+
+def bad_inputs(folder: Path, good: bytes) -> dict[str, str]:
+    """One file (or member) per kind of bad input, with the start of the error each must get."""
+    folder.mkdir()
+    blank = io.BytesIO()
+    Image.new("L", (40, 40), 255).save(blank, "PNG")
+    huge = io.BytesIO()
+    Image.new("1", (3000, 3000), 1).save(huge, "PNG")
+    files = {"empty.png": b"", "truncated.png": good[: len(good) // 2], "notes.txt": b"not an image\n",
+             "blank.png": blank.getvalue(), "huge.png": huge.getvalue(), "fake.zip": b"PK\x03\x04 broken"}
+    for name, content in files.items():
+        (folder / name).write_bytes(content)
+    os.symlink(folder / "gone.png", folder / "dangling.png")
+    with zipfile.ZipFile(folder / "members.zip", "w") as z:
+        z.writestr("../escape.png", good)
+        z.writestr("/absolute.png", good)
+        z.writestr("ok.png", good)
+    with zipfile.ZipFile(folder / "crc.zip", "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("damaged.png", good * 4)
+    damaged = bytearray((folder / "crc.zip").read_bytes())
+    damaged[60:70] = bytes(10)
+    (folder / "crc.zip").write_bytes(bytes(damaged))
+    with tarfile.open(folder / "links.tar", "w") as t:
+        link = tarfile.TarInfo("link.png")
+        link.type, link.linkname = tarfile.SYMTYPE, "ok.png"
+        t.addfile(link)
+    return {"empty.png": "empty file", "truncated.png": "corrupt image", "notes.txt": "not an image",
+            "blank.png": "blank image", "huge.png": "image too large", "fake.zip": "corrupt archive",
+            "dangling.png": "cannot read", "../escape.png": "unsafe member name",
+            "/absolute.png": "unsafe member name", "damaged.png": "broken archive member", "link.png": "archive member is a link"}
+
+
+def test_every_bad_input_is_a_row_with_its_error(ray_cluster, mnist, digits_model, tmp_path):
+    good = samples.render(mnist.test.x[0], 28, "PNG")
+    expected = bad_inputs(tmp_path / "in", good)
+    tiff = io.BytesIO()
+    pages = [Image.open(io.BytesIO(samples.render(mnist.test.x[i], 28, "PNG"))) for i in range(3)]
+    pages[0].save(tiff, "TIFF", save_all=True, append_images=pages[1:])
+    (tmp_path / "in" / "pages.tif").write_bytes(tiff.getvalue())
+    out = tmp_path / "out"
+    assert run(tmp_path / "in", "--model", digits_model / "model.pt", "--output", out, "--max-pixels", 1_000_000) == 0
+
+    rows = predictions(out).to_pylist()
+    errors = {Path(r["member"]).as_posix() if r["member"] else Path(r["source"]).name: r["error"] for r in rows}
+    for name, start in expected.items():
+        key = name if name in errors else Path(name).name
+        assert errors[key] is not None and errors[key].startswith(start), (name, errors.get(key))
+        assert "\n" not in errors[key]
+    assert errors["ok.png"] is None
+    assert sorted(r["page"] for r in rows if r["source"].endswith("pages.tif")) == [0, 1, 2]
+    assert {r["pages"] for r in rows if r["source"].endswith("pages.tif")} == {3}
+    failed = [r for r in rows if r["error"] is not None]
+    assert all(r["pred"] is None and r["pred_label"] is None and r["topk_labels"] is None for r in failed)
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["failed"] == len(expected) and summary["scored"] == 4  # ok.png and 3 TIFF pages
+    assert not (out / "metrics.parquet").exists()  # no labels given
+
+
+def test_labels_from_csv_and_parquet(ray_cluster, mnist, digits_model, tmp_path):
+    x, y = mnist.test.x[:12], mnist.test.y[:12]
+    for i, img in enumerate(x):
+        (tmp_path / "in").mkdir(exist_ok=True)
+        (tmp_path / "in" / f"{i:02d}.png").write_bytes(samples.render(img, 28, "PNG"))
+    labelled = {f"{i:02d}.png": mnist.labels[y[i]] for i in range(8)}  # the last 4 are unlabelled
+    csv = tmp_path / "labels.csv"
+    csv.write_text("path,label\n" + "".join(f"{p},{lab}\n" for p, lab in labelled.items()))
+    parquet = tmp_path / "labels.parquet"
+    pq.write_table(pa.table({"path": list(labelled), "label": list(labelled.values())}), parquet)
+    for i, labels in enumerate((csv, parquet)):
+        out = tmp_path / f"out{i}"
+        assert run(tmp_path / "in", "--model", digits_model, "--output", out, "--labels", labels) == 0
+        rows = {Path(r["source"]).name: r["true_label"] for r in predictions(out).to_pylist()}
+        assert rows == {f"{i:02d}.png": labelled.get(f"{i:02d}.png") for i in range(12)}
+        m = pq.read_table(out / "metrics.parquet").to_pylist()[0]
+        assert (m["scored"], m["unlabelled"]) == (12, 4)
+        assert sum(pq.read_table(out / "confusion.parquet")["count"].to_pylist()) == 8
+
+
+def test_resume_adds_new_inputs_and_keeps_old_rows(ray_cluster, mnist, digits_model, tmp_path):
+    folder, out = tmp_path / "in", tmp_path / "out"
+    samples.write(folder, samples.entries(mnist.test.x[:10], mnist.test.y[:10], mnist.labels))
+    assert run(folder, "--model", digits_model, "--output", out) == 0
+    first = {(r["source"], r["pred"]) for r in predictions(out).to_pylist()}
+    samples.write(folder / "more", samples.entries(mnist.test.x[10:15], mnist.test.y[10:15], mnist.labels))
+    assert run(folder, "--model", digits_model, "--output", out) == 2  # would overwrite: refused
+    assert run(folder, "--model", digits_model, "--output", out, "--resume") == 0
+    rows = predictions(out).to_pylist()
+    assert len(rows) == 15 and len({r["source"] for r in rows}) == 15
+    assert first <= {(r["source"], r["pred"]) for r in rows}
+    summary = json.loads((out / "summary.json").read_text())
+    assert (summary["skipped_already_scored"], summary["images_this_run"], summary["images"]) == (10, 5, 15)
+
+
+def test_resume_after_a_crash_drops_a_cut_file_and_finishes(ray_cluster, mnist, digits_model, tmp_path):
+    """The state a crash leaves: OUTPUT.partial with written Parquet files and one cut short."""
+    folder, out = tmp_path / "in", tmp_path / "out"
+    samples.write(folder, samples.entries(mnist.test.x[:10], mnist.test.y[:10], mnist.labels))
+    assert run(folder, "--model", digits_model, "--output", out) == 0
+    work = tmp_path / "out.partial"
+    out.rename(work)
+    (work / "summary.json").unlink()
+    good = next((work / "predictions").glob("*.parquet")).read_bytes()
+    (work / "predictions" / "cut.parquet").write_bytes(good[: len(good) // 2])
+    assert run(folder, "--model", digits_model, "--output", out) == 2  # an interrupted run is not thrown away
+    assert run(folder, "--model", digits_model, "--output", out, "--resume") == 0
+    assert not work.exists() and not (out / "predictions" / "cut.parquet").exists()
+    assert predictions(out).num_rows == 10
+    assert json.loads((out / "summary.json").read_text())["images_this_run"] == 0
+
+
+def test_killed_driver_leaves_no_complete_looking_output_and_resumes(ray_cluster, mnist, digits_model, tmp_path):
+    folder, out = tmp_path / "in", tmp_path / "out"
+    samples.write(folder, samples.entries(mnist.test.x[:120], mnist.test.y[:120], mnist.labels, (28, 64, 200),
+                                          ("PNG", "JPEG")))
+    args = [str(folder), "--model", str(digits_model), "--output", str(out), "--labels-from", "dirname"]
+    driver = subprocess.Popen([sys.executable, str(ROOT / "jobs" / "score.py"), *args,
+                               "--address", ray_cluster.address_info["address"]],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while not (tmp_path / "out.partial").exists() and time.time() < deadline and driver.poll() is None:
+        time.sleep(0.2)
+    time.sleep(3)  # the pipeline is running
+    driver.send_signal(signal.SIGKILL)
+    driver.wait()
+    assert not out.exists() and (tmp_path / "out.partial").exists()
+    time.sleep(2)  # let Ray reap the dead driver's actors
+    assert score.main(args + ["--resume"]) == 0
+    rows = predictions(out).to_pylist()
+    assert len(rows) == 720 and len({r["source"] for r in rows}) == 720
+    assert pq.read_table(out / "metrics.parquet")["scored"].to_pylist() == [720]
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["{missing}", "--model", "{model}"], "no such file or folder"),
+    (["{in}", "--model", "{missing}"], "--model"),
+    (["{in}", "--model", "{junk}"], "not a readable hdr-dist checkpoint"),
+    (["{in}", "--model", "{model}", "--model-name", "lstm"], "--model-name lstm"),
+    (["{in}", "--model", "{model}", "--concurrency", "5"], "--concurrency 5"),
+    (["{in}", "--model", "{model}", "--gpu", "on"], "no GPU"),
+    (["{in}", "--model", "{model}", "--top-k", "0"], "--top-k"),
+    (["{in}", "--model", "{model}", "--labels", "{junk}"], "--labels"),
+    (["{in}", "--model", "{model}", "--labels-from", "dirname"], "'cat'"),
+])
+def test_bad_flags_and_paths_are_one_line(ray_cluster, mnist, digits_model, tmp_path, capsys, argv, message):
+    (tmp_path / "in" / "cat").mkdir(parents=True)
+    (tmp_path / "in" / "cat" / "a.png").write_bytes(samples.render(mnist.test.x[0]))
+    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
+    paths = {"missing": tmp_path / "nope", "model": digits_model, "junk": tmp_path / "junk.pt", "in": tmp_path / "in"}
+    argv = [a.format(**paths) for a in argv] + ["--output", str(tmp_path / "out")]
+    with pytest.raises(SystemExit) if message == "--top-k" else contextlib.nullcontext():
+        assert score.main(argv) == 2  # argparse exits with 2 itself for a bad flag value
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "out").exists() and not (tmp_path / "out.partial").exists()
+
+
+def test_output_that_is_not_a_score_output_is_refused(ray_cluster, mnist, digits_model, tmp_path, capsys):
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "precious.txt").write_text("keep me")
+    (tmp_path / "a.png").write_bytes(samples.render(mnist.test.x[0]))
+    assert run(tmp_path / "a.png", "--model", digits_model, "--output", tmp_path / "out") == 2
+    assert "not the output of hdr score" in capsys.readouterr().err
+    assert (tmp_path / "out" / "precious.txt").read_text() == "keep me"
+
+
+def test_emnist_model_scores_letters_with_their_characters(ray_cluster, tmp_path):
+    ds = data.load("emnist-bymerge", shared("emnist-bymerge"), limit_train=3000, limit_test=60)
+    model = fit_small(ds, tmp_path / "model")
+    samples.write(tmp_path / "in", samples.entries(ds.test.x, ds.test.y, ds.labels, (64,), ("PNG",)))
+    assert run(tmp_path / "in", "--model", model, "--output", tmp_path / "out", "--labels-from", "dirname",
+               "--top-k", 5) == 0
+    rows = predictions(tmp_path / "out").to_pylist()
+    assert len(rows) == 60 and all(r["error"] is None for r in rows)
+    assert {r["true_label"] for r in rows} <= set(ds.labels) and len({r["true_label"] for r in rows}) > 20
+    assert all(r["pred_label"] in ds.labels and len(r["topk_labels"]) == 5 for r in rows)
+    assert pq.read_table(tmp_path / "out" / "per_class.parquet").num_rows == 47
+
+
+def test_console_script_and_job_script(tmp_path):
+    for cmd in ([str(Path(sys.executable).parent / "hdr"), "score", "--help"],
+                [sys.executable, str(ROOT / "jobs" / "score.py"), "--help"]):
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0 and "--labels-from" in done.stdout
