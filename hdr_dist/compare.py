@@ -18,8 +18,8 @@ from pathlib import Path
 from rich.console import Console
 
 from hdr_dist import data, evaluate, models, report, train
-from hdr_dist.cli import Parser, connect, console, positive
 from hdr_dist.augment import AugmentRanges
+from hdr_dist.cli import Parser, connect, console, positive
 from hdr_dist.errors import UserError
 
 DEFAULT_MODELS = "cnn,lstm"

@@ -29,7 +29,7 @@ import pyarrow.parquet as pq
 import torch
 from rich.console import Console
 
-from hdr_dist import evaluate, images, inputs, models, preprocess, report, train
+from hdr_dist import evaluate, images, inputs, models, report, train
 from hdr_dist.cli import Parser, connect, console, positive
 from hdr_dist.errors import UserError
 
@@ -41,7 +41,7 @@ PREDICTION_SCHEMA = pa.schema([
     ("true_label", pa.string()), ("error", pa.string()), ("model", pa.string()),
     ("width", pa.int32()), ("height", pa.int32())])
 ROWS_PER_FILE = 20_000
-READ_CPUS = 0.25    # reading is mostly waiting on the disk
+READ_CPUS = 0       # reading waits on the disk or on the stages after it; see pipeline()
 DECODE_CPUS = 0.5
 
 
@@ -185,28 +185,36 @@ class Tally:
         return self.first
 
 
-def pipeline(items: list[inputs.Item], state_ref, args, use_gpu: bool, concurrency: int, tally):
+def pipeline(items: list[inputs.Item], state_ref, args, plan: dict, tally):
     """The Ray Data plan; nothing runs until it is written.
 
-    Reading, decoding and inference ask for different CPU shares (a quarter, a
-    half, one). That keeps Ray Data from fusing decoding into the inference actors
-    or into a tar's single read task (operators with different resources are not
-    fused), and on a small machine decoding can use the time an actor waits for
-    its next batch.
+    Reading, decoding and inference ask for different CPU shares (none, a half,
+    one). Operators with different resources are not fused, so decoding stays in
+    its own tasks: not inside a tar's single read task, where it could not run in
+    parallel, nor inside the inference actors. Reading reserves no CPU because a
+    read task mostly waits, on the disk or on the stages after it; holding a CPU
+    while it waits starved decoding (a 200,000-image run scored nothing for its
+    first 20 s), so the number of read tasks is capped instead. ``plan`` comes
+    from ``resources``.
     """
     import ray.data
 
-    ds = ray.data.read_datasource(inputs.datasource(items), num_cpus=READ_CPUS)
+    source = inputs.datasource(items)
+    # One output stream per read task, already in blocks of BLOCK_ROWS: without override_num_blocks
+    # Ray Data would split each block further to reach its default of ~200 blocks (a lone tar's
+    # 256-row blocks into 200 pieces of a row or two), and every block costs scheduling.
+    ray.data.DataContext.get_current().read_op_min_num_blocks = 1
+    ds = ray.data.read_datasource(source, num_cpus=READ_CPUS, concurrency=min(plan["read_tasks"], len(source.tasks)))
     ds = ds.map_batches(images.decode_batch, batch_format="pyarrow", batch_size=inputs.BLOCK_ROWS, num_cpus=DECODE_CPUS,
                         fn_kwargs={"max_pixels": args.max_pixels})
-    # The state travels inside a list: a top-level object-store argument would make Ray warn
-    # that restarted actors might lose it, and the list keeps the reference alive with the plan.
+    # The weights travel as an object reference (in a list, so Ray passes the reference, not
+    # the weights): each actor fetches them once from the object store.
     return ds.map_batches(Predictor, batch_format="pyarrow", batch_size=args.batch_size,
-                          fn_constructor_kwargs={"state": [state_ref], "top_k": args.top_k, "use_gpu": use_gpu,
+                          fn_constructor_kwargs={"state": [state_ref], "top_k": args.top_k, "use_gpu": plan["use_gpu"],
                                                  "threads": max(1, int(args.cpus_per_actor)), "tally": tally},
-                          compute=ray.data.ActorPoolStrategy(size=concurrency),
-                          num_cpus=1 if use_gpu else args.cpus_per_actor,
-                          num_gpus=1 if use_gpu else 0)
+                          compute=ray.data.ActorPoolStrategy(size=plan["concurrency"]),
+                          num_cpus=1 if plan["use_gpu"] else args.cpus_per_actor,
+                          num_gpus=1 if plan["use_gpu"] else 0)
 
 
 # ---- output, resume, metrics -----------------------------------------------------------------
@@ -316,7 +324,9 @@ def watch(tally, total: int, console: Console, stop: threading.Event, started: f
             bar.update(task, completed=done + failed, rate=f"{rate:,.0f} img/s", errors=f"{failed:,} errors")
 
 
-def resources(args) -> tuple[bool, int]:
+def resources(args) -> dict:
+    """Whether to use GPUs, how many inference actors and read tasks run at once; a request the
+    cluster can never place fails now, where Ray would wait forever."""
     import ray
 
     total = ray.cluster_resources()
@@ -330,14 +340,13 @@ def resources(args) -> tuple[bool, int]:
     if args.cpus_per_actor <= 0:
         raise UserError(f"--cpus-per-actor {args.cpus_per_actor:g}: must be more than 0")
     actor_cpus = 1 if use_gpu else args.cpus_per_actor
-    if concurrency * actor_cpus + READ_CPUS + DECODE_CPUS > cpus:
+    if concurrency * actor_cpus + DECODE_CPUS > cpus:
         raise UserError(f"--concurrency {concurrency} x {actor_cpus:g} CPUs per inference actor leaves too few of "
-                        f"the cluster's {cpus} CPUs for reading ({READ_CPUS:g}) and decoding ({DECODE_CPUS:g})")
-    return use_gpu, concurrency
+                        f"the cluster's {cpus} CPUs for decoding ({DECODE_CPUS:g})")
+    return {"use_gpu": use_gpu, "concurrency": concurrency, "read_tasks": max(2, cpus)}
 
 
-def execute(items: list[inputs.Item], state: dict, args, use_gpu: bool, concurrency: int, work: Path,
-            console: Console) -> dict:
+def execute(items: list[inputs.Item], state: dict, args, plan: dict, work: Path, console: Console) -> dict:
     """Run the pipeline into ``work/predictions`` with the live line; this run's counts and timings."""
     import ray
     from ray.data import DataContext
@@ -356,7 +365,7 @@ def execute(items: list[inputs.Item], state: dict, args, use_gpu: bool, concurre
     try:
         if items:
             weights = ray.put({k: state[k] for k in ("model", "config")})
-            pipeline(items, weights, args, use_gpu, concurrency, tally).write_parquet(
+            pipeline(items, weights, args, plan, tally).write_parquet(
                 str(work / "predictions"), min_rows_per_file=ROWS_PER_FILE)
     finally:
         stop.set()
@@ -372,13 +381,13 @@ def execute(items: list[inputs.Item], state: dict, args, use_gpu: bool, concurre
             "steady_images_per_s": round((done + failed) / max(seconds - startup, 1e-9), 1)}
 
 
-def finish(work: Path, output: Path, state: dict, checkpoint: str, args, this_run: dict, use_gpu: bool,
-           concurrency: int) -> tuple[dict, dict]:
+def finish(work: Path, output: Path, state: dict, checkpoint: str, args, this_run: dict,
+           plan: dict) -> tuple[dict, dict]:
     """Metrics over all rows (this run's and any resumed ones), summary.json, then the rename."""
     cfg, history = state["config"], state["history"]
     dataset = Path(args.inputs[0]).name + (f" +{len(args.inputs) - 1}" if len(args.inputs) > 1 else "")
     extra = {"train_seconds": sum(h["seconds"] for h in history), "epochs": len(history),
-             "device": "gpu" if use_gpu else "cpu", "num_workers": concurrency, "checkpoint": checkpoint,
+             "device": "gpu" if plan["use_gpu"] else "cpu", "num_workers": plan["concurrency"], "checkpoint": checkpoint,
              "infer_images_per_s": this_run["images_per_s"],
              "params": models.count_params(models.build(cfg["model"], cfg["num_classes"]))}
     tables, counts = metric_tables(work / "predictions", cfg, dataset, extra)
@@ -401,15 +410,15 @@ def run(args, console: Console) -> int:
     items = inputs.find(args.inputs)
     items = inputs.with_labels(items, args.labels_from, label_file, state["config"]["labels"], model_name)
     connect(args.address)
-    use_gpu, concurrency = resources(args)
+    plan = resources(args)
     output = Path(args.output).expanduser().resolve()
     work = prepare(output, args.resume)
     items, skipped = skip_scored(items, already_scored(work / "predictions")) if args.resume else (items, 0)
     console.print(f"scoring {len(items):,} inputs with {model_name} ({checkpoint})"
                   + (f"; {skipped:,} already scored" if skipped else ""))
-    this_run = execute(items, state, args, use_gpu, concurrency, work, console)
+    this_run = execute(items, state, args, plan, work, console)
     this_run |= {"inputs_seen": len(items) + skipped, "skipped": skipped}
-    summary, tables = finish(work, output, state, checkpoint, args, this_run, use_gpu, concurrency)
+    summary, tables = finish(work, output, state, checkpoint, args, this_run, plan)
     line = (f"{summary['scored']:,} scored, {summary['failed']:,} failed of {summary['images']:,} images "
             f"({summary['images_this_run']:,} this run, {summary['images_per_s']:,.0f} img/s)")
     if tables:

@@ -9,7 +9,7 @@ import pyarrow as pa
 import pytest
 from PIL import Image
 
-from hdr_dist import data, images, inputs, preprocess, samples
+from hdr_dist import data, images, inputs, preprocess
 
 
 @pytest.fixture(scope="module")
