@@ -111,7 +111,9 @@ def load_model(path: str, name: str | None) -> tuple[dict, str, str]:
                         f"({images.one_line(e)})") from None
     if name is not None and cfg["model"] != name:
         raise UserError(f"--model-name {name}: the checkpoint holds model {cfg['model']}")
-    return {"model": state["model"], "config": cfg, "history": state.get("history", [])}, cfg["model"], checkpoint
+    state = {"model": state["model"], "config": cfg, "history": state.get("history", []),
+             "params": models.count_params(model)}
+    return state, cfg["model"], checkpoint
 
 
 # ---- the pipeline's stages -------------------------------------------------------------------
@@ -389,7 +391,7 @@ def finish(work: Path, output: Path, state: dict, checkpoint: str, args, this_ru
     extra = {"train_seconds": sum(h["seconds"] for h in history), "epochs": len(history),
              "device": "gpu" if plan["use_gpu"] else "cpu", "num_workers": plan["concurrency"], "checkpoint": checkpoint,
              "infer_images_per_s": this_run["images_per_s"],
-             "params": models.count_params(models.build(cfg["model"], cfg["num_classes"]))}
+             "params": state["params"]}
     tables, counts = metric_tables(work / "predictions", cfg, dataset, extra)
     for name in ("metrics", "per_class", "confusion"):  # a resumed run's old tables would be stale
         (work / f"{name}.parquet").unlink(missing_ok=True)
