@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import sys
 import threading
 import time
@@ -225,10 +226,12 @@ def partial_of(output: Path) -> Path:
     return output.with_name(output.name + ".partial")
 
 
-def prepare(output: Path, resume: bool) -> Path:
-    """The folder this run writes into; refuses to overwrite or silently drop earlier work."""
+def check_output(output: Path, resume: bool) -> None:
+    """Refuse, before anything starts, to overwrite or silently drop earlier work."""
     work = partial_of(output)
-    finished = output.exists() and any(output.iterdir())
+    finished = output.is_dir() and any(output.iterdir())
+    if output.exists() and not output.is_dir():
+        raise UserError(f"--output {output}: exists and is not a folder")
     if finished and not (output / "summary.json").is_file():
         raise UserError(f"--output {output}: exists and is not the output of hdr score; choose another folder")
     if not resume:
@@ -238,8 +241,13 @@ def prepare(output: Path, resume: bool) -> Path:
         if work.exists():
             raise UserError(f"--output {output}: {work} holds an interrupted run; pass --resume to continue it, "
                             "or delete it to start over")
+
+
+def prepare(output: Path, resume: bool) -> Path:
+    """The folder this run writes into (``check_output`` has already vetted ``output``)."""
+    work = partial_of(output)
     try:
-        if finished and resume and not work.exists():
+        if resume and output.is_dir() and any(output.iterdir()) and not work.exists():
             output.rename(work)  # from here until the end, the output no longer looks complete
         elif output.exists():
             output.rmdir()
@@ -355,6 +363,7 @@ def execute(items: list[inputs.Item], state: dict, args, plan: dict, work: Path,
 
     context = DataContext.get_current()
     context.enable_progress_bars = False  # our own line says what matters
+    logging.getLogger("ray.data").setLevel(logging.WARNING)
     context.print_on_execution_start = False
     # By default Ray Data reserves a share of the cluster for every operator; on a small
     # cluster that leaves decoding one task at a time (measured: 17 s -> 14 s for 20,000 images).
@@ -411,9 +420,10 @@ def run(args, console: Console) -> int:
     label_file = inputs.read_label_file(args.labels) if args.labels else None
     items = inputs.find(args.inputs)
     items = inputs.with_labels(items, args.labels_from, label_file, state["config"]["labels"], model_name)
+    output = Path(args.output).expanduser().resolve()
+    check_output(output, args.resume)
     connect(args.address)
     plan = resources(args)
-    output = Path(args.output).expanduser().resolve()
     work = prepare(output, args.resume)
     items, skipped = skip_scored(items, already_scored(work / "predictions")) if args.resume else (items, 0)
     console.print(f"scoring {len(items):,} inputs with {model_name} ({checkpoint})"
