@@ -61,6 +61,19 @@ def console() -> Console:
     return c if c.is_terminal else Console(width=160)
 
 
+def run_job(run, args, prog: str, resume_hint: str) -> int:
+    """A job's ``run(args, console)``, with a user mistake as one line (status 2) and Ctrl-C as
+    the hint to resume (status 130), never a traceback."""
+    try:
+        return run(args, console())
+    except UserError as e:
+        print(f"{prog}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted; {resume_hint}", file=sys.stderr)
+        return 130
+
+
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if not argv or argv[0] not in COMMANDS:

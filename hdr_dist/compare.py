@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import sys
 import time
 from pathlib import Path
 
@@ -19,7 +18,7 @@ from rich.console import Console
 
 from hdr_dist import data, evaluate, models, report, train
 from hdr_dist.augment import AugmentRanges
-from hdr_dist.cli import Parser, connect, console, positive
+from hdr_dist.cli import Parser, connect, positive, run_job
 from hdr_dist.errors import UserError
 
 DEFAULT_MODELS = "cnn,lstm"
@@ -178,12 +177,4 @@ def run(args, console: Console) -> int:
 
 def main(argv=None, prog: str = "hdr compare") -> int:
     args = parser(prog).parse_args(argv)
-    try:
-        return run(args, console())
-    except UserError as e:
-        print(f"{prog}: error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"{prog}: interrupted; run the same command again to resume from the last checkpoint",
-              file=sys.stderr)
-        return 130
+    return run_job(run, args, prog, "run the same command again to resume from the last checkpoint")

@@ -16,7 +16,6 @@ from __future__ import annotations
 import io
 import json
 import logging
-import sys
 import threading
 import time
 from dataclasses import replace
@@ -31,10 +30,9 @@ import torch
 from rich.console import Console
 
 from hdr_dist import evaluate, images, inputs, models, report, train
-from hdr_dist.cli import Parser, connect, console, positive
+from hdr_dist.cli import Parser, connect, positive, run_job
 from hdr_dist.errors import UserError
 
-PIXELS = images.PIXELS
 PREDICTION_SCHEMA = pa.schema([
     ("source", pa.string()), ("member", pa.string()), ("page", pa.int32()), ("pages", pa.int32()),
     ("pred", pa.int32()), ("pred_label", pa.string()), ("confidence", pa.float32()),
@@ -143,7 +141,7 @@ class Predictor:
         n = batch.num_rows
         ok = batch["error"].is_null().to_numpy(zero_copy_only=False)
         column = batch["image"].combine_chunks()
-        pixels = np.frombuffer(column.buffers()[1], np.uint8)[column.offset * PIXELS:(column.offset + n) * PIXELS]
+        pixels = np.frombuffer(column.buffers()[1], np.uint8)[column.offset * images.PIXELS:(column.offset + n) * images.PIXELS]
         x = torch.from_numpy(pixels.reshape(n, 28, 28)[ok].copy())
         probs = torch.zeros((0, len(self.labels)))
         if len(x):
@@ -443,11 +441,4 @@ def run(args, console: Console) -> int:
 
 def main(argv=None, prog: str = "hdr score") -> int:
     args = parser(prog).parse_args(argv)
-    try:
-        return run(args, console())
-    except UserError as e:
-        print(f"{prog}: error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"{prog}: interrupted; run the same command with --resume to continue", file=sys.stderr)
-        return 130
+    return run_job(run, args, prog, "run the same command with --resume to continue")
