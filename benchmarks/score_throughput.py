@@ -51,7 +51,7 @@ def plain(folder: Path, model_path: str, batch_size: int) -> float:
     start = time.perf_counter()
     state, _, _ = score.load_model(model_path, None)
     cfg = state["config"]
-    model = models.build(cfg["model"], cfg["num_classes"])
+    model = models.from_config(cfg)
     model.load_state_dict(state["model"])
     model = evaluate.for_inference(model)
     files = sorted(p for p in folder.rglob("*") if p.is_file())

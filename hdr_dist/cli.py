@@ -17,7 +17,7 @@ from rich.console import Console
 
 from hdr_dist.errors import UserError
 
-COMMANDS = ("compare", "score")
+COMMANDS = ("compare", "score", "tune")
 
 
 class Parser(argparse.ArgumentParser):
@@ -34,7 +34,7 @@ def positive(text: str) -> int:
     return value
 
 
-def connect(address: str | None) -> None:
+def connect(address: str | None, log_to_driver: bool = True) -> None:
     """Join ``--address`` or RAY_ADDRESS (set by ``ray job submit``); otherwise start a private local Ray.
 
     Without an address Ray would also try the last cluster ``ray start`` left on this
@@ -52,7 +52,7 @@ def connect(address: str | None) -> None:
             socket.create_connection((host, int(port)), timeout=5).close()
         except OSError as e:
             raise UserError(f"--address {address}: no Ray cluster answers there ({e.strerror or e})") from None
-    ray.init(address=address, logging_level="WARNING")
+    ray.init(address=address, logging_level="WARNING", log_to_driver=log_to_driver)
 
 
 def console() -> Console:

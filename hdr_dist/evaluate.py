@@ -77,7 +77,7 @@ def metrics(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> dict:
 def evaluate_state(state: dict, x_u8: np.ndarray, y: np.ndarray, device=torch.device("cpu")) -> dict:
     """Load a checkpoint's weights and score them once on the test split."""
     cfg = state["config"]
-    model = models.build(cfg["model"], cfg["num_classes"])
+    model = models.from_config(cfg)
     model.load_state_dict(state["model"])
     probs, pred, ips = predict(model, x_u8, cfg["mean"], cfg["std"], device)
     out = metrics(y, pred, cfg["num_classes"])

@@ -184,12 +184,29 @@ def keras_init(model: nn.Module) -> None:
             nn.init.ones_(module.inp.bias[module.hidden:2 * module.hidden])
 
 
-def build(name: str, num_classes: int) -> nn.Module:
+def build(name: str, num_classes: int, width: float = 1.0, dropout: float | None = None) -> nn.Module:
+    """The recipe's model; ``width`` scales its channels (cnn) or hidden size (lstm) and the dense
+    layer, ``dropout`` replaces the recipe's: the two architecture knobs a sweep turns."""
     r = recipe(name)
-    model = ARCHITECTURES[r.arch](num_classes, **r.kwargs)
+    kwargs = dict(r.kwargs)
+    if width != 1.0:
+        scale = lambda n: max(1, round(n * width))  # noqa: E731
+        if "blocks" in kwargs:
+            kwargs["blocks"] = tuple((scale(c), convs, pool) for c, convs, pool in kwargs["blocks"])
+        for key in ("hidden", "dense"):
+            if kwargs.get(key):
+                kwargs[key] = scale(kwargs[key])
+    if dropout is not None:
+        kwargs["dropout"] = dropout
+    model = ARCHITECTURES[r.arch](num_classes, **kwargs)
     if r.keras_init:
         keras_init(model)
     return model
+
+
+def from_config(cfg: dict) -> nn.Module:
+    """The model a training config (or a checkpoint's) describes; older checkpoints lack the knobs."""
+    return build(cfg["model"], cfg["num_classes"], cfg.get("width", 1.0), cfg.get("dropout"))
 
 
 def count_params(model: nn.Module) -> int:

@@ -21,11 +21,18 @@ SEED_FIGURES = {
     "cnn-seed": ("002 CNN (val)", 99.05),
     "lstm-seed": ("002 LSTM (val)", 97.6),
     "cnn-emnist-seed": ("002 CNN EMNIST", 88.0),
+    # 002's Table 2; its ANN (mlp) has no reported figure.
+    "nb": ("002 NB", 80.6),
+    "dt": ("002 DT", 85.2),
+    "rf": ("002 RF", 94.1),
+    "knn": ("002 KNN", 96.9),
+    "svm-linear": ("002 SVM lin.", 91.3),
+    "svm-rbf": ("002 SVM RBF", 94.4),
 }
 
 METRIC_COLUMNS = ("dataset", "model", "accuracy", "precision_macro", "recall_macro", "f1_macro",
                   "precision_weighted", "recall_weighted", "f1_weighted", "train_seconds", "epochs",
-                  "params", "num_workers", "device", "infer_images_per_s", "checkpoint")
+                  "params", "num_workers", "device", "infer_images_per_s", "checkpoint", "method", "approximation")
 HISTORY_COLUMNS = ("model", "epoch", "train_loss", "train_acc", "val_loss", "val_acc", "seconds",
                    "images_per_s")
 
@@ -66,8 +73,9 @@ def write_tables(folder: Path, tables: dict[str, list[dict]]) -> None:
 def print_table(rows: list[dict], console: Console | None = None) -> None:
     table = Table(title="hdr-dist: test-split results beside the seeds' figures")
     for col in ("dataset", "model", "accuracy %", "P macro", "R macro", "F1 macro", "train s",
-                "epochs", "workers", "infer img/s", "seed figure", "Δ pp"):
-        table.add_column(col, justify="left" if col in ("dataset", "model", "seed figure") else "right")
+                "epochs", "workers", "infer img/s", "seed figure", "Δ pp", "approximation"):
+        table.add_column(col, justify="left" if col in ("dataset", "model", "seed figure", "approximation")
+                         else "right")
     for r in rows:
         seed = SEED_FIGURES.get(r["model"])
         acc = 100 * r["accuracy"]
@@ -75,7 +83,21 @@ def print_table(rows: list[dict], console: Console | None = None) -> None:
         style = "green" if seed and acc >= seed[1] else ("red" if seed else None)
         table.add_row(r["dataset"], r["model"], f"{acc:.2f}", f"{100 * r['precision_macro']:.2f}",
                       f"{100 * r['recall_macro']:.2f}", f"{100 * r['f1_macro']:.2f}",
-                      f"{r['train_seconds']:.0f}", str(r["epochs"]), str(r["num_workers"]),
+                      f"{r['train_seconds']:.0f}", str(r.get("epochs") or ""), str(r["num_workers"]),
                       f"{r['infer_images_per_s']:,.0f}", f"{seed[0]} {seed[1]:.2f}" if seed else "",
-                      delta, style=style)
+                      delta, r.get("approximation") or "", style=style)
+    (console or Console()).print(table)
+
+
+def print_trials(rows: list[dict], console: Console | None = None) -> None:
+    """The sweep's trials, best first."""
+    table = Table(title="hdr-dist: sweep trials, best validation accuracy first")
+    skip = {"trial_id", "best_val_acc", "best_epoch", "epochs", "seconds", "status", "checkpoint"}
+    keys = [k for k in (rows[0] if rows else {}) if k not in skip]
+    for col in ("trial", *keys, "val acc %", "epochs", "seconds", "status"):
+        table.add_column(col, justify="left" if col in ("trial", "status") else "right")
+    for r in sorted(rows, key=lambda r: -(r["best_val_acc"] or 0)):
+        table.add_row(r["trial_id"], *(f"{r[k]:.3g}" if isinstance(r[k], float) else str(r[k]) for k in keys),
+                      f"{100 * r['best_val_acc']:.2f}" if r["best_val_acc"] is not None else "",
+                      str(r["epochs"]), f"{r['seconds']:.0f}", r["status"])
     (console or Console()).print(table)

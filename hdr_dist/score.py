@@ -101,7 +101,7 @@ def load_model(path: str, name: str | None) -> tuple[dict, str, str]:
     try:
         state = torch.load(io.BytesIO(read_bytes(checkpoint)), map_location="cpu", weights_only=True)
         cfg = state["config"]
-        model = models.build(cfg["model"], cfg["num_classes"])
+        model = models.from_config(cfg)
         model.load_state_dict(state["model"])
     except UserError:
         raise
@@ -128,7 +128,7 @@ class Predictor:
         self.device = torch.device("cuda" if use_gpu else "cpu")
         if not use_gpu:
             torch.set_num_threads(threads)  # as many as the actor reserved; more would steal decoding's
-        self.model = models.build(cfg["model"], cfg["num_classes"])
+        self.model = models.from_config(cfg)
         self.model.load_state_dict(state["model"])
         self.model = evaluate.for_inference(self.model, self.device)
         self.name, self.labels = cfg["model"], pa.array(cfg["labels"], pa.string())

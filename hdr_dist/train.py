@@ -148,7 +148,7 @@ def evaluate_split(model, x: torch.Tensor, y: torch.Tensor, cfg: dict, rank: int
 def setup(cfg: dict, n_train: int, world: int):
     """Model, optimizer and schedule for ``cfg``, seeded so every rank builds the same model."""
     torch.manual_seed(cfg["seed"])
-    model = models.build(cfg["model"], cfg["num_classes"])
+    model = models.from_config(cfg)
     opt = make_optimizer(model, cfg)
     sched = make_schedule(opt, cfg, steps_per_epoch(n_train, world, cfg["batch_size"]))
     return model, opt, sched
@@ -193,6 +193,7 @@ def train_loop_per_worker(cfg: dict) -> None:
     # Ray Train logs every report at INFO on the root logger's handlers; keep the terminal to
     # our own progress lines (``log`` is INFO on its own, so it still gets through).
     logging.getLogger().setLevel(logging.WARNING)
+    log.setLevel(logging.INFO if cfg.get("log_progress", True) else logging.WARNING)
     ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
     torch.set_num_threads(cfg["cpus_per_worker"])
@@ -233,12 +234,14 @@ def train_loop_per_worker(cfg: dict) -> None:
             ray.train.report(stats, checkpoint=ray.train.Checkpoint.from_directory(folder) if rank == 0 else None)
 
 
-def fit(cfg: dict, *, workers: int, use_gpu: bool, storage_path: str, name: str, max_failures: int = 0):
+def fit(cfg: dict, *, workers: int, use_gpu: bool, storage_path: str, name: str, max_failures: int = 0,
+        callbacks=()):
     """Run ``train_loop_per_worker`` on ``workers`` Ray Train workers and return the ``Result``.
 
     Checkpoints are ranked by validation accuracy; the best two and the latest are
     kept. A run directory that already holds this ``name`` is resumed from its
     latest checkpoint (Train V2 restores its checkpoint manager from storage).
+    ``callbacks`` are Train callbacks: a sweep passes Tune's, which hands each report to its trial.
     """
     from ray.train import CheckpointConfig, FailureConfig, LoggingConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
@@ -251,7 +254,7 @@ def fit(cfg: dict, *, workers: int, use_gpu: bool, storage_path: str, name: str,
             name=name, storage_path=storage_path, failure_config=FailureConfig(max_failures=max_failures),
             checkpoint_config=CheckpointConfig(num_to_keep=2, checkpoint_score_attribute="val_acc",
                                                checkpoint_score_order="max"),
-            logging_config=LoggingConfig(log_level="WARNING")))
+            logging_config=LoggingConfig(log_level="WARNING"), callbacks=list(callbacks)))
     return trainer.fit()
 
 
@@ -271,19 +274,21 @@ def train_plain(cfg: dict, arrays: dict, device: torch.device) -> tuple:
     return model, history
 
 
-def config(model: str, dataset, *, epochs=None, batch_size=None, lr=None, augment=None, seed=0,
-           rotation=AugmentRanges.rotation, shift=AugmentRanges.shift, zoom=AugmentRanges.zoom,
-           cpus_per_worker=1, preprocess="none") -> dict:
+def config(model: str, dataset, *, epochs=None, batch_size=None, lr=None, weight_decay=None, dropout=None,
+           width=1.0, augment=None, seed=0, rotation=AugmentRanges.rotation, shift=AugmentRanges.shift,
+           zoom=AugmentRanges.zoom, cpus_per_worker=1, preprocess="none", log_progress=True) -> dict:
     """The recipe's settings with any flag the user set on top: what every worker trains with."""
     r = models.recipe(model)
     pick = lambda flag, default: default if flag is None else flag  # noqa: E731
     return {"model": model, "arch": r.arch, "dataset": dataset.name, "labels": list(dataset.labels),
             "num_classes": dataset.num_classes, "mean": dataset.mean, "std": dataset.std,
             "epochs": pick(epochs, r.epochs), "batch_size": pick(batch_size, r.batch_size),
-            "lr": pick(lr, r.lr), "optimizer": r.optimizer, "weight_decay": r.weight_decay,
+            "lr": pick(lr, r.lr), "optimizer": r.optimizer, "weight_decay": pick(weight_decay, r.weight_decay),
+            "width": width, "dropout": dropout,
             "schedule": r.schedule, "lr_decay": r.lr_decay, "label_smoothing": r.label_smoothing,
             "augment": pick(augment, r.augment), "rotation": rotation, "shift": shift, "zoom": zoom,
-            "seed": seed, "cpus_per_worker": cpus_per_worker, "preprocess": preprocess}
+            "seed": seed, "cpus_per_worker": cpus_per_worker, "preprocess": preprocess,
+            "log_progress": log_progress}
 
 
 def arrays_of(dataset) -> dict:

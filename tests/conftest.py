@@ -21,10 +21,21 @@ def shared(*parts: str) -> Path:
 
 @pytest.fixture(scope="session")
 def ray_cluster():
-    """A private local Ray for the whole session; jobs run in-process join it via ray.is_initialized()."""
+    """A private local Ray for the whole session; jobs run in-process join it via ray.is_initialized().
+
+    With its dashboard, as every real cluster has: Ray Train's placement-group cleaner asks its
+    state API whether a run's controller still lives, and only then frees the workers' CPUs of
+    a Train run whose Tune trial ASHA stopped.
+    """
+    import socket
+
     import ray
 
-    ctx = ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="WARNING")
+    with socket.socket() as s:  # a port of its own: a `ray start` head in another test takes the default
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    ctx = ray.init(address="local", num_cpus=2, include_dashboard=True, dashboard_host="127.0.0.1",
+                   dashboard_port=port, logging_level="WARNING")
     yield ctx
     ray.shutdown()
 

@@ -203,4 +203,4 @@ def test_console_script():
     assert result.returncode == 2 and result.stderr == "hdr compare: error: unknown model 'nope'; " \
         "choose from cnn, lstm, cnn-seed, cnn-emnist-seed, lstm-seed\n"
     result = subprocess.run([str(hdr)], capture_output=True, text=True)
-    assert result.returncode == 2 and "usage: hdr {compare,score}" in result.stderr
+    assert result.returncode == 2 and "usage: hdr {compare,score,tune}" in result.stderr
