@@ -8,7 +8,7 @@ the sweep's wall time, its cost in default trainings (sweep wall / baseline wall
 best trial's validation accuracy beside the default's, and how many trials ASHA
 stopped. The last line printed is a JSON object with every figure.
 
-    python benchmarks/tune_sweep.py [--num-samples 16] [--epochs 4] [--limit-train 30000]
+    python benchmarks/tune_sweep.py [--num-samples 16] [--epochs 4] [--limit-train 20000]
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ def main() -> None:
     p.add_argument("--model", default="cnn")
     p.add_argument("--num-samples", type=int, default=16)
     p.add_argument("--epochs", type=int, default=4)
-    p.add_argument("--limit-train", type=int, default=30000)
+    p.add_argument("--limit-train", type=int, default=20000)
     p.add_argument("--cpus-per-worker", type=int, default=1)
     p.add_argument("--output", default=str(ROOT / "results-bench" / "tune"))
     args = p.parse_args()

@@ -139,9 +139,10 @@ def prepare_output(path: str) -> Path:
     return out
 
 
-def storage_location(flag: str | None, output: Path) -> str:
+def storage_location(flag: str | None, default: Path) -> str:
+    """``--storage-path`` as Ray wants it: a URI as given, a folder made absolute."""
     if flag is None:
-        return str(output / "ray_train")
+        return str(default)
     return flag if "://" in flag else str(Path(flag).expanduser().resolve())
 
 
@@ -220,7 +221,7 @@ def run(args, console: Console) -> int:
     deep = [n for n in names if n not in classical.MODELS]
     shallow = [n for n in names if n in classical.MODELS]
     output = prepare_output(args.output)
-    storage = storage_location(args.storage_path, output)
+    storage = storage_location(args.storage_path, output / "ray_train")
     ds = data.load(args.dataset, args.data_dir, seed=args.seed, limit_train=args.limit_train,
                    limit_test=args.limit_test, scan_preprocess=args.preprocess == "scan")
     console.print(f"[bold]{ds.name}[/]: {len(ds.train.y):,} train / {len(ds.val.y):,} validation / "

@@ -79,7 +79,7 @@ def search_space(model: str) -> dict:
         "weight_decay": tune.loguniform(1e-5, 1e-2),
         "dropout": tune.uniform(0.0, 0.5 if arch == "cnn" else 0.3),
         # channels (cnn) or hidden size (lstm), as a multiple of the recipe's
-        "width": tune.choice([0.5, 1.0, 1.5, 2.0] if arch == "cnn" else [0.5, 1.0, 1.5]),
+        "width": tune.choice([0.5, 1.0, 1.5]),
         # rotation, shift and zoom ranges, as a multiple of the defaults; 0 turns augmentation off
         "augment_strength": tune.uniform(0.0, 1.5),
     }
@@ -195,8 +195,8 @@ def sweep_name(args, base: dict) -> str:
     """Same command -> same name -> the sweep resumes; changed settings start a new one."""
     keys = ("num_samples", "epochs", "grace_period", "reduction_factor", "recipe_first", "seed", "workers",
             "limit_train")
-    settings_ = {k: getattr(args, k) for k in keys} | {k: v for k, v in base.items() if k != "data"}
-    digest = hashlib.sha1(json.dumps(settings_, sort_keys=True, default=str).encode()).hexdigest()[:8]
+    identity = {k: getattr(args, k) for k in keys} | {k: v for k, v in base.items() if k != "data"}
+    digest = hashlib.sha1(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:8]
     return f"sweep-{base['dataset']}-{base['model']}-{digest}"
 
 
@@ -209,7 +209,7 @@ def trial_rows(results, epochs: int) -> list[dict]:
         best = history.loc[history[METRIC].idxmax()] if reported else None
         ran = int(history["epoch"].max()) if reported else 0
         status = ("error" if result.error else "completed" if ran >= epochs else "stopped early")
-        rows.append({"trial_id": result.metrics.get("trial_id") or Path(result.path).name}
+        rows.append({"trial_id": (result.metrics or {}).get("trial_id") or Path(result.path).name}
                     | {k: result.config[k] for k in sorted(result.config)}
                     | {"best_val_acc": float(best[METRIC]) if reported else None,
                        "best_epoch": int(best["epoch"]) if reported else None, "epochs": ran,
@@ -225,22 +225,22 @@ def best_config(row: dict, args) -> dict:
     return {k: (round(v, 6) if isinstance(v, float) else v) for k, v in out.items()}
 
 
-def test_best(row: dict, ds: data.Dataset, storage: str, workers: int, use_gpu: bool) -> tuple[dict, dict, list]:
+def score_best(row: dict, ds: data.Dataset, storage: str, workers: int, use_gpu: bool) -> tuple[dict, dict, list]:
     """The best trial's best checkpoint, scored once on the test split."""
     import pyarrow.fs
     from ray.train import Checkpoint
 
     fs, _ = pyarrow.fs.FileSystem.from_uri(storage if "://" in storage else Path(storage).as_uri())
-    state = compare.load_state(Checkpoint(row["checkpoint"], filesystem=fs))
+    checkpoint = Checkpoint(row["checkpoint"], filesystem=fs)
+    state = compare.load_state(checkpoint)
     scores = evaluate.evaluate_state(state, ds.test.x, ds.test.y)
-    history = state["history"][: row["best_epoch"]]
-    metrics = report.metrics_row(ds.name, state["config"]["model"], scores,
-                                 train_seconds=sum(h["seconds"] for h in history), epochs=len(history),
-                                 num_workers=workers, device="gpu" if use_gpu else "cpu",
-                                 checkpoint=row["checkpoint"] if fs.type_name == "local"
-                                 else f"{fs.type_name}://{row['checkpoint']}",
-                                 method=f"{state['config']['model']} recipe with sweep trial {row['trial_id']}'s "
-                                        f"settings", approximation="")
+    history = state["history"]  # up to the best epoch: the checkpoint was taken then
+    model = state["config"]["model"]
+    metrics = report.metrics_row(ds.name, model, scores, train_seconds=sum(h["seconds"] for h in history),
+                                 epochs=len(history), num_workers=workers, device="gpu" if use_gpu else "cpu",
+                                 checkpoint=compare.checkpoint_uri(checkpoint),
+                                 method=f"{model} recipe with sweep trial {row['trial_id']}'s settings",
+                                 approximation="")
     return metrics, scores, history
 
 
@@ -255,8 +255,7 @@ def run(args, console: Console) -> int:
     if args.reduction_factor < 2:
         raise UserError("--reduction-factor must be at least 2")
     output = compare.prepare_output(args.output)
-    storage = args.storage_path or str(output / "ray_tune")
-    storage = storage if "://" in storage else str(Path(storage).expanduser().resolve())
+    storage = compare.storage_location(args.storage_path, output / "ray_tune")
     ds = data.load(args.dataset, args.data_dir, seed=args.seed, limit_train=args.limit_train,
                    limit_test=args.limit_test)
     connect(args.address, log_to_driver=False)  # many trials' Ray logs would bury the progress lines
@@ -295,7 +294,7 @@ def run(args, console: Console) -> int:
         raise UserError(f"no trial reported a result; see the trials' logs under {storage}/{sweep}")
     best = max(scored, key=lambda r: r["best_val_acc"])
     (output / "best_config.json").write_text(json.dumps(best_config(best, args), indent=2) + "\n")
-    metrics, scores, history = test_best(best, ds, storage, args.workers, use_gpu)
+    metrics, scores, history = score_best(best, ds, storage, args.workers, use_gpu)
     name = args.model
     report.write_tables(output, {"metrics": [metrics],
                                  "per_class": report.per_class_rows(ds.name, name, scores, ds.labels),
