@@ -398,7 +398,8 @@ def finish(work: Path, output: Path, state: dict, checkpoint: str, args, this_ru
     extra = {"train_seconds": sum(h["seconds"] for h in history), "epochs": len(history),
              "device": "gpu" if plan["use_gpu"] else "cpu", "num_workers": plan["concurrency"], "checkpoint": checkpoint,
              "infer_images_per_s": this_run["images_per_s"],
-             "params": state["params"]}
+             "params": state["params"], "method": f"{cfg['model']} checkpoint, scored by hdr score",
+             "approximation": ""}
     tables, counts = metric_tables(work / "predictions", cfg, dataset, extra)
     for name in ("metrics", "per_class", "confusion"):  # a resumed run's old tables would be stale
         (work / f"{name}.parquet").unlink(missing_ok=True)
