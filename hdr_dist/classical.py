@@ -3,9 +3,9 @@
 Every model sees the same pixels as the deep models, scaled to [0, 1], and the
 same training split (the validation hold-out is left out, as for them). Where
 002's plain recipe would not beat 002's figure, or a full-size fit would take
-far longer than ten minutes on two cores, the pipeline adds a step, and the
-``approximation`` column of the results says so; ``DESCRIPTIONS`` is what the
-README's table of models shows.
+far longer than ten minutes on two cores, the pipeline adds a step; where that
+step trades accuracy or fidelity for time, the ``approximation`` column of the
+results says so.
 """
 
 from __future__ import annotations
@@ -22,16 +22,8 @@ PCA_COMPONENTS = 50
 SVM_GRID = {"C": (1.0, 10.0, 100.0), "gamma": (0.01, 0.02, 0.04)}
 CV_FOLDS = 5
 
-# What each fit is, and what it trades against a full-size fit on all 784 pixels.
-APPROXIMATIONS = {
-    "nb": "",
-    "dt": "",
-    "rf": "",
-    "knn": "",
-    "svm-linear": "",
-    "svm-rbf": "50 PCA components, not 784 pixels",
-    "mlp": "",
-}
+# Where a fit is not the full-size one, and how: a fit of svm-rbf on all 784 pixels took 1,122 s.
+APPROXIMATIONS = {"svm-rbf": "50 PCA components, not 784 pixels"}
 
 
 def estimator(name: str, seed: int, threads: int, svm_params: dict | None = None):

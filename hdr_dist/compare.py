@@ -211,7 +211,7 @@ def classical_row(name: str, ds: data.Dataset, result: dict) -> tuple[dict, dict
     row = report.metrics_row(ds.name, name, scores | {"infer_images_per_s": result["infer_images_per_s"]},
                              train_seconds=result["train_seconds"], epochs=None, params=None, num_workers=1,
                              device="cpu", checkpoint=None, method=result["method"],
-                             approximation=classical.APPROXIMATIONS[name])
+                             approximation=classical.APPROXIMATIONS.get(name, ""))
     return row, scores
 
 
