@@ -141,11 +141,10 @@ def search_svm(ds, seed: int, limit: int, storage: str, console) -> tuple[dict, 
     return {"C": best["C"], "gamma": best["gamma"]}, rows
 
 
-def start(names: list[str], data_ref, test_x, seed: int, threads: int, svm_params: dict | None) -> dict:
+def start(names: list[str], data_ref, test_ref, seed: int, threads: int, svm_params: dict | None) -> dict:
     """Submit one Ray task per model at once; the cluster runs as many side by side as it has CPUs for."""
     import ray
 
     task = ray.remote(fit_and_predict).options(num_cpus=threads)
-    test_ref = ray.put(test_x)
     return {task.remote(n, data_ref, test_ref, seed, threads, svm_params if n == "svm-rbf" else None): n
             for n in names}

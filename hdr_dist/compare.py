@@ -245,13 +245,14 @@ def run(args, console: Console) -> int:
 
     # The classical models go first as Ray tasks and run side by side, with each other and with
     # the deep models' Train runs, as far as the cluster's CPUs go.
-    pending = classical.start([n for n in shallow if n != "svm-rbf"], data_ref, ds.test.x, args.seed,
+    test_ref = ray.put(ds.test.x)
+    pending = classical.start([n for n in shallow if n != "svm-rbf"], data_ref, test_ref, args.seed,
                               args.cpus_per_worker, None)
     if "svm-rbf" in shallow:
         params, grid = classical.search_svm(ds, args.seed, args.cv_limit, storage, console)
         tables["svm_rbf_cv"] = grid
         console.print(escape("[svm-rbf]") + f" best of the grid: C={params['C']:g}, gamma={params['gamma']:g}")
-        pending |= classical.start(["svm-rbf"], data_ref, ds.test.x, args.seed, args.cpus_per_worker, params)
+        pending |= classical.start(["svm-rbf"], data_ref, test_ref, args.seed, args.cpus_per_worker, params)
 
     def collect(timeout: float | None):
         while pending:
