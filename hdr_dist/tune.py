@@ -13,7 +13,6 @@ trial's id.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import pickle
@@ -193,11 +192,8 @@ def short(sample: dict) -> str:
 
 def sweep_name(args, base: dict) -> str:
     """Same command -> same name -> the sweep resumes; changed settings start a new one."""
-    keys = ("num_samples", "epochs", "grace_period", "reduction_factor", "recipe_first", "seed", "workers",
-            "limit_train")
-    identity = {k: getattr(args, k) for k in keys} | {k: v for k, v in base.items() if k != "data"}
-    digest = hashlib.sha1(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:8]
-    return f"sweep-{base['dataset']}-{base['model']}-{digest}"
+    keys = ("num_samples", "epochs", "grace_period", "reduction_factor", "recipe_first", "seed", "limit_train")
+    return "sweep-" + compare.run_name(base | {k: getattr(args, k) for k in keys}, args.workers)
 
 
 def trial_rows(results, epochs: int) -> list[dict]:

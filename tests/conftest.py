@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import socket
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,12 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 # EMNIST is too large to ship; the tests read it where the workplace keeps it, beside the repo.
 SHARED = ROOT.parent / "shared" / "datasets"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def shared(*parts: str) -> Path:
@@ -27,15 +34,11 @@ def ray_cluster():
     state API whether a run's controller still lives, and only then frees the workers' CPUs of
     a Train run whose Tune trial ASHA stopped.
     """
-    import socket
-
     import ray
 
-    with socket.socket() as s:  # a port of its own: a `ray start` head in another test takes the default
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    # A port of its own: a `ray start` head in another test takes the default.
     ctx = ray.init(address="local", num_cpus=2, include_dashboard=True, dashboard_host="127.0.0.1",
-                   dashboard_port=port, logging_level="WARNING")
+                   dashboard_port=free_port(), logging_level="WARNING")
     yield ctx
     ray.shutdown()
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -16,15 +15,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from hdr_dist import data, samples
-from tests.conftest import ROOT
+from tests.conftest import ROOT, free_port
 
 BIN = Path(sys.executable).parent
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture
