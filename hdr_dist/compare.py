@@ -18,7 +18,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.markup import escape
 
-from hdr_dist import classical, data, evaluate, models, report, train
+from hdr_dist import classical, cluster, data, evaluate, models, report, train
 from hdr_dist.augment import AugmentRanges
 from hdr_dist.cli import Parser, connect, positive, run_job
 from hdr_dist.errors import UserError
@@ -66,6 +66,7 @@ def parser(prog: str = "hdr compare") -> Parser:
     g.add_argument("--gpu", choices=("auto", "on", "off"), default="auto",
                    help="auto: one GPU per worker when the cluster has enough (default: %(default)s)")
     g.add_argument("--max-failures", type=int, default=0, help="worker failures Ray Train recovers from (default: %(default)s)")
+    placement_flag(g)
     g.add_argument("--address", help="Ray cluster to join, or 'auto' for a `ray start` cluster on this machine "
                         "(default: RAY_ADDRESS, else a new local Ray)")
     g = p.add_argument_group("output")
@@ -74,6 +75,19 @@ def parser(prog: str = "hdr compare") -> Parser:
                    help="Ray Train checkpoint storage: a folder or a pyarrow URI such as s3://bucket/path "
                         "(default: OUTPUT/ray_train)")
     return p
+
+
+def placement_flag(group) -> None:
+    group.add_argument("--placement-timeout", type=float, metavar="SECONDS",
+                       help="when the cluster cannot place --workers yet, wait this long for nodes to join "
+                            f"(default: {cluster.AUTOSCALER_WAIT_S} s if the cluster has an autoscaler, else fail at once)")
+
+
+def storage_flags(args, output: Path) -> dict[str, str]:
+    """The flag that chose the checkpoint storage, and where it is: what every node must reach."""
+    if args.storage_path is None:
+        return {"--output": str(output)}
+    return {"--storage-path": storage_location(args.storage_path, output)}
 
 
 def model_names(text: str) -> list[str]:
@@ -146,25 +160,6 @@ def storage_location(flag: str | None, default: Path) -> str:
     return flag if "://" in flag else str(Path(flag).expanduser().resolve())
 
 
-def placement(workers: int, cpus_per_worker: int, gpu: str) -> bool:
-    """Whether to use GPUs; refuse at once a request the cluster can never place (Ray would wait forever)."""
-    import ray
-
-    total = ray.cluster_resources()
-    nodes = [n["Resources"] for n in ray.nodes() if n.get("Alive")]
-    gpus = int(total.get("GPU", 0))
-    use_gpu = gpu == "on" or (gpu == "auto" and gpus >= workers)
-    if gpu == "on" and gpus < workers:
-        raise UserError(f"--gpu on with --workers {workers} needs {workers} GPUs; the Ray cluster has {gpus}")
-    cpus = total.get("CPU", 0)
-    if workers * cpus_per_worker > cpus:
-        raise UserError(f"--workers {workers} x --cpus-per-worker {cpus_per_worker} needs "
-                        f"{workers * cpus_per_worker} CPUs; the Ray cluster has {cpus:g}")
-    if not any(n.get("CPU", 0) >= cpus_per_worker for n in nodes):
-        raise UserError(f"--cpus-per-worker {cpus_per_worker}: no node of the Ray cluster has that many CPUs")
-    return use_gpu
-
-
 def run_name(cfg: dict, workers: int) -> str:
     """Same settings -> same name -> Ray Train resumes; changed settings start a new run."""
     settings = {k: v for k, v in cfg.items() if k != "data"} | {"workers": workers}
@@ -200,7 +195,7 @@ def train_and_test(name: str, ds: data.Dataset, args, data_ref, storage: str, us
     history = load_state(result.checkpoint)["history"]
     scores = evaluate.evaluate_state(load_state(best), ds.test.x, ds.test.y)
     row = report.metrics_row(ds.name, name, scores, train_seconds=sum(h["seconds"] for h in history),
-                             epochs=len(history), num_workers=args.workers,
+                             epochs=len(history), num_workers=args.workers, num_nodes=history[-1].get("nodes"),
                              device="gpu" if use_gpu else "cpu", checkpoint=checkpoint_uri(best),
                              method=f"{name} recipe", approximation="")
     return row, scores, history
@@ -210,7 +205,7 @@ def classical_row(name: str, ds: data.Dataset, result: dict) -> tuple[dict, dict
     scores = evaluate.metrics(ds.test.y, result["pred"], ds.num_classes)
     row = report.metrics_row(ds.name, name, scores | {"infer_images_per_s": result["infer_images_per_s"]},
                              train_seconds=result["train_seconds"], epochs=None, params=None, num_workers=1,
-                             device="cpu", checkpoint=None, method=result["method"],
+                             num_nodes=1, device="cpu", checkpoint=None, method=result["method"],
                              approximation=classical.APPROXIMATIONS.get(name, ""))
     return row, scores
 
@@ -227,9 +222,11 @@ def run(args, console: Console) -> int:
     console.print(f"[bold]{ds.name}[/]: {len(ds.train.y):,} train / {len(ds.val.y):,} validation / "
                   f"{len(ds.test.y):,} test images, {ds.num_classes} classes; models {', '.join(names)}")
     connect(args.address)
-    use_gpu = placement(args.workers, args.cpus_per_worker, args.gpu) if deep else False
+    use_gpu = (cluster.placement(args.workers, args.cpus_per_worker, args.gpu, args.placement_timeout, console)
+               if deep else False)
     if shallow:
-        placement(1, args.cpus_per_worker, "off")
+        cluster.placement(1, args.cpus_per_worker, "off", args.placement_timeout, console)
+    cluster.require_shared(storage_flags(args, output))
 
     import ray
 

@@ -32,7 +32,7 @@ SEED_FIGURES = {
 
 METRIC_COLUMNS = ("dataset", "model", "accuracy", "precision_macro", "recall_macro", "f1_macro",
                   "precision_weighted", "recall_weighted", "f1_weighted", "train_seconds", "epochs",
-                  "params", "num_workers", "device", "infer_images_per_s", "checkpoint", "method", "approximation")
+                  "params", "num_workers", "num_nodes", "device", "infer_images_per_s", "checkpoint", "method", "approximation")
 HISTORY_COLUMNS = ("model", "epoch", "train_loss", "train_acc", "val_loss", "val_acc", "seconds",
                    "images_per_s")
 

@@ -198,6 +198,10 @@ def train_loop_per_worker(cfg: dict) -> None:
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
     torch.set_num_threads(cfg["cpus_per_worker"])
     device = ray.train.torch.get_device()
+    # Which nodes the workers landed on: the results say whether a run really spread out.
+    nodes = [ray.get_runtime_context().get_node_id()] * world
+    if world > 1:
+        dist.all_gather_object(nodes, nodes[0])
     x, y, vx, vy = tensors(ray.get(cfg["data"]))
     cfg = {k: v for k, v in cfg.items() if k != "data"}  # what goes into checkpoints
 
@@ -223,7 +227,8 @@ def train_loop_per_worker(cfg: dict) -> None:
     for epoch in range(start_epoch, cfg["epochs"]):
         show = print_progress(cfg["model"], epoch, cfg["epochs"]) if rank == 0 else None
         stats = train_epoch(model, opt, sched, x, y, cfg, epoch, rank, world, device, generator, show)
-        stats |= evaluate_split(model, vx, vy, cfg, rank, world, device) | {"epoch": epoch + 1}
+        stats |= evaluate_split(model, vx, vy, cfg, rank, world, device) | {"epoch": epoch + 1,
+                                                                             "nodes": len(set(nodes))}
         history.append(stats)
         if rank == 0:
             log.info(epoch_line(cfg, stats))

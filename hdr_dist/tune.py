@@ -21,7 +21,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from hdr_dist import compare, data, evaluate, models, report, train
+from hdr_dist import cluster, compare, data, evaluate, models, report, train
 from hdr_dist.augment import AugmentRanges
 from hdr_dist.cli import Parser, connect, positive, run_job
 from hdr_dist.errors import UserError
@@ -59,6 +59,7 @@ def parser(prog: str = "hdr tune") -> Parser:
                    help="auto: one GPU per worker when the cluster has enough (default: %(default)s)")
     g.add_argument("--max-concurrent", type=positive,
                    help="trials at once (default: as many as the cluster holds with all their workers)")
+    compare.placement_flag(g)
     g.add_argument("--address", help="Ray cluster to join, or 'auto' (default: RAY_ADDRESS, else a new local Ray)")
     g = p.add_argument_group("output")
     g.add_argument("--output", default="results-tune", help="folder for the sweep's results (default: %(default)s)")
@@ -117,12 +118,7 @@ def concurrency(workers: int, cpus_per_worker: int, use_gpu: bool, requested: in
     whose controller asks for none either. More trials than this would leave a Train run
     waiting for workers while its trial's clock runs.
     """
-    import ray
-
-    total = ray.cluster_resources()
-    fits = int(total.get("CPU", 0)) // (workers * cpus_per_worker)
-    if use_gpu:
-        fits = min(fits, int(total.get("GPU", 0)) // workers)
+    fits = cluster.slots([n["Resources"] for n in cluster.alive_nodes()], cpus_per_worker, use_gpu) // workers
     if requested and requested > max(fits, 1):
         raise UserError(f"--max-concurrent {requested}: the Ray cluster holds {fits} trials of {workers} "
                         f"worker(s) x {cpus_per_worker} CPU(s) at once")
@@ -233,7 +229,8 @@ def score_best(row: dict, ds: data.Dataset, storage: str, workers: int, use_gpu:
     history = state["history"]  # up to the best epoch: the checkpoint was taken then
     model = state["config"]["model"]
     metrics = report.metrics_row(ds.name, model, scores, train_seconds=sum(h["seconds"] for h in history),
-                                 epochs=len(history), num_workers=workers, device="gpu" if use_gpu else "cpu",
+                                 epochs=len(history), num_workers=workers, num_nodes=history[-1].get("nodes"),
+                                 device="gpu" if use_gpu else "cpu",
                                  checkpoint=compare.checkpoint_uri(checkpoint),
                                  method=f"{model} recipe with sweep trial {row['trial_id']}'s settings",
                                  approximation="")
@@ -255,7 +252,8 @@ def run(args, console: Console) -> int:
     ds = data.load(args.dataset, args.data_dir, seed=args.seed, limit_train=args.limit_train,
                    limit_test=args.limit_test)
     connect(args.address, log_to_driver=False)  # many trials' Ray logs would bury the progress lines
-    use_gpu = compare.placement(args.workers, args.cpus_per_worker, args.gpu)
+    use_gpu = cluster.placement(args.workers, args.cpus_per_worker, args.gpu, args.placement_timeout, console)
+    cluster.require_shared(compare.storage_flags(args, output))
     at_once = concurrency(args.workers, args.cpus_per_worker, use_gpu, args.max_concurrent)
 
     import ray

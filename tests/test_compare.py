@@ -37,6 +37,7 @@ def test_metrics_parquet_schema_and_values(compared):
     assert set(report.METRIC_COLUMNS) <= set(m)
     assert m["model"] == ["cnn", "lstm"] and m["dataset"] == ["mnist", "mnist"]
     assert m["epochs"] == [2, 2] and m["num_workers"] == [2, 2] and m["device"] == ["cpu", "cpu"]
+    assert m["num_nodes"] == [1, 1]
     assert m["accuracy"][0] > 0.8 and m["accuracy"][1] > 0.3  # chance is 0.1
     assert all(0 < v <= 1 for v in m["f1_macro"] + m["precision_weighted"])
     assert all(v > 0 for v in m["train_seconds"] + m["infer_images_per_s"] + m["params"])
@@ -175,9 +176,21 @@ def test_unwritable_output(tmp_path):
 
 
 def test_more_workers_than_the_cluster_can_place(ray_cluster, tmp_path, capsys):
-    assert compare.main([*SMALL, "--workers", "8", "--output", str(tmp_path)]) == 2
+    """Without an autoscaler, at once; with --placement-timeout, after waiting that long; never a hang."""
+    started = time.monotonic()
+    assert compare.main([*SMALL, "--workers", "3", "--output", str(tmp_path)]) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "--workers 8 x --cpus-per-worker 1 needs 8 CPUs; the Ray cluster has 2" in err
+    assert err.count("\n") == 1 and err.startswith(
+        "hdr compare: error: --workers 3 x --cpus-per-worker 1: the Ray cluster's 1 node(s) hold 2 such workers "
+        "(2 CPUs); add nodes, lower --workers, or pass --placement-timeout SECONDS")
+    assert time.monotonic() - started < 30
+    started = time.monotonic()
+    assert compare.main([*SMALL, "--workers", "2", "--cpus-per-worker", "2", "--placement-timeout", "3",
+                         "--output", str(tmp_path)]) == 2
+    out, err = capsys.readouterr()
+    assert time.monotonic() - started >= 3
+    assert "waiting up to 3 s for nodes: --workers 2 x --cpus-per-worker 2" in out
+    assert err.count("\n") == 1 and "hold 1 such workers (2 CPUs); waited 3 s (--placement-timeout)" in err
     assert compare.main([*SMALL, "--workers", "1", "--cpus-per-worker", "2", "--gpu", "on",
                          "--output", str(tmp_path)]) == 2
     assert "--gpu on with --workers 1 needs 1 GPUs; the Ray cluster has 0" in capsys.readouterr().err
