@@ -17,7 +17,7 @@ from rich.console import Console
 
 from hdr_dist.errors import UserError
 
-COMMANDS = ("compare", "score", "tune")
+COMMANDS = ("compare", "score", "tune", "report")
 
 
 class Parser(argparse.ArgumentParser):

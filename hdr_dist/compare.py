@@ -231,13 +231,15 @@ def run(args, console: Console) -> int:
     import ray
 
     data_ref = ray.put(train.arrays_of(ds))  # one copy in the object store, read by every worker and task
-    tables = {"metrics": [], "per_class": [], "confusion": [], "history": []}
+    tables = {"metrics": [], "per_class": [], "confusion": [], "history": [], "mistakes": []}
 
     def record(name, row, scores, history=()):
         tables["metrics"].append(row)
         tables["per_class"].extend(report.per_class_rows(ds.name, name, scores, ds.labels))
         tables["confusion"].extend(report.confusion_rows(ds.name, name, scores))
         tables["history"].extend(report.history_rows(ds.name, name, history))
+        if "probs" in scores:  # the deep models; the classical ones give no probabilities here
+            tables["mistakes"].extend(report.mistake_rows(ds.name, name, scores, ds.test.x, ds.test.y, ds.labels))
         report.write_tables(output, tables)  # after every model: a later failure loses nothing
 
     # The classical models go first as Ray tasks and run side by side, with each other and with
@@ -271,6 +273,7 @@ def run(args, console: Console) -> int:
     collect(timeout=None)
     order = {n: i for i, n in enumerate(names)}
     report.print_table(sorted(tables["metrics"], key=lambda r: order[r["model"]]), console)
+    console.print(f"report: {report.write_report(output)}")
     console.print(f"results in {output} ({time.perf_counter() - started:.0f} s)")
     return 0
 

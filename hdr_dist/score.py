@@ -13,6 +13,7 @@ picks up what the crashed (or an earlier, finished) run already scored.
 
 from __future__ import annotations
 
+import heapq
 import io
 import json
 import logging
@@ -96,6 +97,10 @@ def load_model(path: str, name: str | None) -> tuple[dict, str, str]:
             rows = [r for r in rows if r["model"] == name]
             if not rows:
                 raise UserError(f"--model-name {name}: not in {where / 'metrics.parquet'}")
+        rows = [r for r in rows if r["checkpoint"]]  # the classical models keep none
+        if not rows:
+            raise UserError(f"--model {path}: {where / 'metrics.parquet'} names no model with a checkpoint "
+                            "(score takes the deep models)")
         checkpoint = max(rows, key=lambda r: r["accuracy"])["checkpoint"]
     elif where.is_dir():
         checkpoint = str(where / train.CHECKPOINT_FILE)
@@ -165,8 +170,24 @@ class Predictor:
             "topk_probs": pa.FixedSizeListArray.from_arrays(pa.array(top_p[at].ravel()), self.k, mask=failed),
             "model": pa.array(np.full(n, self.name, dtype=object), pa.string())}
         if self.tally is not None:
-            self.tally.add.remote(int(ok.sum()), int(n - ok.sum()), self.node)
+            mistakes = self.mistakes(batch, ok, pred, top_p[at, 0], pixels)
+            self.tally.add.remote(int(ok.sum()), int(n - ok.sum()), self.node, mistakes)
         return pa.Table.from_pydict({name: columns[name] for name in PREDICTION_SCHEMA.names}, schema=PREDICTION_SCHEMA)
+
+
+    def mistakes(self, batch: pa.Table, ok, pred, confidence, pixels) -> list[dict]:
+        """This batch's most confident wrong predictions among its labelled images, with their pixels."""
+        true = batch["true_label"].to_pylist()
+        named = self.labels.to_pylist()
+        wrong = [i for i in np.flatnonzero(ok) if true[i] is not None and true[i] != named[pred[i]]]
+        wrong = sorted(wrong, key=lambda i: -confidence[i])[:report.MISTAKES]
+        if not wrong:
+            return []
+        rows = batch.select(["source", "member", "page", "pages"]).take(wrong).to_pylist()
+        return [{"item": r["source"] + (f"::{r['member']}" if r["member"] else "")
+                 + (f" page {r['page'] + 1}/{r['pages']}" if r["pages"] > 1 else ""),
+                 "true_label": true[i], "pred_label": named[pred[i]], "confidence": float(confidence[i]),
+                 "image": pixels[i * images.PIXELS:(i + 1) * images.PIXELS].tobytes()} for r, i in zip(rows, wrong)]
 
 
 class Tally:
@@ -177,12 +198,18 @@ class Tally:
         self.scored = self.failed = 0
         self.first = None  # wall-clock time of the first result: what start-up costs
         self.by_node: dict[str, int] = {}
+        self.wrong: list[dict] = []  # the most confident mistakes so far, for the report
 
-    def add(self, scored: int, failed: int, node: str) -> None:
+    def add(self, scored: int, failed: int, node: str, mistakes: list[dict]) -> None:
         self.first = self.first or time.time()
         self.scored += scored
         self.failed += failed
         self.by_node[node] = self.by_node.get(node, 0) + scored + failed
+        if mistakes:
+            self.wrong = heapq.nlargest(report.MISTAKES, self.wrong + mistakes, key=lambda m: m["confidence"])
+
+    def mistakes(self) -> list[dict]:
+        return self.wrong
 
     def images_by_node(self) -> dict[str, int]:
         return self.by_node
@@ -397,13 +424,14 @@ def execute(items: list[inputs.Item], state: dict, args, plan: dict, work: Path,
     done, failed = ray.get(tally.counts.remote())
     first = ray.get(tally.first_result.remote())
     by_node = ray.get(tally.images_by_node.remote())
+    mistakes = ray.get(tally.mistakes.remote())
     # Until the first result the inference actors are starting (a fixed few seconds);
     # after it, the job runs at the rate a long job keeps.
     startup = min(seconds, max(0.0, first - wall_start)) if first else seconds
     return {"images_this_run": done + failed, "seconds": round(seconds, 3),
             "images_per_s": round((done + failed) / max(seconds, 1e-9), 1), "startup_seconds": round(startup, 3),
             "steady_images_per_s": round((done + failed) / max(seconds - startup, 1e-9), 1),
-            "images_by_node": by_node}
+            "images_by_node": by_node, "mistakes": mistakes}
 
 
 def finish(work: Path, output: Path, state: dict, checkpoint: str, args, this_run: dict,
@@ -418,9 +446,12 @@ def finish(work: Path, output: Path, state: dict, checkpoint: str, args, this_ru
              "params": state["params"], "method": f"{cfg['model']} checkpoint, scored by hdr score",
              "approximation": ""}
     tables, counts = metric_tables(work / "predictions", cfg, dataset, extra)
-    for name in ("metrics", "per_class", "confusion"):  # a resumed run's old tables would be stale
+    mistakes = report.read_table(work, "mistakes") + [  # a resumed run's, then this run's
+        {"dataset": dataset, "model": cfg["model"]} | m for m in this_run.pop("mistakes")]
+    for name in ("metrics", "per_class", "confusion", "mistakes"):  # a resumed run's old tables would be stale
         (work / f"{name}.parquet").unlink(missing_ok=True)
     if tables and (args.labels or args.labels_from):
+        tables["mistakes"] = heapq.nlargest(report.MISTAKES, mistakes, key=lambda m: m["confidence"])
         report.write_tables(work, tables)
     summary = {"inputs_seen": this_run.pop("inputs_seen"), "skipped_already_scored": this_run.pop("skipped"),
                **counts, **this_run, "model": cfg["model"], "checkpoint": checkpoint,
@@ -449,6 +480,8 @@ def run(args, console: Console) -> int:
     this_run = execute(items, state, args, plan, work, console)
     this_run |= {"inputs_seen": len(items) + skipped, "skipped": skipped}
     summary, tables = finish(work, output, state, checkpoint, args, this_run, plan)
+    if tables:
+        console.print(f"report: {report.write_report(output)}")
     line = (f"{summary['scored']:,} scored, {summary['failed']:,} failed of {summary['images']:,} images "
             f"({summary['images_this_run']:,} this run, {summary['images_per_s']:,.0f} img/s)")
     if tables:

@@ -293,12 +293,15 @@ def run(args, console: Console) -> int:
     report.write_tables(output, {"metrics": [metrics],
                                  "per_class": report.per_class_rows(ds.name, name, scores, ds.labels),
                                  "confusion": report.confusion_rows(ds.name, name, scores),
-                                 "history": report.history_rows(ds.name, name, history)})
+                                 "history": report.history_rows(ds.name, name, history),
+                                 "mistakes": report.mistake_rows(ds.name, name, scores, ds.test.x, ds.test.y,
+                                                                  ds.labels)})
     report.print_trials(rows, console)
     report.print_table([metrics], console)
     console.print(f"best trial {best['trial_id']}: val acc {100 * best['best_val_acc']:.2f} %, "
                   f"test acc {100 * metrics['accuracy']:.2f} %; `hdr compare --config {output / 'best_config.json'}` "
                   f"trains it again")
+    console.print(f"report: {report.write_report(output)}")
     console.print(f"results in {output} ({time.perf_counter() - started:.0f} s)")
     return 0
 

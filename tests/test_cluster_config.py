@@ -14,10 +14,10 @@ import ray
 import yaml
 from ray.autoscaler._private.util import prepare_config, validate_config
 
-from hdr_dist import compare, score, tune
+from hdr_dist import compare, report, score, tune
 from tests.conftest import ROOT
 
-PARSERS = {"compare": compare.parser, "score": score.parser, "tune": tune.parser}
+PARSERS = {"compare": compare.parser, "score": score.parser, "tune": tune.parser, "report": report.parser}
 
 
 def launcher_config() -> dict:

@@ -43,6 +43,13 @@ def test_metrics_parquet_schema_and_values(compared):
     assert all(v > 0 for v in m["train_seconds"] + m["infer_images_per_s"] + m["params"])
 
 
+def test_report_has_every_models_figures(compared):
+    from tests.test_report import check_report
+
+    check_report(compared, {"comparison.png"} | {f"{kind}_{m}.png" for m in ("cnn", "lstm")
+                                                  for kind in ("curves", "confusion", "per_class", "mistakes")})
+
+
 def test_tables_agree_with_each_other(compared):
     m, pc, cm, h = (table(compared, n) for n in ("metrics", "per_class", "confusion", "history"))
     assert len(pc["model"]) == 20 and set(pc["label"]) == {str(d) for d in range(10)}
@@ -208,6 +215,9 @@ def test_emnist_47_classes_end_to_end(ray_cluster, tmp_path):
     assert len(pc["label"]) == 47 and pc["label"][10] == "A" and pc["label"][36] == "a"
     state = train.load_checkpoint(m["checkpoint"][0])
     assert state["config"]["num_classes"] == 47 and len(state["config"]["labels"]) == 47
+    from PIL import Image  # the report's 47-class confusion matrix grows to stay readable
+    with Image.open(tmp_path / "figures" / "confusion_cnn.png") as im:
+        assert im.width >= 1200 and im.height >= 1200
 
 
 def test_console_script():
@@ -216,4 +226,4 @@ def test_console_script():
     assert result.returncode == 2 and result.stderr == "hdr compare: error: unknown model 'nope'; " \
         "choose from cnn, lstm, cnn-seed, cnn-emnist-seed, lstm-seed\n"
     result = subprocess.run([str(hdr)], capture_output=True, text=True)
-    assert result.returncode == 2 and "usage: hdr {compare,score,tune}" in result.stderr
+    assert result.returncode == 2 and "usage: hdr {compare,score,tune,report}" in result.stderr

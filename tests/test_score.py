@@ -99,6 +99,19 @@ def test_folder_tar_and_zip_end_to_end(ray_cluster, mnist, digits_model, tmp_pat
     assert (summary["inputs_seen"], summary["scored"], summary["failed"]) == (n, n, 0)
     assert summary["images_per_s"] > 0 and not (tmp_path / "out.partial").exists()
 
+    # Labels known: the report, with the most confident mistakes drawn from the scored images.
+    from tests.test_report import check_report
+
+    wrong = sorted((r for r in rows if r["pred_label"] != r["true_label"]), key=lambda r: -r["confidence"])
+    mistakes = pq.read_table(out / "mistakes.parquet").to_pylist()
+    assert [m["confidence"] for m in mistakes] == pytest.approx([r["confidence"] for r in wrong][:report.MISTAKES])
+    for m in mistakes:
+        source, _, member = m["item"].partition("::")
+        assert (source, member or None) in {(r["source"], r["member"]) for r in wrong}
+        assert len(m["image"]) == 784 and m["true_label"] != m["pred_label"]
+    check_report(out, {"comparison.png", "score_confidence.png", "score_errors.png", "confusion_cnn.png",
+                       "per_class_cnn.png"} | ({"mistakes_cnn.png"} if wrong else set()))
+
 
 def bad_inputs(folder: Path, good: bytes) -> dict[str, str]:
     """One file (or member) per kind of bad input, with the start of the error each must get."""

@@ -45,6 +45,14 @@ def test_trials_parquet_has_one_row_per_trial(swept):
     assert len({(t["lr"][i], t["width"][i]) for i in range(3)}) == 3  # the others were sampled
 
 
+def test_report_plots_each_hyperparameter(swept):
+    from tests.test_report import check_report
+
+    page = check_report(swept, {"comparison.png", "tune_hyperparameters.png", "curves_cnn.png", "confusion_cnn.png",
+                                "per_class_cnn.png", "mistakes_cnn.png"})
+    assert "Sweep: 3 trials" in page
+
+
 def test_best_trial_is_tested_in_compares_schemas(swept):
     t, m, pc, cm = (table(swept, n) for n in ("trials", "metrics", "per_class", "confusion"))
     assert set(report.METRIC_COLUMNS) <= set(m) and m["model"] == ["cnn"]

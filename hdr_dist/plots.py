@@ -1,0 +1,192 @@
+"""The report's figures: one function per kind, each drawing one PNG from rows of a results table.
+
+matplotlib's Agg backend draws them, so they render the same on a laptop, a
+cluster's head node or CI, with no display. Each function takes plain rows (as
+``report`` reads them from Parquet) and the path to write, and returns that path.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402 - after choosing the headless backend
+import numpy as np  # noqa: E402
+from matplotlib.colors import LogNorm  # noqa: E402
+from matplotlib.ticker import NullFormatter  # noqa: E402
+
+DPI = 110
+OURS, SEED, WRONG, RIGHT = "#1f77b4", "#bbbbbb", "#d62728", "#2ca02c"
+
+
+def save(fig, path: Path) -> Path:
+    fig.savefig(path, dpi=DPI, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def curves(history: list[dict], model: str, path: Path) -> Path:
+    """Loss and accuracy per epoch, train beside validation (the seeds' Figures 3-6)."""
+    epochs = [h["epoch"] for h in history]
+    fig, (loss, acc) = plt.subplots(1, 2, figsize=(10, 3.6))
+    for ax, key, label in ((loss, "loss", "loss"), (acc, "acc", "accuracy %")):
+        scale = 100 if key == "acc" else 1
+        ax.plot(epochs, [scale * h[f"train_{key}"] for h in history], "o-", label="train")
+        ax.plot(epochs, [scale * h[f"val_{key}"] for h in history], "s-", label="validation")
+        ax.set(xlabel="epoch", ylabel=label, title=f"{model}: {label}")
+        ax.xaxis.get_major_locator().set_params(integer=True)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    best = max(history, key=lambda h: h["val_acc"])
+    acc.annotate(f"best {100 * best['val_acc']:.2f} %", (best["epoch"], 100 * best["val_acc"]),
+                 textcoords="offset points", xytext=(0, -18), ha="center", fontsize=8)
+    return save(fig, path)
+
+
+def confusion(matrix: np.ndarray, labels: list[str], model: str, path: Path) -> Path:
+    """Rows are true classes, coloured by the share of the row, on a log scale so that a handful
+    of confusions among thousands still shows. Counts are written in when there are few classes."""
+    n = len(labels)
+    share = matrix / np.maximum(matrix.sum(1, keepdims=True), 1)
+    side = max(5.0, 0.24 * n + 2)
+    fig, ax = plt.subplots(figsize=(side + 1.2, side))
+    shown = np.where(share > 0, share, np.nan)
+    im = ax.imshow(shown, cmap="viridis", norm=LogNorm(vmin=max(1e-4, np.nanmin(shown) if np.isfinite(shown).any()
+                                                                else 1e-4), vmax=1))
+    ax.set_xticks(range(n), labels, fontsize=9 if n <= 20 else 7)
+    ax.set_yticks(range(n), labels, fontsize=9 if n <= 20 else 7)
+    ax.set(xlabel="predicted", ylabel="true", title=f"{model}: confusion matrix ({int(matrix.sum()):,} images)")
+    if n <= 15:
+        for t in range(n):
+            for p in range(n):
+                if matrix[t, p]:
+                    ax.text(p, t, f"{matrix[t, p]:,}", ha="center", va="center", fontsize=7,
+                            color="black" if share[t, p] > 0.3 else "white")
+    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label="share of the true class")
+    return save(fig, path)
+
+
+def per_class(rows: list[dict], model: str, path: Path) -> Path:
+    """Each class's accuracy (its recall), with the model's mean; 002's Table 1 as a chart."""
+    rows = sorted(rows, key=lambda r: r["class"])
+    acc = np.array([100 * r["accuracy"] for r in rows])
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.28 * len(rows) + 2), 3.6))
+    colors = [WRONG if a < acc.mean() - acc.std() else OURS for a in acc]
+    ax.bar(range(len(rows)), acc, color=colors)
+    ax.axhline(acc.mean(), color="black", lw=1, ls="--")
+    if len(rows) <= 15:
+        for i, a in enumerate(acc):
+            ax.text(i, a, f"{a:.1f}", ha="center", va="bottom", fontsize=7)
+    ax.set_xticks(range(len(rows)), [r["label"] for r in rows], fontsize=9 if len(rows) <= 20 else 8)
+    low = min(acc.min(), 90.0)
+    ax.set_ylim(max(0.0, low - 0.1 * (100 - low) - 1), 100.5)
+    ax.set(xlabel="class", ylabel="accuracy %",
+           title=f"{model}: accuracy per class; dashed: their mean, {acc.mean():.2f} %; "
+                 "red: more than a standard deviation below it")
+    ax.grid(axis="y", alpha=0.3)
+    return save(fig, path)
+
+
+def comparison(rows: list[dict], seeds: dict, path: Path) -> Path:
+    """Every model's test accuracy beside the figure its seed study reported for it."""
+    rows = sorted(rows, key=lambda r: r["accuracy"])
+    fig, ax = plt.subplots(figsize=(8, 0.55 * len(rows) + 1.5))
+    y = np.arange(len(rows))
+    ours = [100 * r["accuracy"] for r in rows]
+    theirs = [seeds[r["model"]][1] if r["model"] in seeds else np.nan for r in rows]
+    ax.barh(y + 0.2, ours, 0.4, color=OURS, label="hdr-dist (test split)")
+    ax.barh(y - 0.2, theirs, 0.4, color=SEED, label="seed study's figure")
+    for i, (a, b) in enumerate(zip(ours, theirs)):
+        ax.text(a, i + 0.2, f" {a:.2f}", va="center", fontsize=8)
+        if not math.isnan(b):
+            ax.text(b, i - 0.2, f" {b:.2f} ({seeds[rows[i]['model']][0]})", va="center", fontsize=7, color="#555555")
+    ax.set_yticks(y, [f"{r['model']} ({r['dataset']})" for r in rows])
+    low = min(v for v in ours + theirs if not math.isnan(v))
+    ax.set_xlim(max(0.0, low - 5), 103)
+    ax.set(xlabel="accuracy %", title="test accuracy beside the seeds' reported figures")
+    ax.legend(loc="lower right", fontsize=8)
+    ax.grid(axis="x", alpha=0.3)
+    return save(fig, path)
+
+
+def mistakes(rows: list[dict], title: str, path: Path, columns: int = 8) -> Path:
+    """The most confident wrong predictions, each image with its true and predicted label."""
+    count = len(rows)
+    lines = max(1, math.ceil(count / columns))
+    fig, axes = plt.subplots(lines, columns, figsize=(1.45 * columns, 1.75 * lines + 0.4), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, r in zip(axes.flat, rows):
+        ax.imshow(np.frombuffer(r["image"], np.uint8).reshape(28, 28), cmap="gray_r", vmin=0, vmax=255)
+        ax.set_title(f"true {r['true_label']} → {r['pred_label']}\n{100 * r['confidence']:.1f} %", fontsize=8,
+                     color=WRONG)
+    fig.suptitle(title if count else f"{title}: none", fontsize=10)
+    return save(fig, path)
+
+
+def hyperparameters(trials: list[dict], params: list[str], path: Path) -> Path:
+    """Validation accuracy against each swept setting, one point per trial; the best one ringed."""
+    scored = [t for t in trials if t["best_val_acc"] is not None]
+    cols = min(3, len(params))
+    lines = math.ceil(len(params) / cols)
+    fig, axes = plt.subplots(lines, cols, figsize=(4.2 * cols, 3.3 * lines), squeeze=False)
+    best = max(scored, key=lambda t: t["best_val_acc"]) if scored else None
+    for ax in axes.flat[len(params):]:
+        ax.axis("off")
+    for ax, name in zip(axes.flat, params):
+        for done, color, label in ((True, OURS, "ran every epoch"), (False, SEED, "stopped early by ASHA")):
+            pts = [t for t in scored if (t["status"] == "completed") == done]
+            ax.scatter([t[name] for t in pts], [100 * t["best_val_acc"] for t in pts], c=color, s=28, label=label,
+                       edgecolors="black", linewidths=0.4)
+        if best:
+            ax.scatter([best[name]], [100 * best["best_val_acc"]], s=160, facecolors="none", edgecolors=WRONG,
+                       linewidths=1.5, label="best")
+        if name in ("lr", "weight_decay"):
+            ax.set_xscale("log")
+            ax.xaxis.set_minor_formatter(NullFormatter())  # 2x10^-3 ... labels would run together
+        ax.set(xlabel=name, ylabel="best validation accuracy %")
+        ax.grid(alpha=0.3)
+    fig.legend(*axes.flat[0].get_legend_handles_labels(), loc="upper right", fontsize=8)
+    fig.suptitle(f"sweep: {len(scored)} trials", fontsize=11)
+    return save(fig, path)
+
+
+def confidences(scored: list[float], right: list[bool] | None, path: Path) -> Path:
+    """How sure the model was of each image it scored; split into right and wrong when labels are known."""
+    fig, ax = plt.subplots(figsize=(7, 3.6))
+    bins = np.linspace(0, 1, 41)
+    values = np.asarray(scored, dtype=float)
+    if right is None:
+        ax.hist(values, bins=bins, color=OURS, label="all scored images")
+    else:
+        ok = np.asarray(right, dtype=bool)
+        ax.hist([values[ok], values[~ok]], bins=bins, stacked=True, color=[RIGHT, WRONG],
+                label=[f"right ({ok.sum():,})", f"wrong ({(~ok).sum():,})"])
+    ax.set_yscale("log")
+    ax.set(xlabel="confidence (top class probability)", ylabel="images (log scale)",
+           title=f"confidence of {len(values):,} scored images")
+    ax.legend(loc="upper left")
+    ax.grid(alpha=0.3)
+    return save(fig, path)
+
+
+def errors(failed: dict[str, int], confused: dict[str, int], path: Path) -> Path:
+    """What went wrong, by kind: inputs that could not be scored, and the commonest wrong labels."""
+    fig, axes = plt.subplots(1, 2, figsize=(12, max(3.0, 0.32 * max(len(failed), len(confused), 4) + 1.2)))
+    for ax, counts, title, color in ((axes[0], failed, "inputs not scored, by error", SEED),
+                                     (axes[1], confused, "wrong predictions, true → predicted", WRONG)):
+        items = sorted(counts.items(), key=lambda kv: kv[1])
+        if items:
+            ax.barh(range(len(items)), [v for _, v in items], color=color)
+            ax.set_yticks(range(len(items)), [k for k, _ in items], fontsize=8)
+            for i, (_, v) in enumerate(items):
+                ax.text(v, i, f" {v:,}", va="center", fontsize=8)
+        else:
+            ax.text(0.5, 0.5, "none", ha="center", va="center", transform=ax.transAxes)
+            ax.set_yticks([])
+        ax.set(title=title, xlabel="images")
+        ax.xaxis.get_major_locator().set_params(integer=True)
+    return save(fig, path)

@@ -1,0 +1,122 @@
+"""The report: real figures from a real compare run's Parquet tables, report.html with each one
+embedded, and `hdr report` redrawing them; `check_report` is what every job's test asks of its report."""
+
+from __future__ import annotations
+
+import base64
+import io
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+from PIL import Image
+
+from hdr_dist import compare, data, report, samples, score
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def check_report(folder: Path, expected: set[str]) -> str:
+    """Exactly the ``expected`` figures, each a valid PNG with something drawn on it, each embedded
+    in report.html byte for byte; the results table (when there is one) before any figure."""
+    assert {p.name for p in (folder / "figures").glob("*.png")} == expected
+    page = (folder / "report.html").read_text()
+    for name in expected:
+        png = (folder / "figures" / name).read_bytes()
+        assert png.startswith(PNG_MAGIC) and len(png) > 5000, name
+        with Image.open(io.BytesIO(png)) as im:
+            im.verify()
+        with Image.open(io.BytesIO(png)) as im:
+            assert im.width >= 300 and im.height >= 200, name
+            low, high = im.convert("L").getextrema()
+            assert low < 100 < high, name  # ink on paper, not a blank canvas
+        embedded = re.search(rf'<img src="data:image/png;base64,([^"]+)" alt="figures/{re.escape(name)}">', page)
+        assert embedded and base64.b64decode(embedded.group(1)) == png, name
+    assert page.count("<img ") == len(expected) and "src=\"http" not in page  # self-contained
+    if "<h2>Results on " in page:
+        assert page.index("<table>") < page.index("<img ")
+    return page
+
+
+@pytest.fixture(scope="module")
+def compared(ray_cluster, tmp_path_factory):
+    out = tmp_path_factory.mktemp("report")
+    assert compare.main(["--limit-train", "1500", "--limit-test", "300", "--epochs", "1", "--models", "cnn,nb",
+                         "--output", str(out)]) == 0
+    return out
+
+
+def test_compare_writes_every_figure_and_the_report(compared):
+    page = check_report(compared, {"comparison.png", "curves_cnn.png", "confusion_cnn.png", "per_class_cnn.png",
+                                   "mistakes_cnn.png", "confusion_nb.png", "per_class_nb.png"})
+    metrics = pq.read_table(compared / "metrics.parquet").to_pylist()
+    for r in metrics:  # the table opens the page with each model's accuracy
+        assert f"<td>{100 * r['accuracy']:.2f}</td>" in page.split("<img ")[0]
+    assert "000 CNN 99.31" in page and "002 NB 80.60" in page
+
+
+def test_mistakes_are_the_most_confident_wrong_predictions(compared):
+    ds = data.load("mnist", limit_train=1500, limit_test=300)
+    rows = pq.read_table(compared / "mistakes.parquet").to_pylist()
+    wrong = sum(1 - r["accuracy"] for r in pq.read_table(compared / "metrics.parquet").to_pylist()
+                if r["model"] == "cnn") * 300
+    assert len(rows) == min(report.MISTAKES, round(wrong)) > 0
+    assert {r["model"] for r in rows} == {"cnn"}  # nb gives no probabilities
+    assert [r["confidence"] for r in rows] == sorted((r["confidence"] for r in rows), reverse=True)
+    for r in rows:
+        i = int(r["item"].removeprefix("test #"))
+        assert r["true_label"] == ds.labels[ds.test.y[i]] != r["pred_label"]
+        assert r["image"] == ds.test.x[i].tobytes()
+
+
+def test_hdr_report_redraws_a_results_folder(compared, capsys):
+    expected = {p.name for p in (compared / "figures").glob("*.png")}
+    for p in (compared / "figures").glob("*.png"):
+        p.unlink()
+    (compared / "report.html").unlink()
+    assert report.main([str(compared)]) == 0
+    assert f"report: {compared / 'report.html'} ({len(expected)} figures)" in capsys.readouterr().out
+    check_report(compared, expected)
+
+
+def test_bad_results_dirs_are_one_line(tmp_path, capsys):
+    assert report.main([str(tmp_path / "nope")]) == 2
+    assert capsys.readouterr().err == f"hdr report: error: RESULTS_DIR {tmp_path / 'nope'}: no such folder\n"
+    assert report.main([str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "holds no results of compare, tune or score" in err
+    hdr = Path(sys.executable).parent / "hdr"
+    done = subprocess.run([str(hdr), "report"], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and "the following arguments are required: RESULTS_DIR" in done.stderr
+
+
+def test_an_unlabelled_score_output_gets_its_confidences_and_errors(compared, tmp_path):
+    ds = data.load("mnist", limit_test=50)
+    samples.write(tmp_path / "in", samples.entries(ds.test.x, ds.test.y, ds.labels))
+    (tmp_path / "in" / "broken.png").write_bytes(b"not an image")
+    out = tmp_path / "scored"
+    # The folder's most accurate model with a checkpoint: cnn (nb, a classical model, keeps none).
+    assert score.main([str(tmp_path / "in"), "--model", str(compared), "--output", str(out)]) == 0
+    assert pq.read_table(out / "predictions").to_pydict()["model"][0] == "cnn"
+    assert not (out / "report.html").exists()  # no labels, no automatic report
+    assert report.main([str(out)]) == 0
+    page = check_report(out, {"score_confidence.png", "score_errors.png"})
+    assert "<td>51</td><td>50</td><td>1</td><td>0</td><td>0</td>" in page  # images, scored, failed, labelled, wrong
+
+
+def test_figures_for_47_classes_stay_readable(tmp_path):
+    """EMNIST's 47 classes: the confusion matrix grows with the classes, and every label is drawn."""
+    from hdr_dist import plots
+
+    labels = list("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabdefghnqrt")
+    rng = np.random.default_rng(0)
+    cm = np.diag(rng.integers(50, 400, 47)) + rng.poisson(0.3, (47, 47))
+    small = plots.confusion(cm[:10, :10], labels[:10], "cnn", tmp_path / "c10.png")
+    large = plots.confusion(cm, labels, "cnn", tmp_path / "c47.png")
+    with Image.open(small) as a, Image.open(large) as b:
+        assert b.width > 1.8 * a.width and b.height > 1.8 * a.height
+        assert b.width >= 1200
