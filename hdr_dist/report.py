@@ -162,7 +162,7 @@ def confusion_matrix(rows: list[dict], n: int) -> np.ndarray:
     return cm
 
 
-def model_figures(folder: Path, out: Path, model: str, tables: dict) -> list[tuple[Path, str]]:
+def model_figures(out: Path, model: str, tables: dict) -> list[tuple[Path, str]]:
     """Curves, confusion matrix, per-class bars and mistakes of one model, as far as its tables go."""
     from hdr_dist import plots
 
@@ -190,22 +190,30 @@ def score_figures(folder: Path, out: Path) -> tuple[list[tuple[Path, str]], dict
     """A score output's confidences and its errors by kind, from predictions/."""
     from hdr_dist import plots
 
+    import pyarrow.compute as pc
+
+    # Column-wise: a score output can hold millions of rows; only failures and mistakes become Python.
     files = sorted((folder / "predictions").glob("*.parquet"))
-    table = pads.dataset(files, format="parquet").to_table(
-        columns=["confidence", "error", "true_label", "pred_label"]) if files else None
-    rows = table.to_pylist() if table is not None else []
-    scored = [r for r in rows if r["error"] is None]
-    labelled = [r for r in scored if r["true_label"] is not None]
-    failed = Counter(r["error"].split(":")[0][:60] for r in rows if r["error"] is not None)
-    confused = Counter(f"{r['true_label']} → {r['pred_label']}" for r in labelled if r["true_label"] != r["pred_label"])
-    right = [r["true_label"] == r["pred_label"] for r in labelled] if labelled else None
-    figures = [(plots.confidences([r["confidence"] for r in (labelled or scored)], right,
+    if not files:  # nothing was scored: no figure to draw
+        return [], dict.fromkeys(("images", "scored", "failed", "labelled", "wrong"), 0)
+    table = pads.dataset(files, format="parquet").to_table(columns=["confidence", "error", "true_label", "pred_label"])
+    ok = pc.is_null(table["error"])
+    scored = table.filter(ok)
+    labelled = scored.filter(pc.is_valid(scored["true_label"]))
+    is_wrong = pc.not_equal(labelled["true_label"], labelled["pred_label"])
+    wrong = labelled.filter(is_wrong)
+    failed = Counter(e.split(":")[0][:60] for e in table.filter(pc.invert(ok))["error"].to_pylist())
+    confused = Counter(f"{t} → {p}" for t, p in zip(wrong["true_label"].to_pylist(), wrong["pred_label"].to_pylist()))
+    shown = labelled if labelled.num_rows else scored
+    right = pc.invert(is_wrong).to_numpy(zero_copy_only=False) if labelled.num_rows else None
+    figures = [(plots.confidences(shown["confidence"].to_numpy(zero_copy_only=False), right,
                                   out / "score_confidence.png"),
-                "confidence of each scored image" + (", labelled ones split into right and wrong" if labelled else "")),
+                "confidence of each scored image" + (", labelled ones split into right and wrong"
+                                                     if labelled.num_rows else "")),
                (plots.errors(dict(failed), dict(confused.most_common(15)), out / "score_errors.png"),
                 "errors by kind: inputs that could not be scored, and the commonest wrong labels")]
-    return figures, {"images": len(rows), "scored": len(scored), "failed": len(rows) - len(scored),
-                     "labelled": len(labelled), "wrong": sum(confused.values())}
+    return figures, {"images": table.num_rows, "scored": scored.num_rows, "failed": table.num_rows - scored.num_rows,
+                     "labelled": labelled.num_rows, "wrong": wrong.num_rows}
 
 
 def embed(path: Path, caption: str, folder: Path) -> str:
@@ -243,7 +251,11 @@ def write_report(folder: Path | str) -> Path:
         raise UserError(f"RESULTS_DIR {folder}: holds no results of compare, tune or score "
                         "(metrics.parquet, trials.parquet or summary.json)")
     out = folder / "figures"
-    out.mkdir(exist_ok=True)
+    try:
+        out.mkdir(exist_ok=True)
+        (folder / ".report.html.tmp").write_text("")
+    except OSError as e:
+        raise UserError(f"RESULTS_DIR {folder}: cannot write the report there ({e.strerror or e})") from None
     for old in out.glob("*.png"):  # a figure the results no longer support must not linger
         old.unlink()
     parts = [f"<h1>hdr-dist report: {html.escape(folder.name)}</h1>",
@@ -274,7 +286,7 @@ def write_report(folder: Path | str) -> Path:
         parts += [embed(path, caption, folder) for path, caption in figures]
     names = list(dict.fromkeys(r["model"] for name in ("metrics", "history", "mistakes") for r in tables[name]))
     for model in names:
-        figures = model_figures(folder, out, model, tables)
+        figures = model_figures(out, model, tables)
         if figures:
             parts += [f"<h2>{html.escape(model)}</h2>", *(embed(p, c, folder) for p, c in figures)]
     page = (f"<!doctype html><html><head><meta charset='utf-8'><title>hdr-dist report: {html.escape(folder.name)}"

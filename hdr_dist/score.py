@@ -174,7 +174,6 @@ class Predictor:
             self.tally.add.remote(int(ok.sum()), int(n - ok.sum()), self.node, mistakes)
         return pa.Table.from_pydict({name: columns[name] for name in PREDICTION_SCHEMA.names}, schema=PREDICTION_SCHEMA)
 
-
     def mistakes(self, batch: pa.Table, ok, pred, confidence, pixels) -> list[dict]:
         """This batch's most confident wrong predictions among its labelled images, with their pixels."""
         true = batch["true_label"].to_pylist()
