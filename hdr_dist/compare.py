@@ -83,11 +83,10 @@ def placement_flag(group) -> None:
                             f"(default: {cluster.AUTOSCALER_WAIT_S} s if the cluster has an autoscaler, else fail at once)")
 
 
-def storage_flags(args, output: Path) -> dict[str, str]:
-    """The flag that chose the checkpoint storage, and where it is: what every node must reach."""
-    if args.storage_path is None:
-        return {"--output": str(output)}
-    return {"--storage-path": storage_location(args.storage_path, output)}
+def storage_flags(args, output: Path, storage: str) -> dict[str, str]:
+    """The flag that chose the checkpoint storage (``storage``, from ``storage_location``), and
+    where it is: what every node must reach."""
+    return {"--storage-path": storage} if args.storage_path else {"--output": str(output)}
 
 
 def model_names(text: str) -> list[str]:
@@ -226,7 +225,7 @@ def run(args, console: Console) -> int:
                if deep else False)
     if shallow:
         cluster.placement(1, args.cpus_per_worker, "off", args.placement_timeout, console)
-    cluster.require_shared(storage_flags(args, output))
+    cluster.require_shared(storage_flags(args, output, storage))
 
     import ray
 

@@ -138,6 +138,7 @@ class Predictor:
         self.model.load_state_dict(state["model"])
         self.model = evaluate.for_inference(self.model, self.device)
         self.name, self.labels = cfg["model"], pa.array(cfg["labels"], pa.string())
+        self.label_names = list(cfg["labels"])  # for picking out mistakes in Python
         self.mean, self.std = cfg["mean"], cfg["std"]
         self.k = min(top_k, cfg["num_classes"])
         self.tally = tally
@@ -177,7 +178,7 @@ class Predictor:
     def mistakes(self, batch: pa.Table, ok, pred, confidence, pixels) -> list[dict]:
         """This batch's most confident wrong predictions among its labelled images, with their pixels."""
         true = batch["true_label"].to_pylist()
-        named = self.labels.to_pylist()
+        named = self.label_names
         wrong = [i for i in np.flatnonzero(ok) if true[i] is not None and true[i] != named[pred[i]]]
         wrong = sorted(wrong, key=lambda i: -confidence[i])[:report.MISTAKES]
         if not wrong:

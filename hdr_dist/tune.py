@@ -253,7 +253,7 @@ def run(args, console: Console) -> int:
                    limit_test=args.limit_test)
     connect(args.address, log_to_driver=False)  # many trials' Ray logs would bury the progress lines
     use_gpu = cluster.placement(args.workers, args.cpus_per_worker, args.gpu, args.placement_timeout, console)
-    cluster.require_shared(compare.storage_flags(args, output))
+    cluster.require_shared(compare.storage_flags(args, output, storage))
     at_once = concurrency(args.workers, args.cpus_per_worker, use_gpu, args.max_concurrent)
 
     import ray
