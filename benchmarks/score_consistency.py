@@ -44,7 +44,7 @@ def main() -> int:
     print(f"{name} ({checkpoint}): in-memory test accuracy {in_memory:.2f} %")
 
     args.folder.mkdir(parents=True, exist_ok=True)
-    archives = [args.folder / "mnist-test-scans.tar", args.folder / "mnist-test-scans.zip"]
+    archives = [args.folder / "mnist-test-scans-by-label.tar", args.folder / "mnist-test-scans-by-label.zip"]
     for archive in archives:
         if not archive.exists():
             tmp = archive.with_name(archive.name + ".tmp" + archive.suffix)
@@ -66,7 +66,7 @@ def main() -> int:
     slices: dict[str, list[int]] = {}
     for source, member, ok, error in zip(t["source"].to_pylist(), t["member"].to_pylist(), correct,
                                          t["error"].to_pylist()):
-        key = f"{Path(source).suffix[1:]} {member.split('/')[0]}"
+        key = f"{Path(source).suffix[1:]} {member.split('/')[1]}"
         slices.setdefault(key, [0, 0, 0])
         slices[key][0] += bool(ok)
         slices[key][1] += 1

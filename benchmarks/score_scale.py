@@ -24,16 +24,16 @@ import time
 from pathlib import Path
 
 import numpy as np
-import psutil
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.peak_memory import Peak  # noqa: E402
 from hdr_dist import data, samples  # noqa: E402
 
 
 def make_archives(folder: Path, n: int, count: int) -> list[Path]:
-    paths = [folder / f"forms-{i:02d}.{'tar.gz' if i % 2 == 0 else 'zip'}" for i in range(count)]
+    paths = [folder / f"forms-by-label-{i:02d}.{'tar.gz' if i % 2 == 0 else 'zip'}" for i in range(count)]
     if all(p.exists() for p in paths):
         return paths
     folder.mkdir(parents=True, exist_ok=True)
@@ -45,23 +45,13 @@ def make_archives(folder: Path, n: int, count: int) -> list[Path]:
             for i in range(a * per, min(n, (a + 1) * per)):
                 j = i % len(x)
                 size, fmt = (28, 64)[i % 2], ("PNG", "JPEG")[(i // 2) % 2]
-                yield (f"batch-{i // 5000:03d}/{ds.labels[y[j]]}/{i:07d}.{samples.EXTENSIONS[fmt]}",
+                yield (f"{ds.labels[y[j]]}/batch-{i // 5000:03d}/{i:07d}.{samples.EXTENSIONS[fmt]}",
                        samples.render(x[j], size, fmt))
         tmp = path.with_name("tmp-" + path.name)
         samples.write(tmp, images())
         tmp.rename(path)
         print(f"made {path}", flush=True)
     return paths
-
-
-def tree_rss(proc: psutil.Process) -> int:
-    total = 0
-    for p in [proc, *proc.children(recursive=True)]:
-        try:
-            total += p.memory_info().rss
-        except psutil.Error:
-            pass
-    return total
 
 
 def main() -> int:
@@ -77,16 +67,13 @@ def main() -> int:
 
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "out"
-        baseline = psutil.virtual_memory().used
         start = time.perf_counter()
         job = subprocess.Popen([sys.executable, str(ROOT / "jobs" / "score.py"), *map(str, archives),
                                 "--model", args.model, "--output", str(out), "--labels-from", "dirname"])
-        proc, peak_tree, peak_used = psutil.Process(job.pid), 0, 0
-        while job.poll() is None:
-            peak_tree = max(peak_tree, tree_rss(proc))
-            peak_used = max(peak_used, psutil.virtual_memory().used - baseline)
-            time.sleep(0.5)
+        with Peak(job.pid, interval=0.5) as peak:
+            job.wait()
         seconds = time.perf_counter() - start
+        peak_tree, peak_used = peak.tree, peak.machine
         if job.returncode != 0:
             raise SystemExit(f"jobs/score.py failed with status {job.returncode}")
         summary = json.loads((out / "summary.json").read_text())

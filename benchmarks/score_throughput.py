@@ -64,7 +64,7 @@ def plain(folder: Path, model_path: str, batch_size: int) -> float:
         batch.clear()
 
     for f in files:
-        for _, _, _, gray, error in images.decode(f.read_bytes()):
+        for *_, gray, error in images.decode(f.read_bytes()):
             n += 1
             if error is None:
                 batch.append(preprocess.to_mnist(gray))

@@ -1,9 +1,18 @@
-"""The one exception type that means "the user gave us something wrong".
+"""The one exception type that means "the user gave us something wrong", and the one-line form
+every error takes, on the terminal and in an output row.
 
-Commands catch it at the top and print its message as a single line with a
-non-zero exit; anything else is a bug and keeps its traceback.
+Commands catch ``UserError`` at the top and print its message as a single line
+with a non-zero exit; anything else is a bug and keeps its traceback.
 """
 
 
 class UserError(Exception):
     """A bad flag, path or input file, worded for the person who supplied it."""
+
+
+def one_line(e: BaseException) -> str:
+    """An exception as one line of valid UTF-8: a hostile file's name inside the message must not
+    break the terminal or the Parquet write. Messages that say nothing get the exception's type."""
+    text = " ".join(str(e).split())
+    text = f"{type(e).__name__}: {text}" if not text or len(text) < 4 else text
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")[:300]

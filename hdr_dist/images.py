@@ -10,18 +10,23 @@ from __future__ import annotations
 
 import io
 import warnings
+from collections.abc import Iterator
 
 import numpy as np
 import pyarrow as pa
-from PIL import Image, ImageSequence, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
 
 from hdr_dist import preprocess
+from hdr_dist.errors import one_line
 
-FORMATS = ("PNG", "JPEG", "BMP", "TIFF", "GIF")
+FORMATS = ("PNG", "JPEG", "MPO", "BMP", "TIFF", "GIF")  # MPO: a camera's JPEG with a second picture
 DEFAULT_MAX_PIXELS = 50_000_000  # a 300 dpi A3 page is 17.4 M; far beyond that is a decompression bomb
 PIXELS = preprocess.FIELD * preprocess.FIELD
+BLANK = bytes(PIXELS)
+OUT_ROWS = 4096  # page rows per table decoding yields
 DECODED_SCHEMA = pa.schema([
-    ("source", pa.string()), ("member", pa.string()), ("page", pa.int32()), ("pages", pa.int32()),
+    ("source", pa.string()), ("member", pa.string()), ("occurrence", pa.int32()), ("page", pa.int32()),
+    ("pages", pa.int32()),
     ("true_label", pa.string()), ("error", pa.string()), ("width", pa.int32()), ("height", pa.int32()),
     ("image", pa.binary(PIXELS))])  # the 28x28 uint8 image, zeros where there is an error
 
@@ -48,81 +53,114 @@ def grayscale(img: Image.Image) -> np.ndarray:
     return np.asarray(img, dtype=np.uint8)
 
 
-def one_line(e: BaseException) -> str:
-    text = " ".join(str(e).split()) or type(e).__name__
-    return text[:300]
+def page_count(img: Image.Image) -> tuple[int, str | None]:
+    """A TIFF's pages, from its page directory alone (no pixels), and why the directory breaks off
+    early if it does: the pages before the break are still scored."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # odd tags in a page's directory
+        try:
+            return img.n_frames, None
+        except Exception:  # noqa: BLE001 - walk it page by page to find where it breaks
+            pages = 1
+            while True:
+                try:
+                    img.seek(pages)
+                    pages += 1
+                except EOFError:
+                    return pages, None
+                except Exception as e:  # noqa: BLE001
+                    return pages, one_line(e)
 
 
 def decode(data: bytes | None, max_pixels: int = DEFAULT_MAX_PIXELS):
-    """Yield ``(page, width, height, gray, error)`` for each page of an image file.
+    """Yield ``(page, pages, width, height, gray, error)`` for each page of an image file.
 
     ``gray`` is None exactly when ``error`` is set. A file that cannot be opened
-    at all yields one page-0 item with the error.
+    at all yields one page-0 item with the error. Pages come one at a time, so a
+    TIFF of thousands of pages never sits whole in memory.
     """
     if not data:
-        yield 0, None, None, None, "empty file (0 bytes)"
+        yield 0, 1, None, None, None, "empty file (0 bytes)"
         return
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # Pillow warns on odd but readable metadata
             img = Image.open(io.BytesIO(data))
     except UnidentifiedImageError:
-        yield 0, None, None, None, "not an image (no PNG, JPEG, BMP, TIFF or GIF header)"
+        yield 0, 1, None, None, None, "not an image (no PNG, JPEG, BMP, TIFF or GIF header)"
         return
     except Exception as e:  # noqa: BLE001 - any failure to parse a header is that file's error
-        yield 0, None, None, None, f"corrupt image: {one_line(e)}"
+        yield 0, 1, None, None, None, f"corrupt image: {one_line(e)}"
         return
     if img.format not in FORMATS:
-        yield 0, *img.size, None, f"unsupported image format {img.format} (accepted: {', '.join(FORMATS)})"
+        yield 0, 1, *img.size, None, f"unsupported image format {img.format} (accepted: {', '.join(FORMATS)})"
         return
-    # Each page of a multi-page TIFF is an image; an animated GIF is scored on its first frame.
-    frames = ImageSequence.Iterator(img) if img.format == "TIFF" else [img]
-    page = -1
+    # Each page of a multi-page TIFF is an image; an animated GIF or PNG is scored on its first frame.
+    pages, broken = page_count(img) if img.format == "TIFF" else (1, None)
+    total = pages + (broken is not None)
+    for page in range(pages):
+        try:
+            with warnings.catch_warnings():  # never held across a yield: the caller's filters are its own
+                warnings.simplefilter("ignore")
+                if page:
+                    img.seek(page)
+                w, h = img.size
+                too_large = w * h > max_pixels
+                if not too_large:
+                    img.load()
+                    gray = grayscale(img)
+        except Exception as e:  # noqa: BLE001 - truncated or corrupt pixel data, a page that will not seek
+            yield page, total, *img.size, None, f"corrupt image: {one_line(e)}"
+            continue
+        if too_large:
+            yield page, total, w, h, None, f"image too large: {w}x{h} pixels exceeds --max-pixels {max_pixels:,}"
+        else:
+            yield page, total, w, h, gray, None
+    if broken is not None:
+        yield pages, total, None, None, None, f"corrupt image: page {pages + 1} unreadable: {broken}"
+
+
+def to_mnist(gray) -> tuple[bytes, str | None]:
+    """A decoded page in MNIST space, or why not: no failure of one page may stop the batch."""
     try:
-        for page, frame in enumerate(frames):
-            w, h = frame.size
-            if w * h > max_pixels:
-                yield page, w, h, None, f"image too large: {w}x{h} pixels exceeds --max-pixels {max_pixels:,}"
-                continue
-            try:
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")
-                    frame.load()
-                    gray = grayscale(frame)
-            except Exception as e:  # noqa: BLE001 - truncated or corrupt pixel data
-                yield page, w, h, None, f"corrupt image: {one_line(e)}"
-                continue
-            yield page, w, h, gray, None
-    except Exception as e:  # noqa: BLE001 - a broken page directory ends the file here
-        yield page + 1, None, None, None, f"corrupt image: page {page + 1} unreadable: {one_line(e)}"
+        return preprocess.to_mnist(gray).tobytes(), None
+    except preprocess.BlankImage as e:
+        return BLANK, str(e)
+    except Exception as e:  # noqa: BLE001 - too few pixels, or anything a strange page does to numpy or scipy
+        return BLANK, f"cannot preprocess: {one_line(e)}"
 
 
-def decode_batch(batch: pa.Table, max_pixels: int) -> pa.Table:
-    """Read rows (one per file) -> page rows with the 28x28 MNIST-space image, or an error."""
-    rows = {name: [] for name in DECODED_SCHEMA.names}
-    blank = bytes(PIXELS)
+def decode_batch(batch: pa.Table, max_pixels: int) -> Iterator[pa.Table]:
+    """Read rows (one per file) -> page rows with the 28x28 MNIST-space image, or an error; in
+    tables of at most OUT_ROWS rows, however many pages the files hold."""
+    rows: dict[str, list] = {name: [] for name in DECODED_SCHEMA.names}
 
-    def add(row, page, pages, w, h, image, error):
-        for k, v in (("source", row["source"]), ("member", row["member"]), ("page", page), ("pages", pages),
-                     ("true_label", row["true_label"]), ("error", error), ("width", w), ("height", h),
-                     ("image", image)):
+    def add(row, page, pages, w, h, image, error) -> bool:
+        for k, v in (("source", row["source"]), ("member", row["member"]), ("occurrence", row["occurrence"]),
+                     ("page", page), ("pages", pages), ("true_label", row["true_label"]), ("error", error),
+                     ("width", w), ("height", h), ("image", image)):
             rows[k].append(v)
+        return len(rows["source"]) >= OUT_ROWS
+
+    def table() -> pa.Table:
+        out = pa.Table.from_pydict(rows, schema=DECODED_SCHEMA)
+        for values in rows.values():
+            values.clear()
+        return out
 
     for row in batch.to_pylist():
         if row["error"] is not None:
-            add(row, 0, 1, None, None, blank, row["error"])
+            if add(row, 0, 1, None, None, BLANK, row["error"]):
+                yield table()
             continue
         skip = set(row["skip_pages"] or ())
-        pages = []  # each page shrinks to 28x28 at once: a large multi-page scan never sits whole in memory
-        for page, w, h, gray, error in decode(row["data"], max_pixels):
-            image = blank
-            if error is None and page not in skip:
-                try:
-                    image = preprocess.to_mnist(gray).tobytes()
-                except ValueError as e:  # BlankImage, or too few pixels to be a character
-                    error = str(e)
-            pages.append((page, w, h, image, error))
-        for page, w, h, image, error in pages:
-            if page not in skip:
-                add(row, page, len(pages), w, h, image, error)
-    return pa.Table.from_pydict(rows, schema=DECODED_SCHEMA)
+        for page, pages, w, h, gray, error in decode(row["data"], max_pixels):
+            if page in skip:
+                continue
+            image = BLANK
+            if error is None:
+                image, error = to_mnist(gray)
+            if add(row, page, pages, w, h, image, error):
+                yield table()
+    if rows["source"]:
+        yield table()

@@ -1,314 +1,141 @@
-"""What ``score`` reads: INPUT arguments -> one ``Item`` per file or archive member, their labels,
-and the Ray Data datasource that reads their bytes.
+"""What ``score`` reads: INPUT arguments -> one ``Item`` per image file or archive member.
 
 Archives are listed here, in the driver, but never extracted: the read tasks
 open them again and read each member into memory. Listing first is what lets
 a bad labels file, an unknown folder label or an already-scored input be dealt
 with before any work starts, and it gives the progress line its total.
+
+Whatever a file share holds, every file ends up as exactly one item: an image
+to read, or an error the output will carry (an unreadable folder, a FIFO, a
+symlinked folder, an archive cut short). Desktop junk is skipped and counted,
+and a file named twice (two INPUTs, overlapping folders, a link) is read once.
 """
 
 from __future__ import annotations
 
-import csv
 import os
-import tarfile
-import zipfile
-import zlib
-from dataclasses import dataclass, replace
-from pathlib import Path, PurePosixPath
+import stat
+from dataclasses import dataclass, field
+from pathlib import Path
 
-import pyarrow as pa
-
+from hdr_dist import archives
 from hdr_dist.errors import UserError
-from hdr_dist.images import one_line
+from hdr_dist.names import archive_kind, escape, junk, tidy
 
-MAX_FILE_BYTES = 256 * 2**20  # a crop, or even a full form page, is far smaller; beyond is a bomb or a mistake
-ITEMS_PER_TASK = 1000         # files or zip members per read task; a tar is one task (it reads as a stream)
-BLOCK_ROWS = 256              # rows per block a read task yields, so memory stays flat on huge archives
-
-READ_SCHEMA = pa.schema([("source", pa.string()), ("member", pa.string()), ("true_label", pa.string()),
-                         ("data", pa.binary()), ("error", pa.string()), ("skip_pages", pa.list_(pa.int32()))])
+SPECIAL = {stat.S_IFIFO: "a FIFO", stat.S_IFCHR: "a device", stat.S_IFBLK: "a device", stat.S_IFSOCK: "a socket"}
 
 
 @dataclass(frozen=True, slots=True)
 class Item:
-    source: str                 # the file, or the archive holding it (absolute path)
-    member: str | None          # the path inside the archive; None for a plain file
-    key: str                    # what a labels file names: path under its INPUT folder, or the member path
+    source: str                 # the file, or the archive holding it: absolute path, escaped (names.escape)
+    member: str | None          # the path inside the archive, escaped; None for a plain file
+    key: str                    # the path under its INPUT, an archive counting as a folder: what --labels names
+    occurrence: int = 0         # among the archive's members of this name (an archive may repeat one), which one
     error: str | None = None    # set when listing already found it unreadable
     label: str | None = None
     skip_pages: tuple = ()      # pages a resumed run already scored
-    occurrence: int = 0         # among zip members of the same name (a zip may repeat one), which one
+    root: int = 0               # which INPUT it was found under
 
 
-def archive_kind(path: Path) -> str | None:
-    name = path.name.lower()
-    if name.endswith(".zip"):
-        return "zip"
-    if name.endswith((".tar", ".tar.gz", ".tgz")):
-        return "tar"
-    return None
+@dataclass
+class Listing:
+    items: list[Item] = field(default_factory=list)
+    junk: int = 0               # desktop junk skipped (__MACOSX/, ._*, .DS_Store, Thumbs.db)
+    duplicates: int = 0         # files and members already listed under another name or INPUT
 
 
-def unsafe(name: str) -> str | None:
-    """Members that would escape a folder if extracted are refused, extracted or not."""
-    parts = PurePosixPath(name.replace("\\", "/")).parts
-    if name.startswith(("/", "\\")) or (len(name) > 1 and name[1] == ":") or ".." in parts:
-        return "unsafe member name (absolute path or '..')"
-    return None
+def special(mode: int) -> str | None:
+    """Why a file that is not a regular file is refused, unopened: reading a FIFO or a device blocks
+    for ever or never ends."""
+    kind = SPECIAL.get(stat.S_IFMT(mode))
+    return f"not a regular file ({kind}): not opened" if kind else None
 
 
-def zip_items(path: Path, key: str):
-    try:
-        with zipfile.ZipFile(path) as z:
-            infos = z.infolist()
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError, EOFError) as e:
-        yield Item(str(path), None, key, error=f"corrupt archive: {one_line(e)}")
-        return
-    seen: dict[str, int] = {}
-    for info in infos:
-        if not info.is_dir():
-            n = seen[info.filename] = seen.get(info.filename, -1) + 1
-            yield Item(str(path), info.filename, info.filename, error=unsafe(info.filename), occurrence=n)
+class Finder:
+    """Walks the INPUTs once, keeping count of what it skipped and which files it has seen."""
 
+    def __init__(self):
+        self.listing = Listing()
+        self.seen: set = set()
 
-def tar_items(path: Path, key: str):
-    try:
-        with tarfile.open(path, "r|*") as t:
-            for m in t:
-                if m.isdir():
-                    continue
-                error = unsafe(m.name) or (None if m.isfile() else "archive member is a link or device, not a file")
-                yield Item(str(path), m.name, m.name, error=error)
-    except (tarfile.TarError, OSError, EOFError, zlib.error) as e:
-        yield Item(str(path), None, key, error=f"corrupt archive: {one_line(e)}")
+    def add(self, item: Item) -> None:
+        self.listing.items.append(item)
 
+    def first_time(self, identity) -> bool:
+        if identity in self.seen:
+            self.listing.duplicates += 1
+            return False
+        self.seen.add(identity)
+        return True
 
-def file_items(path: Path, key: str):
-    kind = archive_kind(path)
-    if kind == "zip":
-        yield from zip_items(path, key)
-    elif kind == "tar":
-        yield from tar_items(path, key)
-    else:
-        yield Item(str(path), None, key)
+    def file(self, path: str, key: str, root: int, named: bool = False) -> None:
+        """One file found in a folder, or ``named`` as an INPUT: an image, an archive, or an error.
+        An empty archive found in a folder is an error row; named as an INPUT, it is nothing."""
+        source = escape(path)
+        try:
+            st = os.stat(path)  # follows a link: a link to a FIFO is refused like the FIFO
+        except OSError as e:
+            if self.first_time(("path", os.path.realpath(path))):
+                self.add(Item(source, None, key, error=f"cannot read: {e.strerror or e}", root=root))
+            return
+        if not self.first_time((st.st_dev, st.st_ino)):
+            return
+        if special(st.st_mode) or archive_kind(path) is None:
+            self.add(Item(source, None, key, error=special(st.st_mode), root=root))
+            return
+        members, stop = archives.members(path)
+        prefix = "" if key == "" else key + "/"
+        for m in members:
+            if junk(m.name):
+                self.listing.junk += 1
+            else:
+                self.add(Item(source, m.name, prefix + tidy(m.name), m.occurrence, m.error, root=root))
+        if stop or not (members or named):
+            self.add(Item(source, None, key or Path(path).name, error=stop or "archive holds no files", root=root))
 
-
-def find(inputs: list[str]) -> list[Item]:
-    """Every file under each INPUT (folders recursively, archives opened), in a stable order."""
-    items = []
-    for text in inputs:
-        path = Path(text).expanduser()
-        if not path.exists():
-            raise UserError(f"INPUT {text}: no such file or folder")
-        path = path.resolve()
-        if not path.is_dir():
-            items += file_items(path, path.name)
-            continue
-        failed = []
-        for folder, dirs, files in os.walk(path, onerror=failed.append):
+    def folder(self, top: str, root: int) -> None:
+        """Every file under ``top``; symlinked sub-folders are reported, not followed (they could loop,
+        leave the share, or name the same files twice)."""
+        failed: list[OSError] = []
+        for folder, dirs, files in os.walk(top, onerror=failed.append):
             dirs.sort()
+            for name in [d for d in dirs if os.path.islink(os.path.join(folder, d))]:
+                dirs.remove(name)
+                path = os.path.join(folder, name)
+                self.add(Item(escape(path), None, escape(os.path.relpath(path, top)), root=root,
+                              error=f"symlinked folder not followed (-> {escape(os.readlink(path))}); "
+                                    "give it as an INPUT to score it"))
             for name in sorted(files):
-                file = Path(folder) / name
-                items += file_items(file, file.relative_to(path).as_posix())
-        items += [Item(e.filename, None, Path(e.filename).name, error=f"cannot list folder: {e.strerror}")
-                  for e in failed]
-    return items
+                path = os.path.join(folder, name)
+                key = escape(os.path.relpath(path, top))
+                if junk(key):
+                    self.listing.junk += 1
+                else:
+                    self.file(path, key, root)
+        for e in failed:
+            self.add(Item(escape(e.filename), None, escape(os.path.relpath(e.filename, top)), root=root,
+                          error=f"cannot list folder: {e.strerror}; its files were not read"))
 
 
-# ---- labels ----------------------------------------------------------------------------------
-
-def read_label_file(path: str) -> dict[str, str]:
-    """A CSV (header ``path,label``) or Parquet file with those two columns -> {path: label}."""
-    file = Path(path).expanduser()
-    if not file.is_file():
-        raise UserError(f"--labels {path}: no such file")
-    try:
-        if file.suffix.lower() == ".parquet":
-            import pyarrow.parquet as pq
-
-            table = pq.read_table(file)
-            if not {"path", "label"} <= set(table.column_names):
-                raise UserError(f"--labels {path}: needs columns 'path' and 'label', has {table.column_names}")
-            rows = zip(table["path"].to_pylist(), table["label"].to_pylist())
+def find(inputs: list[str]) -> Listing:
+    """Every file under each INPUT (folders recursively, archives opened), in a stable order.
+    An INPUT that holds nothing to score is the user's mistake: one line, before any work."""
+    finder = Finder()
+    listing = finder.listing
+    for root, text in enumerate(inputs):
+        path = os.path.expanduser(text)
+        if not os.path.lexists(path):
+            raise UserError(f"INPUT {escape(text)}: no such file or folder")
+        path = os.path.realpath(path)
+        items, junk_files, duplicates = len(listing.items), listing.junk, listing.duplicates
+        if os.path.isdir(path):
+            finder.folder(path, root)
+        elif archive_kind(path):
+            finder.file(path, "", root, named=True)  # the archive is the INPUT: its members' paths are their keys
         else:
-            with file.open(newline="", encoding="utf-8-sig") as f:
-                reader = csv.DictReader(f)
-                if not {"path", "label"} <= set(reader.fieldnames or ()):
-                    raise UserError(f"--labels {path}: needs a header line 'path,label', has {reader.fieldnames}")
-                rows = [(r["path"], r["label"]) for r in reader]
-    except (OSError, UnicodeDecodeError, csv.Error, pa.ArrowException) as e:
-        raise UserError(f"--labels {path}: unreadable ({one_line(e)})") from None
-    return {str(p): str(lab) for p, lab in rows if p is not None and lab is not None}
-
-
-def dirname_label(item: Item) -> str | None:
-    """torchvision's ImageFolder convention: the class is the name of the image's own folder."""
-    parts = item.key.split("/")
-    return parts[-2] if len(parts) > 1 else None
-
-
-def with_labels(items: list[Item], labels_from: str | None, label_file: dict | None,
-                model_labels: list[str], model_name: str) -> list[Item]:
-    """Attach true labels; a label the model cannot predict fails the job now, not after hours."""
-    if labels_from is None and label_file is None:
-        return items
-    if label_file is not None:
-        found = lambda it: label_file.get(it.key, label_file.get(it.source if it.member is None  # noqa: E731
-                                                                 else f"{it.source}/{it.member}"))
-        unknown = sorted(set(label_file.values()) - set(model_labels))
-        what = "--labels has labels"
-    else:
-        found = dirname_label
-        unknown = sorted({dirname_label(it) for it in items if it.error is None} - {None} - set(model_labels))
-        what = "--labels-from dirname: folder names"
-    if unknown:
-        shown = ", ".join(repr(u) for u in unknown[:5]) + (f" and {len(unknown) - 5} more" if len(unknown) > 5 else "")
-        raise UserError(f"{what} that are not classes of model {model_name} ({''.join(model_labels)}): {shown}")
-    return [replace(it, label=found(it)) for it in items]
-
-
-# ---- reading ---------------------------------------------------------------------------------
-
-def read_plain(item: Item) -> tuple[bytes | None, str | None]:
-    try:
-        size = os.path.getsize(item.source)
-        if size > MAX_FILE_BYTES:
-            return None, f"file too large: {size:,} bytes (limit {MAX_FILE_BYTES:,})"
-        with open(item.source, "rb") as f:
-            return f.read(), None
-    except OSError as e:
-        return None, f"cannot read: {e.strerror or one_line(e)}"
-
-
-def read_zip(source: str, items: list[Item]):
-    try:
-        z = zipfile.ZipFile(source)
-    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as e:
-        yield from ((it, None, f"corrupt archive: {one_line(e)}") for it in items)
-        return
-    with z:
-        by_name: dict[str, list[zipfile.ZipInfo]] = {}
-        for info in z.infolist():
-            by_name.setdefault(info.filename, []).append(info)
-        for it in items:
-            try:
-                info = by_name[it.member][it.occurrence]
-                if info.file_size > MAX_FILE_BYTES:
-                    yield it, None, f"archive member too large: {info.file_size:,} bytes (limit {MAX_FILE_BYTES:,})"
-                    continue
-                yield it, z.read(info), None
-            except (zipfile.BadZipFile, KeyError, IndexError, OSError, EOFError, zlib.error,
-                    NotImplementedError, RuntimeError) as e:
-                yield it, None, f"broken archive member: {one_line(e)}"
-
-
-def read_tar(source: str, items: list[Item]):
-    """One pass over the tar stream (the only way through a .tar.gz), picking the wanted members."""
-    wanted: dict[str, list[Item]] = {}
-    for it in items:
-        wanted.setdefault(it.member, []).append(it)
-    try:
-        with tarfile.open(source, "r|*") as t:
-            for m in t:
-                if not wanted:
-                    break
-                queue = wanted.get(m.name)
-                if not queue:
-                    continue
-                it = queue.pop(0)
-                if not queue:
-                    del wanted[m.name]
-                if m.size > MAX_FILE_BYTES:
-                    yield it, None, f"archive member too large: {m.size:,} bytes (limit {MAX_FILE_BYTES:,})"
-                    continue
-                try:
-                    yield it, t.extractfile(m).read(), None
-                except (tarfile.TarError, OSError, EOFError, zlib.error) as e:
-                    yield it, None, f"broken archive member: {one_line(e)}"
-    except (tarfile.TarError, OSError, EOFError, zlib.error) as e:
-        error = f"broken archive member: archive unreadable before it ({one_line(e)})"
-    else:
-        error = "archive member not found when reading the archive again"
-    for queue in wanted.values():
-        yield from ((it, None, error) for it in queue)
-
-
-def read_items(items: list[Item]):
-    """Bytes for each item, in blocks of BLOCK_ROWS rows: what one read task yields."""
-    columns = {name: [] for name in READ_SCHEMA.names}
-
-    def emit(it: Item, data, error):
-        for name, value in (("source", it.source), ("member", it.member), ("true_label", it.label),
-                            ("data", data), ("error", it.error or error), ("skip_pages", list(it.skip_pages))):
-            columns[name].append(value)
-
-    def block():
-        table = pa.Table.from_pydict(columns, schema=READ_SCHEMA)
-        for values in columns.values():
-            values.clear()
-        return table
-
-    groups: dict[tuple, list[Item]] = {}
-    for it in items:
-        if it.error is not None:
-            emit(it, None, None)
-        elif it.member is None:
-            emit(it, *read_plain(it))
-        else:
-            groups.setdefault((it.source, archive_kind(Path(it.source))), []).append(it)
-        if len(columns["source"]) >= BLOCK_ROWS:
-            yield block()
-    for (source, kind), members in groups.items():
-        for row in (read_zip if kind == "zip" else read_tar)(source, members):
-            emit(*row)
-            if len(columns["source"]) >= BLOCK_ROWS:
-                yield block()
-    if columns["source"]:
-        yield block()
-
-
-def read_tasks(items: list[Item]) -> list[list[Item]]:
-    """Plain files and zip members in slices; each tar whole, since it can only be read front to back."""
-    tars: dict[str, list[Item]] = {}
-    rest = []
-    for it in items:
-        if it.member is not None and it.error is None and archive_kind(Path(it.source)) == "tar":
-            tars.setdefault(it.source, []).append(it)
-        else:
-            rest.append(it)
-    return list(tars.values()) + [rest[i:i + ITEMS_PER_TASK] for i in range(0, len(rest), ITEMS_PER_TASK)]
-
-
-def reader(items_ref):
-    """A read task's function. The items travel through the object store, so the function
-    Ray serialises stays small even for an archive of a million members."""
-    def read_image_files():
-        import ray
-
-        return read_items(ray.get(items_ref))
-    return read_image_files
-
-
-def datasource(items: list[Item]):
-    """A Ray Data ``Datasource`` over the items (built here so importing this module needs no Ray)."""
-    from ray.data.block import BlockMetadata
-    from ray.data.datasource import Datasource, ReadTask
-
-    class ImageFiles(Datasource):
-        def __init__(self, tasks: list[list[Item]]):
-            super().__init__()
-            self.tasks = tasks
-
-        def estimate_inmemory_data_size(self):
-            return None
-
-        def get_read_tasks(self, parallelism, per_task_row_limit=None, data_context=None):
-            import ray
-
-            return [ReadTask(reader(ray.put(task)),
-                             BlockMetadata(num_rows=len(task), size_bytes=None, input_files=None, exec_stats=None),
-                             schema=READ_SCHEMA, per_task_row_limit=per_task_row_limit)
-                    for task in self.tasks]
-
-    return ImageFiles(read_tasks(items))
+            finder.file(path, escape(os.path.basename(path)), root, named=True)
+        if len(listing.items) == items and listing.duplicates == duplicates:
+            skipped = listing.junk - junk_files
+            raise UserError(f"INPUT {escape(text)}: holds no files to score"
+                            + (f" (only {skipped:,} desktop junk files, skipped)" if skipped else ""))
+    return listing

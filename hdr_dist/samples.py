@@ -1,8 +1,8 @@
 """Scan-like image sets made from MNIST or EMNIST: what the scoring tests and benchmarks read.
 
 Each image is rendered as black ink on white paper at a given size and format,
-named ``<size>px-<format>/<label>/<index>.<ext>`` so that the label is the
-folder name (torchvision's ImageFolder convention, ``--labels-from dirname``).
+named ``<label>/<size>px-<format>/<index>.<ext>`` so that the label is the
+first folder (torchvision's ImageFolder convention, ``--labels-from dirname``).
 ``python -m hdr_dist.samples`` writes such a set for a quick try of ``hdr score``.
 """
 
@@ -36,7 +36,7 @@ def entries(x: np.ndarray, y: np.ndarray, labels: list[str], sizes=(28,), format
     for size in sizes:
         for fmt in formats:
             for i, (img, cls) in enumerate(zip(x, y)):
-                yield f"{size}px-{fmt.lower()}/{labels[cls]}/{i:05d}.{EXTENSIONS[fmt]}", render(img, size, fmt)
+                yield f"{labels[cls]}/{size}px-{fmt.lower()}/{i:05d}.{EXTENSIONS[fmt]}", render(img, size, fmt)
 
 
 def write_folder(root: Path, items) -> int:
@@ -72,6 +72,7 @@ def write_zip(path: Path, items) -> int:
 def write(path: Path, items) -> int:
     """Into a folder, or a .zip / .tar / .tar.gz archive, chosen by the path's name."""
     name = path.name.lower()
+    path.parent.mkdir(parents=True, exist_ok=True)
     if name.endswith(".zip"):
         return write_zip(path, items)
     if name.endswith((".tar", ".tar.gz", ".tgz")):

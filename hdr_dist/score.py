@@ -1,7 +1,7 @@
 """``hdr score`` / ``python jobs/score.py``: score image folders and archives with a trained model.
 
 A Ray Data pipeline, streaming so memory stays flat whatever the input size:
-read bytes (``inputs.datasource``) -> decode and preprocess to MNIST space in
+read bytes (``reading.datasource``) -> decode and preprocess to MNIST space in
 CPU tasks -> inference in an actor pool (the model loaded once per actor, on a
 GPU when there is one) -> ``write_parquet``. Every input yields one row per
 image: scored, or with its one-line error.
@@ -13,13 +13,14 @@ picks up what the crashed (or an earlier, finished) run already scored.
 
 from __future__ import annotations
 
+import hashlib
 import heapq
 import io
 import json
 import logging
+import os
 import threading
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -30,12 +31,14 @@ import pyarrow.parquet as pq
 import torch
 from rich.console import Console
 
-from hdr_dist import cluster, evaluate, images, inputs, models, report, train
+from hdr_dist import cluster, evaluate, images, inputs, labels, models, outputs, reading, report, train
 from hdr_dist.cli import Parser, connect, positive, run_job
-from hdr_dist.errors import UserError
+from hdr_dist.errors import UserError, one_line
+from hdr_dist.names import escape
 
 PREDICTION_SCHEMA = pa.schema([
-    ("source", pa.string()), ("member", pa.string()), ("page", pa.int32()), ("pages", pa.int32()),
+    ("source", pa.string()), ("member", pa.string()), ("occurrence", pa.int32()), ("page", pa.int32()),
+    ("pages", pa.int32()),
     ("pred", pa.int32()), ("pred_label", pa.string()), ("confidence", pa.float32()),
     ("topk_labels", pa.list_(pa.string())), ("topk_probs", pa.list_(pa.float32())),
     ("true_label", pa.string()), ("error", pa.string()), ("model", pa.string()),
@@ -105,7 +108,8 @@ def load_model(path: str, name: str | None) -> tuple[dict, str, str]:
     elif where.is_dir():
         checkpoint = str(where / train.CHECKPOINT_FILE)
     try:
-        state = torch.load(io.BytesIO(read_bytes(checkpoint)), map_location="cpu", weights_only=True)
+        raw = read_bytes(checkpoint)
+        state = torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True)
         cfg = state["config"]
         model = models.from_config(cfg)
         model.load_state_dict(state["model"])
@@ -113,11 +117,13 @@ def load_model(path: str, name: str | None) -> tuple[dict, str, str]:
         raise
     except Exception as e:  # noqa: BLE001 - missing, corrupt or foreign: all the user's --model
         raise UserError(f"--model {path}: {checkpoint} is not a readable hdr-dist checkpoint "
-                        f"({images.one_line(e)})") from None
+                        f"({one_line(e)})") from None
     if name is not None and cfg["model"] != name:
         raise UserError(f"--model-name {name}: the checkpoint holds model {cfg['model']}")
     state = {"model": state["model"], "config": cfg, "history": state.get("history", []),
-             "params": models.count_params(model)}
+             "params": models.count_params(model),
+             "identity": {"model": cfg["model"], "checkpoint": checkpoint,
+                          "checkpoint_sha256": hashlib.sha256(raw).hexdigest()}}
     return state, cfg["model"], checkpoint
 
 
@@ -147,6 +153,8 @@ class Predictor:
     @torch.no_grad()
     def __call__(self, batch: pa.Table) -> pa.Table:
         n = batch.num_rows
+        if n == 0:
+            return PREDICTION_SCHEMA.empty_table()
         ok = batch["error"].is_null().to_numpy(zero_copy_only=False)
         column = batch["image"].combine_chunks()
         pixels = np.frombuffer(column.buffers()[1], np.uint8)[column.offset * images.PIXELS:(column.offset + n) * images.PIXELS]
@@ -160,8 +168,8 @@ class Predictor:
         if not ok.any():
             top_p, top_i = np.zeros((1, self.k), np.float32), np.zeros((1, self.k), np.int64)
         pred, failed = top_i[at, 0].astype(np.int32), pa.array(~ok)
-        columns = {name: batch[name] for name in ("source", "member", "page", "pages", "true_label", "error",
-                                                  "width", "height")}
+        columns = {name: batch[name] for name in ("source", "member", "occurrence", "page", "pages", "true_label",
+                                                  "error", "width", "height")}
         columns |= {
             "pred": pa.array(pred, mask=~ok),
             "pred_label": pc.if_else(failed, pa.scalar(None, pa.string()), self.labels.take(pa.array(pred))),
@@ -172,7 +180,8 @@ class Predictor:
             "model": pa.array(np.full(n, self.name, dtype=object), pa.string())}
         if self.tally is not None:
             mistakes = self.mistakes(batch, ok, pred, top_p[at, 0], pixels)
-            self.tally.add.remote(int(ok.sum()), int(n - ok.sum()), self.node, mistakes)
+            first = batch.slice(0, 1).select(["source", "member", "occurrence", "page"]).to_pylist()[0]
+            self.tally.add.remote((*first.values(), n), int(ok.sum()), int(n - ok.sum()), self.node, mistakes)
         return pa.Table.from_pydict({name: columns[name] for name in PREDICTION_SCHEMA.names}, schema=PREDICTION_SCHEMA)
 
     def mistakes(self, batch: pa.Table, ok, pred, confidence, pixels) -> list[dict]:
@@ -183,8 +192,9 @@ class Predictor:
         wrong = sorted(wrong, key=lambda i: -confidence[i])[:report.MISTAKES]
         if not wrong:
             return []
-        rows = batch.select(["source", "member", "page", "pages"]).take(wrong).to_pylist()
+        rows = batch.select(["source", "member", "occurrence", "page", "pages"]).take(wrong).to_pylist()
         return [{"item": r["source"] + (f"::{r['member']}" if r["member"] else "")
+                 + (f" #{r['occurrence'] + 1}" if r["occurrence"] else "")
                  + (f" page {r['page'] + 1}/{r['pages']}" if r["pages"] > 1 else ""),
                  "true_label": true[i], "pred_label": named[pred[i]], "confidence": float(confidence[i]),
                  "image": pixels[i * images.PIXELS:(i + 1) * images.PIXELS].tobytes()} for r, i in zip(rows, wrong)]
@@ -192,15 +202,23 @@ class Predictor:
 
 class Tally:
     """A Ray actor the inference actors count into, so the driver can show live progress
-    and the summary can say how the work spread over the cluster's nodes."""
+    and the summary can say how the work spread over the cluster's nodes.
+
+    A batch Ray Data runs again (its actor was lost before the result came back)
+    reports again; ``batch`` (its first row and size) lets it count once.
+    """
 
     def __init__(self):
         self.scored = self.failed = 0
         self.first = None  # wall-clock time of the first result: what start-up costs
         self.by_node: dict[str, int] = {}
         self.wrong: list[dict] = []  # the most confident mistakes so far, for the report
+        self.batches: set[tuple] = set()
 
-    def add(self, scored: int, failed: int, node: str, mistakes: list[dict]) -> None:
+    def add(self, batch: tuple, scored: int, failed: int, node: str, mistakes: list[dict]) -> None:
+        if batch in self.batches:
+            return
+        self.batches.add(batch)
         self.first = self.first or time.time()
         self.scored += scored
         self.failed += failed
@@ -235,13 +253,15 @@ def pipeline(items: list[inputs.Item], state_ref, args, plan: dict, tally):
     """
     import ray.data
 
-    source = inputs.datasource(items)
+    source = reading.datasource(items)
     # One output stream per read task, already in blocks of BLOCK_ROWS: without override_num_blocks
     # Ray Data would split each block further to reach its default of ~200 blocks (a lone tar's
     # 256-row blocks into 200 pieces of a row or two), and every block costs scheduling.
     ray.data.DataContext.get_current().read_op_min_num_blocks = 1
     ds = ray.data.read_datasource(source, num_cpus=READ_CPUS, concurrency=min(plan["read_tasks"], len(source.tasks)))
-    ds = ds.map_batches(images.decode_batch, batch_format="pyarrow", batch_size=inputs.BLOCK_ROWS, num_cpus=DECODE_CPUS,
+    # batch_size=None: each read block is one decoding batch, so the bytes a batch holds stay as bounded
+    # as the blocks (a row count alone would let one batch gather many full-page scans).
+    ds = ds.map_batches(images.decode_batch, batch_format="pyarrow", batch_size=None, num_cpus=DECODE_CPUS,
                         fn_kwargs={"max_pixels": args.max_pixels})
     # The weights travel as an object reference (in a list, so Ray passes the reference, not
     # the weights): each actor fetches them once from the object store.
@@ -253,81 +273,13 @@ def pipeline(items: list[inputs.Item], state_ref, args, plan: dict, tally):
                           num_gpus=1 if plan["use_gpu"] else 0)
 
 
-# ---- output, resume, metrics -----------------------------------------------------------------
+# ---- metrics ---------------------------------------------------------------------------------
 
-def partial_of(output: Path) -> Path:
-    return output.with_name(output.name + ".partial")
-
-
-def check_output(output: Path, resume: bool) -> None:
-    """Refuse, before anything starts, to overwrite or silently drop earlier work."""
-    work = partial_of(output)
-    finished = output.is_dir() and any(output.iterdir())
-    if output.exists() and not output.is_dir():
-        raise UserError(f"--output {output}: exists and is not a folder")
-    if finished and not (output / "summary.json").is_file():
-        raise UserError(f"--output {output}: exists and is not the output of hdr score; choose another folder")
-    if not resume:
-        if finished:
-            raise UserError(f"--output {output}: holds an earlier run's results; pass --resume to add to them, "
-                            "or choose another folder")
-        if work.exists():
-            raise UserError(f"--output {output}: {work} holds an interrupted run; pass --resume to continue it, "
-                            "or delete it to start over")
-
-
-def prepare(output: Path, resume: bool) -> Path:
-    """The folder this run writes into (``check_output`` has already vetted ``output``)."""
-    work = partial_of(output)
-    try:
-        if resume and output.is_dir() and any(output.iterdir()) and not work.exists():
-            output.rename(work)  # from here until the end, the output no longer looks complete
-        elif output.exists():
-            output.rmdir()
-        (work / "predictions").mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise UserError(f"--output {output}: cannot write there ({e.strerror or e})") from None
-    return work
-
-
-def prediction_files(folder: Path) -> list[Path]:
-    """Finished Parquet files; one a crash cut short is removed (its images are scored again)."""
-    files = []
-    for f in sorted(folder.glob("*.parquet")):
-        try:
-            pq.ParquetFile(f).metadata
-            files.append(f)
-        except Exception:  # noqa: BLE001 - truncated by the crash
-            f.unlink()
-    return files
-
-
-def already_scored(folder: Path) -> dict[tuple, tuple[int, set]]:
-    """(source, member) -> (its page count, the pages already in the output)."""
-    done: dict[tuple, tuple[int, set]] = {}
-    files = prediction_files(folder)
-    if not files:
-        return done
-    table = pads.dataset(files, format="parquet").to_table(columns=["source", "member", "page", "pages"])
-    for source, member, page, pages in zip(*(table[c].to_pylist() for c in ("source", "member", "page", "pages"))):
-        done.setdefault((source, member), (pages, set()))[1].add(page)
-    return done
-
-
-def skip_scored(items: list[inputs.Item], done: dict) -> tuple[list[inputs.Item], int]:
-    todo, skipped = [], 0
-    for it in items:
-        pages, seen = done.get((it.source, it.member), (0, set()))
-        if pages and len(seen) >= pages:
-            skipped += 1
-        else:
-            todo.append(replace(it, skip_pages=tuple(sorted(seen))) if seen else it)
-    return todo, skipped
-
-
-def metric_tables(folder: Path, cfg: dict, dataset: str, extra: dict) -> tuple[dict, dict]:
+def metric_tables(folder: Path, cfg: dict, dataset: str) -> tuple[dict, dict]:
     """compare's metrics, per-class and confusion tables over the labelled, scored rows."""
-    table = pads.dataset(prediction_files(folder), format="parquet").to_table(columns=["true_label", "pred", "error"])
+    files = outputs.prediction_files(folder)
+    table = (pads.dataset(files, format="parquet", schema=PREDICTION_SCHEMA).to_table(columns=["true_label", "pred", "error"])
+             if files else PREDICTION_SCHEMA.empty_table().select(["true_label", "pred", "error"]))
     failed = pc.sum(table["error"].is_valid()).as_py() or 0
     scored = table.filter(table["error"].is_null())
     labelled = scored.filter(scored["true_label"].is_valid())
@@ -339,7 +291,7 @@ def metric_tables(folder: Path, cfg: dict, dataset: str, extra: dict) -> tuple[d
     y_true = np.array([index[t] for t in labelled["true_label"].to_pylist()])
     y_pred = labelled["pred"].to_numpy()
     scores = evaluate.metrics(y_true, y_pred, cfg["num_classes"])
-    tables = {"metrics": [report.metrics_row(dataset, cfg["model"], scores, **extra, **counts)],
+    tables = {"metrics": [report.metrics_row(dataset, cfg["model"], scores, **counts)],
               "per_class": report.per_class_rows(dataset, cfg["model"], scores, cfg["labels"]),
               "confusion": report.confusion_rows(dataset, cfg["model"], scores)}
     return tables, counts
@@ -424,31 +376,34 @@ def execute(items: list[inputs.Item], state: dict, args, plan: dict, work: Path,
         stop.set()
         watcher.join()
     seconds = time.perf_counter() - start
-    done, failed = ray.get(tally.counts.remote())
     first = ray.get(tally.first_result.remote())
-    by_node = ray.get(tally.images_by_node.remote())
-    mistakes = ray.get(tally.mistakes.remote())
     # Until the first result the inference actors are starting (a fixed few seconds);
     # after it, the job runs at the rate a long job keeps.
     startup = min(seconds, max(0.0, first - wall_start)) if first else seconds
-    return {"images_this_run": done + failed, "seconds": round(seconds, 3),
-            "images_per_s": round((done + failed) / max(seconds, 1e-9), 1), "startup_seconds": round(startup, 3),
-            "steady_images_per_s": round((done + failed) / max(seconds - startup, 1e-9), 1),
-            "images_by_node": by_node, "mistakes": mistakes}
+    return {"seconds": seconds, "startup": startup, "images_by_node": ray.get(tally.images_by_node.remote()),
+            "mistakes": ray.get(tally.mistakes.remote())}
 
 
 def finish(work: Path, output: Path, state: dict, checkpoint: str, args, this_run: dict,
            plan: dict) -> tuple[dict, dict]:
-    """Metrics over all rows (this run's and any resumed ones), summary.json, then the rename."""
+    """Metrics over all rows (this run's and any resumed ones), summary.json, then the rename.
+    Every count comes from the rows written, so an image Ray Data scored twice after a fault,
+    but wrote once, counts once."""
     cfg, history = state["config"], state["history"]
-    dataset = Path(args.inputs[0]).name + (f" +{len(args.inputs) - 1}" if len(args.inputs) > 1 else "")
-    extra = {"train_seconds": sum(h["seconds"] for h in history), "epochs": len(history),
-             "device": "gpu" if plan["use_gpu"] else "cpu", "num_workers": plan["concurrency"],
-             "num_nodes": len(this_run["images_by_node"]), "checkpoint": checkpoint,
-             "infer_images_per_s": this_run["images_per_s"],
-             "params": state["params"], "method": f"{cfg['model']} checkpoint, scored by hdr score",
-             "approximation": ""}
-    tables, counts = metric_tables(work / "predictions", cfg, dataset, extra)
+    dataset = escape(Path(args.inputs[0]).name) + (f" +{len(args.inputs) - 1}" if len(args.inputs) > 1 else "")
+    tables, counts = metric_tables(work / "predictions", cfg, dataset)
+    images = counts["images"] - this_run.pop("rows_before")
+    seconds, startup = this_run.pop("seconds"), this_run.pop("startup")
+    rates = {"images_this_run": images, "seconds": round(seconds, 3),
+             "images_per_s": round(images / max(seconds, 1e-9), 1), "startup_seconds": round(startup, 3),
+             "steady_images_per_s": round(images / max(seconds - startup, 1e-9), 1)}
+    if tables:
+        tables["metrics"][0] |= {
+            "train_seconds": sum(h["seconds"] for h in history), "epochs": len(history),
+            "device": "gpu" if plan["use_gpu"] else "cpu", "num_workers": plan["concurrency"],
+            "num_nodes": len(this_run["images_by_node"]), "checkpoint": checkpoint,
+            "infer_images_per_s": rates["images_per_s"], "params": state["params"],
+            "method": f"{cfg['model']} checkpoint, scored by hdr score", "approximation": ""}
     mistakes = report.read_table(work, "mistakes") + [  # a resumed run's, then this run's
         {"dataset": dataset, "model": cfg["model"]} | m for m in this_run.pop("mistakes")]
     for name in ("metrics", "per_class", "confusion", "mistakes"):  # a resumed run's old tables would be stale
@@ -457,32 +412,54 @@ def finish(work: Path, output: Path, state: dict, checkpoint: str, args, this_ru
         tables["mistakes"] = heapq.nlargest(report.MISTAKES, mistakes, key=lambda m: m["confidence"])
         report.write_tables(work, tables)
     summary = {"inputs_seen": this_run.pop("inputs_seen"), "skipped_already_scored": this_run.pop("skipped"),
-               **counts, **this_run, "model": cfg["model"], "checkpoint": checkpoint,
-               "inputs": [str(Path(i).expanduser().resolve()) for i in args.inputs]}
+               **counts, **rates, **this_run, **state["identity"],
+               "inputs": [escape(os.path.realpath(os.path.expanduser(i))) for i in args.inputs]}
     (work / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     work.rename(output)
     return summary, tables
 
 
+def listing(args, state: dict, model_name: str, console: Console) -> tuple[list[inputs.Item], dict]:
+    """The items to score with their true labels, and what summary.json says about what was skipped
+    or did not match; problems with a labels file are also printed, one line each."""
+    label_file = labels.read_label_file(args.labels) if args.labels else None
+    found = inputs.find(args.inputs)
+    items, problems = labels.with_labels(found.items, args.labels_from, label_file, state["config"]["labels"],
+                                         model_name)
+    for line in labels.warnings(label_file, problems) if label_file else ():
+        console.print(line, markup=False, highlight=False)
+    skipped = [f"{n:,} {what}" for n, what in ((found.junk, "desktop junk files (__MACOSX/, ._*, .DS_Store, Thumbs.db)"),
+                                               (found.duplicates, "files named twice")) if n]
+    if skipped:
+        console.print(f"skipped {' and '.join(skipped)}", markup=False, highlight=False)
+    notes = {"skipped_junk": found.junk, "skipped_duplicates": found.duplicates}
+    if label_file:
+        notes["labels"] = labels.report(label_file, problems)
+    return items, notes
+
+
 def run(args, console: Console) -> int:
     started = time.perf_counter()
     state, model_name, checkpoint = load_model(args.model, args.model_name)
-    label_file = inputs.read_label_file(args.labels) if args.labels else None
-    items = inputs.find(args.inputs)
-    items = inputs.with_labels(items, args.labels_from, label_file, state["config"]["labels"], model_name)
+    items, notes = listing(args, state, model_name, console)
     output = Path(args.output).expanduser().resolve()
-    check_output(output, args.resume)
+    outputs.check_output(output, args.resume, state["identity"])
     connect(args.address)
     plan = resources(args)
     cluster.require_shared({"--output": str(output)},
-                           {"INPUT": [str(Path(i).expanduser().resolve()) for i in args.inputs]})
-    work = prepare(output, args.resume)
-    items, skipped = skip_scored(items, already_scored(work / "predictions")) if args.resume else (items, 0)
-    console.print(f"scoring {len(items):,} inputs with {model_name} ({checkpoint})"
-                  + (f"; {skipped:,} already scored" if skipped else ""))
-    this_run = execute(items, state, args, plan, work, console)
-    this_run |= {"inputs_seen": len(items) + skipped, "skipped": skipped}
-    summary, tables = finish(work, output, state, checkpoint, args, this_run, plan)
+                           {"INPUT": [os.path.realpath(os.path.expanduser(i)) for i in args.inputs]})
+    work, held = outputs.prepare(output, args.resume, state["identity"])
+    try:
+        done = outputs.already_scored(work / "predictions", PREDICTION_SCHEMA)
+        items, skipped = outputs.skip_scored(items, done)
+        console.print(f"scoring {len(items):,} inputs with {model_name} ({checkpoint})"
+                      + (f"; {skipped:,} already scored" if skipped else ""))
+        this_run = execute(items, state, args, plan, work, console)
+        this_run |= {"inputs_seen": len(items) + skipped, "skipped": skipped,
+                     "rows_before": sum(len(pages) for _, pages in done.values()), **notes}
+        summary, tables = finish(work, output, state, checkpoint, args, this_run, plan)
+    finally:
+        os.close(held)
     if tables:
         console.print(f"report: {report.write_report(output)}")
     line = (f"{summary['scored']:,} scored, {summary['failed']:,} failed of {summary['images']:,} images "

@@ -1,4 +1,5 @@
-"""Shared fixtures: one real local Ray cluster per test session, and paths to real data."""
+"""Shared fixtures: one real local Ray cluster per test session, paths to real data, and a small
+digit model trained once for the scoring tests."""
 
 from __future__ import annotations
 
@@ -54,3 +55,31 @@ def mnist_copy(tmp_path: Path) -> Path:
         (folder / gz.stem).write_bytes(gzip.decompress(gz.read_bytes()))
     return folder
 
+
+
+def fit_small(ds, folder: Path) -> Path:
+    """A quickly trained cnn, saved the way compare saves one, with a compare-style metrics.parquet."""
+    import torch
+
+    from hdr_dist import evaluate, report, train
+
+    cfg = train.config("cnn", ds, epochs=1, batch_size=64)
+    model, history = train.train_plain(cfg, train.arrays_of(ds), torch.device("cpu"))
+    folder.mkdir(parents=True, exist_ok=True)
+    checkpoint = folder / "model.pt"
+    torch.save({"model": model.state_dict(), "config": cfg, "history": history}, checkpoint)
+    scores = evaluate.evaluate_state(torch.load(checkpoint, weights_only=True), ds.test.x, ds.test.y)
+    report.write_tables(folder, {"metrics": [report.metrics_row(ds.name, "cnn", scores, checkpoint=str(checkpoint))]})
+    return folder
+
+
+@pytest.fixture(scope="session")
+def mnist():
+    from hdr_dist import data
+
+    return data.load("mnist", limit_train=3000, limit_test=120)
+
+
+@pytest.fixture(scope="session")
+def digits_model(mnist, tmp_path_factory):
+    return fit_small(mnist, tmp_path_factory.mktemp("digits-model"))

@@ -5,6 +5,7 @@ job's own flag parser."""
 from __future__ import annotations
 
 import copy
+import json
 import re
 import shlex
 
@@ -39,9 +40,32 @@ def test_cluster_yaml_passes_rays_validation():
     # The checkout goes to every node and is installed there, with the token the cluster shares.
     assert config["file_mounts"]["~/hdr-dist"] == "." and "~/.ray/auth_token" in config["file_mounts"]
     assert any("pip install" in c and "-e ~/hdr-dist" in c for c in config["setup_commands"])
+    # Workers decode untrusted images: a role of their own, not the launcher's EC2-and-S3 head profile.
+    for t in workers.values():
+        assert t["node_config"]["IamInstanceProfile"] == {"Name": "hdr-dist-worker"}
     head_start = " ".join(config["head_start_ray_commands"])
     assert "--dashboard-host=127.0.0.1" in head_start and "RAY_AUTH_MODE=token" in head_start
     assert "RAY_AUTH_MODE=token" in " ".join(config["worker_start_ray_commands"])
+
+
+def test_the_worker_role_reaches_one_bucket_and_nothing_else():
+    policy = json.loads((ROOT / "deploy" / "aws" / "worker-policy.json").read_text())
+    trust = json.loads((ROOT / "deploy" / "aws" / "worker-trust.json").read_text())
+    assert trust["Statement"] == [{"Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"},
+                                   "Action": "sts:AssumeRole"}]
+    for statement in policy["Statement"]:
+        actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+        assert statement["Effect"] == "Allow" and all(a.startswith("s3:") and "*" not in a for a in actions)
+        assert statement["Resource"] in ("arn:aws:s3:::BUCKET", "arn:aws:s3:::BUCKET/*")
+    assert {"s3:GetObject", "s3:PutObject", "s3:ListBucket"} <= {
+        a for st in policy["Statement"] for a in st["Action"]}
+    passing = json.loads((ROOT / "deploy" / "aws" / "head-pass-worker-role.json").read_text())["Statement"]
+    assert passing == [{"Sid": "LaunchWorkersWithTheirOwnRole", "Effect": "Allow", "Action": "iam:PassRole",
+                        "Resource": "arn:aws:iam::ACCOUNT:role/hdr-dist-worker"}]
+    readme = (ROOT / "README.md").read_text()
+    for needed in ("file://deploy/aws/worker-trust.json", "deploy/aws/worker-policy.json",
+                   "--instance-profile-name hdr-dist-worker", "deploy/aws/head-pass-worker-role.json"):
+        assert needed in readme, needed
 
 
 def test_a_broken_cluster_yaml_fails_that_validation():
@@ -63,6 +87,11 @@ def test_rayjob_runs_compare_from_the_image_deploy_builds():
     spec = job["spec"]
     assert spec["rayClusterSpec"]["rayVersion"] == ray.__version__  # the Ray pyproject.toml pins
     assert spec["rayClusterSpec"]["authOptions"]["mode"] == "token"
+    # The dashboard's job API stays off the pod network: bound to the head pod's localhost, and the
+    # job submitted from a sidecar in that pod.
+    head = spec["rayClusterSpec"]["headGroupSpec"]
+    assert spec["submissionMode"] == "SidecarMode" and head["rayStartParams"]["dashboard-host"] == "127.0.0.1"
+    assert head["template"]["spec"]["restartPolicy"] == "Never"
 
     # The entrypoint: this repository's jobs/compare.py, where deploy/Dockerfile puts the checkout,
     # with flags compare accepts.

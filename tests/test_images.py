@@ -9,7 +9,7 @@ import pyarrow as pa
 import pytest
 from PIL import Image
 
-from hdr_dist import data, images, inputs, preprocess
+from hdr_dist import data, images, preprocess, reading
 
 
 @pytest.fixture(scope="module")
@@ -53,8 +53,8 @@ def test_every_accepted_mode_and_format_decodes(digits, mode):
     raw = as_mode(digits[0], mode)
     pages = list(images.decode(raw))
     assert len(pages) == 1
-    page, w, h, gray, error = pages[0]
-    assert (page, w, h, error) == (0, 28, 28, None)
+    page, count, w, h, gray, error = pages[0]
+    assert (page, count, w, h, error) == (0, 1, 28, 28, None)
     assert gray.ndim == 2 and gray.shape == (28, 28)
     out, ref = preprocess.to_mnist(gray), preprocess.to_mnist(digits[0])
     # "1" is thresholded and JPEG lossy (measured 6.6 and 1.6); another digit is ~40 away.
@@ -62,27 +62,27 @@ def test_every_accepted_mode_and_format_decodes(digits, mode):
 
 
 def test_16_bit_png_is_float_in_unit_range(digits):
-    (_, _, _, gray, _), = images.decode(as_mode(digits[0], "I;16"))
+    (_, _, _, _, gray, _), = images.decode(as_mode(digits[0], "I;16"))
     assert gray.dtype == np.float32 and gray.max() == 1.0 and gray.min() < 0.1
 
 
 def test_multipage_tiff_gives_every_page(digits):
     pages = list(images.decode(tiff_pages(digits)))
-    assert [(p, e) for p, _, _, _, e in pages] == [(0, None), (1, None), (2, None)]
-    for (_, _, _, gray, _), d in zip(pages, digits):
+    assert [(p, n, e) for p, n, _, _, _, e in pages] == [(0, 3, None), (1, 3, None), (2, 3, None)]
+    for (_, _, _, _, gray, _), d in zip(pages, digits):
         assert np.array_equal(preprocess.to_mnist(gray), preprocess.to_mnist(d))
 
 
 def test_float_tiff_in_unit_range_is_not_blank(digits):
     """PACKAGE BUG: a 32-bit float ("F") TIFF with values in [0, 1] is divided by 255 in grayscale."""
     raw = encode(Image.fromarray((255 - digits[0]).astype(np.float32) / 255), "TIFF")
-    (_, _, _, gray, error), = images.decode(raw)
+    (_, _, _, _, gray, error), = images.decode(raw)
     assert error is None
     assert gray.max() == pytest.approx(1.0), f"grayscale() gave max {gray.max():.5f}, expected 1.0"
 
 
 def errors(raw: bytes, **kw) -> list[str]:
-    return [e for _, _, _, _, e in images.decode(raw, **kw)]
+    return [e for *_, e in images.decode(raw, **kw)]
 
 
 def test_empty_file():
@@ -113,7 +113,7 @@ def test_unsupported_format(digits, fmt):
 
 
 def read_row(source, data=None, error=None, skip=(), label=None):
-    return {"source": source, "member": None, "true_label": label, "data": data, "error": error,
+    return {"source": source, "member": None, "occurrence": 0, "true_label": label, "data": data, "error": error,
             "skip_pages": list(skip)}
 
 
@@ -125,8 +125,8 @@ def test_decode_batch(digits):
         read_row("pages.tif", tiff),
         read_row("denied.png", error="cannot read: Permission denied"),
         read_row("resumed.tif", tiff, skip=[0, 1]),
-    ], schema=inputs.READ_SCHEMA)
-    out = images.decode_batch(table, images.DEFAULT_MAX_PIXELS)
+    ], schema=reading.READ_SCHEMA)
+    (out,) = images.decode_batch(table, images.DEFAULT_MAX_PIXELS)
     assert out.schema == images.DECODED_SCHEMA
     rows = out.to_pylist()
     assert [(r["source"], r["page"], r["pages"], r["error"]) for r in rows] == [
@@ -138,3 +138,31 @@ def test_decode_batch(digits):
     assert rows[6]["image"] == rows[4]["image"] == preprocess.to_mnist(digits[2]).tobytes()
     assert rows[1]["image"] == bytes(784) and rows[5]["image"] == bytes(784)
     assert (rows[1]["width"], rows[1]["height"]) == (40, 30) and rows[5]["width"] is None
+
+
+def test_a_broken_page_directory_keeps_the_pages_before_it(digits):
+    from tests.hostile import cut_tiff_directory, tiff
+
+    got = list(images.decode(cut_tiff_directory(tiff(digits, 6), 4)))
+    assert [(p, n) for p, n, *_ in got] == [(0, 5), (1, 5), (2, 5), (3, 5), (4, 5)]
+    assert [e for *_, e in got[:4]] == [None] * 4 and got[4][5].startswith("corrupt image: page 5 unreadable")
+
+
+def test_thousands_of_pages_come_out_in_bounded_tables(digits):
+    """One file of 5,000 pages: tables of at most OUT_ROWS rows, every page once."""
+    from tests.hostile import tiff
+
+    table = pa.Table.from_pylist([read_row("many.tif", tiff(digits, 5000))], schema=reading.READ_SCHEMA)
+    out = list(images.decode_batch(table, images.DEFAULT_MAX_PIXELS))
+    assert [t.num_rows for t in out] == [images.OUT_ROWS, 5000 - images.OUT_ROWS]
+    rows = pa.concat_tables(out)
+    assert rows["page"].to_pylist() == list(range(5000)) and set(rows["pages"].to_pylist()) == {5000}
+    assert rows["error"].null_count == 5000
+
+
+def test_whatever_a_page_raises_becomes_its_error():
+    """Not only ValueError: any exception preprocessing raises is that page's row, never the batch's."""
+    image, error = images.to_mnist(np.zeros((3, 3, 3), np.uint8))
+    assert image == images.BLANK and error.startswith("cannot preprocess: expected a 2-D image")
+    image, error = images.to_mnist(np.array([["a", "b"], ["c", "d"]], dtype=object))
+    assert image == images.BLANK and error.startswith("cannot preprocess: ")

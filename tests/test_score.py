@@ -23,30 +23,8 @@ import pytest
 import torch
 from PIL import Image
 
-from hdr_dist import data, evaluate, models, report, samples, score, train
-from tests.conftest import ROOT, shared
-
-
-def fit_small(ds: data.Dataset, folder: Path) -> Path:
-    """A quickly trained cnn, saved the way compare saves one, with a compare-style metrics.parquet."""
-    cfg = train.config("cnn", ds, epochs=1, batch_size=64)
-    model, history = train.train_plain(cfg, train.arrays_of(ds), torch.device("cpu"))
-    folder.mkdir(parents=True, exist_ok=True)
-    checkpoint = folder / "model.pt"
-    torch.save({"model": model.state_dict(), "config": cfg, "history": history}, checkpoint)
-    scores = evaluate.evaluate_state(torch.load(checkpoint, weights_only=True), ds.test.x, ds.test.y)
-    report.write_tables(folder, {"metrics": [report.metrics_row(ds.name, "cnn", scores, checkpoint=str(checkpoint))]})
-    return folder
-
-
-@pytest.fixture(scope="module")
-def mnist():
-    return data.load("mnist", limit_train=3000, limit_test=120)
-
-
-@pytest.fixture(scope="module")
-def digits_model(mnist, tmp_path_factory):
-    return fit_small(mnist, tmp_path_factory.mktemp("digits-model"))
+from hdr_dist import data, evaluate, models, report, samples, score
+from tests.conftest import ROOT, fit_small, shared
 
 
 def predictions(out: Path) -> pa.Table:
@@ -295,3 +273,108 @@ def test_console_script_and_job_script(tmp_path):
                 [sys.executable, str(ROOT / "jobs" / "score.py"), "--help"]):
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
         assert done.returncode == 0 and "--labels-from" in done.stdout
+
+
+def test_resume_with_another_model_is_refused(ray_cluster, mnist, digits_model, tmp_path, capsys):
+    """Rows from two checkpoints never mix in one output, finished or interrupted."""
+    folder, out = tmp_path / "in", tmp_path / "out"
+    samples.write(folder, samples.entries(mnist.test.x[:6], mnist.test.y[:6], mnist.labels))
+    assert run(folder, "--model", digits_model, "--output", out) == 0
+    state = torch.load(digits_model / "model.pt", weights_only=True)
+    state["model"] = {k: v + 0.01 if v.is_floating_point() else v for k, v in state["model"].items()}
+    torch.save(state, tmp_path / "retrained.pt")
+    capsys.readouterr()
+    for where in (out, tmp_path / "out.partial"):
+        if where.name.endswith(".partial"):
+            out.rename(where)
+        assert run(folder, "--model", tmp_path / "retrained.pt", "--output", out, "--resume") == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "were scored by cnn" in err and "would mix two models' answers" in err
+        assert where.is_dir() and (where / "run.json").is_file()  # left as it was
+    assert run(folder, "--model", digits_model, "--output", out, "--resume") == 0  # the same model goes on
+
+
+def test_two_runs_into_one_output_at_once_are_refused(ray_cluster, mnist, digits_model, tmp_path):
+    folder, out = tmp_path / "in", tmp_path / "out"
+    samples.write(folder, samples.entries(mnist.test.x[:120], mnist.test.y[:120], mnist.labels, (28, 200), ("PNG",)))
+    args = [str(folder), "--model", str(digits_model), "--output", str(out)]
+    first = subprocess.Popen([sys.executable, str(ROOT / "jobs" / "score.py"), *args,
+                              "--address", ray_cluster.address_info["address"]],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while not (tmp_path / "out.partial" / "run.json").exists() and time.time() < deadline and first.poll() is None:
+        time.sleep(0.05)
+    assert first.poll() is None, "the first run ended before the second could start"
+    for extra in ([], ["--resume"]):
+        second = subprocess.run([sys.executable, str(ROOT / "jobs" / "score.py"), *args, *extra,
+                                 "--address", ray_cluster.address_info["address"]], capture_output=True, text=True)
+        assert second.returncode == 2 and second.stderr.count("\n") == 1, second.stderr
+        assert "another hdr score is writing into it now" in second.stderr
+    assert first.wait(timeout=300) == 0, first.stderr.read()
+    rows = predictions(out).to_pylist()
+    assert len(rows) == 240 and len({(r["source"], r["page"]) for r in rows}) == 240
+
+
+def test_resume_maps_each_row_to_one_member_occurrence(ray_cluster, mnist, digits_model, tmp_path):
+    """A zip that repeats a name: a run cut short after the first occurrence scores only the second."""
+    folder, out = tmp_path / "in", tmp_path / "out"
+    folder.mkdir()
+    with pytest.warns(UserWarning, match="Duplicate name"), zipfile.ZipFile(folder / "dup.zip", "w") as z:
+        for i in range(3):
+            z.writestr("a.png", samples.render(mnist.test.x[i]))
+    assert run(folder, "--model", digits_model, "--output", out) == 0
+    rows = predictions(out).to_pylist()
+    assert sorted(r["occurrence"] for r in rows) == [0, 1, 2]
+    work = tmp_path / "out.partial"
+    out.rename(work)
+    (work / "summary.json").unlink()
+    (file,) = (work / "predictions").glob("*.parquet")
+    table = pq.read_table(file)
+    pq.write_table(table.filter(pa.compute.equal(table["occurrence"], 1)), file)  # only the middle one was written
+    assert run(folder, "--model", digits_model, "--output", out, "--resume") == 0
+    rows = predictions(out).to_pylist()
+    assert sorted(r["occurrence"] for r in rows) == [0, 1, 2]
+    by_occurrence = {r["occurrence"]: r["pred"] for r in rows}
+    assert by_occurrence == {r["occurrence"]: r["pred"] for r in table.to_pylist()}
+    assert json.loads((out / "summary.json").read_text())["images_this_run"] == 2
+
+
+def test_label_file_problems_are_reported_and_labels_stay_exact(ray_cluster, mnist, digits_model, tmp_path, capsys):
+    folder = tmp_path / "in"
+    samples.write(folder / "x.zip", [("a.png", samples.render(mnist.test.x[0])), ("b.png", samples.render(mnist.test.x[1]))])
+    samples.write(folder / "y.zip", [("a.png", samples.render(mnist.test.x[2]))])
+    labels_csv = tmp_path / "labels.csv"
+    labels_csv.write_text("path,label\nx.zip/a.png,1\ny.zip/a.png,2\na.png,3\nx.zip/b.png,4\nx.zip/b.png,5\n"
+                          "y.zip/a.png,2\n")
+    capsys.readouterr()
+    assert run(folder, "--model", digits_model, "--output", tmp_path / "out", "--labels", labels_csv) == 0
+    out = capsys.readouterr().out
+    got = {(Path(r["source"]).name, r["member"]): r["true_label"] for r in predictions(tmp_path / "out").to_pylist()}
+    assert got == {("x.zip", "a.png"): "1", ("x.zip", "b.png"): None, ("y.zip", "a.png"): "2"}
+    problems = json.loads((tmp_path / "out" / "summary.json").read_text())["labels"]["problems"]
+    assert problems == {"duplicate rows": {"count": 1, "examples": ["y.zip/a.png"]},
+                        "rows that name no image": {"count": 1, "examples": ["a.png"]},
+                        "images given two labels (left unlabelled)": {
+                            "count": 1, "examples": [f"{(folder / 'x.zip').resolve()}/b.png"]}}
+    assert f"--labels {labels_csv}: 1 rows that name no image: a.png" in out
+
+
+def test_labels_from_dirname_skips_desktop_junk_and_uses_the_first_folder(ray_cluster, mnist, digits_model, tmp_path):
+    folder = tmp_path / "in"
+    samples.write(folder / "forms.zip", [("3/scan/a.png", samples.render(mnist.test.x[0])),
+                                         ("__MACOSX/3/scan/._a.png", b"\x00\x05\x16\x07"), ("3/.DS_Store", b"Bud1")])
+    assert run(folder, "--model", digits_model, "--output", tmp_path / "out", "--labels-from", "dirname") == 0
+    (row,) = predictions(tmp_path / "out").to_pylist()
+    assert (row["member"], row["true_label"]) == ("3/scan/a.png", "3")
+    assert json.loads((tmp_path / "out" / "summary.json").read_text())["skipped_junk"] == 2
+
+
+def test_an_input_that_holds_nothing_is_one_line(ray_cluster, digits_model, tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "junk").mkdir()
+    (tmp_path / "junk" / "Thumbs.db").write_bytes(b"\xd0\xcf")
+    for name in ("empty", "junk"):
+        assert run(tmp_path / name, "--model", digits_model, "--output", tmp_path / "out") == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and f"INPUT {tmp_path / name}: holds no files to score" in err
+        assert not (tmp_path / "out").exists() and not (tmp_path / "out.partial").exists()
