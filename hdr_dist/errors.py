@@ -14,5 +14,6 @@ def one_line(e: BaseException) -> str:
     """An exception as one line of valid UTF-8: a hostile file's name inside the message must not
     break the terminal or the Parquet write. Messages that say nothing get the exception's type."""
     text = " ".join(str(e).split())
-    text = f"{type(e).__name__}: {text}" if not text or len(text) < 4 else text
+    if len(text) < 4:  # '' or "'a'" (a KeyError) says nothing alone
+        text = f"{type(e).__name__}: {text}".rstrip(": ")
     return text.encode("utf-8", "backslashreplace").decode("utf-8")[:300]

@@ -56,7 +56,6 @@ def mnist_copy(tmp_path: Path) -> Path:
     return folder
 
 
-
 def fit_small(ds, folder: Path) -> Path:
     """A quickly trained cnn, saved the way compare saves one, with a compare-style metrics.parquet."""
     import torch
