@@ -49,8 +49,8 @@ def read_head_first(f) -> bytes:
 
 def member_error(name: str, size: int, kind: str | None) -> str | None:
     """What is wrong with a member before its bytes are read; ``kind`` names a non-regular type."""
-    if unsafe(name):
-        return unsafe(name)
+    if why := unsafe(name):
+        return why
     if kind:
         return f"archive member is a {kind}, not a file"
     if archive_kind(name):

@@ -98,11 +98,9 @@ def read_items(items: list[Item]) -> Iterator[pa.Table]:
         size = 0
         return table
 
-    archived: dict[str, list[Item]] = {}
-    for it in items:
-        if it.member is not None and it.error is None:
-            archived.setdefault(it.source, []).append(it)
-        elif emit(it, *((None, None) if it.error else read_plain(unescape(it.source)))):
+    archived, rest = by_archive(items)
+    for it in rest:
+        if emit(it, *((None, None) if it.error else read_plain(unescape(it.source)))):
             yield block()
     for source, members in archived.items():
         for row in archive_rows(source, members):
@@ -112,8 +110,8 @@ def read_items(items: list[Item]) -> Iterator[pa.Table]:
         yield block()
 
 
-def read_tasks(items: list[Item]) -> list[list[Item]]:
-    """Each archive's readable members as one task; plain files and listing errors in slices."""
+def by_archive(items: list[Item]) -> tuple[dict[str, list[Item]], list[Item]]:
+    """The archive members still to read, by archive; and the rest (plain files, listing errors)."""
     archived: dict[str, list[Item]] = {}
     rest = []
     for it in items:
@@ -121,6 +119,12 @@ def read_tasks(items: list[Item]) -> list[list[Item]]:
             archived.setdefault(it.source, []).append(it)
         else:
             rest.append(it)
+    return archived, rest
+
+
+def read_tasks(items: list[Item]) -> list[list[Item]]:
+    """Each archive's readable members as one task; plain files and listing errors in slices."""
+    archived, rest = by_archive(items)
     return list(archived.values()) + [rest[i:i + ITEMS_PER_TASK] for i in range(0, len(rest), ITEMS_PER_TASK)]
 
 
