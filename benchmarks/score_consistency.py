@@ -25,7 +25,7 @@ import pyarrow.dataset as pads
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from hdr_dist import data, evaluate, samples, score  # noqa: E402
+from hdr_dist import checkpoints, data, evaluate, samples, score  # noqa: E402
 
 SIZES, FORMATS = (28, 64, 200), ("PNG", "JPEG")
 
@@ -38,7 +38,8 @@ def main() -> int:
                    help="where the two archives are made once (default: %(default)s)")
     args = p.parse_args()
 
-    state, name, checkpoint = score.load_model(args.model, args.model_name)
+    state, cfg, checkpoint = checkpoints.for_scoring(args.model, args.model_name)
+    name = cfg.model
     ds = data.load("mnist")
     in_memory = 100 * evaluate.evaluate_state(state, ds.test.x, ds.test.y)["accuracy"]
     print(f"{name} ({checkpoint}): in-memory test accuracy {in_memory:.2f} %")

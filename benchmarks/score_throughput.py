@@ -29,7 +29,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from hdr_dist import cli, data, evaluate, images, models, preprocess, samples, score  # noqa: E402
+from hdr_dist import checkpoints, cluster, data, evaluate, images, preprocess, samples, score  # noqa: E402
 
 SIZES, FORMATS = (28, 64, 200), ("PNG", "JPEG")
 
@@ -49,10 +49,8 @@ def make_folder(folder: Path, n: int) -> None:
 def plain(folder: Path, model_path: str, batch_size: int) -> float:
     """Images/s of the loop one would write without Ray."""
     start = time.perf_counter()
-    state, _, _ = score.load_model(model_path, None)
-    cfg = state["config"]
-    model = models.from_config(cfg)
-    model.load_state_dict(state["model"])
+    state, _, _ = checkpoints.for_scoring(model_path, None)
+    model, cfg = checkpoints.model_from_state(state)
     model = evaluate.for_inference(model)
     files = sorted(p for p in folder.rglob("*") if p.is_file())
     batch, n, preds = [], 0, []
@@ -60,7 +58,7 @@ def plain(folder: Path, model_path: str, batch_size: int) -> float:
     def infer():
         with torch.no_grad():
             x = torch.from_numpy(np.stack(batch))
-            preds.append(evaluate.logits(model, x, cfg["mean"], cfg["std"], torch.device("cpu")).argmax(1))
+            preds.append(evaluate.logits(model, x, cfg.mean, cfg.std, torch.device("cpu")).argmax(1))
         batch.clear()
 
     for f in files:
@@ -106,7 +104,7 @@ def main() -> int:
 
     before = plain(args.folder, args.model, args.batch_size)
     print(f"(a) plain loop: {before:,.0f} img/s")
-    cli.connect(None)  # a local Ray, up before the clock starts, as a cluster would be
+    cluster.connect(None)  # a local Ray, up before the clock starts, as a cluster would be
     runs = {}
     for c in [int(v) for v in args.concurrency.split(",")]:
         r = runs[c] = with_ray(args.folder, args.model, args.batch_size, c, args.cpus_per_actor)

@@ -19,11 +19,13 @@ import os
 import statistics
 import tempfile
 import time
+from dataclasses import replace
 
 import ray
 import torch
 
-from hdr_dist import cli, data, train
+from hdr_dist import checkpoints, cluster, data, train
+from hdr_dist.config import TrainConfig
 
 
 def steady(history: list[dict]) -> float:
@@ -36,12 +38,12 @@ def plain(cfg: dict, arrays: dict, threads: int) -> float:
     return steady(history)
 
 
-def ray_train(cfg: dict, data_ref, workers: int, cpus: int, storage: str) -> tuple[float, float]:
+def ray_train(cfg: TrainConfig, data_ref, workers: int, cpus: int, storage: str) -> tuple[float, float]:
     start = time.perf_counter()
-    result = train.fit(cfg | {"data": data_ref, "cpus_per_worker": cpus}, workers=workers, use_gpu=False,
+    result = train.fit(replace(cfg, cpus_per_worker=cpus), data_ref, workers=workers, use_gpu=False,
                        storage_path=storage, name=f"bench-{workers}x{cpus}")
     wall = time.perf_counter() - start
-    return steady(train.load_checkpoint(result.checkpoint.path)["history"]), wall
+    return steady(checkpoints.load(result.checkpoint.path)["history"]), wall
 
 
 def main() -> None:
@@ -54,13 +56,13 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(message)s")  # the plain loop's progress lines
     cores = os.cpu_count() or 1
     ds = data.load("mnist", limit_train=args.limit_train)
-    cfg = train.config(args.model, ds, epochs=args.epochs, batch_size=args.batch_size)
+    cfg = TrainConfig.from_recipe(args.model, ds, epochs=args.epochs, batch_size=args.batch_size)
     arrays = train.arrays_of(ds)
 
-    figures = {"model": args.model, "global_batch": cfg["batch_size"], "epochs": args.epochs,
+    figures = {"model": args.model, "global_batch": cfg.batch_size, "epochs": args.epochs,
                "train_images": len(ds.train.y), "cores": cores}
     before = plain(cfg, arrays, cores)
-    cli.connect(None)  # a local Ray started exactly as `jobs/compare.py` starts it
+    cluster.connect(None)  # a local Ray started exactly as `jobs/compare.py` starts it
     data_ref = ray.put(arrays)
     with tempfile.TemporaryDirectory() as storage:
         for workers in (1, 2):

@@ -26,6 +26,7 @@ import pyarrow.parquet as pq
 import torch
 
 from hdr_dist import data, train
+from hdr_dist.config import TrainConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -42,7 +43,7 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
 
     ds = data.load("mnist", limit_train=args.limit_train)
-    cfg = train.config(args.model, ds, epochs=args.epochs, cpus_per_worker=args.cpus_per_worker)
+    cfg = TrainConfig.from_recipe(args.model, ds, epochs=args.epochs, cpus_per_worker=args.cpus_per_worker)
     torch.set_num_threads(args.cpus_per_worker)
     start = time.perf_counter()
     _, history = train.train_plain(cfg, train.arrays_of(ds), torch.device("cpu"))

@@ -1,4 +1,5 @@
-"""002's classical models with scikit-learn, each fitted in its own Ray task so they run side by side.
+"""Seed study 002's (HDaLR's) classical models with scikit-learn, each fitted in its own Ray task
+so they run side by side.
 
 Every model sees the same pixels as the deep models, scaled to [0, 1], and the
 same training split (the validation hold-out is left out, as for them). Where
@@ -116,7 +117,7 @@ def search_svm(ds, seed: int, limit: int, storage: str, console) -> tuple[dict, 
     from rich.markup import escape
 
     from hdr_dist import data
-    from hdr_dist.tune import start_or_restore
+    from hdr_dist.tuner import start_or_restore
 
     sample = data.subsample(ds.train, limit, seed)
     # Named after exactly what it searched, so a sweep is read back only for the same images and grid.

@@ -1,4 +1,4 @@
-"""What a job checks about its Ray cluster before it starts work.
+"""How a job joins its Ray cluster, and what it checks there before it starts work.
 
 Ray waits, silently and for ever, for workers the cluster can never place, and
 on a multi-node cluster it writes checkpoints wherever a node-local path points
@@ -9,16 +9,39 @@ start of the job, where nothing has been trained yet.
 from __future__ import annotations
 
 import os
+import socket
 import time
 import uuid
 from pathlib import Path
 
 from rich.console import Console
 
+from hdr_dist import storage
 from hdr_dist.errors import UserError
 
 AUTOSCALER_WAIT_S = 900  # --placement-timeout's default when an autoscaler can add nodes
 PROBE_TIMEOUT_S = 60
+
+
+def connect(address: str | None, log_to_driver: bool = True) -> None:
+    """Join ``--address`` or RAY_ADDRESS (set by ``ray job submit``); otherwise start a private local Ray.
+
+    Without an address Ray would also try the last cluster ``ray start`` left on this
+    machine and hang if it is gone, so a plain local run asks for ``"local"``;
+    ``--address auto`` joins a running ``ray start`` cluster on purpose.
+    """
+    import ray
+
+    if ray.is_initialized():
+        return
+    address = address or os.environ.get("RAY_ADDRESS") or "local"
+    host, _, port = address.rpartition(":")
+    if port.isdigit() and not storage.is_uri(address):  # a GCS host:port; Ray itself would retry for minutes
+        try:
+            socket.create_connection((host, int(port)), timeout=5).close()
+        except OSError as e:
+            raise UserError(f"--address {address}: no Ray cluster answers there ({e.strerror or e})") from None
+    ray.init(address=address, logging_level="WARNING", log_to_driver=log_to_driver)
 
 
 def alive_nodes() -> list[dict]:
@@ -96,9 +119,9 @@ def placement(workers: int, cpus_per_worker: int, gpu: str, timeout: float | Non
         time.sleep(2)
 
 
-def is_uri(path: str) -> bool:
+def is_shared(path: str) -> bool:
     """s3://, gs://, abfs://, hdfs://...: storage every node reaches by name, not a node's own disk."""
-    return "://" in path and not path.startswith(("file://", "local://"))
+    return storage.is_uri(path) and not path.startswith(("file://", "local://"))
 
 
 def nearest_folder(path: Path) -> Path:
@@ -125,8 +148,8 @@ def require_shared(outputs: dict[str, str], inputs: dict[str, list[str]] | None 
 
     here = ray.get_runtime_context().get_node_id()
     others = [n for n in alive_nodes() if n["NodeID"] != here]
-    checks = [(flag, p, p) for flag, p in outputs.items() if not is_uri(p)]
-    checks += [(flag, p, p) for flag, ps in (inputs or {}).items() for p in ps if not is_uri(p)]
+    checks = [(flag, p, p) for flag, p in outputs.items() if not is_shared(p)]
+    checks += [(flag, p, p) for flag, ps in (inputs or {}).items() for p in ps if not is_shared(p)]
     if not others or not checks:
         return
     markers = []

@@ -1,8 +1,7 @@
 """Test-split evaluation: predictions, inference speed, and the classification metrics.
 
-The metrics are computed from one confusion matrix with numpy, so the same code
-serves compare (in memory) and bulk scoring (from Parquet rows); the tests check
-every figure against scikit-learn's.
+The metrics come from scikit-learn, so compare (in memory) and bulk scoring (from
+Parquet rows) report the same figures the same way.
 """
 
 from __future__ import annotations
@@ -12,7 +11,7 @@ import time
 import numpy as np
 import torch
 
-from hdr_dist import models
+from hdr_dist import checkpoints, models
 from hdr_dist.train import autocast, normalise
 
 
@@ -43,43 +42,31 @@ def predict(model: torch.nn.Module, x_u8: np.ndarray, mean: float, std: float,
     return p, p.argmax(1) if len(p) else np.zeros(0, np.int64), len(x) / max(seconds, 1e-9)
 
 
-def confusion(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> np.ndarray:
-    """cm[t, p] = how many samples of class t were predicted as p."""
-    return np.bincount(y_true * num_classes + y_pred, minlength=num_classes ** 2).reshape(num_classes, -1)
-
-
 def metrics(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> dict:
-    """Accuracy, per-class and macro/weighted precision, recall and F1.
+    """Accuracy, the confusion matrix, per-class and macro/weighted precision, recall and F1,
+    all from scikit-learn. An undefined ratio (no predictions, no support) counts as 0; the
+    averages run over the classes present in the labels or the predictions (scikit-learn's
+    default), the per-class figures over every class of the model."""
+    from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 
-    Averages run over the classes present in the labels or the predictions, and
-    an undefined ratio (no predictions, no support) counts as 0: scikit-learn's
-    ``precision_recall_fscore_support`` conventions, so figures match its own.
-    """
-    cm = confusion(np.asarray(y_true), np.asarray(y_pred), num_classes)
-    tp = np.diag(cm).astype(np.float64)
-    support, predicted = cm.sum(1), cm.sum(0)
-
-    def ratio(a, b):
-        return np.divide(a, b, out=np.zeros_like(a, dtype=np.float64), where=b > 0)
-
-    precision, recall = ratio(tp, predicted), ratio(tp, support)
-    f1 = ratio(2 * precision * recall, precision + recall)
-    present = (support + predicted) > 0
-    weights = support / max(support.sum(), 1)
-    out = {"accuracy": float(tp.sum() / max(cm.sum(), 1)), "confusion": cm,
+    classes = np.arange(num_classes)
+    cm = confusion_matrix(y_true, y_pred, labels=classes)
+    precision, recall, f1, support = precision_recall_fscore_support(y_true, y_pred, labels=classes,
+                                                                     zero_division=0)
+    out = {"accuracy": float(np.trace(cm) / max(cm.sum(), 1)), "confusion": cm,
            "per_class": {"precision": precision, "recall": recall, "f1": f1, "support": support}}
-    for name, values in (("precision", precision), ("recall", recall), ("f1", f1)):
-        out[f"{name}_macro"] = float(values[present].mean()) if present.any() else 0.0
-        out[f"{name}_weighted"] = float((values * weights).sum())
+    for average in ("macro", "weighted"):
+        figures = (precision_recall_fscore_support(y_true, y_pred, average=average, zero_division=0)[:3]
+                   if len(y_true) else (0.0, 0.0, 0.0))
+        for name, value in zip(("precision", "recall", "f1"), figures):
+            out[f"{name}_{average}"] = float(value)
     return out
 
 
 def evaluate_state(state: dict, x_u8: np.ndarray, y: np.ndarray, device=torch.device("cpu")) -> dict:
     """Load a checkpoint's weights and score them once on the test split."""
-    cfg = state["config"]
-    model = models.from_config(cfg)
-    model.load_state_dict(state["model"])
-    probs, pred, ips = predict(model, x_u8, cfg["mean"], cfg["std"], device)
-    out = metrics(y, pred, cfg["num_classes"])
+    model, cfg = checkpoints.model_from_state(state)
+    probs, pred, ips = predict(model, x_u8, cfg.mean, cfg.std, device)
+    out = metrics(y, pred, cfg.num_classes)
     out |= {"infer_images_per_s": ips, "params": models.count_params(model), "probs": probs, "pred": pred}
     return out

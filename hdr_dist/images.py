@@ -20,6 +20,9 @@ from hdr_dist import preprocess
 from hdr_dist.errors import one_line
 
 FORMATS = ("PNG", "JPEG", "MPO", "BMP", "TIFF", "GIF")  # MPO: a camera's JPEG with a second picture
+# --max-pixels is checked here, per page, from the header before any pixel is decoded. Pillow's
+# own check (a process-wide setting, left alone) only warns below twice its limit of 89 M pixels,
+# and that warning is silenced; beyond 179 M it refuses the image, which is then too large too.
 DEFAULT_MAX_PIXELS = 50_000_000  # a 300 dpi A3 page is 17.4 M; far beyond that is a decompression bomb
 PIXELS = preprocess.FIELD * preprocess.FIELD
 BLANK = bytes(PIXELS)
@@ -29,10 +32,6 @@ DECODED_SCHEMA = pa.schema([
     ("pages", pa.int32()),
     ("true_label", pa.string()), ("error", pa.string()), ("width", pa.int32()), ("height", pa.int32()),
     ("image", pa.binary(PIXELS))])  # the 28x28 uint8 image, zeros where there is an error
-
-# The pixel limit is checked here, per page, from the header before any pixel is decoded;
-# Pillow's own global check would only warn below twice its limit.
-Image.MAX_IMAGE_PIXELS = None
 
 
 def grayscale(img: Image.Image) -> np.ndarray:
@@ -89,6 +88,9 @@ def decode(data: bytes | None, max_pixels: int = DEFAULT_MAX_PIXELS):
     except UnidentifiedImageError:
         yield 0, 1, None, None, None, "not an image (no PNG, JPEG, BMP, TIFF or GIF header)"
         return
+    except Image.DecompressionBombError as e:
+        yield 0, 1, None, None, None, f"image too large: {one_line(e)}"
+        return
     except Exception as e:  # noqa: BLE001 - any failure to parse a header is that file's error
         yield 0, 1, None, None, None, f"corrupt image: {one_line(e)}"
         return
@@ -109,6 +111,9 @@ def decode(data: bytes | None, max_pixels: int = DEFAULT_MAX_PIXELS):
                 if not too_large:
                     img.load()
                     gray = grayscale(img)
+        except Image.DecompressionBombError as e:  # a TIFF page beyond Pillow's own limit
+            yield page, total, None, None, None, f"image too large: {one_line(e)}"
+            continue
         except Exception as e:  # noqa: BLE001 - truncated or corrupt pixel data, a page that will not seek
             yield page, total, *img.size, None, f"corrupt image: {one_line(e)}"
             continue

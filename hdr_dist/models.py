@@ -1,9 +1,9 @@
 """Model definitions and the named recipes that configure them.
 
 There is one class per architecture (``CNN``, ``LSTM``). A *recipe* is the
-architecture's arguments plus the training settings that go with them, so the
-seeds' Keras models (``*-seed``) and this project's defaults (``cnn``, ``lstm``)
-are rows of one table instead of copies of one another.
+architecture's arguments plus the training settings that go with them, so seed
+study 002's Keras models (``*-seed``, see ``studies``) and this project's defaults
+(``cnn``, ``lstm``) are rows of one table instead of copies of one another.
 """
 
 from __future__ import annotations
@@ -204,9 +204,9 @@ def build(name: str, num_classes: int, width: float = 1.0, dropout: float | None
     return model
 
 
-def from_config(cfg: dict) -> nn.Module:
-    """The model a training config (or a checkpoint's) describes; older checkpoints lack the knobs."""
-    return build(cfg["model"], cfg["num_classes"], cfg.get("width", 1.0), cfg.get("dropout"))
+def from_config(cfg) -> nn.Module:
+    """The model a ``config.TrainConfig`` describes."""
+    return build(cfg.model, cfg.num_classes, cfg.width, cfg.dropout)
 
 
 def count_params(model: nn.Module) -> int:

@@ -16,16 +16,15 @@ import logging
 import os
 import tempfile
 import time
-from pathlib import Path
 
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
-from hdr_dist import models
+from hdr_dist import checkpoints, models
 from hdr_dist.augment import AugmentRanges, augment
+from hdr_dist.config import TrainConfig
 
-CHECKPOINT_FILE = "model.pt"
 # DDP's switch for syncing buffers each forward; torch 2.15 renamed it.
 BUFFER_SYNC_FLAG = ("forward_sync_buffers" if "forward_sync_buffers" in
                     inspect.signature(torch.nn.parallel.DistributedDataParallel).parameters
@@ -53,22 +52,22 @@ def shard(n: int, rank: int, world: int, seed: int, epoch: int) -> torch.Tensor:
     return perm[rank::world][: n // world]
 
 
-def make_optimizer(model: torch.nn.Module, cfg: dict) -> torch.optim.Optimizer:
+def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
     params = [p for p in model.parameters() if p.requires_grad]
-    if cfg["optimizer"] == "adamw":
-        return torch.optim.AdamW(params, lr=cfg["lr"], weight_decay=cfg["weight_decay"])
-    if cfg["optimizer"] == "adam":  # Keras' Adam: eps 1e-7
-        return torch.optim.Adam(params, lr=cfg["lr"], eps=1e-7, weight_decay=cfg["weight_decay"])
+    if cfg.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "adam":  # Keras' Adam: eps 1e-7
+        return torch.optim.Adam(params, lr=cfg.lr, eps=1e-7, weight_decay=cfg.weight_decay)
     # Keras' RMSprop(rho=0.9, epsilon=1e-8) is torch's RMSprop(alpha=0.9, eps=1e-8).
-    return torch.optim.RMSprop(params, lr=cfg["lr"], alpha=0.9, eps=1e-8, weight_decay=cfg["weight_decay"])
+    return torch.optim.RMSprop(params, lr=cfg.lr, alpha=0.9, eps=1e-8, weight_decay=cfg.weight_decay)
 
 
-def make_schedule(opt: torch.optim.Optimizer, cfg: dict, steps_per_epoch: int):
+def make_schedule(opt: torch.optim.Optimizer, cfg: TrainConfig, steps_per_epoch: int):
     """Stepped once per batch."""
-    if cfg["schedule"] == "onecycle":
-        return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg["lr"], pct_start=0.2,
-                                                   total_steps=cfg["epochs"] * steps_per_epoch)
-    decay = cfg["lr_decay"] if cfg["schedule"] == "inverse-time" else 0.0
+    if cfg.schedule == "onecycle":
+        return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, pct_start=0.2,
+                                                   total_steps=cfg.epochs * steps_per_epoch)
+    decay = cfg.lr_decay if cfg.schedule == "inverse-time" else 0.0
     return torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 1.0 / (1.0 + decay * step))
 
 
@@ -90,27 +89,27 @@ def autocast(device: torch.device):
     return torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
 
 
-def train_epoch(model, opt, sched, x: torch.Tensor, y: torch.Tensor, cfg: dict, epoch: int,
+def train_epoch(model, opt, sched, x: torch.Tensor, y: torch.Tensor, cfg: TrainConfig, epoch: int,
                 rank: int = 0, world: int = 1, device=torch.device("cpu"),
                 generator: torch.Generator | None = None, progress=None) -> dict:
     """One pass over this rank's shard of ``x`` (uint8 images) and ``y``; returns global stats."""
     model.train()
-    idx = shard(len(y), rank, world, cfg["seed"], epoch)
-    per_rank_batch = max(1, cfg["batch_size"] // world)
+    idx = shard(len(y), rank, world, cfg.seed, epoch)
+    per_rank_batch = max(1, cfg.batch_size // world)
     batches = idx.split(per_rank_batch)
-    ranges = AugmentRanges(cfg["rotation"], cfg["shift"], cfg["zoom"])
+    ranges = AugmentRanges(cfg.rotation, cfg.shift, cfg.zoom)
     loss_sum = correct = seen = 0.0
     start = time.perf_counter()
     for step, b in enumerate(batches, 1):
         xb = x[b].to(device, non_blocking=True)
         yb = y[b].to(device, non_blocking=True)
         xb = (xb.float() / 255.0).unsqueeze(1)  # augment on [0, 1] with background 0, then standardise
-        if cfg["augment"]:
+        if cfg.augment:
             xb = augment(xb, ranges, generator)
-        xb = (xb - cfg["mean"]) / cfg["std"]
+        xb = (xb - cfg.mean) / cfg.std
         with autocast(device):
             logits = model(xb)
-            loss = F.cross_entropy(logits, yb, label_smoothing=cfg["label_smoothing"])
+            loss = F.cross_entropy(logits, yb, label_smoothing=cfg.label_smoothing)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -128,14 +127,14 @@ def train_epoch(model, opt, sched, x: torch.Tensor, y: torch.Tensor, cfg: dict, 
 
 
 @torch.no_grad()
-def evaluate_split(model, x: torch.Tensor, y: torch.Tensor, cfg: dict, rank: int = 0, world: int = 1,
+def evaluate_split(model, x: torch.Tensor, y: torch.Tensor, cfg: TrainConfig, rank: int = 0, world: int = 1,
                    device=torch.device("cpu"), batch_size: int = 1024) -> dict:
     """Loss and accuracy over ``x``, each rank taking every world-th sample."""
     model.eval()
     loss_sum = correct = 0.0
     xs, ys = x[rank::world], y[rank::world]
     for start in range(0, len(ys), batch_size):
-        xb = normalise(xs[start:start + batch_size].to(device), cfg["mean"], cfg["std"])
+        xb = normalise(xs[start:start + batch_size].to(device), cfg.mean, cfg.std)
         yb = ys[start:start + batch_size].to(device)
         with autocast(device):
             logits = model(xb)
@@ -145,27 +144,13 @@ def evaluate_split(model, x: torch.Tensor, y: torch.Tensor, cfg: dict, rank: int
     return {"val_loss": loss_sum / seen, "val_acc": correct / seen}
 
 
-def setup(cfg: dict, n_train: int, world: int):
+def setup(cfg: TrainConfig, n_train: int, world: int):
     """Model, optimizer and schedule for ``cfg``, seeded so every rank builds the same model."""
-    torch.manual_seed(cfg["seed"])
+    torch.manual_seed(cfg.seed)
     model = models.from_config(cfg)
     opt = make_optimizer(model, cfg)
-    sched = make_schedule(opt, cfg, steps_per_epoch(n_train, world, cfg["batch_size"]))
+    sched = make_schedule(opt, cfg, steps_per_epoch(n_train, world, cfg.batch_size))
     return model, opt, sched
-
-
-def save_checkpoint(folder: str, model, opt, sched, cfg: dict, epoch: int, history: list[dict]) -> None:
-    """Plain tensors, numbers and strings only, so ``torch.load(weights_only=True)`` reads it."""
-    module = getattr(model, "module", model)  # unwrap DDP
-    torch.save({"model": module.state_dict(), "optimizer": opt.state_dict(),
-                "scheduler": sched.state_dict(), "epoch": epoch, "config": cfg, "history": history},
-               os.path.join(folder, CHECKPOINT_FILE))
-
-
-def load_checkpoint(path: str | Path) -> dict:
-    path = Path(path)
-    return torch.load(path / CHECKPOINT_FILE if path.is_dir() else path, map_location="cpu",
-                      weights_only=True)
 
 
 def print_progress(model_name: str, epoch: int, epochs: int):
@@ -177,15 +162,16 @@ def print_progress(model_name: str, epoch: int, epochs: int):
     return show
 
 
-def epoch_line(cfg: dict, stats: dict) -> str:
-    return (f"[{cfg['model']}] epoch {stats['epoch']}/{cfg['epochs']} done: "
+def epoch_line(cfg: TrainConfig, stats: dict) -> str:
+    return (f"[{cfg.model}] epoch {stats['epoch']}/{cfg.epochs} done: "
             f"train loss {stats['train_loss']:.4f} acc {stats['train_acc']:.2%} | "
             f"val loss {stats['val_loss']:.4f} acc {stats['val_acc']:.2%} | "
             f"{stats['seconds']:.1f}s {stats['images_per_s']:,.0f} img/s")
 
 
-def train_loop_per_worker(cfg: dict) -> None:
-    """What each Ray Train worker runs: resume if there is a checkpoint, then train and report."""
+def train_loop_per_worker(loop_config: dict) -> None:
+    """What each Ray Train worker runs: resume if there is a checkpoint, then train and report.
+    ``loop_config`` holds the ``TrainConfig`` and the object-store reference of the images."""
     import ray
     import ray.train
     import ray.train.torch
@@ -193,39 +179,38 @@ def train_loop_per_worker(cfg: dict) -> None:
     # Ray Train logs every report at INFO on the root logger's handlers; keep the terminal to
     # our own progress lines (``log`` is INFO on its own, so it still gets through).
     logging.getLogger().setLevel(logging.WARNING)
-    log.setLevel(logging.INFO if cfg.get("log_progress", True) else logging.WARNING)
+    cfg = loop_config["config"]
+    log.setLevel(logging.INFO if cfg.log_progress else logging.WARNING)
     ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
-    torch.set_num_threads(cfg["cpus_per_worker"])
+    torch.set_num_threads(cfg.cpus_per_worker)
     device = ray.train.torch.get_device()
     # Which nodes the workers landed on: the results say whether a run really spread out.
     nodes = [ray.get_runtime_context().get_node_id()] * world
     if world > 1:
         dist.all_gather_object(nodes, nodes[0])
-    x, y, vx, vy = tensors(ray.get(cfg["data"]))
-    cfg = {k: v for k, v in cfg.items() if k != "data"}  # what goes into checkpoints
+    x, y, vx, vy = tensors(ray.get(loop_config["data"]))
 
     model, opt, sched = setup(cfg, len(y), world)
     start_epoch, history = 0, []
     checkpoint = ray.train.get_checkpoint()
     if checkpoint:
-        with checkpoint.as_directory() as folder:
-            state = load_checkpoint(folder)
+        state = checkpoints.load_ray(checkpoint)
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
         start_epoch, history = state["epoch"] + 1, state["history"]
         if rank == 0:
-            log.info(f"[{cfg['model']}] resuming after epoch {start_epoch}/{cfg['epochs']}")
+            log.info(f"[{cfg.model}] resuming after epoch {start_epoch}/{cfg.epochs}")
     # No BatchNorm buffer broadcast from rank 0 before every forward: that is a second
     # collective, a sync point per step. Each rank keeps its own running statistics;
     # rank 0's go into the checkpoint, as in torchvision's reference without --sync-bn.
     model = ray.train.torch.prepare_model(
         model, parallel_strategy_kwargs={BUFFER_SYNC_FLAG: False, "gradient_as_bucket_view": True})
-    generator = torch.Generator(device=device).manual_seed(cfg["seed"] * 7919 + rank + 17 * start_epoch)
+    generator = torch.Generator(device=device).manual_seed(cfg.seed * 7919 + rank + 17 * start_epoch)
 
-    for epoch in range(start_epoch, cfg["epochs"]):
-        show = print_progress(cfg["model"], epoch, cfg["epochs"]) if rank == 0 else None
+    for epoch in range(start_epoch, cfg.epochs):
+        show = print_progress(cfg.model, epoch, cfg.epochs) if rank == 0 else None
         stats = train_epoch(model, opt, sched, x, y, cfg, epoch, rank, world, device, generator, show)
         stats |= evaluate_split(model, vx, vy, cfg, rank, world, device) | {"epoch": epoch + 1,
                                                                              "nodes": len(set(nodes))}
@@ -234,26 +219,33 @@ def train_loop_per_worker(cfg: dict) -> None:
             log.info(epoch_line(cfg, stats))
         with tempfile.TemporaryDirectory() as folder:
             if rank == 0:
-                save_checkpoint(folder, model, opt, sched, cfg, epoch, history)
+                checkpoints.save(folder, model, opt, sched, cfg, epoch, history)
             # Train V2 keeps only metrics that come with a checkpoint, so rank 0 always attaches one.
             ray.train.report(stats, checkpoint=ray.train.Checkpoint.from_directory(folder) if rank == 0 else None)
 
 
-def fit(cfg: dict, *, workers: int, use_gpu: bool, storage_path: str, name: str, max_failures: int = 0,
+def fit(cfg: TrainConfig, data, *, workers: int, use_gpu: bool, storage_path: str, name: str, max_failures: int = 0,
         callbacks=()):
-    """Run ``train_loop_per_worker`` on ``workers`` Ray Train workers and return the ``Result``.
+    """Run ``train_loop_per_worker`` on ``workers`` Ray Train workers and return the ``Result``;
+    ``data`` is the object-store reference of ``arrays_of(dataset)``, which every worker reads.
 
     Checkpoints are ranked by validation accuracy; the best two and the latest are
     kept. A run directory that already holds this ``name`` is resumed from its
     latest checkpoint (Train V2 restores its checkpoint manager from storage).
     ``callbacks`` are Train callbacks: a sweep passes Tune's, which hands each report to its trial.
     """
-    from ray.train import CheckpointConfig, FailureConfig, LoggingConfig, RunConfig, ScalingConfig
+    from ray.train import (
+        CheckpointConfig,
+        FailureConfig,
+        LoggingConfig,
+        RunConfig,
+        ScalingConfig,
+    )
     from ray.train.torch import TorchTrainer
 
-    resources = {"CPU": cfg["cpus_per_worker"]} | ({"GPU": 1} if use_gpu else {})
+    resources = {"CPU": cfg.cpus_per_worker} | ({"GPU": 1} if use_gpu else {})
     trainer = TorchTrainer(
-        train_loop_per_worker, train_loop_config=cfg,
+        train_loop_per_worker, train_loop_config={"config": cfg, "data": data},
         scaling_config=ScalingConfig(num_workers=workers, use_gpu=use_gpu, resources_per_worker=resources),
         run_config=RunConfig(
             name=name, storage_path=storage_path, failure_config=FailureConfig(max_failures=max_failures),
@@ -263,37 +255,20 @@ def fit(cfg: dict, *, workers: int, use_gpu: bool, storage_path: str, name: str,
     return trainer.fit()
 
 
-def train_plain(cfg: dict, arrays: dict, device: torch.device) -> tuple:
+def train_plain(cfg: TrainConfig, arrays: dict, device: torch.device) -> tuple:
     """The same epochs without Ray: one process, world size 1 (GPU checks, the baseline benchmark)."""
     x, y, vx, vy = tensors(arrays)
     model, opt, sched = setup(cfg, len(y), 1)
     model.to(device)
-    generator = torch.Generator(device=device).manual_seed(cfg["seed"])
+    generator = torch.Generator(device=device).manual_seed(cfg.seed)
     history = []
-    for epoch in range(cfg["epochs"]):
+    for epoch in range(cfg.epochs):
         stats = train_epoch(model, opt, sched, x, y, cfg, epoch, device=device, generator=generator,
-                            progress=print_progress(cfg["model"], epoch, cfg["epochs"]))
+                            progress=print_progress(cfg.model, epoch, cfg.epochs))
         stats |= evaluate_split(model, vx, vy, cfg, device=device)
         history.append(stats | {"epoch": epoch + 1})
         log.info(epoch_line(cfg, history[-1]))
     return model, history
-
-
-def config(model: str, dataset, *, epochs=None, batch_size=None, lr=None, weight_decay=None, dropout=None,
-           width=1.0, augment=None, seed=0, rotation=AugmentRanges.rotation, shift=AugmentRanges.shift,
-           zoom=AugmentRanges.zoom, cpus_per_worker=1, preprocess="none", log_progress=True) -> dict:
-    """The recipe's settings with any flag the user set on top: what every worker trains with."""
-    r = models.recipe(model)
-    pick = lambda flag, default: default if flag is None else flag  # noqa: E731
-    return {"model": model, "arch": r.arch, "dataset": dataset.name, "labels": list(dataset.labels),
-            "num_classes": dataset.num_classes, "mean": dataset.mean, "std": dataset.std,
-            "epochs": pick(epochs, r.epochs), "batch_size": pick(batch_size, r.batch_size),
-            "lr": pick(lr, r.lr), "optimizer": r.optimizer, "weight_decay": pick(weight_decay, r.weight_decay),
-            "width": width, "dropout": dropout,
-            "schedule": r.schedule, "lr_decay": r.lr_decay, "label_smoothing": r.label_smoothing,
-            "augment": pick(augment, r.augment), "rotation": rotation, "shift": shift, "zoom": zoom,
-            "seed": seed, "cpus_per_worker": cpus_per_worker, "preprocess": preprocess,
-            "log_progress": log_progress}
 
 
 def arrays_of(dataset) -> dict:
@@ -319,8 +294,8 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     ds = data.load("mnist", limit_train=args.limit_train)
-    cfg = config(args.model, ds, epochs=args.epochs, batch_size=args.batch_size,
-                 cpus_per_worker=os.cpu_count() or 1)
+    cfg = TrainConfig.from_recipe(args.model, ds, epochs=args.epochs, batch_size=args.batch_size,
+                                  cpus_per_worker=os.cpu_count() or 1)
     train_plain(cfg, arrays_of(ds), torch.device(args.device))
     return 0
 

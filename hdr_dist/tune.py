@@ -15,16 +15,20 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import pickle
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from rich.console import Console
 
-from hdr_dist import cluster, compare, data, evaluate, models, report, train
+from hdr_dist import checkpoints, cluster, data, display, evaluate, flags, models, storage, tables, train
 from hdr_dist.augment import AugmentRanges
-from hdr_dist.cli import Parser, connect, positive, run_job
+from hdr_dist.cli import run_job
+from hdr_dist.config import TrainConfig
 from hdr_dist.errors import UserError
+from hdr_dist.flags import Parser, positive
+from hdr_dist.html_report import write_report
+from hdr_dist.tuner import start_or_restore
 
 METRIC = "val_acc"
 DRIVER_MEMORY = 256 * 2**20  # bytes Ray reserves for each trial's driver process
@@ -32,13 +36,9 @@ DRIVER_MEMORY = 256 * 2**20  # bytes Ray reserves for each trial's driver proces
 
 def parser(prog: str = "hdr tune") -> Parser:
     p = Parser(prog=prog, description="Sweep a deep model's hyperparameters with Ray Tune: each trial a Ray Train "
-                                      "run, ASHA stopping the weak ones early; the best model is tested once.")
-    g = p.add_argument_group("data")
-    g.add_argument("--dataset", default="mnist", choices=data.DATASETS, help="(default: %(default)s)")
-    g.add_argument("--data-dir", help="folder with the dataset's IDX files (default for mnist: the embedded copy)")
-    g.add_argument("--limit-train", type=positive,
-                   help="sweep on a stratified sample of N training images (10 %% of them validate)")
-    g.add_argument("--limit-test", type=positive, help="test the best model on a stratified sample of N test images")
+                                      "run, ASHA stopping the weak ones early; the best model is tested once.",
+               parents=[flags.data_flags(), flags.ray_flags(workers=1, per=" per trial"),
+                        flags.output_flags("results-tune", "ray_tune", "Ray Tune and Train storage")])
     g = p.add_argument_group("sweep")
     g.add_argument("--model", default="cnn", choices=list(models.RECIPES), help="(default: %(default)s)")
     g.add_argument("--num-samples", type=positive, default=16, help="trials (default: %(default)s)")
@@ -51,20 +51,8 @@ def parser(prog: str = "hdr tune") -> Parser:
     g.add_argument("--recipe-first", action=argparse.BooleanOptionalAction, default=True,
                    help="make the recipe's own settings the first trial, so the sweep is measured against "
                         "them (default: on)")
-    g.add_argument("--seed", type=int, default=0, help="seeds the search, hold-out and training (default: %(default)s)")
-    g = p.add_argument_group("Ray")
-    g.add_argument("--workers", type=positive, default=1, help="Ray Train workers per trial (default: %(default)s)")
-    g.add_argument("--cpus-per-worker", type=positive, default=1, help="(default: %(default)s)")
-    g.add_argument("--gpu", choices=("auto", "on", "off"), default="auto",
-                   help="auto: one GPU per worker when the cluster has enough (default: %(default)s)")
     g.add_argument("--max-concurrent", type=positive,
                    help="trials at once (default: as many as the cluster holds with all their workers)")
-    compare.placement_flag(g)
-    g.add_argument("--address", help="Ray cluster to join, or 'auto' (default: RAY_ADDRESS, else a new local Ray)")
-    g = p.add_argument_group("output")
-    g.add_argument("--output", default="results-tune", help="folder for the sweep's results (default: %(default)s)")
-    g.add_argument("--storage-path", help="Ray Tune and Train storage: a folder or a URI such as s3://bucket/path "
-                                          "(default: OUTPUT/ray_tune)")
     return p
 
 
@@ -94,21 +82,21 @@ def recipe_point(model: str) -> dict:
 
 
 def settings(sample: dict) -> dict:
-    """A trial's sample as ``train.config`` keyword arguments (which are also compare's flags)."""
+    """A trial's sample as ``TrainConfig`` settings (which are also compare's flags)."""
     s = sample["augment_strength"]
     return {"lr": sample["lr"], "batch_size": int(sample["batch_size"]), "weight_decay": sample["weight_decay"],
             "dropout": sample["dropout"], "width": float(sample["width"]), "augment": s > 0,
             "rotation": AugmentRanges.rotation * s, "shift": AugmentRanges.shift * s, "zoom": AugmentRanges.zoom * s}
 
 
-def trial(sample: dict, base: dict, sweep: str, workers: int, use_gpu: bool, storage: str) -> None:
+def trial(sample: dict, base: TrainConfig, images: list, sweep: str, workers: int, use_gpu: bool, location: str) -> None:
     """One trial, run by Tune: a Ray Train run of the sampled settings that reports to Tune."""
     from ray import tune
     from ray.tune.integration.ray_train import TuneReportCallback
 
     name = f"{sweep}-trial-{tune.get_context().get_trial_id()}"  # a restored trial resumes this run
-    train.fit(base | settings(sample), workers=workers, use_gpu=use_gpu, storage_path=storage, name=name,
-              callbacks=[TuneReportCallback()])
+    train.fit(replace(base, **settings(sample)), images[0], workers=workers, use_gpu=use_gpu, storage_path=location,
+              name=name, callbacks=[TuneReportCallback()])
 
 
 def concurrency(workers: int, cpus_per_worker: int, use_gpu: bool, requested: int | None) -> int:
@@ -125,26 +113,6 @@ def concurrency(workers: int, cpus_per_worker: int, use_gpu: bool, requested: in
     return requested or max(fits, 1)
 
 
-def start_or_restore(path: str, trainable, param_space: dict, tune_config, run_config):
-    """A new Tuner, or, when ``path`` holds this experiment from an earlier run, the restored one.
-
-    Restoring re-runs the unfinished and errored trials and keeps the finished ones, so
-    running the same command again after a Ctrl-C or a killed driver loses nothing but
-    the epochs since each trial's last checkpoint.
-    """
-    from ray import tune
-
-    # ``verbose=0`` silences Tune's legacy output engine; the new one prints its banner regardless.
-    os.environ["RAY_AIR_NEW_OUTPUT"] = "0"
-    if tune.Tuner.can_restore(path):
-        try:
-            return tune.Tuner.restore(path, trainable, resume_unfinished=True, resume_errored=True), True
-        except (EOFError, pickle.UnpicklingError, ValueError) as e:
-            raise UserError(f"{path}: the sweep saved there cannot be read back ({e or type(e).__name__}); "
-                            "move it away to start afresh") from None
-    return tune.Tuner(trainable, param_space=param_space, tune_config=tune_config, run_config=run_config), False
-
-
 def progress(total: int):
     """A Tune callback: a line per trial event, each ending with trials running and done and the best so far.
 
@@ -152,7 +120,7 @@ def progress(total: int):
     """
     from ray import tune
 
-    from hdr_dist.cli import console
+    from hdr_dist.cli import job_console
 
     class Progress(tune.Callback):
         best = (-1.0, "")
@@ -160,7 +128,7 @@ def progress(total: int):
         def event(self, trials, line: str) -> None:
             states = [t.status for t in trials]
             best = f"best {100 * self.best[0]:.2f} % ({self.best[1]})" if self.best[1] else "best: none yet"
-            console().print(f"{line}  [dim]| {states.count('RUNNING')} running, "
+            job_console().print(f"{line}  [dim]| {states.count('RUNNING')} running, "
                             f"{states.count('TERMINATED') + states.count('ERROR')}/{total} done, {best}[/]")
 
         def on_trial_start(self, iteration, trials, trial, **info):
@@ -186,10 +154,11 @@ def short(sample: dict) -> str:
     return ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in sample.items())
 
 
-def sweep_name(args, base: dict) -> str:
+def sweep_name(args, base: TrainConfig) -> str:
     """Same command -> same name -> the sweep resumes; changed settings start a new one."""
     keys = ("num_samples", "epochs", "grace_period", "reduction_factor", "recipe_first", "seed", "limit_train")
-    return "sweep-" + compare.run_name(base | {k: getattr(args, k) for k in keys}, args.workers)
+    settings = base.as_dict() | {k: getattr(args, k) for k in keys} | {"workers": args.workers}
+    return storage.run_name(f"sweep-{base.dataset}-{base.model}", settings)
 
 
 def trial_rows(results, epochs: int) -> list[dict]:
@@ -217,95 +186,94 @@ def best_config(row: dict, args) -> dict:
     return {k: (round(v, 6) if isinstance(v, float) else v) for k, v in out.items()}
 
 
-def score_best(row: dict, ds: data.Dataset, storage: str, workers: int, use_gpu: bool) -> tuple[dict, dict, list]:
-    """The best trial's best checkpoint, scored once on the test split."""
-    import pyarrow.fs
+def score_best(row: dict, ds: data.Dataset, location: str, workers: int, use_gpu: bool) -> tuple[dict, dict]:
+    """The best trial's best checkpoint, scored once on the test split: its tables, and its metrics row."""
     from ray.train import Checkpoint
 
-    fs, _ = pyarrow.fs.FileSystem.from_uri(storage if "://" in storage else Path(storage).as_uri())
-    checkpoint = Checkpoint(row["checkpoint"], filesystem=fs)
-    state = compare.load_state(checkpoint)
+    checkpoint = Checkpoint(row["checkpoint"], filesystem=storage.filesystem(location)[0])
+    state = checkpoints.load_ray(checkpoint)
     scores = evaluate.evaluate_state(state, ds.test.x, ds.test.y)
     history = state["history"]  # up to the best epoch: the checkpoint was taken then
     model = state["config"]["model"]
-    metrics = report.metrics_row(ds.name, model, scores, train_seconds=sum(h["seconds"] for h in history),
-                                 epochs=len(history), num_workers=workers, num_nodes=history[-1].get("nodes"),
-                                 device="gpu" if use_gpu else "cpu",
-                                 checkpoint=compare.checkpoint_uri(checkpoint),
-                                 method=f"{model} recipe with sweep trial {row['trial_id']}'s settings",
-                                 approximation="")
-    return metrics, scores, history
+    metrics = tables.trained_row(ds.name, model, scores, history, workers=workers, use_gpu=use_gpu,
+                                 checkpoint=checkpoints.uri(checkpoint),
+                                 method=f"{model} recipe with sweep trial {row['trial_id']}'s settings")
+    return {"metrics": [metrics]} | tables.model_tables(ds.name, model, ds.labels, scores, history,
+                                                        (ds.test.x, ds.test.y)), metrics
 
 
-def run(args, console: Console) -> int:
+def sweep(args, ds: data.Dataset, location: str, use_gpu: bool, console: Console):
+    """Run (or resume) the sweep to its end: Tune's results, and the folder they are kept in."""
+    import ray
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler
     from ray.tune.search.basic_variant import BasicVariantGenerator
 
-    started = time.perf_counter()
-    if args.grace_period > args.epochs:
-        raise UserError(f"--grace-period {args.grace_period} is longer than --epochs {args.epochs}")
-    if args.reduction_factor < 2:
-        raise UserError("--reduction-factor must be at least 2")
-    output = compare.prepare_output(args.output)
-    storage = compare.storage_location(args.storage_path, output / "ray_tune")
-    ds = data.load(args.dataset, args.data_dir, seed=args.seed, limit_train=args.limit_train,
-                   limit_test=args.limit_test)
-    connect(args.address, log_to_driver=False)  # many trials' Ray logs would bury the progress lines
-    use_gpu = cluster.placement(args.workers, args.cpus_per_worker, args.gpu, args.placement_timeout, console)
-    cluster.require_shared(compare.storage_flags(args, output, storage))
     at_once = concurrency(args.workers, args.cpus_per_worker, use_gpu, args.max_concurrent)
-
-    import ray
-
-    base = train.config(args.model, ds, epochs=args.epochs, seed=args.seed, cpus_per_worker=args.cpus_per_worker,
-                        log_progress=False)
-    sweep = sweep_name(args, base)
-    trainable = tune.with_parameters(trial, base=base | {"data": ray.put(train.arrays_of(ds))}, sweep=sweep,
-                                     workers=args.workers, use_gpu=use_gpu, storage=storage)
+    base = TrainConfig.from_recipe(args.model, ds, epochs=args.epochs, seed=args.seed,
+                                   cpus_per_worker=args.cpus_per_worker, log_progress=False)
+    name = sweep_name(args, base)
+    # The images' reference goes in a list: with_parameters would fetch a bare reference's value and
+    # hand every trial, and so every Train worker, its own copy of the arrays.
+    trainable = tune.with_parameters(trial, base=base, images=[ray.put(train.arrays_of(ds))], sweep=name,
+                                     workers=args.workers, use_gpu=use_gpu, location=location)
     # A trial's driver only waits on its Train run: it holds memory for its process, not a CPU.
     trainable = tune.with_resources(trainable, {"CPU": 0, "memory": DRIVER_MEMORY})
     tuner, restored = start_or_restore(
-        f"{storage}/{sweep}", trainable, search_space(args.model),
+        f"{location}/{name}", trainable, search_space(args.model),
         tune.TuneConfig(
             metric=METRIC, mode="max", num_samples=args.num_samples,
             scheduler=ASHAScheduler(time_attr="epoch", max_t=args.epochs, grace_period=args.grace_period,
                                     reduction_factor=args.reduction_factor),
             search_alg=BasicVariantGenerator(points_to_evaluate=[recipe_point(args.model)] if args.recipe_first
                                              else None, max_concurrent=at_once, random_state=args.seed)),
-        tune.RunConfig(name=sweep, storage_path=storage, verbose=0, callbacks=[progress(args.num_samples)]))
+        tune.RunConfig(name=name, storage_path=location, verbose=0, callbacks=[progress(args.num_samples)]))
     console.print(f"[bold]{'resuming' if restored else 'sweeping'}[/] {args.model} on {ds.name}: "
                   f"{args.num_samples} trials of up to {args.epochs} epochs, {at_once} at a time, "
                   f"{args.workers} worker(s) each; {len(ds.train.y):,} train / {len(ds.val.y):,} validation images")
     results = tuner.fit()
     if len(results) < args.num_samples or results.num_terminated + results.num_errors < len(results):
         raise KeyboardInterrupt  # Tune ends a sweep on Ctrl-C by saving it and returning
+    return results, f"{location}/{name}"
+
+
+def run(args, console: Console) -> int:
+    started = time.perf_counter()
+    if args.grace_period > args.epochs:
+        raise UserError(f"--grace-period {args.grace_period} is longer than --epochs {args.epochs}")
+    if args.reduction_factor < 2:
+        raise UserError("--reduction-factor must be at least 2")
+    output = storage.prepare_output(args.output)
+    location = storage.storage_location(args.storage_path, output / "ray_tune")
+    ds = data.load(args.dataset, args.data_dir, seed=args.seed, limit_train=args.limit_train,
+                   limit_test=args.limit_test)
+    cluster.connect(args.address, log_to_driver=False)  # many trials' Ray logs would bury the progress lines
+    use_gpu = cluster.placement(args.workers, args.cpus_per_worker, args.gpu, args.placement_timeout, console)
+    cluster.require_shared(storage.shared_locations(args.storage_path, output, location))
+    results, where = sweep(args, ds, location, use_gpu, console)
 
     rows = trial_rows(results, args.epochs)
-    report.write_tables(output, {"trials": rows})
+    tables.write_tables(output, {"trials": rows})
     scored = [r for r in rows if r["best_val_acc"] is not None]
     if not scored:
-        raise UserError(f"no trial reported a result; see the trials' logs under {storage}/{sweep}")
+        raise UserError(f"no trial reported a result; see the trials' logs under {where}")
     best = max(scored, key=lambda r: r["best_val_acc"])
     (output / "best_config.json").write_text(json.dumps(best_config(best, args), indent=2) + "\n")
-    metrics, scores, history = score_best(best, ds, storage, args.workers, use_gpu)
-    name = args.model
-    report.write_tables(output, {"metrics": [metrics],
-                                 "per_class": report.per_class_rows(ds.name, name, scores, ds.labels),
-                                 "confusion": report.confusion_rows(ds.name, name, scores),
-                                 "history": report.history_rows(ds.name, name, history),
-                                 "mistakes": report.mistake_rows(ds.name, name, scores, ds.test.x, ds.test.y,
-                                                                  ds.labels)})
-    report.print_trials(rows, console)
-    report.print_table([metrics], console)
+    best_tables, metrics = score_best(best, ds, location, args.workers, use_gpu)
+    tables.write_tables(output, best_tables)
+    display.print_trials(rows, console)
+    display.print_table([metrics], console)
     console.print(f"best trial {best['trial_id']}: val acc {100 * best['best_val_acc']:.2f} %, "
                   f"test acc {100 * metrics['accuracy']:.2f} %; `hdr compare --config {output / 'best_config.json'}` "
                   f"trains it again")
-    console.print(f"report: {report.write_report(output)}")
+    console.print(f"report: {write_report(output)}")
     console.print(f"results in {output} ({time.perf_counter() - started:.0f} s)")
     return 0
 
 
 def main(argv=None, prog: str = "hdr tune") -> int:
     args = parser(prog).parse_args(argv)
+    # Tune's new output engine prints its banner even at verbose=0, and only this environment
+    # variable (no argument) turns it off: the job sets it for its own process, unless the user has.
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     return run_job(run, args, prog, "run the same command again to resume the sweep")

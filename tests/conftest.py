@@ -60,15 +60,16 @@ def fit_small(ds, folder: Path) -> Path:
     """A quickly trained cnn, saved the way compare saves one, with a compare-style metrics.parquet."""
     import torch
 
-    from hdr_dist import evaluate, report, train
+    from hdr_dist import evaluate, tables, train
+    from hdr_dist.config import TrainConfig
 
-    cfg = train.config("cnn", ds, epochs=1, batch_size=64)
+    cfg = TrainConfig.from_recipe("cnn", ds, epochs=1, batch_size=64)
     model, history = train.train_plain(cfg, train.arrays_of(ds), torch.device("cpu"))
     folder.mkdir(parents=True, exist_ok=True)
     checkpoint = folder / "model.pt"
-    torch.save({"model": model.state_dict(), "config": cfg, "history": history}, checkpoint)
+    torch.save({"model": model.state_dict(), "config": cfg.as_dict(), "history": history}, checkpoint)
     scores = evaluate.evaluate_state(torch.load(checkpoint, weights_only=True), ds.test.x, ds.test.y)
-    report.write_tables(folder, {"metrics": [report.metrics_row(ds.name, "cnn", scores, checkpoint=str(checkpoint))]})
+    tables.write_tables(folder, {"metrics": [tables.metrics_row(ds.name, "cnn", scores, checkpoint=str(checkpoint))]})
     return folder
 
 

@@ -7,7 +7,7 @@ import pyarrow.parquet as pq
 import pytest
 from rich.console import Console
 
-from hdr_dist import classical, compare, data, report, train
+from hdr_dist import classical, compare, data, display, studies, tables, train
 
 SMALL = ["--limit-train", "2000", "--limit-test", "300", "--cv-limit", "500"]
 # Far above chance (10 %) for 1,800 training images, far below what the full data gives.
@@ -27,7 +27,7 @@ def fitted(ray_cluster, tmp_path_factory):
 
 def test_every_classical_model_writes_compare_rows(fitted):
     m = table(fitted, "metrics")
-    assert set(report.METRIC_COLUMNS) <= set(m)
+    assert set(tables.METRIC_COLUMNS) <= set(m)
     assert sorted(m["model"]) == sorted(classical.MODELS)
     for i, name in enumerate(m["model"]):
         assert m["accuracy"][i] > FLOORS[name], name
@@ -80,14 +80,14 @@ def test_all_means_the_whole_hdalr_comparison():
 def test_table_shows_each_seed_figure_and_the_difference(fitted):
     rows = pq.read_table(fitted / "metrics.parquet").to_pylist()
     console = Console(record=True, width=250)
-    report.print_table(rows, console)
+    display.print_table(rows, console)
     text = console.export_text()
     for row in rows:
-        label, figure = report.SEED_FIGURES.get(row["model"], ("", None))
+        label, figure = studies.STUDY_FIGURES.get(row["model"], ("", None))
         line = next(line for line in text.splitlines() if f" {row['model']} " in line)
         assert f"{100 * row['accuracy']:.2f}" in line and f"{100 * row['f1_macro']:.2f}" in line
         if figure is not None:
             assert f"{label} {figure:.2f}" in line
             assert f"{100 * row['accuracy'] - figure:+.2f}" in line
     assert "50 PCA components" in next(line for line in text.splitlines() if " svm-rbf " in line)
-    assert report.SEED_FIGURES["nb"] == ("002 NB", 80.6) and report.SEED_FIGURES["svm-rbf"][1] == 94.4
+    assert studies.STUDY_FIGURES["nb"] == ("002 NB", 80.6) and studies.STUDY_FIGURES["svm-rbf"][1] == 94.4

@@ -15,7 +15,7 @@ import ray
 import yaml
 from ray.autoscaler._private.util import prepare_config, validate_config
 
-from hdr_dist import compare, report, score, tune
+from hdr_dist import compare, flags, report, score, tune
 from tests.conftest import ROOT
 
 PARSERS = {"compare": compare.parser, "score": score.parser, "tune": tune.parser, "report": report.parser}
@@ -95,12 +95,12 @@ def test_rayjob_runs_compare_from_the_image_deploy_builds():
 
     # The entrypoint: this repository's jobs/compare.py, where deploy/Dockerfile puts the checkout,
     # with flags compare accepts.
-    python, script, *flags = shlex.split(spec["entrypoint"])
+    python, script, *entry_flags = shlex.split(spec["entrypoint"])
     dockerfile = (ROOT / "deploy" / "Dockerfile").read_text()
     home = re.search(r"^COPY .* \. (\S+)$", dockerfile, re.M).group(1)
     assert python == "python" and script == f"{home}/jobs/compare.py"
     assert (ROOT / "jobs" / "compare.py").is_file()
-    args = compare.parse(flags, "compare")
+    args = flags.parse_with_config(compare.parser("compare"), entry_flags)
     assert args.workers > 1 and args.placement_timeout
 
     # Every pod runs that image and mounts the shared volume where the flags write.

@@ -14,7 +14,7 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from hdr_dist import compare, data, evaluate, report, train
+from hdr_dist import checkpoints, compare, data, evaluate, tables
 from tests.conftest import ROOT
 
 # Enough steps (2 x 56 batches) for BatchNorm's running statistics to settle, still seconds per model.
@@ -34,7 +34,7 @@ def compared(ray_cluster, tmp_path_factory):
 
 def test_metrics_parquet_schema_and_values(compared):
     m = table(compared, "metrics")
-    assert set(report.METRIC_COLUMNS) <= set(m)
+    assert set(tables.METRIC_COLUMNS) <= set(m)
     assert m["model"] == ["cnn", "lstm"] and m["dataset"] == ["mnist", "mnist"]
     assert m["epochs"] == [2, 2] and m["num_workers"] == [2, 2] and m["device"] == ["cpu", "cpu"]
     assert m["num_nodes"] == [1, 1]
@@ -61,7 +61,7 @@ def test_tables_agree_with_each_other(compared):
         assert sum(diag) / 200 == pytest.approx(m["accuracy"][i])
         support = [s for s, mm in zip(pc["support"], pc["model"]) if mm == model]
         assert sum(support) == 200
-    assert set(report.HISTORY_COLUMNS) <= set(h)
+    assert set(tables.HISTORY_COLUMNS) <= set(h)
     assert [(mo, e) for mo, e in zip(h["model"], h["epoch"])] == [("cnn", 1), ("cnn", 2), ("lstm", 1), ("lstm", 2)]
 
 
@@ -85,7 +85,7 @@ def test_rerun_resumes_instead_of_retraining(compared, capsys):
     assert after["seconds"] == before["seconds"]
 
 
-def checkpoints(folder: Path) -> list[Path]:
+def checkpoint_files(folder: Path) -> list[Path]:
     return sorted(folder.glob("ray_train/*/checkpoint_*"))
 
 
@@ -114,7 +114,7 @@ def test_killed_driver_resumes_from_last_checkpoint(ray_cluster, tmp_path):
     driver.send_signal(signal.SIGKILL)
     driver.wait()
     assert not (tmp_path / "metrics.parquet").exists()
-    first = train.load_checkpoint(checkpoints(tmp_path)[0])["history"][0]
+    first = checkpoints.load(checkpoint_files(tmp_path)[0])["history"][0]
 
     time.sleep(2)  # let Ray reap the dead driver's actors
     assert compare.main(args) == 0
@@ -212,7 +212,7 @@ def test_emnist_47_classes_end_to_end(ray_cluster, tmp_path):
     m, pc = table(tmp_path, "metrics"), table(tmp_path, "per_class")
     assert m["dataset"] == ["emnist-bymerge-test-resplit"]  # never called "EMNIST Balanced"
     assert len(pc["label"]) == 47 and pc["label"][10] == "A" and pc["label"][36] == "a"
-    state = train.load_checkpoint(m["checkpoint"][0])
+    state = checkpoints.load(m["checkpoint"][0])
     assert state["config"]["num_classes"] == 47 and len(state["config"]["labels"]) == 47
     from PIL import Image  # the report's 47-class confusion matrix grows to stay readable
     with Image.open(tmp_path / "figures" / "confusion_cnn.png") as im:

@@ -14,7 +14,7 @@ import pyarrow.dataset as pads
 import pytest
 
 from benchmarks.peak_memory import Peak
-from hdr_dist import names, score
+from hdr_dist import names, tables
 from tests import hostile
 from tests.conftest import ROOT
 
@@ -47,7 +47,7 @@ def test_every_hostile_input_finishes_with_exit_0(hostile_run):
 
 def test_each_source_has_exactly_its_rows(hostile_run):
     cases, out, *_ = hostile_run
-    rows = pads.dataset(out / "predictions", format="parquet", schema=score.PREDICTION_SCHEMA).to_table().to_pylist()
+    rows = pads.dataset(out / "predictions", format="parquet", schema=tables.PREDICTION_SCHEMA).to_table().to_pylist()
     by_source = defaultdict(list)
     for r in rows:
         by_source[names.unescape(r["source"])].append(r)

@@ -23,7 +23,8 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from hdr_dist import data, models, samples, train
+from hdr_dist import data, models, samples
+from hdr_dist.config import TrainConfig
 from tests.conftest import ROOT, free_port
 
 BIN = Path(sys.executable).parent
@@ -153,8 +154,8 @@ def test_node_local_paths_are_refused_before_work_starts(cluster, tmp_path):
     ds = data.load("mnist", limit_test=20)
     samples.write(scans, samples.entries(ds.test.x, ds.test.y, ds.labels))
     model = tmp_path / "model.pt"  # an untrained cnn: these runs stop before scoring
-    cfg = train.config("cnn", ds)
-    torch.save({"model": models.from_config(cfg).state_dict(), "config": cfg}, model)
+    cfg = TrainConfig.from_recipe("cnn", ds)
+    torch.save({"model": models.from_config(cfg).state_dict(), "config": cfg.as_dict()}, model)
     result = submit(cluster, ["jobs/score.py", str(scans), "--model", str(model), "--output", str(local / "scored")])
     assert f"jobs/score.py: error: --output {local / 'scored'}: a node-local path" in result.stdout
     assert not (local / "scored").exists() and not (local / "scored.partial").exists()

@@ -15,7 +15,7 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-from hdr_dist import compare, data, report, samples, score
+from hdr_dist import compare, data, report, samples, score, tables
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -74,7 +74,7 @@ def test_mistakes_are_the_most_confident_wrong_predictions(compared):
     rows = pq.read_table(compared / "mistakes.parquet").to_pylist()
     wrong = sum(1 - r["accuracy"] for r in pq.read_table(compared / "metrics.parquet").to_pylist()
                 if r["model"] == "cnn") * 300
-    assert len(rows) == min(report.MISTAKES, round(wrong)) > 0
+    assert len(rows) == min(tables.MISTAKES, round(wrong)) > 0
     assert {r["model"] for r in rows} == {"cnn"}  # nb gives no probabilities
     assert [r["confidence"] for r in rows] == sorted((r["confidence"] for r in rows), reverse=True)
     for r in rows:

@@ -23,7 +23,7 @@ import pytest
 import torch
 from PIL import Image
 
-from hdr_dist import data, evaluate, models, report, samples, score
+from hdr_dist import data, evaluate, models, samples, score, tables
 from tests.conftest import ROOT, fit_small, shared
 
 
@@ -46,7 +46,7 @@ def test_folder_tar_and_zip_end_to_end(ray_cluster, mnist, digits_model, tmp_pat
                "--output", out, "--labels-from", "dirname", "--batch-size", 16) == 0
 
     t = predictions(out)
-    assert t.schema.equals(score.PREDICTION_SCHEMA) and t.num_rows == n == 120
+    assert t.schema.equals(tables.PREDICTION_SCHEMA) and t.num_rows == n == 120
     rows = t.to_pylist()
     assert all(r["error"] is None and r["model"] == "cnn" and len(r["topk_labels"]) == 3 for r in rows)
     assert {r["member"] is None for r in rows if r["source"].endswith(".png")} == {True}
@@ -66,7 +66,7 @@ def test_folder_tar_and_zip_end_to_end(ray_cluster, mnist, digits_model, tmp_pat
     assert agree >= 0.95
 
     m = pq.read_table(out / "metrics.parquet").to_pylist()[0]
-    assert set(report.METRIC_COLUMNS) <= set(m)
+    assert set(tables.METRIC_COLUMNS) <= set(m)
     correct = sum(r["pred_label"] == r["true_label"] for r in rows)
     assert m["accuracy"] == pytest.approx(correct / n)
     assert (m["scored"], m["failed"], m["unlabelled"]) == (n, 0, 0)
@@ -82,7 +82,7 @@ def test_folder_tar_and_zip_end_to_end(ray_cluster, mnist, digits_model, tmp_pat
 
     wrong = sorted((r for r in rows if r["pred_label"] != r["true_label"]), key=lambda r: -r["confidence"])
     mistakes = pq.read_table(out / "mistakes.parquet").to_pylist()
-    assert [m["confidence"] for m in mistakes] == pytest.approx([r["confidence"] for r in wrong][:report.MISTAKES])
+    assert [m["confidence"] for m in mistakes] == pytest.approx([r["confidence"] for r in wrong][:tables.MISTAKES])
     for m in mistakes:
         source, _, member = m["item"].partition("::")
         assert (source, member or None) in {(r["source"], r["member"]) for r in wrong}

@@ -13,7 +13,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from hdr_dist import compare, models, report, train, tune
+from hdr_dist import checkpoints, compare, models, tables, tune
 from tests.conftest import ROOT
 
 SWEEP = ["--limit-train", "1000", "--limit-test", "200", "--epochs", "2", "--num-samples", "3"]
@@ -55,12 +55,12 @@ def test_report_plots_each_hyperparameter(swept):
 
 def test_best_trial_is_tested_in_compares_schemas(swept):
     t, m, pc, cm = (table(swept, n) for n in ("trials", "metrics", "per_class", "confusion"))
-    assert set(report.METRIC_COLUMNS) <= set(m) and m["model"] == ["cnn"]
+    assert set(tables.METRIC_COLUMNS) <= set(m) and m["model"] == ["cnn"]
     assert len(pc["label"]) == 10 and len(cm["count"]) == 100 and sum(cm["count"]) == 200
     diag = sum(c for tt, p, c in zip(cm["true"], cm["pred"], cm["count"]) if tt == p)
     assert diag / 200 == pytest.approx(m["accuracy"][0])
     best = max(range(3), key=lambda i: t["best_val_acc"][i])
-    state = train.load_checkpoint(m["checkpoint"][0])
+    state = checkpoints.load(m["checkpoint"][0])
     assert state["config"]["lr"] == pytest.approx(t["lr"][best])
     assert state["config"]["width"] == t["width"][best]
     assert len(table(swept, "history")["epoch"]) == t["best_epoch"][best]
@@ -75,7 +75,7 @@ def test_best_config_trains_again_through_compare(swept, tmp_path):
     # --epochs on the command line wins over the file's
     assert compare.main(["--config", str(swept / "best_config.json"), "--limit-train", "1000",
                          "--limit-test", "200", "--epochs", "1", "--output", str(tmp_path)]) == 0
-    cfg = train.load_checkpoint(table(tmp_path, "metrics")["checkpoint"][0])["config"]
+    cfg = checkpoints.load(table(tmp_path, "metrics")["checkpoint"][0])["config"]
     for key in ("lr", "batch_size", "weight_decay", "dropout", "width", "rotation", "shift", "zoom"):
         assert cfg[key] == pytest.approx(best[key], rel=1e-5), key
     assert cfg["epochs"] == 1
@@ -106,7 +106,7 @@ def first_epochs(output: Path) -> dict[str, float]:
             continue
         for folder in sorted((p for p in run.glob("checkpoint_*") if p.is_dir()), reverse=True):
             try:
-                out[run.name.rsplit("-trial-", 1)[1]] = train.load_checkpoint(folder)["history"][0]["seconds"]
+                out[run.name.rsplit("-trial-", 1)[1]] = checkpoints.load(folder)["history"][0]["seconds"]
                 break
             except (OSError, RuntimeError, EOFError):
                 continue

@@ -1,0 +1,181 @@
+"""The Ray Data stages of ``hdr score``: read bytes (``reading.datasource``) -> decode and
+preprocess to MNIST space in CPU tasks -> inference in an actor pool (the model loaded
+once per actor, on a GPU when there is one), and the ``Tally`` actor the inference
+actors count into.
+"""
+
+from __future__ import annotations
+
+import heapq
+import time
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import torch
+
+from hdr_dist import checkpoints, evaluate, images, reading, tables
+from hdr_dist.inputs import Item
+
+READ_CPUS = 0       # reading waits on the disk or on the stages after it; see build()
+DECODE_CPUS = 0.5
+ACTOR_START_TIMEOUT_S = 600
+
+
+class Predictor:
+    """One per inference actor: the model is built once, then scores batch after batch."""
+
+    def __init__(self, state, top_k: int, use_gpu: bool, threads: int = 1, tally=None):
+        import ray
+
+        state = ray.get(state[0]) if isinstance(state, list) else state
+        self.device = torch.device("cuda" if use_gpu else "cpu")
+        if not use_gpu:
+            torch.set_num_threads(threads)  # as many as the actor reserved; more would steal decoding's
+        model, cfg = checkpoints.model_from_state(state)
+        self.model = evaluate.for_inference(model, self.device)
+        self.name, self.labels = cfg.model, pa.array(cfg.labels, pa.string())
+        self.label_names = list(cfg.labels)  # for picking out mistakes in Python
+        self.mean, self.std = cfg.mean, cfg.std
+        self.k = min(top_k, cfg.num_classes)
+        self.tally = tally
+        self.node = f"{ray.util.get_node_ip_address()} {ray.get_runtime_context().get_node_id()[:8]}"
+
+    @torch.no_grad()
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        n = batch.num_rows
+        if n == 0:
+            return tables.PREDICTION_SCHEMA.empty_table()
+        ok = batch["error"].is_null().to_numpy(zero_copy_only=False)
+        column = batch["image"].combine_chunks()
+        pixels = np.frombuffer(column.buffers()[1], np.uint8)[column.offset * images.PIXELS:(column.offset + n) * images.PIXELS]
+        x = torch.from_numpy(pixels.reshape(n, 28, 28)[ok].copy())
+        probs = torch.zeros((0, len(self.labels)))
+        if len(x):
+            probs = torch.softmax(evaluate.logits(self.model, x, self.mean, self.std, self.device), dim=1).cpu()
+        top_p, top_i = (t.numpy() for t in probs.topk(self.k, dim=1))
+        # One value per row (a failed row borrows row 0's, then is masked to null), built column-wise.
+        at = np.where(ok, np.cumsum(ok) - 1, 0)
+        if not ok.any():
+            top_p, top_i = np.zeros((1, self.k), np.float32), np.zeros((1, self.k), np.int64)
+        pred, failed = top_i[at, 0].astype(np.int32), pa.array(~ok)
+        columns = {name: batch[name] for name in ("source", "member", "occurrence", "page", "pages", "true_label",
+                                                  "error", "width", "height")}
+        columns |= {
+            "pred": pa.array(pred, mask=~ok),
+            "pred_label": pc.if_else(failed, pa.scalar(None, pa.string()), self.labels.take(pa.array(pred))),
+            "confidence": pa.array(top_p[at, 0], mask=~ok),
+            "topk_labels": pa.FixedSizeListArray.from_arrays(self.labels.take(pa.array(top_i[at].ravel())),
+                                                             self.k, mask=failed),
+            "topk_probs": pa.FixedSizeListArray.from_arrays(pa.array(top_p[at].ravel()), self.k, mask=failed),
+            "model": pa.array(np.full(n, self.name, dtype=object), pa.string())}
+        if self.tally is not None:
+            mistakes = self.mistakes(batch, ok, pred, top_p[at, 0], pixels)
+            first = batch.slice(0, 1).select(["source", "member", "occurrence", "page"]).to_pylist()[0]
+            self.tally.add.remote((*first.values(), n), int(ok.sum()), int(n - ok.sum()), self.node, mistakes)
+        return pa.Table.from_pydict({name: columns[name] for name in tables.PREDICTION_SCHEMA.names}, schema=tables.PREDICTION_SCHEMA)
+
+    def mistakes(self, batch: pa.Table, ok, pred, confidence, pixels) -> list[dict]:
+        """This batch's most confident wrong predictions among its labelled images, with their pixels."""
+        true = batch["true_label"].to_pylist()
+        named = self.label_names
+        wrong = [i for i in np.flatnonzero(ok) if true[i] is not None and true[i] != named[pred[i]]]
+        wrong = sorted(wrong, key=lambda i: -confidence[i])[:tables.MISTAKES]
+        if not wrong:
+            return []
+        rows = batch.select(["source", "member", "occurrence", "page", "pages"]).take(wrong).to_pylist()
+        return [{"item": r["source"] + (f"::{r['member']}" if r["member"] else "")
+                 + (f" #{r['occurrence'] + 1}" if r["occurrence"] else "")
+                 + (f" page {r['page'] + 1}/{r['pages']}" if r["pages"] > 1 else ""),
+                 "true_label": true[i], "pred_label": named[pred[i]], "confidence": float(confidence[i]),
+                 "image": pixels[i * images.PIXELS:(i + 1) * images.PIXELS].tobytes()} for r, i in zip(rows, wrong)]
+
+
+class Tally:
+    """A Ray actor the inference actors count into, so the driver can show live progress
+    and the summary can say how the work spread over the cluster's nodes.
+
+    A batch Ray Data runs again (its actor was lost before the result came back)
+    reports again; ``batch`` (its first row and size) lets it count once.
+    """
+
+    def __init__(self):
+        self.scored = self.failed = 0
+        self.first = None  # wall-clock time of the first result: what start-up costs
+        self.by_node: dict[str, int] = {}
+        self.wrong: list[dict] = []  # the most confident mistakes so far, for the report
+        self.batches: set[tuple] = set()
+
+    def add(self, batch: tuple, scored: int, failed: int, node: str, mistakes: list[dict]) -> None:
+        if batch in self.batches:
+            return
+        self.batches.add(batch)
+        self.first = self.first or time.time()
+        self.scored += scored
+        self.failed += failed
+        self.by_node[node] = self.by_node.get(node, 0) + scored + failed
+        if mistakes:
+            self.wrong = heapq.nlargest(tables.MISTAKES, self.wrong + mistakes, key=lambda m: m["confidence"])
+
+    def mistakes(self) -> list[dict]:
+        return self.wrong
+
+    def images_by_node(self) -> dict[str, int]:
+        return self.by_node
+
+    def counts(self) -> tuple[int, int]:
+        return self.scored, self.failed
+
+    def first_result(self) -> float | None:
+        return self.first
+
+
+def build(items: list[Item], state_ref, args, plan: dict, tally, nodes: int):
+    """The Ray Data plan; nothing runs until it is written.
+
+    Reading, decoding and inference ask for different CPU shares (none, a half,
+    one). Operators with different resources are not fused, so decoding stays in
+    its own tasks: not inside a tar's single read task, where it could not run in
+    parallel, nor inside the inference actors. Reading reserves no CPU because a
+    read task mostly waits, on the disk or on the stages after it; holding a CPU
+    while it waits starved decoding (a 200,000-image run scored nothing for its
+    first 20 s), so the number of read tasks is capped instead. ``plan`` comes
+    from ``score.make_plan``; ``nodes`` is how many the cluster has now.
+    """
+    import ray.data
+
+    source = reading.datasource(items)
+    # One output stream per read task, already in blocks of BLOCK_ROWS: without override_num_blocks
+    # Ray Data would split each block further to reach its default of ~200 blocks (a lone tar's
+    # 256-row blocks into 200 pieces of a row or two), and every block costs scheduling.
+    ds = ray.data.read_datasource(source, num_cpus=READ_CPUS, override_num_blocks=len(source.tasks),
+                                  concurrency=min(plan["read_tasks"], len(source.tasks)))
+    configure(ds.context, nodes)
+    # batch_size=None: each read block is one decoding batch, so the bytes a batch holds stay as bounded
+    # as the blocks (a row count alone would let one batch gather many full-page scans).
+    ds = ds.map_batches(images.decode_batch, batch_format="pyarrow", batch_size=None, num_cpus=DECODE_CPUS,
+                        fn_kwargs={"max_pixels": args.max_pixels})
+    # The weights travel as an object reference (in a list, so Ray passes the reference, not
+    # the weights): each actor fetches them once from the object store.
+    return ds.map_batches(Predictor, batch_format="pyarrow", batch_size=args.batch_size,
+                          fn_constructor_kwargs={"state": [state_ref], "top_k": args.top_k, "use_gpu": plan["use_gpu"],
+                                                 "threads": max(1, int(args.cpus_per_actor)), "tally": tally},
+                          compute=ray.data.ActorPoolStrategy(size=plan["concurrency"]),
+                          num_cpus=1 if plan["use_gpu"] else args.cpus_per_actor,
+                          num_gpus=1 if plan["use_gpu"] else 0)
+
+
+def configure(context, nodes: int) -> None:
+    """This pipeline's own Ray Data settings (the dataset's copy of the context, not the
+    process's), for the settings that have no per-call argument."""
+    context.enable_progress_bars = False  # the job's own line says what matters
+    context.print_on_execution_start = False
+    # By default Ray Data reserves a share of the cluster for every operator; on a small
+    # cluster that leaves decoding one task at a time (measured: 17 s -> 14 s for 20,000 images).
+    context.op_resource_reservation_enabled = False
+    if nodes > 1:
+        # Inference starts once every actor is up, so work spreads over all of them and their
+        # nodes from the first batch; actors the cluster has no room for end the job instead of
+        # stalling it. Not on one node: there the wait would hold back reading and decoding too,
+        # which otherwise run while the actors start.
+        context.wait_for_min_actors_s = ACTOR_START_TIMEOUT_S

@@ -1,0 +1,73 @@
+"""How a score output ends: metrics over every labelled row, this run's and any resumed
+run's alike, the most confident mistakes, summary.json, and the rename that marks it complete.
+"""
+
+from __future__ import annotations
+
+import heapq
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pyarrow.compute as pc
+import pyarrow.dataset as pads
+
+from hdr_dist import evaluate, outputs, tables
+from hdr_dist.config import TrainConfig
+from hdr_dist.names import escape
+
+
+def metric_tables(folder: Path, cfg: TrainConfig, dataset: str) -> tuple[dict, dict]:
+    """compare's metrics, per-class and confusion tables over the labelled, scored rows."""
+    files = outputs.prediction_files(folder)
+    table = (pads.dataset(files, format="parquet", schema=tables.PREDICTION_SCHEMA).to_table(columns=["true_label", "pred", "error"])
+             if files else tables.PREDICTION_SCHEMA.empty_table().select(["true_label", "pred", "error"]))
+    failed = pc.sum(table["error"].is_valid()).as_py() or 0
+    scored = table.filter(table["error"].is_null())
+    labelled = scored.filter(scored["true_label"].is_valid())
+    counts = {"images": table.num_rows, "scored": scored.num_rows, "failed": failed,
+              "unlabelled": scored.num_rows - labelled.num_rows}
+    if labelled.num_rows == 0:
+        return {}, counts
+    index = {label: i for i, label in enumerate(cfg.labels)}
+    y_true = np.array([index[t] for t in labelled["true_label"].to_pylist()])
+    y_pred = labelled["pred"].to_numpy()
+    scores = evaluate.metrics(y_true, y_pred, cfg.num_classes)
+    return {"metrics": [tables.metrics_row(dataset, cfg.model, scores, **counts)]} | tables.model_tables(
+        dataset, cfg.model, list(cfg.labels), scores), counts
+
+
+def finish(work: Path, output: Path, state: dict, checkpoint: str, args, this_run: dict,
+           plan: dict) -> tuple[dict, dict]:
+    """Metrics over all rows (this run's and any resumed ones), summary.json, then the rename.
+    Every count comes from the rows written, so an image Ray Data scored twice after a fault,
+    but wrote once, counts once."""
+    cfg, history = TrainConfig.from_dict(state["config"]), state["history"]
+    dataset = escape(Path(args.inputs[0]).name) + (f" +{len(args.inputs) - 1}" if len(args.inputs) > 1 else "")
+    results, counts = metric_tables(work / "predictions", cfg, dataset)
+    images = counts["images"] - this_run.pop("rows_before")
+    seconds, startup = this_run.pop("seconds"), this_run.pop("startup")
+    rates = {"images_this_run": images, "seconds": round(seconds, 3),
+             "images_per_s": round(images / max(seconds, 1e-9), 1), "startup_seconds": round(startup, 3),
+             "steady_images_per_s": round(images / max(seconds - startup, 1e-9), 1)}
+    if results:
+        results["metrics"][0] |= {
+            "train_seconds": sum(h["seconds"] for h in history), "epochs": len(history),
+            "device": "gpu" if plan["use_gpu"] else "cpu", "num_workers": plan["concurrency"],
+            "num_nodes": len(this_run["images_by_node"]), "checkpoint": checkpoint,
+            "infer_images_per_s": rates["images_per_s"], "params": state["params"],
+            "method": f"{cfg.model} checkpoint, scored by hdr score", "approximation": ""}
+    mistakes = tables.read_table(work, "mistakes") + [  # a resumed run's, then this run's
+        {"dataset": dataset, "model": cfg.model} | m for m in this_run.pop("mistakes")]
+    for name in ("metrics", "per_class", "confusion", "mistakes"):  # a resumed run's old tables would be stale
+        (work / f"{name}.parquet").unlink(missing_ok=True)
+    if results and (args.labels or args.labels_from):
+        results["mistakes"] = heapq.nlargest(tables.MISTAKES, mistakes, key=lambda m: m["confidence"])
+        tables.write_tables(work, results)
+    summary = {"inputs_seen": this_run.pop("inputs_seen"), "skipped_already_scored": this_run.pop("skipped"),
+               **counts, **rates, **this_run, **state["identity"],
+               "inputs": [escape(os.path.realpath(os.path.expanduser(i))) for i in args.inputs]}
+    (work / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    work.rename(output)
+    return summary, results

@@ -1,0 +1,103 @@
+"""The Parquet tables every job writes: their columns, and the one function that builds each.
+
+These schemas are the contract later readers rely on (``hdr score --model``,
+``hdr report``, a user's own pandas), so each table is built in exactly one
+place, whichever job writes it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+METRIC_COLUMNS = ("dataset", "model", "accuracy", "precision_macro", "recall_macro", "f1_macro",
+                  "precision_weighted", "recall_weighted", "f1_weighted", "train_seconds", "epochs",
+                  "params", "num_workers", "num_nodes", "device", "infer_images_per_s", "checkpoint", "method", "approximation")
+HISTORY_COLUMNS = ("model", "epoch", "train_loss", "train_acc", "val_loss", "val_acc", "seconds",
+                   "images_per_s")
+MISTAKES = 32  # the most confident wrong predictions kept per model, for the report's grid
+SCHEMAS = {"mistakes": pa.schema([
+    ("dataset", pa.string()), ("model", pa.string()), ("item", pa.string()), ("true_label", pa.string()),
+    ("pred_label", pa.string()), ("confidence", pa.float32()), ("image", pa.binary(28 * 28))])}
+# hdr score's predictions/*.parquet: one row per image (a page of a file or archive member).
+PREDICTION_SCHEMA = pa.schema([
+    ("source", pa.string()), ("member", pa.string()), ("occurrence", pa.int32()), ("page", pa.int32()),
+    ("pages", pa.int32()),
+    ("pred", pa.int32()), ("pred_label", pa.string()), ("confidence", pa.float32()),
+    ("topk_labels", pa.list_(pa.string())), ("topk_probs", pa.list_(pa.float32())),
+    ("true_label", pa.string()), ("error", pa.string()), ("model", pa.string()),
+    ("width", pa.int32()), ("height", pa.int32())])
+
+
+def metrics_row(dataset: str, model: str, scores: dict, **extra) -> dict:
+    row = {"dataset": dataset, "model": model} | {k: scores[k] for k in METRIC_COLUMNS if k in scores}
+    return row | extra
+
+
+def trained_row(dataset: str, model: str, scores: dict, history: list[dict], *, workers: int, use_gpu: bool,
+                checkpoint: str, method: str) -> dict:
+    """A deep model's metrics row: its test scores and what its training cost."""
+    return metrics_row(dataset, model, scores, train_seconds=sum(h["seconds"] for h in history),
+                       epochs=len(history), num_workers=workers, num_nodes=history[-1].get("nodes"),
+                       device="gpu" if use_gpu else "cpu", checkpoint=checkpoint, method=method,
+                       approximation="")
+
+
+def per_class_rows(dataset: str, model: str, scores: dict, labels: list[str]) -> list[dict]:
+    pc = scores["per_class"]
+    return [{"dataset": dataset, "model": model, "class": i, "label": label,
+             "precision": float(pc["precision"][i]), "recall": float(pc["recall"][i]),
+             "f1": float(pc["f1"][i]), "support": int(pc["support"][i]),
+             # 002's "per-class accuracy": the share of that class's samples classified correctly.
+             "accuracy": float(pc["recall"][i])} for i, label in enumerate(labels)]
+
+
+def confusion_rows(dataset: str, model: str, scores: dict) -> list[dict]:
+    cm = scores["confusion"]
+    return [{"dataset": dataset, "model": model, "true": t, "pred": p, "count": int(cm[t, p])}
+            for t in range(cm.shape[0]) for p in range(cm.shape[1])]
+
+
+def history_rows(dataset: str, model: str, history: list[dict]) -> list[dict]:
+    return [{"dataset": dataset, "model": model} | {k: h[k] for k in HISTORY_COLUMNS if k in h}
+            for h in history]
+
+
+def mistake_rows(dataset: str, model: str, scores: dict, x, y, labels: list[str]) -> list[dict]:
+    """The test split's most confident wrong predictions, with their images (``scores`` from
+    ``evaluate.evaluate_state``, which keeps the probabilities)."""
+    probs, pred = scores["probs"], scores["pred"]
+    wrong = np.flatnonzero(pred != y)
+    top = wrong[np.argsort(-probs[wrong, pred[wrong]], kind="stable")[:MISTAKES]]
+    return [{"dataset": dataset, "model": model, "item": f"test #{i}", "true_label": labels[y[i]],
+             "pred_label": labels[pred[i]], "confidence": float(probs[i, pred[i]]), "image": x[i].tobytes()}
+            for i in top]
+
+
+def model_tables(dataset: str, model: str, labels: list[str], scores: dict, history=(), test=None) -> dict:
+    """One model's per-class and confusion rows; its history rows if it has one; and, given
+    the test images and labels ``test`` and scores that keep probabilities, its most
+    confident mistakes."""
+    tables = {"per_class": per_class_rows(dataset, model, scores, labels),
+              "confusion": confusion_rows(dataset, model, scores)}
+    if history:
+        tables["history"] = history_rows(dataset, model, history)
+    if test is not None and "probs" in scores:
+        tables["mistakes"] = mistake_rows(dataset, model, scores, *test, labels)
+    return tables
+
+
+def write_tables(folder: Path, tables: dict[str, list[dict]]) -> None:
+    """One Parquet file per table; each replaced whole (write to a temporary name, then rename)."""
+    for name, rows in tables.items():
+        tmp = folder / f".{name}.parquet.tmp"
+        pq.write_table(pa.Table.from_pylist(rows, schema=SCHEMAS.get(name)), tmp)
+        tmp.replace(folder / f"{name}.parquet")
+
+
+def read_table(folder: Path, name: str) -> list[dict]:
+    path = folder / f"{name}.parquet"
+    return pq.read_table(path).to_pylist() if path.is_file() else []
