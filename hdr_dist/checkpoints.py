@@ -48,6 +48,15 @@ def uri(checkpoint) -> str:
     return path if fs == "local" else f"{fs}://{path}"
 
 
+def set_temperature(location: str, temperature: float) -> None:
+    """Store the fitted temperature in a checkpoint file (here or behind a URI), so whatever
+    loads the model later (``hdr score``) calibrates the same way."""
+    state = torch.load(io.BytesIO(storage.read_bytes(location)), map_location="cpu", weights_only=True)
+    buffer = io.BytesIO()
+    torch.save(state | {"temperature": float(temperature)}, buffer)
+    storage.write_bytes(location, buffer.getvalue())
+
+
 def model_from_state(state: dict) -> tuple[torch.nn.Module, TrainConfig]:
     """The trained model a checkpoint's state describes, with its config."""
     cfg = TrainConfig.from_dict(state["config"])
@@ -98,6 +107,8 @@ def for_scoring(path: str, name: str | None) -> tuple[dict, TrainConfig, str]:
         raise UserError(f"--model-name {name}: the checkpoint holds model {cfg.model}")
     state = {"model": state["model"], "config": cfg.as_dict(), "history": state.get("history", []),
              "params": models.count_params(model),
+             # None: written before calibration; its confidences are the plain softmax (temperature 1)
+             "temperature": state.get("temperature"),
              "identity": {"model": cfg.model, "checkpoint": checkpoint,
                           "checkpoint_sha256": hashlib.sha256(raw).hexdigest()}}
     return state, cfg, checkpoint

@@ -17,7 +17,8 @@ from pathlib import Path
 from rich.console import Console
 from rich.markup import escape
 
-from hdr_dist import checkpoints, classical, cluster, data, display, evaluate, flags, models, storage, tables, train
+from hdr_dist import calibration, checkpoints, classical, cluster, data, display, evaluate, flags, models, storage
+from hdr_dist import tables, train
 from hdr_dist.augment import AugmentRanges
 from hdr_dist.cli import run_job
 from hdr_dist.config import TrainConfig
@@ -94,9 +95,15 @@ def train_and_test(name: str, ds: data.Dataset, args, images, location: str, use
         raise KeyboardInterrupt from None
     best = max(result.best_checkpoints, key=lambda cm: cm[1]["val_acc"])[0]
     history = checkpoints.load_ray(result.checkpoint)["history"]
-    scores = evaluate.evaluate_state(checkpoints.load_ray(best), ds.test.x, ds.test.y)
+    state = checkpoints.load_ray(best)
+    val = evaluate.evaluate_state(state, ds.val.x, ds.val.y)
+    temperature = calibration.fit_temperature(val["logits"], ds.val.y)
+    checkpoints.set_temperature(checkpoints.uri(best), temperature)
+    scores = evaluate.evaluate_state(state, ds.test.x, ds.test.y, temperature=temperature)
+    calibration_row, scores["curves"] = calibration.report(val["logits"], ds.val.y, scores["logits"], ds.test.y,
+                                                      temperature)
     row = tables.trained_row(ds.name, name, scores, history, workers=args.workers, use_gpu=use_gpu,
-                             checkpoint=checkpoints.uri(best), method=f"{name} recipe")
+                             checkpoint=checkpoints.uri(best), method=f"{name} recipe") | calibration_row
     return row, scores, history
 
 
@@ -114,7 +121,8 @@ class Results:
 
     def __init__(self, output: Path, ds: data.Dataset):
         self.output, self.ds = output, ds
-        self.tables = {"metrics": [], "per_class": [], "confusion": [], "history": [], "mistakes": []}
+        self.tables = {"metrics": [], "per_class": [], "confusion": [], "history": [], "mistakes": [],
+                       "risk_coverage": []}
 
     def record(self, name: str, row: dict, scores: dict, history=()) -> None:
         self.tables["metrics"].append(row)
@@ -182,7 +190,9 @@ def run(args, console: Console) -> int:
     results = Results(output, ds)
     pending = start_classical(shallow, ds, args, images, location, results, console)
     for name in deep:
-        results.record(name, *train_and_test(name, ds, args, images, location, use_gpu))
+        row, scores, history = train_and_test(name, ds, args, images, location, use_gpu)
+        console.print(display.calibration_line(row), markup=False, highlight=False)
+        results.record(name, row, scores, history)
         collect(pending, ds, results, console, timeout=0)
     collect(pending, ds, results, console, timeout=None)
     order = {n: i for i, n in enumerate(names)}

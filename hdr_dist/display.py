@@ -7,10 +7,11 @@ from __future__ import annotations
 from rich.console import Console
 from rich.table import Table
 
+from hdr_dist.calibration import ERROR_TARGETS
 from hdr_dist.studies import STUDY_FIGURES
 
 RESULT_COLUMNS = ("dataset", "model", "accuracy %", "P macro", "R macro", "F1 macro", "train s", "epochs",
-                  "workers", "infer img/s", "seed figure", "Δ pp", "approximation")
+                  "workers", "infer img/s", "ECE % raw → calibrated", "seed figure", "Δ pp", "approximation")
 TEXT_COLUMNS = ("dataset", "model", "seed figure", "approximation", "trial", "status")
 
 
@@ -22,6 +23,7 @@ def result_cells(r: dict) -> tuple[list[str], str | None]:
     cells = [r["dataset"], r["model"], f"{acc:.2f}", f"{100 * r['precision_macro']:.2f}",
              f"{100 * r['recall_macro']:.2f}", f"{100 * r['f1_macro']:.2f}", f"{r['train_seconds']:.0f}",
              str(r.get("epochs") or ""), str(r["num_workers"]), f"{r['infer_images_per_s']:,.0f}",
+             f"{100 * r['ece_before']:.2f} → {100 * r['ece_after']:.2f}" if r.get("ece_after") is not None else "",
              f"{figure[0]} {figure[1]:.2f}" if figure else "", f"{acc - figure[1]:+.2f}" if figure else "",
              r.get("approximation") or ""]
     return cells, ("green" if acc >= figure[1] else "red") if figure else None
@@ -57,3 +59,11 @@ def print_trials(rows: list[dict], console: Console | None = None) -> None:
     for row in cells:
         table.add_row(*row)
     (console or Console()).print(table)
+
+
+def calibration_line(row: dict) -> str:
+    """A deep model's calibration and what its confidence lets one accept, on one line."""
+    targets = ", ".join(f"{100 * row[f'coverage_at_{t:g}']:.1f} % at {100 * t:g} % error "
+                        f"(test error {100 * row[f'test_error_at_{t:g}']:.2f} %)" for t in ERROR_TARGETS)
+    return (f"[{row['model']}] temperature {row['temperature']:.3f}: test ECE {100 * row['ece_before']:.2f} % -> "
+            f"{100 * row['ece_after']:.2f} %; accepts {targets}; thresholds from the validation curve")

@@ -11,7 +11,7 @@ import time
 import numpy as np
 import torch
 
-from hdr_dist import checkpoints, models
+from hdr_dist import calibration, checkpoints, models
 from hdr_dist.train import autocast, normalise
 
 
@@ -29,17 +29,17 @@ def logits(model: torch.nn.Module, x_u8: torch.Tensor, mean: float, std: float, 
 @torch.no_grad()
 def predict(model: torch.nn.Module, x_u8: np.ndarray, mean: float, std: float,
             device=torch.device("cpu"), batch_size: int = 1024) -> tuple[np.ndarray, np.ndarray, float]:
-    """Class probabilities and predictions for uint8 images, and the images/s it ran at."""
+    """Logits and predictions for uint8 images, and the images/s it ran at."""
     model = for_inference(model, device)
     x = torch.from_numpy(x_u8)
     logits(model, x[:8], mean, std, device)  # warm-up: first-call allocations are not speed
-    probs = []
+    out = []
     start = time.perf_counter()
     for i in range(0, len(x), batch_size):
-        probs.append(torch.softmax(logits(model, x[i:i + batch_size], mean, std, device), dim=1).cpu())
+        out.append(logits(model, x[i:i + batch_size], mean, std, device).cpu())
     seconds = time.perf_counter() - start
-    p = torch.cat(probs).numpy() if probs else np.zeros((0, 0), np.float32)
-    return p, p.argmax(1) if len(p) else np.zeros(0, np.int64), len(x) / max(seconds, 1e-9)
+    z = torch.cat(out).numpy() if out else np.zeros((0, 0), np.float32)
+    return z, z.argmax(1) if len(z) else np.zeros(0, np.int64), len(x) / max(seconds, 1e-9)
 
 
 def metrics(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> dict:
@@ -63,10 +63,13 @@ def metrics(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> dict:
     return out
 
 
-def evaluate_state(state: dict, x_u8: np.ndarray, y: np.ndarray, device=torch.device("cpu")) -> dict:
-    """Load a checkpoint's weights and score them once on the test split."""
+def evaluate_state(state: dict, x_u8: np.ndarray, y: np.ndarray, device=torch.device("cpu"),
+                   temperature: float = 1.0) -> dict:
+    """Load a checkpoint's weights and score them once on a split; ``probs`` are calibrated at
+    ``temperature``, ``logits`` are kept for fitting one."""
     model, cfg = checkpoints.model_from_state(state)
-    probs, pred, ips = predict(model, x_u8, cfg.mean, cfg.std, device)
+    z, pred, ips = predict(model, x_u8, cfg.mean, cfg.std, device)
     out = metrics(y, pred, cfg.num_classes)
-    out |= {"infer_images_per_s": ips, "params": models.count_params(model), "probs": probs, "pred": pred}
+    out |= {"infer_images_per_s": ips, "params": models.count_params(model), "logits": z,
+            "probs": calibration.calibrated(z, temperature).astype(np.float32), "pred": pred}
     return out

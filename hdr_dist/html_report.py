@@ -49,6 +49,11 @@ def model_figures(out: Path, model: str, tables: dict) -> list[tuple[Path, str]]
                         "confusion matrix: rows are the true class, colour its share on a log scale"))
         figures.append((plots.per_class(per_class, model, out / f"per_class_{model}.png"),
                         "accuracy per class (002's Table 1)"))
+    if curve := pick("risk_coverage"):
+        path = out / f"risk_coverage_{model}.png"
+        figures.append((plots.risk_coverage(curve, model, STUDY_FIGURES.get(model), path),
+                        "risk-coverage: accept the answers whose calibrated confidence clears a threshold; the "
+                        "error among them against the share accepted, on the validation and test splits"))
     if mistakes := sorted(pick("mistakes"), key=lambda r: -r["confidence"]):
         figures.append((plots.mistakes(mistakes, f"{model}: the {len(mistakes)} most confident mistakes",
                                        out / f"mistakes_{model}.png"),
@@ -127,11 +132,16 @@ def results_section(metrics: list[dict], scored: bool, folder: Path, out: Path) 
 
     cells = [result_cells(r) for r in metrics]
     where = "the labelled images scored" if scored else "the test split"
-    return [f"<h2>Results on {where}</h2>",
-            html_table(list(RESULT_COLUMNS), [c for c, _ in cells], [s for _, s in cells]),
-            "<p>Green: at or above the seed study's figure for that model; red: below it.</p>",
-            embed(plots.comparison(metrics, STUDY_FIGURES, out / "comparison.png"),
-                  "every model's test accuracy beside the seeds' reported figures", folder)]
+    parts = [f"<h2>Results on {where}</h2>",
+             html_table(list(RESULT_COLUMNS), [c for c, _ in cells], [s for _, s in cells]),
+             "<p>Green: at or above the seed study's figure for that model; red: below it.</p>",
+             embed(plots.comparison(metrics, STUDY_FIGURES, out / "comparison.png"),
+                   "every model's test accuracy beside the seeds' reported figures", folder)]
+    if calibrated := [r for r in metrics if r.get("temperature") is not None]:
+        parts.append(embed(plots.calibration_errors(calibrated, out / "calibration.png"),
+                           "expected calibration error (15 bins) on the test split, before and after the "
+                           "temperature fitted on the validation split", folder))
+    return parts
 
 
 def sweep_section(trials: list[dict], folder: Path, out: Path) -> list[str]:
@@ -161,7 +171,7 @@ def write_report(folder: Path | str) -> Path:
     with each one embedded; the metrics table comes first, so the answer is the first thing read."""
     folder = Path(folder).expanduser().resolve()
     tables = {name: read_table(folder, name) for name in ("metrics", "per_class", "confusion", "history",
-                                                          "mistakes", "trials")}
+                                                          "mistakes", "trials", "risk_coverage")}
     scored = (folder / "summary.json").is_file()
     out = prepare(folder, bool(tables["metrics"] or tables["trials"] or scored))
     parts = [f"<h1>hdr-dist report: {html.escape(folder.name)}</h1>",

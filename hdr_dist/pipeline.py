@@ -37,6 +37,7 @@ class Predictor:
         self.name, self.labels = cfg.model, pa.array(cfg.labels, pa.string())
         self.label_names = list(cfg.labels)  # for picking out mistakes in Python
         self.mean, self.std = cfg.mean, cfg.std
+        self.temperature = state.get("temperature") or 1.0  # calibrated confidence; 1 for older checkpoints
         self.k = min(top_k, cfg.num_classes)
         self.tally = tally
         self.node = f"{ray.util.get_node_ip_address()} {ray.get_runtime_context().get_node_id()[:8]}"
@@ -52,7 +53,8 @@ class Predictor:
         x = torch.from_numpy(pixels.reshape(n, 28, 28)[ok].copy())
         probs = torch.zeros((0, len(self.labels)))
         if len(x):
-            probs = torch.softmax(evaluate.logits(self.model, x, self.mean, self.std, self.device), dim=1).cpu()
+            z = evaluate.logits(self.model, x, self.mean, self.std, self.device)
+            probs = torch.softmax(z / self.temperature, dim=1).cpu()
         top_p, top_i = (t.numpy() for t in probs.topk(self.k, dim=1))
         # One value per row (a failed row borrows row 0's, then is masked to null), built column-wise.
         at = np.where(ok, np.cumsum(ok) - 1, 0)

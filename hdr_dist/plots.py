@@ -189,3 +189,44 @@ def errors(failed: dict[str, int], confused: dict[str, int], path: Path) -> Path
         ax.set(title=title, xlabel="images")
         ax.xaxis.get_major_locator().set_params(integer=True)
     return save(fig, path)
+
+
+def risk_coverage(rows: list[dict], model: str, study: tuple[str, float] | None, path: Path) -> Path:
+    """Error among the accepted answers against the share accepted, validation and test; the seed
+    study's plain accuracy is the one point it offers: everything accepted."""
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    for split, style in (("val", "--"), ("test", "-")):
+        points = sorted((r["coverage"], r["risk"]) for r in rows if r["split"] == split)
+        if points:
+            ax.plot([100 * c for c, _ in points], [100 * r for _, r in points], style,
+                    label="validation" if split == "val" else "test")
+    if study:
+        ax.plot([100], [100 - study[1]], "o", color=SEED, markeredgecolor="#555555",
+                label=f"{study[0]}: {study[1]:.2f} % accuracy, all accepted")
+    for target in (1.0, 0.5, 0.1):
+        ax.axhline(target, color="#999999", lw=0.6, ls=":")
+    ax.set_yscale("symlog", linthresh=0.1)
+    ax.set_ylim(bottom=0)
+    ax.set(xlabel="coverage: answers accepted %", ylabel="error among the accepted %", xlim=(50, 100.5),
+           title=f"{model}: risk against coverage (calibrated confidence)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return save(fig, path)
+
+
+def calibration_errors(rows: list[dict], path: Path) -> Path:
+    """Each calibrated model's expected calibration error on the test split, before and after."""
+    fig, ax = plt.subplots(figsize=(7, 0.5 * len(rows) + 2.2))
+    y = np.arange(len(rows))
+    before = [100 * r["ece_before"] for r in rows]
+    after = [100 * r["ece_after"] for r in rows]
+    ax.barh(y + 0.2, before, 0.4, color=SEED, label="softmax (temperature 1)")
+    ax.barh(y - 0.2, after, 0.4, color=OURS, label="temperature-scaled")
+    for i, (a, b) in enumerate(zip(before, after)):
+        ax.text(a, i + 0.2, f" {a:.2f}", va="center", fontsize=8)
+        ax.text(b, i - 0.2, f" {b:.2f} (T={rows[i]['temperature']:.2f})", va="center", fontsize=8)
+    ax.set_yticks(y, [f"{r['model']} ({r['dataset']})" for r in rows])
+    ax.set(xlabel="expected calibration error %, test split", title="calibration before and after temperature scaling")
+    ax.legend(loc="lower right", fontsize=8)
+    ax.grid(axis="x", alpha=0.3)
+    return save(fig, path)

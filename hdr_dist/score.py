@@ -117,7 +117,7 @@ def execute(items: list[inputs.Item], state: dict, args, plan: dict, work: Path,
     watcher.start()
     try:
         if items:
-            weights = ray.put({k: state[k] for k in ("model", "config")})
+            weights = ray.put({k: state[k] for k in ("model", "config", "temperature")})
             pipeline.build(items, weights, args, plan, tally, len(cluster.alive_nodes())).write_parquet(
                 str(work / "predictions"), min_rows_per_file=ROWS_PER_FILE)
     except ray.exceptions.GetTimeoutError:
@@ -156,6 +156,9 @@ def listing(args, cfg: TrainConfig, console: Console) -> tuple[list[inputs.Item]
 def run(args, console: Console) -> int:
     started = time.perf_counter()
     state, cfg, checkpoint = checkpoints.for_scoring(args.model, args.model_name)
+    if state["temperature"] is None:
+        console.print(f"{checkpoint}: no temperature (a checkpoint compare did not calibrate, or one from before "
+                      "calibration): confidences are the plain softmax (temperature 1)", markup=False, highlight=False)
     items, notes = listing(args, cfg, console)
     output = Path(args.output).expanduser().resolve()
     outputs.check_output(output, args.resume, state["identity"])

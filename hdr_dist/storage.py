@@ -35,6 +35,18 @@ def read_bytes(location: str) -> bytes:
         return f.read()
 
 
+def write_bytes(location: str, data: bytes) -> None:
+    """A whole file, replaced whole: written beside it, then renamed over it (here), or one upload (a URI)."""
+    if not is_uri(location):
+        tmp = Path(f"{location}.tmp")
+        tmp.write_bytes(data)
+        tmp.replace(location)
+        return
+    fs, path = filesystem(location)
+    with fs.open_output_stream(path) as f:
+        f.write(data)
+
+
 def prepare_output(path: str) -> Path:
     """``--output``, made and proven writable before any work starts."""
     out = Path(path).expanduser().resolve()

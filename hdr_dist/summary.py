@@ -66,7 +66,7 @@ def finish(work: Path, output: Path, state: dict, checkpoint: str, args, this_ru
         results["mistakes"] = heapq.nlargest(tables.MISTAKES, mistakes, key=lambda m: m["confidence"])
         tables.write_tables(work, results)
     summary = {"inputs_seen": this_run.pop("inputs_seen"), "skipped_already_scored": this_run.pop("skipped"),
-               **counts, **rates, **this_run, **state["identity"],
+               **counts, **rates, **this_run, **state["identity"], "temperature": state["temperature"],
                "inputs": [escape(os.path.realpath(os.path.expanduser(i))) for i in args.inputs]}
     (work / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     work.rename(output)

@@ -18,10 +18,17 @@ METRIC_COLUMNS = ("dataset", "model", "accuracy", "precision_macro", "recall_mac
                   "params", "num_workers", "num_nodes", "device", "infer_images_per_s", "checkpoint", "method", "approximation")
 HISTORY_COLUMNS = ("model", "epoch", "train_loss", "train_acc", "val_loss", "val_acc", "seconds",
                    "images_per_s")
+# What calibration adds to a deep model's metrics row (compare; see calibration.report).
+CALIBRATION_COLUMNS = ("temperature", "ece_before", "ece_after", "coverage_at_0.01", "test_error_at_0.01",
+                       "coverage_at_0.005", "test_error_at_0.005", "coverage_at_0.001", "test_error_at_0.001")
 MISTAKES = 32  # the most confident wrong predictions kept per model, for the report's grid
 SCHEMAS = {"mistakes": pa.schema([
     ("dataset", pa.string()), ("model", pa.string()), ("item", pa.string()), ("true_label", pa.string()),
-    ("pred_label", pa.string()), ("confidence", pa.float32()), ("image", pa.binary(28 * 28))])}
+    ("pred_label", pa.string()), ("confidence", pa.float32()), ("image", pa.binary(28 * 28))]),
+    # accept an answer when its calibrated confidence >= threshold: coverage accepted, risk wrong among them
+    "risk_coverage": pa.schema([
+        ("dataset", pa.string()), ("model", pa.string()), ("split", pa.string()), ("threshold", pa.float64()),
+        ("coverage", pa.float64()), ("risk", pa.float64())])}
 # hdr score's predictions/*.parquet: one row per image (a page of a file or archive member).
 PREDICTION_SCHEMA = pa.schema([
     ("source", pa.string()), ("member", pa.string()), ("occurrence", pa.int32()), ("page", pa.int32()),
@@ -77,12 +84,20 @@ def mistake_rows(dataset: str, model: str, scores: dict, x, y, labels: list[str]
             for i in top]
 
 
+def risk_coverage_rows(dataset: str, model: str, curves: dict[str, dict]) -> list[dict]:
+    return [{"dataset": dataset, "model": model, "split": split, "threshold": float(t), "coverage": float(c),
+             "risk": float(r)}
+            for split, curve in curves.items() for t, c, r in zip(curve["threshold"], curve["coverage"], curve["risk"])]
+
+
 def model_tables(dataset: str, model: str, labels: list[str], scores: dict, history=(), test=None) -> dict:
-    """One model's per-class and confusion rows; its history rows if it has one; and, given
-    the test images and labels ``test`` and scores that keep probabilities, its most
-    confident mistakes."""
+    """One model's per-class and confusion rows; its history rows if it has one; its risk-coverage
+    curves if it was calibrated; and, given the test images and labels ``test`` and scores that
+    keep probabilities, its most confident mistakes."""
     tables = {"per_class": per_class_rows(dataset, model, scores, labels),
               "confusion": confusion_rows(dataset, model, scores)}
+    if "curves" in scores:
+        tables["risk_coverage"] = risk_coverage_rows(dataset, model, scores["curves"])
     if history:
         tables["history"] = history_rows(dataset, model, history)
     if test is not None and "probs" in scores:
@@ -91,8 +106,11 @@ def model_tables(dataset: str, model: str, labels: list[str], scores: dict, hist
 
 
 def write_tables(folder: Path, tables: dict[str, list[dict]]) -> None:
-    """One Parquet file per table; each replaced whole (write to a temporary name, then rename)."""
+    """One Parquet file per table; each replaced whole (write to a temporary name, then rename).
+    A column some rows lack (a classical model's calibration) is null in those rows."""
     for name, rows in tables.items():
+        columns = list(dict.fromkeys(k for r in rows for k in r))
+        rows = [{k: r.get(k) for k in columns} for r in rows]
         tmp = folder / f".{name}.parquet.tmp"
         pq.write_table(pa.Table.from_pylist(rows, schema=SCHEMAS.get(name)), tmp)
         tmp.replace(folder / f"{name}.parquet")

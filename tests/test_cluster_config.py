@@ -138,10 +138,10 @@ def test_every_job_command_in_the_readme_parses():
     for needed in ("ray up cluster.yaml", "ray down cluster.yaml", "RAY_AUTH_MODE=token", "--storage-path s3://",
                    "kubectl apply -f deploy/rayjob.yaml"):
         assert needed in cluster_section, needed
-    for name, flags in commands:
-        if {"-h", "--help"} & set(flags):
+    for name, argv in commands:
+        if {"-h", "--help"} & set(argv):
             continue
         try:
-            PARSERS[name](name).parse_args(flags)
+            PARSERS[name](name).parse_args(argv)
         except SystemExit:
-            pytest.fail(f"README: `{name} {' '.join(flags)}` does not parse")
+            pytest.fail(f"README: `{name} {' '.join(argv)}` does not parse")

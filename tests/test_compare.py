@@ -14,7 +14,7 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from hdr_dist import checkpoints, compare, data, evaluate, tables
+from hdr_dist import calibration, checkpoints, compare, data, evaluate, tables
 from tests.conftest import ROOT
 
 # Enough steps (2 x 56 batches) for BatchNorm's running statistics to settle, still seconds per model.
@@ -46,8 +46,9 @@ def test_metrics_parquet_schema_and_values(compared):
 def test_report_has_every_models_figures(compared):
     from tests.test_report import check_report
 
-    check_report(compared, {"comparison.png"} | {f"{kind}_{m}.png" for m in ("cnn", "lstm")
-                                                  for kind in ("curves", "confusion", "per_class", "mistakes")})
+    check_report(compared, {"comparison.png", "calibration.png"}
+                 | {f"{kind}_{m}.png" for m in ("cnn", "lstm")
+                    for kind in ("curves", "confusion", "per_class", "mistakes", "risk_coverage")})
 
 
 def test_tables_agree_with_each_other(compared):
@@ -63,6 +64,24 @@ def test_tables_agree_with_each_other(compared):
         assert sum(support) == 200
     assert set(tables.HISTORY_COLUMNS) <= set(h)
     assert [(mo, e) for mo, e in zip(h["model"], h["epoch"])] == [("cnn", 1), ("cnn", 2), ("lstm", 1), ("lstm", 2)]
+
+
+def test_calibration_is_stored_with_the_checkpoint_and_its_curves_written(compared):
+    ds = data.load("mnist", limit_train=2000, limit_test=200)  # SMALL's images and hold-out
+    curves = pq.read_table(compared / "risk_coverage.parquet").to_pylist()
+    for row in pq.read_table(compared / "metrics.parquet").to_pylist():
+        assert set(tables.CALIBRATION_COLUMNS) <= set(row) and 0 <= row["ece_after"] <= 1
+        state = checkpoints.load(row["checkpoint"])
+        assert state["temperature"] == pytest.approx(row["temperature"]) and 0.05 <= row["temperature"] <= 20
+        val = evaluate.evaluate_state(state, ds.val.x, ds.val.y)  # the temperature was fitted here
+        assert calibration.nll(val["logits"], ds.val.y, row["temperature"]) <= calibration.nll(val["logits"],
+                                                                                                ds.val.y, 1.0)
+        for split, n in (("val", len(ds.val.y)), ("test", 200)):
+            curve = sorted((r for r in curves if r["model"] == row["model"] and r["split"] == split),
+                           key=lambda r: -r["threshold"])
+            assert [r["coverage"] for r in curve] == sorted(r["coverage"] for r in curve)
+            assert curve[-1]["coverage"] == 1.0 and round(curve[0]["coverage"] * n) >= 1
+        assert curve[-1]["risk"] == pytest.approx(1 - row["accuracy"])  # the test split, all accepted
 
 
 def test_checkpoint_loads_weights_only_and_reproduces_accuracy(compared):

@@ -61,8 +61,9 @@ def compared(ray_cluster, tmp_path_factory):
 
 
 def test_compare_writes_every_figure_and_the_report(compared):
-    page = check_report(compared, {"comparison.png", "curves_cnn.png", "confusion_cnn.png", "per_class_cnn.png",
-                                   "mistakes_cnn.png", "confusion_nb.png", "per_class_nb.png"})
+    page = check_report(compared, {"comparison.png", "calibration.png", "curves_cnn.png", "confusion_cnn.png",
+                                   "per_class_cnn.png", "mistakes_cnn.png", "risk_coverage_cnn.png",
+                                   "confusion_nb.png", "per_class_nb.png"})
     metrics = pq.read_table(compared / "metrics.parquet").to_pylist()
     for r in metrics:  # the table opens the page with each model's accuracy
         assert f"<td>{100 * r['accuracy']:.2f}</td>" in page.split("<img ")[0]

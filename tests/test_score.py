@@ -23,7 +23,7 @@ import pytest
 import torch
 from PIL import Image
 
-from hdr_dist import data, evaluate, models, samples, score, tables
+from hdr_dist import checkpoints, data, evaluate, models, samples, score, tables
 from tests.conftest import ROOT, fit_small, shared
 
 
@@ -120,6 +120,33 @@ def bad_inputs(folder: Path, good: bytes) -> dict[str, str]:
             "blank.png": "blank image", "huge.png": "image too large", "fake.zip": "corrupt archive",
             "dangling.png": "cannot read", "../escape.png": "unsafe member name",
             "/absolute.png": "unsafe member name", "damaged.png": "broken archive member", "link.png": "archive member is a link"}
+
+
+def test_confidences_are_calibrated_by_the_checkpoints_temperature(ray_cluster, mnist, digits_model, tmp_path,
+                                                                    capsys):
+    """The same images scored with the same weights at temperature 1 (a checkpoint from before
+    calibration, which the job says) and at 2.5: the log-ratio of any two classes' probabilities
+    is the logit gap over the temperature, so at 2.5 it is the plain one divided by 2.5."""
+    samples.write(tmp_path / "in", samples.entries(mnist.test.x[:30], mnist.test.y[:30], mnist.labels, (28,), ("PNG",)))
+    hot = tmp_path / "calibrated-model"
+    hot.mkdir()
+    (hot / "model.pt").write_bytes((digits_model / "model.pt").read_bytes())
+    checkpoints.set_temperature(str(hot / "model.pt"), 2.5)
+    runs = {}
+    for name, model in (("plain", digits_model / "model.pt"), ("hot", hot / "model.pt")):
+        assert run(tmp_path / "in", "--model", model, "--output", tmp_path / name) == 0
+        said = capsys.readouterr().out
+        assert ("no temperature" in said) == (name == "plain")
+        runs[name] = {r["source"]: r for r in predictions(tmp_path / name).to_pylist()}
+        summary = json.loads((tmp_path / name / "summary.json").read_text())
+        assert summary["temperature"] == (None if name == "plain" else 2.5)
+    for source, plain in runs["plain"].items():
+        hot_row = runs["hot"][source]
+        assert hot_row["topk_labels"] == plain["topk_labels"] and hot_row["pred"] == plain["pred"]
+        gap = np.log(plain["topk_probs"][0] / plain["topk_probs"][1])
+        assert np.log(hot_row["topk_probs"][0] / hot_row["topk_probs"][1]) == pytest.approx(gap / 2.5, rel=1e-3,
+                                                                                               abs=1e-4)
+        assert hot_row["confidence"] <= plain["confidence"] + 1e-6  # T > 1 only ever lowers the top one
 
 
 def test_every_bad_input_is_a_row_with_its_error(ray_cluster, mnist, digits_model, tmp_path):

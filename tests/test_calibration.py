@@ -1,0 +1,58 @@
+"""Temperature scaling, ECE and the risk-coverage curve, on data whose true calibration is known."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from hdr_dist import calibration
+
+
+def drawn(temperature: float, n: int = 20_000, seed: int = 0):
+    """Logits, and labels drawn from softmax(logits / temperature): that temperature is the true one."""
+    rng = np.random.default_rng(seed)
+    z = rng.normal(0, 3, (n, 10))
+    p = calibration.calibrated(z, temperature)
+    y = (p.cumsum(1) > rng.random((n, 1))).argmax(1)
+    return z, y
+
+
+def test_fitted_temperature_recovers_the_true_one_and_never_raises_the_nll():
+    z, y = drawn(2.0)
+    t = calibration.fit_temperature(z, y)
+    assert t == pytest.approx(2.0, rel=0.05)
+    assert calibration.nll(z, y, t) <= calibration.nll(z, y, 1.0)
+    z, y = drawn(1.0, seed=1)
+    assert calibration.fit_temperature(z, y) == pytest.approx(1.0, rel=0.05)
+    assert calibration.fit_temperature(z[:0], y[:0]) == 1.0
+
+
+def test_ece_is_small_when_calibrated_and_large_when_overconfident():
+    z, y = drawn(2.0)
+    assert calibration.ece(calibration.calibrated(z, 2.0), y) < 0.015
+    assert calibration.ece(calibration.calibrated(z, 1.0), y) > 0.1  # the raw softmax is overconfident
+    probs = np.eye(10)[[0, 1, 2, 3]]  # certain, and right three times in four
+    assert calibration.ece(probs, np.array([0, 1, 2, 0])) == pytest.approx(0.25)
+
+
+def test_risk_coverage_curve():
+    probs = np.array([[0.9, 0.1], [0.8, 0.2], [0.8, 0.2], [0.4, 0.6], [0.45, 0.55]])
+    y = np.array([0, 1, 0, 1, 0])  # wrong: the second (0.8) and the last (0.55)
+    curve = calibration.risk_coverage(probs, y)
+    assert curve["threshold"].tolist() == [0.9, 0.8, 0.6, 0.55]  # tied confidences accept together
+    assert curve["coverage"].tolist() == [0.2, 0.6, 0.8, 1.0]
+    assert curve["risk"].tolist() == pytest.approx([0, 1 / 3, 1 / 4, 2 / 5])
+    assert calibration.coverage_at(curve, 0.3) == (0.8, 0.6)
+    assert calibration.coverage_at(curve, 0.0) == (0.2, 0.9)
+    assert calibration.accepted(probs, y, 0.6) == (0.8, 0.25)
+
+
+def test_report_reads_thresholds_off_validation_and_measures_them_on_test():
+    z, y = drawn(2.0, n=40_000)
+    t = calibration.fit_temperature(z[:20_000], y[:20_000])
+    row, curves = calibration.report(z[:20_000], y[:20_000], z[20_000:], y[20_000:], t)
+    assert set(curves) == {"val", "test"} and row["temperature"] == t
+    assert row["ece_after"] < row["ece_before"]
+    for target in calibration.ERROR_TARGETS:
+        assert 0 <= row[f"coverage_at_{target:g}"] <= 1
+    assert row["coverage_at_0.001"] <= row["coverage_at_0.005"] <= row["coverage_at_0.01"]
