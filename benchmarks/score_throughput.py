@@ -73,14 +73,16 @@ def plain(folder: Path, model_path: str, batch_size: int) -> float:
     return n / (time.perf_counter() - start)
 
 
-def with_ray(folder: Path, model_path: str, batch_size: int, concurrency: int, actor_cpus: float) -> dict:
+def with_ray(folder: Path, model_path: str, batch_size: int, concurrency: int, actor_cpus: float,
+             threshold: float | None = None) -> dict:
     """Images/s over the whole job, and after its start-up (from summary.json)."""
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "out"
         start = time.perf_counter()
+        reject = ["--threshold", str(threshold)] if threshold is not None else []
         code = score.main([str(folder), "--model", model_path, "--output", str(out), "--labels-from", "dirname",
                            "--batch-size", str(batch_size), "--concurrency", str(concurrency),
-                           "--cpus-per-actor", str(actor_cpus)])
+                           "--cpus-per-actor", str(actor_cpus), *reject])
         seconds = time.perf_counter() - start
         if code != 0:
             raise SystemExit(f"hdr score failed with status {code}")
@@ -98,6 +100,8 @@ def main() -> int:
     p.add_argument("--batch-size", type=int, default=512)
     p.add_argument("--concurrency", default="1", help="comma list of --concurrency values to run (default: 1)")
     p.add_argument("--cpus-per-actor", type=float, default=1.0, help="passed to hdr score (default: 1)")
+    p.add_argument("--threshold", type=float,
+                   help="also time the reject option: each run again with --threshold T, the two alternating")
     args = p.parse_args()
     make_folder(args.folder, args.images)
     print(f"{args.images:,} images in {args.folder}; {os.cpu_count()} CPUs; torch threads {torch.get_num_threads()}")
@@ -110,6 +114,16 @@ def main() -> int:
         r = runs[c] = with_ray(args.folder, args.model, args.batch_size, c, args.cpus_per_actor)
         print(f"(b) Ray Data, --concurrency {c}: {r['images_per_s']:,.0f} img/s whole job; after "
               f"{r['startup_seconds']:.1f} s of start-up, {r['steady_images_per_s']:,.0f} img/s")
+        if args.threshold is not None:
+            rejecting = [with_ray(args.folder, args.model, args.batch_size, c, args.cpus_per_actor, args.threshold)]
+            plain_again = with_ray(args.folder, args.model, args.batch_size, c, args.cpus_per_actor)
+            rejecting.append(with_ray(args.folder, args.model, args.batch_size, c, args.cpus_per_actor,
+                                      args.threshold))
+            without = (r["steady_images_per_s"] + plain_again["steady_images_per_s"]) / 2
+            with_reject = sum(x["steady_images_per_s"] for x in rejecting) / 2
+            r["reject_ratio"] = round(with_reject / without, 3)
+            print(f"(c) --threshold {args.threshold:g}, twice, between the runs without: {with_reject:,.0f} against "
+                  f"{without:,.0f} img/s after start-up: {r['reject_ratio']:.3f}x")
     import ray
 
     ray.shutdown()

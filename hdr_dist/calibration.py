@@ -106,3 +106,12 @@ def report(val_logits: np.ndarray, val_y: np.ndarray, test_logits: np.ndarray, t
         coverage, risk = accepted(test_probs, test_y, threshold)
         row |= {f"coverage_at_{target:g}": coverage, f"test_error_at_{target:g}": risk}
     return row, curves
+
+
+def at_threshold(curve: dict, threshold: float) -> tuple[float, float]:
+    """What a curve says accepting at ``threshold`` does: its coverage and its error among the accepted."""
+    clears = np.flatnonzero(np.asarray(curve["threshold"]) >= threshold)
+    if len(clears) == 0:
+        return 0.0, 0.0
+    i = clears[-1]  # thresholds run highest first: the last one to clear accepts the most
+    return float(curve["coverage"][i]), float(curve["risk"][i])

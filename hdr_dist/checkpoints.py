@@ -48,12 +48,16 @@ def uri(checkpoint) -> str:
     return path if fs == "local" else f"{fs}://{path}"
 
 
-def set_temperature(location: str, temperature: float) -> None:
-    """Store the fitted temperature in a checkpoint file (here or behind a URI), so whatever
-    loads the model later (``hdr score``) calibrates the same way."""
+def set_calibration(location: str, temperature: float, val_curve: dict | None = None) -> None:
+    """Store the fitted temperature, and the validation risk-coverage curve a reject threshold is
+    read from, in a checkpoint file (here or behind a URI), so whatever loads the model later
+    (``hdr score``) calibrates and rejects the same way."""
     state = torch.load(io.BytesIO(storage.read_bytes(location)), map_location="cpu", weights_only=True)
+    state |= {"temperature": float(temperature)}
+    if val_curve is not None:
+        state["val_risk_coverage"] = {k: [float(v) for v in values] for k, values in val_curve.items()}
     buffer = io.BytesIO()
-    torch.save(state | {"temperature": float(temperature)}, buffer)
+    torch.save(state, buffer)
     storage.write_bytes(location, buffer.getvalue())
 
 
@@ -109,6 +113,7 @@ def for_scoring(path: str, name: str | None) -> tuple[dict, TrainConfig, str]:
              "params": models.count_params(model),
              # None: written before calibration; its confidences are the plain softmax (temperature 1)
              "temperature": state.get("temperature"),
+             "val_risk_coverage": state.get("val_risk_coverage"),
              "identity": {"model": cfg.model, "checkpoint": checkpoint,
                           "checkpoint_sha256": hashlib.sha256(raw).hexdigest()}}
     return state, cfg, checkpoint

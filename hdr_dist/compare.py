@@ -98,10 +98,10 @@ def train_and_test(name: str, ds: data.Dataset, args, images, location: str, use
     state = checkpoints.load_ray(best)
     val = evaluate.evaluate_state(state, ds.val.x, ds.val.y)
     temperature = calibration.fit_temperature(val["logits"], ds.val.y)
-    checkpoints.set_temperature(checkpoints.uri(best), temperature)
     scores = evaluate.evaluate_state(state, ds.test.x, ds.test.y, temperature=temperature)
     calibration_row, scores["curves"] = calibration.report(val["logits"], ds.val.y, scores["logits"], ds.test.y,
                                                       temperature)
+    checkpoints.set_calibration(checkpoints.uri(best), temperature, scores["curves"]["val"])
     row = tables.trained_row(ds.name, name, scores, history, workers=args.workers, use_gpu=use_gpu,
                              checkpoint=checkpoints.uri(best), method=f"{name} recipe") | calibration_row
     return row, scores, history

@@ -43,6 +43,20 @@ def positive(text: str) -> int:
     return value
 
 
+def open_fraction(text: str) -> float:
+    value = float(text)
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1, exclusive, got {text}")
+    return value
+
+
+def fraction(text: str) -> float:
+    value = float(text)
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {text}")
+    return value
+
+
 def data_flags() -> Parser:
     """Which images a training job reads (compare, tune)."""
     p = Parser(add_help=False)

@@ -25,7 +25,7 @@ from hdr_dist.inputs import Item
 
 LOCK = ".lock"
 RUN_FILE = "run.json"
-IDENTITY = ("model", "checkpoint", "checkpoint_sha256")
+IDENTITY = ("model", "checkpoint", "checkpoint_sha256", "threshold")
 
 
 def partial_of(output: Path) -> Path:
@@ -67,6 +67,10 @@ def check_identity(folder: Path, identity: dict, output: Path) -> None:
     if not same:
         raise UserError(f"--output {output}: its rows were scored by {before['model']} ({before['checkpoint']}), "
                         f"not {identity['model']} ({identity['checkpoint']}); --resume would mix two models' answers. "
+                        "Choose another folder")
+    if before["threshold"] != identity.get("threshold"):
+        raise UserError(f"--output {output}: its rows were decided at threshold {before['threshold']}, not "
+                        f"{identity.get('threshold')}; --resume would mix two thresholds' decisions. "
                         "Choose another folder")
 
 

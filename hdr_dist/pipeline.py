@@ -25,7 +25,7 @@ ACTOR_START_TIMEOUT_S = 600
 class Predictor:
     """One per inference actor: the model is built once, then scores batch after batch."""
 
-    def __init__(self, state, top_k: int, use_gpu: bool, threads: int = 1, tally=None):
+    def __init__(self, state, top_k: int, use_gpu: bool, threads: int = 1, tally=None, threshold: float | None = None):
         import ray
 
         state = ray.get(state[0]) if isinstance(state, list) else state
@@ -39,6 +39,7 @@ class Predictor:
         self.mean, self.std = cfg.mean, cfg.std
         self.temperature = state.get("temperature") or 1.0  # calibrated confidence; 1 for older checkpoints
         self.k = min(top_k, cfg.num_classes)
+        self.threshold = -1.0 if threshold is None else threshold  # none: every scored image is accepted
         self.tally = tally
         self.node = f"{ray.util.get_node_ip_address()} {ray.get_runtime_context().get_node_id()[:8]}"
 
@@ -70,7 +71,8 @@ class Predictor:
             "topk_labels": pa.FixedSizeListArray.from_arrays(self.labels.take(pa.array(top_i[at].ravel())),
                                                              self.k, mask=failed),
             "topk_probs": pa.FixedSizeListArray.from_arrays(pa.array(top_p[at].ravel()), self.k, mask=failed),
-            "model": pa.array(np.full(n, self.name, dtype=object), pa.string())}
+            "model": pa.array(np.full(n, self.name, dtype=object), pa.string()),
+            "decision": pa.array(np.where(ok & (top_p[at, 0] >= self.threshold), "accept", "review"), pa.string())}
         if self.tally is not None:
             mistakes = self.mistakes(batch, ok, pred, top_p[at, 0], pixels)
             first = batch.slice(0, 1).select(["source", "member", "occurrence", "page"]).to_pylist()[0]
@@ -161,7 +163,8 @@ def build(items: list[Item], state_ref, args, plan: dict, tally, nodes: int):
     # the weights): each actor fetches them once from the object store.
     return ds.map_batches(Predictor, batch_format="pyarrow", batch_size=args.batch_size,
                           fn_constructor_kwargs={"state": [state_ref], "top_k": args.top_k, "use_gpu": plan["use_gpu"],
-                                                 "threads": max(1, int(args.cpus_per_actor)), "tally": tally},
+                                                 "threads": max(1, int(args.cpus_per_actor)), "tally": tally,
+                                                 "threshold": plan["threshold"]},
                           compute=ray.data.ActorPoolStrategy(size=plan["concurrency"]),
                           num_cpus=1 if plan["use_gpu"] else args.cpus_per_actor,
                           num_gpus=1 if plan["use_gpu"] else 0)

@@ -18,9 +18,11 @@ import threading
 import time
 from pathlib import Path
 
+import numpy as np
 from rich.console import Console
 
-from hdr_dist import checkpoints, cluster, flags, images, inputs, labels, outputs, pipeline, summary, tables
+from hdr_dist import calibration, checkpoints, cluster, flags, images, inputs, labels, outputs, pipeline, summary
+from hdr_dist import tables
 from hdr_dist.cli import run_job
 from hdr_dist.config import TrainConfig
 from hdr_dist.errors import UserError
@@ -52,6 +54,13 @@ def parser(prog: str = "hdr score") -> Parser:
                    help="auto: a GPU per inference actor when the cluster has one (default: %(default)s)")
     p.add_argument("--top-k", type=positive, default=3, help="labels and probabilities kept per image (default: %(default)s)")
     p.add_argument("--resume", action="store_true", help="keep what OUTPUT (or OUTPUT.partial) already scored")
+    g = p.add_argument_group("reject option").add_mutually_exclusive_group()
+    g.add_argument("--target-error", type=flags.open_fraction, metavar="E",
+                   help="accept the answers whose calibrated confidence clears the threshold that the model's "
+                        "validation curve gives for error E among the accepted (e.g. 0.001); the rest: review")
+    g.add_argument("--threshold", type=flags.fraction, metavar="T",
+                   help="accept the answers whose calibrated confidence is at least T; the rest: review "
+                        "(default, without --target-error: accept every scored image)")
     p.add_argument("--max-pixels", type=positive, default=images.DEFAULT_MAX_PIXELS,
                    help="larger images are refused as decompression bombs (default: %(default)s)")
     return p
@@ -81,6 +90,27 @@ def watch(tally, total: int, console: Console, stop: threading.Event, started: f
             done, failed = ray.get(tally.counts.remote())
             rate = (done + failed) / (time.perf_counter() - started)
             bar.update(task, completed=done + failed, rate=f"{rate:,.0f} img/s", errors=f"{failed:,} errors")
+
+
+def reject_rule(args, state: dict) -> dict:
+    """The confidence threshold the flags ask for, where it came from, and what the model's
+    validation curve expects accepting at it to do (null without a curve)."""
+    curve = state["val_risk_coverage"]
+    if args.target_error is not None:
+        if curve is None:
+            raise UserError(f"--target-error {args.target_error:g}: {state['identity']['checkpoint']} holds no "
+                            "validation curve to read a threshold from (calibrate it by training with hdr compare), "
+                            "or give --threshold")
+        _, threshold = calibration.coverage_at({k: np.asarray(v) for k, v in curve.items()}, args.target_error)
+        source = f"--target-error {args.target_error:g}, read off the validation curve"
+    elif args.threshold is not None:
+        threshold, source = args.threshold, "--threshold"
+    else:
+        return {"threshold": None, "threshold_source": "none: every scored image is accepted",
+                "expected_coverage": None, "expected_error": None}
+    coverage, error = calibration.at_threshold(curve, threshold) if curve else (None, None)
+    return {"threshold": threshold, "threshold_source": source, "expected_coverage": coverage,
+            "expected_error": error}
 
 
 def make_plan(args) -> dict:
@@ -160,10 +190,12 @@ def run(args, console: Console) -> int:
         console.print(f"{checkpoint}: no temperature (a checkpoint compare did not calibrate, or one from before "
                       "calibration): confidences are the plain softmax (temperature 1)", markup=False, highlight=False)
     items, notes = listing(args, cfg, console)
+    rule = reject_rule(args, state)
+    state["identity"]["threshold"] = rule["threshold"]  # a resume must decide at the same threshold
     output = Path(args.output).expanduser().resolve()
     outputs.check_output(output, args.resume, state["identity"])
     cluster.connect(args.address)
-    plan = make_plan(args)
+    plan = make_plan(args) | {"threshold": rule["threshold"]}
     cluster.require_shared({"--output": str(output)},
                            {"INPUT": [os.path.realpath(os.path.expanduser(i)) for i in args.inputs]})
     work, held = outputs.prepare(output, args.resume, state["identity"])
@@ -174,7 +206,8 @@ def run(args, console: Console) -> int:
                       + (f"; {skipped:,} already scored" if skipped else ""))
         this_run = execute(items, state, args, plan, work, console)
         this_run |= {"inputs_seen": len(items) + skipped, "skipped": skipped,
-                     "rows_before": sum(len(pages) for _, pages in done.values()), **notes}
+                     "rows_before": sum(len(pages) for _, pages in done.values()), **notes,
+                     **{k: v for k, v in rule.items() if k != "threshold"}}
         totals, results = summary.finish(work, output, state, checkpoint, args, this_run, plan)
     finally:
         os.close(held)
@@ -186,6 +219,12 @@ def run(args, console: Console) -> int:
         line += (f"; accuracy {100 * results['metrics'][0]['accuracy']:.2f} % on "
                  f"{totals['scored'] - totals['unlabelled']:,} labelled")
     console.print(line)
+    if rule["threshold"] is not None:
+        share = 100 * totals["accepted_coverage"]
+        console.print(f"accepted {totals['accepted']:,} of {totals['images']:,} ({share:.2f} %) "
+                      f"at confidence >= {rule['threshold']:.6g} ({rule['threshold_source']}); the rest: review"
+                      + (f"; error among the labelled accepted {100 * results['metrics'][0]['accepted_error']:.3f} %"
+                         if results else ""))
     console.print(f"results in {output} ({time.perf_counter() - started:.0f} s)")
     return 0
 

@@ -21,20 +21,26 @@ from hdr_dist.names import escape
 def metric_tables(folder: Path, cfg: TrainConfig, dataset: str) -> tuple[dict, dict]:
     """compare's metrics, per-class and confusion tables over the labelled, scored rows."""
     files = outputs.prediction_files(folder)
-    table = (pads.dataset(files, format="parquet", schema=tables.PREDICTION_SCHEMA).to_table(columns=["true_label", "pred", "error"])
-             if files else tables.PREDICTION_SCHEMA.empty_table().select(["true_label", "pred", "error"]))
+    columns = ["true_label", "pred", "error", "decision"]
+    table = (pads.dataset(files, format="parquet", schema=tables.PREDICTION_SCHEMA).to_table(columns=columns)
+             if files else tables.PREDICTION_SCHEMA.empty_table().select(columns))
     failed = pc.sum(table["error"].is_valid()).as_py() or 0
     scored = table.filter(table["error"].is_null())
     labelled = scored.filter(scored["true_label"].is_valid())
+    accepted = pc.sum(pc.equal(table["decision"], "accept")).as_py() or 0
     counts = {"images": table.num_rows, "scored": scored.num_rows, "failed": failed,
-              "unlabelled": scored.num_rows - labelled.num_rows}
+              "unlabelled": scored.num_rows - labelled.num_rows, "accepted": accepted,
+              "accepted_coverage": accepted / max(table.num_rows, 1)}
     if labelled.num_rows == 0:
         return {}, counts
     index = {label: i for i, label in enumerate(cfg.labels)}
     y_true = np.array([index[t] for t in labelled["true_label"].to_pylist()])
     y_pred = labelled["pred"].to_numpy()
     scores = evaluate.metrics(y_true, y_pred, cfg.num_classes)
-    return {"metrics": [tables.metrics_row(dataset, cfg.model, scores, **counts)]} | tables.model_tables(
+    # The promise a team checks on its own data: the error among the labelled answers accepted.
+    took = pc.equal(labelled["decision"], "accept").to_numpy(zero_copy_only=False)
+    measured = {"accepted_error": float((y_true[took] != y_pred[took]).mean()) if took.any() else 0.0}
+    return {"metrics": [tables.metrics_row(dataset, cfg.model, scores, **counts, **measured)]} | tables.model_tables(
         dataset, cfg.model, list(cfg.labels), scores), counts
 
 

@@ -36,7 +36,8 @@ PREDICTION_SCHEMA = pa.schema([
     ("pred", pa.int32()), ("pred_label", pa.string()), ("confidence", pa.float32()),
     ("topk_labels", pa.list_(pa.string())), ("topk_probs", pa.list_(pa.float32())),
     ("true_label", pa.string()), ("error", pa.string()), ("model", pa.string()),
-    ("width", pa.int32()), ("height", pa.int32())])
+    ("width", pa.int32()), ("height", pa.int32()),
+    ("decision", pa.string())])  # accept (confidence at or above the threshold) or review (the rest, and errors)
 
 
 def metrics_row(dataset: str, model: str, scores: dict, **extra) -> dict:

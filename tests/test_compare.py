@@ -81,6 +81,8 @@ def test_calibration_is_stored_with_the_checkpoint_and_its_curves_written(compar
                            key=lambda r: -r["threshold"])
             assert [r["coverage"] for r in curve] == sorted(r["coverage"] for r in curve)
             assert curve[-1]["coverage"] == 1.0 and round(curve[0]["coverage"] * n) >= 1
+            if split == "val":  # kept with the checkpoint too: score --target-error reads its threshold there
+                assert state["val_risk_coverage"]["threshold"] == pytest.approx([r["threshold"] for r in curve])
         assert curve[-1]["risk"] == pytest.approx(1 - row["accuracy"])  # the test split, all accepted
 
 

@@ -23,7 +23,7 @@ import pytest
 import torch
 from PIL import Image
 
-from hdr_dist import checkpoints, data, evaluate, models, samples, score, tables
+from hdr_dist import calibration, checkpoints, data, evaluate, models, samples, score, tables
 from tests.conftest import ROOT, fit_small, shared
 
 
@@ -131,7 +131,7 @@ def test_confidences_are_calibrated_by_the_checkpoints_temperature(ray_cluster, 
     hot = tmp_path / "calibrated-model"
     hot.mkdir()
     (hot / "model.pt").write_bytes((digits_model / "model.pt").read_bytes())
-    checkpoints.set_temperature(str(hot / "model.pt"), 2.5)
+    checkpoints.set_calibration(str(hot / "model.pt"), 2.5)
     runs = {}
     for name, model in (("plain", digits_model / "model.pt"), ("hot", hot / "model.pt")):
         assert run(tmp_path / "in", "--model", model, "--output", tmp_path / name) == 0
@@ -147,6 +147,54 @@ def test_confidences_are_calibrated_by_the_checkpoints_temperature(ray_cluster, 
         assert np.log(hot_row["topk_probs"][0] / hot_row["topk_probs"][1]) == pytest.approx(gap / 2.5, rel=1e-3,
                                                                                                abs=1e-4)
         assert hot_row["confidence"] <= plain["confidence"] + 1e-6  # T > 1 only ever lowers the top one
+
+
+def test_reject_option_splits_answers_at_the_threshold(ray_cluster, mnist, digits_model, tmp_path, capsys):
+    """--target-error reads its threshold off the validation curve stored with the checkpoint; every
+    scored image at or above it is accepted, the rest and every error go to review; the summary and
+    the metrics say what was accepted and, with labels, how many of those were wrong."""
+    x, y = mnist.test.x[:60], mnist.test.y[:60]
+    samples.write(tmp_path / "in", samples.entries(x, y, mnist.labels, (28, 64), ("PNG",)))
+    (tmp_path / "in" / "0" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
+    model = tmp_path / "calibrated-model"
+    model.mkdir()
+    (model / "model.pt").write_bytes((digits_model / "model.pt").read_bytes())
+    state = checkpoints.load(model / "model.pt")
+    val = evaluate.evaluate_state(state, mnist.val.x, mnist.val.y)
+    temperature = calibration.fit_temperature(val["logits"], mnist.val.y)
+    curve = calibration.risk_coverage(calibration.calibrated(val["logits"], temperature), mnist.val.y)
+    checkpoints.set_calibration(str(model / "model.pt"), temperature, curve)
+    expected_coverage, threshold = calibration.coverage_at(curve, 0.02)
+
+    assert run(tmp_path / "in", "--model", model, "--output", tmp_path / "out", "--labels-from", "dirname",
+               "--target-error", "0.02") == 0
+    assert "the rest: review" in capsys.readouterr().out
+    rows = predictions(tmp_path / "out").to_pylist()
+    assert len(rows) == 121
+    for r in rows:
+        want = "accept" if r["error"] is None and r["confidence"] >= np.float32(threshold) else "review"
+        assert r["decision"] == want, r
+    accepted = [r for r in rows if r["decision"] == "accept"]
+    assert 0 < len(accepted) < 121
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["threshold"] == pytest.approx(threshold) and summary["accepted"] == len(accepted)
+    assert summary["expected_coverage"] == pytest.approx(expected_coverage)
+    assert summary["threshold_source"].startswith("--target-error 0.02")
+    m = pq.read_table(tmp_path / "out" / "metrics.parquet").to_pylist()[0]
+    wrong = sum(r["pred_label"] != r["true_label"] for r in accepted)
+    assert m["accepted_error"] == pytest.approx(wrong / len(accepted))
+    assert m["accepted_coverage"] == pytest.approx(len(accepted) / 121)
+
+    # The same rows at a threshold given directly; a resume at another threshold is refused.
+    assert run(tmp_path / "in", "--model", model, "--output", tmp_path / "fixed", "--threshold", "0.99") == 0
+    fixed = predictions(tmp_path / "fixed").to_pylist()
+    assert {r["decision"] for r in fixed if r["error"] is not None} == {"review"}
+    assert all((r["decision"] == "accept") == (r["error"] is None and r["confidence"] >= np.float32(0.99))
+               for r in fixed)
+    capsys.readouterr()
+    assert run(tmp_path / "in", "--model", model, "--output", tmp_path / "fixed", "--threshold", "0.5",
+               "--resume") == 2
+    assert "two thresholds" in capsys.readouterr().err
 
 
 def test_every_bad_input_is_a_row_with_its_error(ray_cluster, mnist, digits_model, tmp_path):
@@ -259,6 +307,12 @@ def test_killed_driver_leaves_no_complete_looking_output_and_resumes(ray_cluster
     (["{in}", "--model", "{model}", "--top-k", "0"], "--top-k"),
     (["{in}", "--model", "{model}", "--labels", "{junk}"], "--labels"),
     (["{in}", "--model", "{model}", "--labels-from", "dirname"], "'cat'"),
+    (["{in}", "--model", "{model}", "--target-error", "0"], "--target-error"),
+    (["{in}", "--model", "{model}", "--target-error", "1"], "--target-error"),
+    (["{in}", "--model", "{model}", "--threshold", "1.5"], "--threshold"),
+    (["{in}", "--model", "{model}", "--threshold", "-0.1"], "--threshold"),
+    (["{in}", "--model", "{model}", "--threshold", "0.5", "--target-error", "0.01"], "not allowed with"),
+    (["{in}", "--model", "{model}", "--target-error", "0.01"], "holds no validation curve"),
 ])
 def test_bad_flags_and_paths_are_one_line(ray_cluster, mnist, digits_model, tmp_path, capsys, argv, message):
     (tmp_path / "in" / "cat").mkdir(parents=True)
@@ -266,7 +320,8 @@ def test_bad_flags_and_paths_are_one_line(ray_cluster, mnist, digits_model, tmp_
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
     paths = {"missing": tmp_path / "nope", "model": digits_model, "junk": tmp_path / "junk.pt", "in": tmp_path / "in"}
     argv = [a.format(**paths) for a in argv] + ["--output", str(tmp_path / "out")]
-    with pytest.raises(SystemExit) if message == "--top-k" else contextlib.nullcontext():
+    flag_error = message in ("--top-k", "--target-error", "--threshold", "not allowed with")
+    with pytest.raises(SystemExit) if flag_error else contextlib.nullcontext():
         assert score.main(argv) == 2  # argparse exits with 2 itself for a bad flag value
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1, err
