@@ -71,13 +71,15 @@ def risk_coverage(probs: np.ndarray, y: np.ndarray) -> dict[str, np.ndarray]:
             "risk": wrong[last] / accepted[last]}
 
 
-def coverage_at(curve: dict[str, np.ndarray], target: float) -> tuple[float, float]:
-    """The most coverage whose risk is at most ``target``, and its threshold (1.0 with none)."""
-    ok = np.flatnonzero(curve["risk"] <= target)
+def coverage_at(curve: dict, target: float) -> tuple[float, float]:
+    """The most coverage whose risk is at most ``target``, and its threshold (1.0 with none).
+    ``curve`` is ``risk_coverage``'s, or the lists a checkpoint stores of it."""
+    risk, coverage = np.asarray(curve["risk"]), np.asarray(curve["coverage"])
+    ok = np.flatnonzero(risk <= target)
     if len(ok) == 0:
         return 0.0, 1.0
-    i = ok[np.argmax(curve["coverage"][ok])]
-    return float(curve["coverage"][i]), float(curve["threshold"][i])
+    i = ok[np.argmax(coverage[ok])]
+    return float(coverage[i]), float(curve["threshold"][i])
 
 
 def accepted(probs: np.ndarray, y: np.ndarray, threshold: float) -> tuple[float, float]:

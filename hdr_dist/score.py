@@ -18,7 +18,6 @@ import threading
 import time
 from pathlib import Path
 
-import numpy as np
 from rich.console import Console
 
 from hdr_dist import calibration, checkpoints, cluster, flags, images, inputs, labels, outputs, pipeline, summary
@@ -101,7 +100,7 @@ def reject_rule(args, state: dict) -> dict:
             raise UserError(f"--target-error {args.target_error:g}: {state['identity']['checkpoint']} holds no "
                             "validation curve to read a threshold from (calibrate it by training with hdr compare), "
                             "or give --threshold")
-        _, threshold = calibration.coverage_at({k: np.asarray(v) for k, v in curve.items()}, args.target_error)
+        _, threshold = calibration.coverage_at(curve, args.target_error)
         source = f"--target-error {args.target_error:g}, read off the validation curve"
     elif args.threshold is not None:
         threshold, source = args.threshold, "--threshold"
