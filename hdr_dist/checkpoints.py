@@ -74,6 +74,9 @@ def resolve(path: str, name: str | None) -> str:
     In a compare output, ``--model-name`` picks the model, else the most accurate one."""
     import pyarrow.parquet as pq
 
+    if name is not None and "," in name:
+        raise UserError(f"--model-name {name}: names one model; averaging several did not raise the coverage at a "
+                        "fixed error on the validation split (README, Ensembles), so score takes one")
     if storage.is_uri(path):
         return path
     where = Path(path).expanduser()

@@ -20,8 +20,8 @@ from pathlib import Path
 
 from rich.console import Console
 
-from hdr_dist import calibration, checkpoints, cluster, flags, images, inputs, labels, outputs, pipeline, summary
-from hdr_dist import tables
+from hdr_dist import calibration, checkpoints, cluster, flags, images, inputs, labels, outputs, pipeline, review
+from hdr_dist import summary, tables
 from hdr_dist.cli import run_job
 from hdr_dist.config import TrainConfig
 from hdr_dist.errors import UserError
@@ -53,13 +53,17 @@ def parser(prog: str = "hdr score") -> Parser:
                    help="auto: a GPU per inference actor when the cluster has one (default: %(default)s)")
     p.add_argument("--top-k", type=positive, default=3, help="labels and probabilities kept per image (default: %(default)s)")
     p.add_argument("--resume", action="store_true", help="keep what OUTPUT (or OUTPUT.partial) already scored")
-    g = p.add_argument_group("reject option").add_mutually_exclusive_group()
+    reject = p.add_argument_group("reject option and review queue")
+    g = reject.add_mutually_exclusive_group()
     g.add_argument("--target-error", type=flags.open_fraction, metavar="E",
                    help="accept the answers whose calibrated confidence clears the threshold that the model's "
                         "validation curve gives for error E among the accepted (e.g. 0.001); the rest: review")
     g.add_argument("--threshold", type=flags.fraction, metavar="T",
                    help="accept the answers whose calibrated confidence is at least T; the rest: review "
                         "(default, without --target-error: accept every scored image)")
+    reject.add_argument("--review-rows", type=positive, default=500, metavar="N",
+                        help="the rows OUTPUT/review/review.html shows, least confident first; queue.parquet "
+                             "beside it holds every row to review (default: %(default)s)")
     p.add_argument("--max-pixels", type=positive, default=images.DEFAULT_MAX_PIXELS,
                    help="larger images are refused as decompression bombs (default: %(default)s)")
     return p
@@ -204,6 +208,8 @@ def run(args, console: Console) -> int:
         console.print(f"scoring {len(items):,} inputs with {cfg.model} ({checkpoint})"
                       + (f"; {skipped:,} already scored" if skipped else ""))
         this_run = execute(items, state, args, plan, work, console)
+        this_run |= review.write(work, output, list(cfg.labels), {"model": cfg.model, **rule}, args.review_rows,
+                                 args.max_pixels)
         this_run |= {"inputs_seen": len(items) + skipped, "skipped": skipped,
                      "rows_before": sum(len(pages) for _, pages in done.values()), **notes,
                      **{k: v for k, v in rule.items() if k != "threshold"}}
@@ -224,6 +230,9 @@ def run(args, console: Console) -> int:
                       f"at confidence >= {rule['threshold']:.6g} ({rule['threshold_source']}); the rest: review"
                       + (f"; error among the labelled accepted {100 * results['metrics'][0]['accepted_error']:.3f} %"
                          if results else ""))
+    if totals["review"]:
+        console.print(f"review: {totals['review']:,} images in {output / review.FOLDER}, the least confident "
+                      f"{totals['review_page_rows']:,} on review.html")
     console.print(f"results in {output} ({time.perf_counter() - started:.0f} s)")
     return 0
 

@@ -302,6 +302,8 @@ def test_killed_driver_leaves_no_complete_looking_output_and_resumes(ray_cluster
     (["{in}", "--model", "{missing}"], "--model"),
     (["{in}", "--model", "{junk}"], "not a readable hdr-dist checkpoint"),
     (["{in}", "--model", "{model}", "--model-name", "lstm"], "--model-name lstm"),
+    (["{in}", "--model", "{model}", "--model-name", "cnn,lstm"], "score takes one"),
+    (["{in}", "--model", "{model}", "--review-rows", "0"], "--review-rows"),
     (["{in}", "--model", "{model}", "--concurrency", "5"], "--concurrency 5"),
     (["{in}", "--model", "{model}", "--gpu", "on"], "no GPU"),
     (["{in}", "--model", "{model}", "--top-k", "0"], "--top-k"),
@@ -320,7 +322,7 @@ def test_bad_flags_and_paths_are_one_line(ray_cluster, mnist, digits_model, tmp_
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
     paths = {"missing": tmp_path / "nope", "model": digits_model, "junk": tmp_path / "junk.pt", "in": tmp_path / "in"}
     argv = [a.format(**paths) for a in argv] + ["--output", str(tmp_path / "out")]
-    flag_error = message in ("--top-k", "--target-error", "--threshold", "not allowed with")
+    flag_error = message in ("--top-k", "--review-rows", "--target-error", "--threshold", "not allowed with")
     with pytest.raises(SystemExit) if flag_error else contextlib.nullcontext():
         assert score.main(argv) == 2  # argparse exits with 2 itself for a bad flag value
     err = capsys.readouterr().err

@@ -1,0 +1,100 @@
+"""The review queue of a ``score`` output: ``review/queue.parquet``, every row the reject option
+(or an error) sent to people, least confident first, and ``review/review.html`` for the first
+``--review-rows`` of them.
+
+The page shows each image twice: the 28x28 crop the model saw and the original.
+Neither is kept in the predictions (millions of rows, almost all accepted); the
+queue's images are read again from the inputs, through the same reading and
+decoding code scoring used, so the crop is the model's input to the pixel and a
+hostile file is as harmless here as it was there.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as pads
+import pyarrow.parquet as pq
+from PIL import Image
+
+from hdr_dist import images, outputs, reading, review_page, tables
+from hdr_dist.inputs import Item
+
+FOLDER = "review"
+QUEUE_FILE = "queue.parquet"
+# path: what a --labels file names the image by (labels.absolute), so a correction reads back as it is.
+QUEUE_SCHEMA = pa.schema([("path", pa.string()), *tables.PREDICTION_SCHEMA])
+ORIGINAL_PX = 160  # the original, shrunk to fit this square on the page
+
+
+def label_path(source: str, member: str | None) -> str:
+    return source if member is None else f"{source}/{member}"
+
+
+def queue(folder: Path) -> pa.Table:
+    """The rows to review, least confident first; errors, which have no confidence, after them."""
+    files = outputs.prediction_files(folder)
+    if not files:
+        return QUEUE_SCHEMA.empty_table()
+    rows = pads.dataset(files, format="parquet", schema=tables.PREDICTION_SCHEMA).to_table()
+    rows = rows.filter(pc.or_kleene(pc.equal(rows["decision"], "review"), rows["error"].is_valid()))
+    where = [("source", "ascending"), ("member", "ascending"), ("occurrence", "ascending"), ("page", "ascending")]
+    scored = rows.filter(rows["confidence"].is_valid()).sort_by([("confidence", "ascending"), *where])
+    rows = pa.concat_tables([scored, rows.filter(rows["confidence"].is_null()).sort_by(where)])
+    paths = [label_path(s, m) for s, m in zip(rows["source"].to_pylist(), rows["member"].to_pylist())]
+    return rows.add_column(0, "path", pa.array(paths, pa.string())).cast(QUEUE_SCHEMA)
+
+
+def png(gray: np.ndarray) -> bytes:
+    out = io.BytesIO()
+    Image.fromarray(gray, "L").save(out, "PNG", optimize=True)
+    return out.getvalue()
+
+
+def pictures(gray) -> dict:
+    """A decoded page -> the PNGs the page shows: the crop the model saw, and the original, shrunk."""
+    crop, error = images.to_mnist(gray)
+    if gray.dtype != np.uint8:  # a 16- or 32-bit scan, on [0, 1]
+        gray = (np.clip(gray, 0, 1) * 255).round().astype(np.uint8)
+    original = Image.fromarray(gray, "L")
+    original.thumbnail((ORIGINAL_PX, ORIGINAL_PX))
+    return {"crop": None if error else png(np.frombuffer(crop, np.uint8).reshape(28, 28)),
+            "original": png(np.asarray(original))}
+
+
+def read_pictures(rows: list[dict], max_pixels: int) -> dict[tuple, dict]:
+    """(source, member, occurrence, page) -> the page's pictures, for each of ``rows`` that decodes."""
+    wanted: dict[tuple, set[int]] = {}
+    for r in rows:
+        wanted.setdefault((r["source"], r["member"], r["occurrence"] or 0), set()).add(r["page"])
+    items = [Item(source, member, key="", occurrence=occurrence) for source, member, occurrence in wanted]
+    found = {}
+    for block in reading.read_items(items):
+        for row in block.select(["source", "member", "occurrence", "data"]).to_pylist():
+            key = (row["source"], row["member"], row["occurrence"])
+            pages = wanted.get(key, set())
+            for page, _, _, _, gray, error in images.decode(row["data"], max_pixels) if row["data"] else ():
+                if page in pages and error is None:
+                    found[(*key, page)] = pictures(gray)
+                if page >= max(pages, default=-1):
+                    break  # a long TIFF is not decoded past the last page wanted
+    return found
+
+
+def write(work: Path, output: Path, labels: list[str], summary: dict, rows_shown: int, max_pixels: int) -> dict:
+    """Write the queue and its page into ``work/review``; what summary.json says about them."""
+    folder = work / FOLDER
+    folder.mkdir(exist_ok=True)
+    rows = queue(work / "predictions")
+    pq.write_table(rows, folder / QUEUE_FILE)
+    shown = rows.slice(0, rows_shown).to_pylist()
+    found = read_pictures(shown, max_pixels)
+    for r in shown:
+        r |= found.get((r["source"], r["member"], r["occurrence"] or 0, r["page"]), {})
+    page = review_page.render(shown, rows.num_rows, labels, summary, str(output))
+    (folder / "review.html").write_text(page, encoding="utf-8")
+    return {"review": rows.num_rows, "review_page_rows": len(shown)}
