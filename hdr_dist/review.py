@@ -79,7 +79,10 @@ def read_pictures(rows: list[dict], max_pixels: int) -> dict[tuple, dict]:
             pages = wanted.get(key, set())
             for page, _, _, _, gray, error in images.decode(row["data"], max_pixels) if row["data"] else ():
                 if page in pages and error is None:
-                    found[(*key, page)] = pictures(gray)
+                    try:
+                        found[(*key, page)] = pictures(gray)
+                    except Exception:  # noqa: BLE001 - a page scoring survived must not stop its review page
+                        pass  # the page says the original is not readable
                 if page >= max(pages, default=-1):
                     break  # a long TIFF is not decoded past the last page wanted
     return found
