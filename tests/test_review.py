@@ -79,7 +79,7 @@ def inputs(folder: Path, mnist) -> dict[str, str]:
 
 def picture(src: str) -> np.ndarray:
     assert src.startswith("data:image/png;base64,")
-    return np.asarray(Image.open(io.BytesIO(base64.b64decode(src.split(",", 1)[1]))))
+    return np.array(Image.open(io.BytesIO(base64.b64decode(src.split(",", 1)[1]))))
 
 
 def test_review_queue_page_and_corrections_round_trip(ray_cluster, mnist, digits_model, tmp_path, browser):
