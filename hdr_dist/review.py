@@ -95,7 +95,9 @@ def write(work: Path, output: Path, labels: list[str], summary: dict, rows_shown
     rows = queue(work / "predictions")
     pq.write_table(rows, folder / QUEUE_FILE)
     shown = rows.slice(0, rows_shown).to_pylist()
-    found = read_pictures(shown, max_pixels)
+    # A row without a size never got past its header (not an image, unreadable, an unsafe member):
+    # there is nothing to picture, and an archive of a million such members is not walked again.
+    found = read_pictures([r for r in shown if r["width"] is not None], max_pixels)
     for r in shown:
         r |= found.get((r["source"], r["member"], r["occurrence"] or 0, r["page"]), {})
     page = review_page.render(shown, rows.num_rows, labels, summary, str(output))

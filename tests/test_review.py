@@ -178,9 +178,15 @@ def test_without_a_threshold_only_errors_are_queued(ray_cluster, mnist, digits_m
     for i in range(3):
         (folder / f"{i}.png").write_bytes(samples.render(mnist.test.x[i]))
     (folder / "empty.png").write_bytes(b"")
+    Image.new("L", (60, 40), 250).save(folder / "blank.png")
     assert run(folder, "--model", digits_model, "--output", tmp_path / "out") == 0
     queue = pq.read_table(tmp_path / "out" / "review" / "queue.parquet").to_pylist()
-    assert [(Path(r["path"]).name, r["error"]) for r in queue] == [("empty.png", "empty file (0 bytes)")]
+    assert [(Path(r["path"]).name, r["error"]) for r in queue] == [("blank.png", "blank image"),
+                                                                    ("empty.png", "empty file (0 bytes)")]
     page, trouble = open_page(browser, tmp_path / "out" / "review" / "review.html")
-    assert page.locator("tr.item").count() == 1 and "empty file (0 bytes)" in page.inner_text("tr.item")
+    rows = page.locator("tr.item")
+    assert rows.count() == 2 and "empty file (0 bytes)" in rows.nth(1).inner_text()
+    # A blank page has no crop, but its original is shown: a person can see whether it is blank.
+    assert rows.nth(0).locator("img.crop").count() == 0
+    assert rows.nth(0).locator("img.original").evaluate("img => img.naturalWidth") == 60
     assert "no threshold set" in page.inner_text("body") and trouble == []
