@@ -67,8 +67,9 @@ def dirname_label(item: Item) -> str | None:
     return parts[0] if len(parts) > 1 else None
 
 
-def absolute(item: Item) -> str:
-    return item.source if item.member is None else f"{item.source}/{item.member}"
+def absolute(source: str, member: str | None) -> str:
+    """An image's absolute path as a labels file may name it: the file, or ``ARCHIVE/MEMBER``."""
+    return source if member is None else f"{source}/{member}"
 
 
 def match(items: list[Item], label_file: LabelFile) -> tuple[dict[int, str], dict[str, list[str]]]:
@@ -76,7 +77,7 @@ def match(items: list[Item], label_file: LabelFile) -> tuple[dict[int, str], dic
     by_absolute: dict[str, list[int]] = defaultdict(list)
     by_key: dict[str, list[int]] = defaultdict(list)
     for i, it in enumerate(items):
-        by_absolute[absolute(it)].append(i)
+        by_absolute[absolute(it.source, it.member)].append(i)
         by_key[it.key].append(i)
     problems: dict[str, list[str]] = defaultdict(list)
     given: dict[int, set[str]] = defaultdict(set)
@@ -99,7 +100,7 @@ def match(items: list[Item], label_file: LabelFile) -> tuple[dict[int, str], dic
         if len(found) == 1:
             labels[i] = next(iter(found))
         else:
-            problems["images given two labels (left unlabelled)"].append(absolute(items[i]))
+            problems["images given two labels (left unlabelled)"].append(absolute(items[i].source, items[i].member))
     return labels, {kind: sorted(set(paths)) for kind, paths in problems.items()}
 
 

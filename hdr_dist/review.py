@@ -21,7 +21,7 @@ import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 from PIL import Image
 
-from hdr_dist import images, outputs, reading, review_page, tables
+from hdr_dist import images, labels, outputs, reading, review_page, tables
 from hdr_dist.inputs import Item
 
 FOLDER = "review"
@@ -29,10 +29,6 @@ QUEUE_FILE = "queue.parquet"
 # path: what a --labels file names the image by (labels.absolute), so a correction reads back as it is.
 QUEUE_SCHEMA = pa.schema([("path", pa.string()), *tables.PREDICTION_SCHEMA])
 ORIGINAL_PX = 160  # the original, shrunk to fit this square on the page
-
-
-def label_path(source: str, member: str | None) -> str:
-    return source if member is None else f"{source}/{member}"
 
 
 def queue(folder: Path) -> pa.Table:
@@ -45,7 +41,7 @@ def queue(folder: Path) -> pa.Table:
     where = [("source", "ascending"), ("member", "ascending"), ("occurrence", "ascending"), ("page", "ascending")]
     scored = rows.filter(rows["confidence"].is_valid()).sort_by([("confidence", "ascending"), *where])
     rows = pa.concat_tables([scored, rows.filter(rows["confidence"].is_null()).sort_by(where)])
-    paths = [label_path(s, m) for s, m in zip(rows["source"].to_pylist(), rows["member"].to_pylist())]
+    paths = [labels.absolute(s, m) for s, m in zip(rows["source"].to_pylist(), rows["member"].to_pylist())]
     return rows.add_column(0, "path", pa.array(paths, pa.string())).cast(QUEUE_SCHEMA)
 
 
@@ -88,7 +84,7 @@ def read_pictures(rows: list[dict], max_pixels: int) -> dict[tuple, dict]:
     return found
 
 
-def write(work: Path, output: Path, labels: list[str], summary: dict, rows_shown: int, max_pixels: int) -> dict:
+def write(work: Path, output: Path, classes: list[str], summary: dict, rows_shown: int, max_pixels: int) -> dict:
     """Write the queue and its page into ``work/review``; what summary.json says about them."""
     folder = work / FOLDER
     folder.mkdir(exist_ok=True)
@@ -100,6 +96,6 @@ def write(work: Path, output: Path, labels: list[str], summary: dict, rows_shown
     found = read_pictures([r for r in shown if r["width"] is not None], max_pixels)
     for r in shown:
         r |= found.get((r["source"], r["member"], r["occurrence"] or 0, r["page"]), {})
-    page = review_page.render(shown, rows.num_rows, labels, summary, str(output))
+    page = review_page.render(shown, rows.num_rows, classes, summary, str(output))
     (folder / "review.html").write_text(page, encoding="utf-8")
     return {"review": rows.num_rows, "review_page_rows": len(shown)}
