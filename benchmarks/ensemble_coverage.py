@@ -32,7 +32,7 @@ def coverages(val_probs, val_y, test_probs, test_y) -> dict:
     out = {}
     for target in calibration.ERROR_TARGETS:
         coverage, threshold = calibration.coverage_at(val_curve, target)
-        test_coverage, test_error = calibration.accepted(test_probs, test_y, threshold)
+        test_coverage, test_error = calibration.accepted(test_probs.max(1), test_probs.argmax(1) == test_y, threshold)
         out[f"{target:g}"] = {"val_coverage": coverage, "test_coverage": test_coverage, "test_error": test_error}
     return out
 

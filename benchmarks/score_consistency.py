@@ -97,7 +97,7 @@ def reject_slices(t, tested: dict, y, threshold: float, rows: dict) -> dict:
     the same threshold: the reject option's promise, checked on scans."""
     from hdr_dist import calibration
 
-    coverage, error = calibration.accepted(tested["probs"], y, threshold)
+    coverage, error = calibration.accepted(tested["probs"].max(1), tested["probs"].argmax(1) == y, threshold)
     print(f"--target-error: threshold {threshold:.6g}; in memory {100 * coverage:.2f} % accepted, "
           f"{100 * error:.3f} % of them wrong")
     for k in rows:

@@ -74,13 +74,14 @@ def plain(folder: Path, model_path: str, batch_size: int) -> float:
 
 
 def with_ray(folder: Path, model_path: str, batch_size: int, concurrency: int, actor_cpus: float,
-             threshold: float | None = None) -> dict:
-    """Images/s over the whole job, and after its start-up (from summary.json)."""
+             threshold: float | None = None, extra: tuple = ("--labels-from", "dirname")) -> dict:
+    """Images/s over the whole job, and after its start-up (from summary.json); ``extra``: more flags
+    of hdr score (where the labels come from, which model)."""
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "out"
         start = time.perf_counter()
         reject = ["--threshold", str(threshold)] if threshold is not None else []
-        code = score.main([str(folder), "--model", model_path, "--output", str(out), "--labels-from", "dirname",
+        code = score.main([str(folder), "--model", model_path, "--output", str(out), *extra,
                            "--batch-size", str(batch_size), "--concurrency", str(concurrency),
                            "--cpus-per-actor", str(actor_cpus), *reject])
         seconds = time.perf_counter() - start

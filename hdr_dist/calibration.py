@@ -47,27 +47,34 @@ def fit_temperature(logits: np.ndarray, y: np.ndarray) -> float:
 def ece(probs: np.ndarray, y: np.ndarray, bins: int = ECE_BINS) -> float:
     """Expected calibration error of the top label: the confidence-weighted gap between confidence
     and accuracy over equal-width confidence bins."""
-    if len(y) == 0:
+    return ece_of(probs.max(1), probs.argmax(1) == y, bins)
+
+
+def ece_of(confidence: np.ndarray, right: np.ndarray, bins: int = ECE_BINS) -> float:
+    """``ece`` for answers of any kind (a digit, a whole field): their confidences and whether each was right."""
+    if len(right) == 0:
         return 0.0
-    confidence, pred = probs.max(1), probs.argmax(1)
-    right = (pred == y).astype(np.float64)
     which = np.minimum((confidence * bins).astype(int), bins - 1)
     count = np.bincount(which, minlength=bins)
-    gap = np.abs(np.bincount(which, confidence, bins) - np.bincount(which, right, bins))
+    gap = np.abs(np.bincount(which, confidence, bins) - np.bincount(which, right.astype(np.float64), bins))
     return float(gap.sum() / count.sum())
 
 
 def risk_coverage(probs: np.ndarray, y: np.ndarray) -> dict[str, np.ndarray]:
     """For each distinct confidence, as a threshold (accept when confidence >= it), highest first:
     the share of answers accepted (coverage) and the error among them (risk)."""
-    confidence = probs.max(1)
+    return risk_coverage_of(probs.max(1), probs.argmax(1) == y)
+
+
+def risk_coverage_of(confidence: np.ndarray, right: np.ndarray) -> dict[str, np.ndarray]:
+    """``risk_coverage`` for answers of any kind: their confidences and whether each was right."""
     order = np.argsort(-confidence, kind="stable")
-    wrong = np.cumsum(probs.argmax(1)[order] != y[order])
-    accepted = np.arange(1, len(y) + 1)
+    wrong = np.cumsum(~right[order])
+    accepted = np.arange(1, len(right) + 1)
     sorted_conf = confidence[order]
     # Ties accept together: keep the last position of each run of equal confidences.
-    last = np.r_[sorted_conf[1:] != sorted_conf[:-1], True] if len(y) else np.zeros(0, bool)
-    return {"threshold": sorted_conf[last], "coverage": accepted[last] / max(len(y), 1),
+    last = np.r_[sorted_conf[1:] != sorted_conf[:-1], True] if len(right) else np.zeros(0, bool)
+    return {"threshold": sorted_conf[last], "coverage": accepted[last] / max(len(right), 1),
             "risk": wrong[last] / accepted[last]}
 
 
@@ -82,32 +89,54 @@ def coverage_at(curve: dict, target: float) -> tuple[float, float]:
     return float(coverage[i]), float(curve["threshold"][i])
 
 
-def accepted(probs: np.ndarray, y: np.ndarray, threshold: float) -> tuple[float, float]:
+def accepted(confidence: np.ndarray, right: np.ndarray, threshold: float) -> tuple[float, float]:
     """Coverage and error among the accepted, accepting where the confidence is at least ``threshold``."""
-    take = probs.max(1) >= threshold
+    take = confidence >= threshold
     n = int(take.sum())
-    wrong = int((probs.argmax(1)[take] != y[take]).sum())
-    return n / max(len(y), 1), wrong / n if n else 0.0
+    return n / max(len(right), 1), int((~right[take]).sum()) / n if n else 0.0
 
 
 def report(val_logits: np.ndarray, val_y: np.ndarray, test_logits: np.ndarray, test_y: np.ndarray,
            temperature: float) -> tuple[dict, dict]:
-    """What calibration did, as metrics columns, and the risk-coverage curves of both splits.
+    """What calibration did to a digit model, as metrics columns, and the risk-coverage curves of both splits."""
+    val_probs, test_probs = calibrated(val_logits, temperature), calibrated(test_logits, temperature)
+    return report_of((val_probs.max(1), val_probs.argmax(1) == val_y),
+                     (test_probs.max(1), test_probs.argmax(1) == test_y),
+                     calibrated(test_logits, 1.0).max(1), temperature)
+
+
+def report_of(val: tuple[np.ndarray, np.ndarray], test: tuple[np.ndarray, np.ndarray], test_raw: np.ndarray,
+              temperature: float) -> tuple[dict, dict]:
+    """``report`` from answers of any kind: (confidence, right) on each split at ``temperature``,
+    and the test split's confidences before calibration.
 
     For each error target, the threshold is read off the validation curve, as ``score
     --target-error`` reads it; the test split then says what that threshold really accepts,
     and how many of those answers are wrong.
     """
-    val_probs = calibrated(val_logits, temperature)
-    test_probs = calibrated(test_logits, temperature)
-    curves = {"val": risk_coverage(val_probs, val_y), "test": risk_coverage(test_probs, test_y)}
-    row = {"temperature": temperature, "ece_before": ece(calibrated(test_logits, 1.0), test_y),
-           "ece_after": ece(test_probs, test_y)}
+    curves = {"val": risk_coverage_of(*val), "test": risk_coverage_of(*test)}
+    row = {"temperature": temperature, "ece_before": ece_of(test_raw, test[1]), "ece_after": ece_of(*test)}
     for target in ERROR_TARGETS:
         _, threshold = coverage_at(curves["val"], target)
-        coverage, risk = accepted(test_probs, test_y, threshold)
+        coverage, risk = accepted(*test, threshold)
         row |= {f"coverage_at_{target:g}": coverage, f"test_error_at_{target:g}": risk}
     return row, curves
+
+
+def fit_field_temperature(log_probs_at, right: np.ndarray) -> float:
+    """The temperature that best fits a field model's confidences, the probabilities of the strings
+    it reads, to whether each field was read right (the likelihood of right/wrong, minimised on
+    log T); 1 when there are no fields. ``log_probs_at(T)`` gives each field's log-probability at T.
+    """
+    if len(right) == 0:
+        return 1.0
+
+    def loss(t: float) -> float:
+        p = np.clip(np.exp(log_probs_at(float(np.exp(t)))), 1e-12, 1 - 1e-12)
+        return float(-np.where(right, np.log(p), np.log1p(-p)).mean())
+
+    found = minimize_scalar(loss, method="bounded", bounds=tuple(np.log(TEMPERATURE_RANGE)), options={"xatol": 1e-4})
+    return float(np.exp(found.x)) if loss(found.x) <= loss(0.0) else 1.0
 
 
 def at_threshold(curve: dict, threshold: float) -> tuple[float, float]:

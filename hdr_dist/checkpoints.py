@@ -71,7 +71,7 @@ def model_from_state(state: dict) -> tuple[torch.nn.Module, TrainConfig]:
 
 def resolve(path: str, name: str | None) -> str:
     """``--model`` (a compare output folder, a checkpoint folder or file, a URI) -> the checkpoint file.
-    In a compare output, ``--model-name`` picks the model, else the most accurate one."""
+    In a compare output, ``--model-name`` picks the model, else the most accurate digit model."""
     import pyarrow.parquet as pq
 
     if name is not None and "," in name:
@@ -83,7 +83,7 @@ def resolve(path: str, name: str | None) -> str:
     if not where.exists():
         raise UserError(f"--model {path}: no such file or folder")
     if where.is_dir() and (where / "metrics.parquet").is_file():
-        rows = pq.read_table(where / "metrics.parquet", columns=["model", "accuracy", "checkpoint"]).to_pylist()
+        rows = pq.read_table(where / "metrics.parquet").to_pylist()
         if name is not None:
             rows = [r for r in rows if r["model"] == name]
             if not rows:
@@ -92,7 +92,9 @@ def resolve(path: str, name: str | None) -> str:
         if not rows:
             raise UserError(f"--model {path}: {where / 'metrics.parquet'} names no model with a checkpoint "
                             "(score takes the deep models)")
-        return max(rows, key=lambda r: r["accuracy"])["checkpoint"]
+        # A field model's accuracy is per character, not per image: it is taken when named, or alone.
+        digits = [r for r in rows if r.get("field_accuracy") is None]
+        return max(digits or rows, key=lambda r: r["accuracy"])["checkpoint"]
     return str(where / CHECKPOINT_FILE) if where.is_dir() else str(where)
 
 

@@ -14,11 +14,13 @@ import sys
 import time
 from pathlib import Path
 
+import torch
+
 from rich.console import Console
 from rich.markup import escape
 
-from hdr_dist import calibration, checkpoints, classical, cluster, data, display, evaluate, flags, models, storage
-from hdr_dist import tables, train
+from hdr_dist import calibration, checkpoints, classical, cluster, data, display, evaluate, field_eval, flags, models
+from hdr_dist import storage, tables, train
 from hdr_dist.augment import AugmentRanges
 from hdr_dist.cli import run_job
 from hdr_dist.config import TrainConfig
@@ -84,8 +86,9 @@ def train_config(name: str, ds: data.Dataset, args) -> TrainConfig:
         shift=args.shift, zoom=args.zoom, cpus_per_worker=args.cpus_per_worker, preprocess=args.preprocess)
 
 
-def train_and_test(name: str, ds: data.Dataset, args, images, location: str, use_gpu: bool):
-    """Ray Train one model, then score its best checkpoint (by validation accuracy) on the test split."""
+def train_and_test(name: str, ds: data.Dataset, args, images, location: str, use_gpu: bool, field_tests=None):
+    """Ray Train one model, then score its best checkpoint (by validation accuracy) on the test split:
+    a digit model on the test digits, a field model on ``field_tests`` (``field_eval.test_sets``)."""
     cfg = train_config(name, ds, args)
     run = storage.run_name(f"{cfg.dataset}-{cfg.model}", cfg.as_dict() | {"workers": args.workers})
     try:
@@ -96,15 +99,35 @@ def train_and_test(name: str, ds: data.Dataset, args, images, location: str, use
     best = max(result.best_checkpoints, key=lambda cm: cm[1]["val_acc"])[0]
     history = checkpoints.load_ray(result.checkpoint)["history"]
     state = checkpoints.load_ray(best)
+    trained = dict(workers=args.workers, use_gpu=use_gpu, checkpoint=checkpoints.uri(best), method=f"{name} recipe")
+    if cfg.reads_fields:
+        val = train.validation(cfg, torch.from_numpy(ds.val.x), torch.from_numpy(ds.val.y))
+        tested = field_eval.evaluate_state(state, val, field_tests)
+        checkpoints.set_calibration(checkpoints.uri(best), tested["temperature"], tested["curves"]["val"])
+        scores = {"curves": tested["curves"],
+                  "lengths": tables.length_rows(ds.name, name, tested["sets"]["fields"]["by_length"])}
+        return tables.trained_row(ds.name, name, tested["row"], history, **trained) | tested["row"], scores, history
     val = evaluate.evaluate_state(state, ds.val.x, ds.val.y)
     temperature = calibration.fit_temperature(val["logits"], ds.val.y)
     scores = evaluate.evaluate_state(state, ds.test.x, ds.test.y, temperature=temperature)
     calibration_row, scores["curves"] = calibration.report(val["logits"], ds.val.y, scores["logits"], ds.test.y,
                                                       temperature)
     checkpoints.set_calibration(checkpoints.uri(best), temperature, scores["curves"]["val"])
-    row = tables.trained_row(ds.name, name, scores, history, workers=args.workers, use_gpu=use_gpu,
-                             checkpoint=checkpoints.uri(best), method=f"{name} recipe") | calibration_row
+    row = tables.trained_row(ds.name, name, scores, history, **trained) | calibration_row
     return row, scores, history
+
+
+def segmented_row(ds: data.Dataset, digit_row: dict, field_tests) -> tuple[dict, dict]:
+    """The segmentation baseline, read by the digit model of ``digit_row`` on the field models' test fields."""
+    state = checkpoints.for_scoring(digit_row["checkpoint"], None)[0]
+    name = f"{digit_row['model']}-segmented"
+    tested = field_eval.segmented(state, field_tests)
+    row = tables.metrics_row(ds.name, name, tested["row"], train_seconds=digit_row["train_seconds"],
+                             epochs=digit_row["epochs"], params=state["params"], num_workers=digit_row["num_workers"],
+                             num_nodes=digit_row["num_nodes"], device=digit_row["device"], checkpoint=None,
+                             method=f"connected components of ink, each read by {digit_row['model']}",
+                             approximation="") | tested["row"]
+    return row, {"lengths": tables.length_rows(ds.name, name, tested["sets"]["fields"]["by_length"])}
 
 
 def classical_row(name: str, ds: data.Dataset, result: dict) -> tuple[dict, dict]:
@@ -122,7 +145,7 @@ class Results:
     def __init__(self, output: Path, ds: data.Dataset):
         self.output, self.ds = output, ds
         self.tables = {"metrics": [], "per_class": [], "confusion": [], "history": [], "mistakes": [],
-                       "risk_coverage": []}
+                       "risk_coverage": [], "field_lengths": []}
 
     def record(self, name: str, row: dict, scores: dict, history=()) -> None:
         self.tables["metrics"].append(row)
@@ -189,11 +212,19 @@ def run(args, console: Console) -> int:
     images = ray.put(train.arrays_of(ds))  # one copy in the object store, read by every worker and task
     results = Results(output, ds)
     pending = start_classical(shallow, ds, args, images, location, results, console)
+    field_models = [n for n in deep if models.recipe(n).arch in models.FIELD_ARCHITECTURES]
+    field_tests = field_eval.test_sets(ds, args.seed) if field_models else None
     for name in deep:
-        row, scores, history = train_and_test(name, ds, args, images, location, use_gpu)
+        row, scores, history = train_and_test(name, ds, args, images, location, use_gpu, field_tests)
         console.print(display.calibration_line(row), markup=False, highlight=False)
         results.record(name, row, scores, history)
         collect(pending, ds, results, console, timeout=0)
+    # The segmentation baseline: the first digit cnn of this run, read on the field models' test fields.
+    if field_models and (cnn := next((r for r in results.tables["metrics"]
+                                      if r["model"] in deep and models.recipe(r["model"]).arch == "cnn"), None)):
+        row, scores = segmented_row(ds, cnn, field_tests)
+        results.record(row["model"], row, scores)
+        names.append(row["model"])
     collect(pending, ds, results, console, timeout=None)
     order = {n: i for i, n in enumerate(names)}
     display.print_table(sorted(results.tables["metrics"], key=lambda r: order[r["model"]]), console)

@@ -54,8 +54,11 @@ class TrainConfig:
         recipe = {"epochs": r.epochs, "batch_size": r.batch_size, "lr": r.lr, "optimizer": r.optimizer,
                   "weight_decay": r.weight_decay, "schedule": r.schedule, "lr_decay": r.lr_decay,
                   "label_smoothing": r.label_smoothing, "augment": r.augment}
+        # A field model's strips are standardised without centring: zero stays paper, so the zeros that
+        # pad a batch of strips of different widths read as paper too (models.CRNN).
+        mean = 0.0 if r.arch in models.FIELD_ARCHITECTURES else dataset.mean
         return cls(model=model, arch=r.arch, dataset=dataset.name, labels=tuple(dataset.labels),
-                   num_classes=dataset.num_classes, mean=dataset.mean, std=dataset.std,
+                   num_classes=dataset.num_classes, mean=mean, std=dataset.std,
                    **recipe | {k: v for k, v in overrides.items() if v is not None})
 
     @classmethod
@@ -65,6 +68,11 @@ class TrainConfig:
         known = {f.name for f in fields(cls)}
         values = {k: v for k, v in saved.items() if k in known}
         return cls(**values | {"labels": tuple(values["labels"])})
+
+    @property
+    def reads_fields(self) -> bool:
+        """A field model: it reads strips of digits of any width, not one 28x28 digit."""
+        return self.arch in models.FIELD_ARCHITECTURES
 
     def as_dict(self) -> dict:
         """Plain types only (the labels as a list), for checkpoints and run names."""

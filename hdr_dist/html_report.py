@@ -127,7 +127,9 @@ def prepare(folder: Path, has_results: bool) -> Path:
     return out
 
 
-def results_section(metrics: list[dict], scored: bool, folder: Path, out: Path) -> list[str]:
+def results_section(metrics: list[dict], scored: bool, folder: Path, out: Path, lengths=()) -> list[str]:
+    """The metrics table, the comparison with the seeds, calibration, and (with ``lengths``, the
+    field_lengths table) field accuracy by length."""
     from hdr_dist import plots
 
     cells = [result_cells(r) for r in metrics]
@@ -141,6 +143,13 @@ def results_section(metrics: list[dict], scored: bool, folder: Path, out: Path) 
         parts.append(embed(plots.calibration_errors(calibrated, out / "calibration.png"),
                            "expected calibration error (15 bins) on the test split, before and after the "
                            "temperature fitted on the validation split", folder))
+    if lengths:
+        # the deep digit models (the calibrated rows that read no fields)
+        digits = {r["model"]: r["accuracy"] for r in metrics
+                  if r.get("field_accuracy") is None and r.get("temperature") is not None}
+        parts.append(embed(plots.by_length(lengths, digits, out / "field_lengths.png"),
+                           "fields read exactly right, by the number of digits, on the test fields; dotted: a digit "
+                           "model's per-digit accuracy raised to that length", folder))
     return parts
 
 
@@ -171,13 +180,14 @@ def write_report(folder: Path | str) -> Path:
     with each one embedded; the metrics table comes first, so the answer is the first thing read."""
     folder = Path(folder).expanduser().resolve()
     tables = {name: read_table(folder, name) for name in ("metrics", "per_class", "confusion", "history",
-                                                          "mistakes", "trials", "risk_coverage")}
+                                                          "mistakes", "trials", "risk_coverage",
+                                                          "field_lengths")}
     scored = (folder / "summary.json").is_file()
     out = prepare(folder, bool(tables["metrics"] or tables["trials"] or scored))
     parts = [f"<h1>hdr-dist report: {html.escape(folder.name)}</h1>",
              f"<p>{html.escape(str(folder))}, drawn {time.strftime('%Y-%m-%d %H:%M')}</p>"]
     if tables["metrics"]:
-        parts += results_section(tables["metrics"], scored, folder, out)
+        parts += results_section(tables["metrics"], scored, folder, out, tables["field_lengths"])
     if tables["trials"]:
         parts += sweep_section(tables["trials"], folder, out)
     if scored:

@@ -32,6 +32,8 @@ DECODED_SCHEMA = pa.schema([
     ("pages", pa.int32()),
     ("true_label", pa.string()), ("error", pa.string()), ("width", pa.int32()), ("height", pa.int32()),
     ("image", pa.binary(PIXELS))])  # the 28x28 uint8 image, zeros where there is an error
+# For a field model: the strip (STRIP_HEIGHT rows, uint8, row by row) of any width; empty where there is an error.
+FIELD_SCHEMA = DECODED_SCHEMA.set(DECODED_SCHEMA.get_field_index("image"), pa.field("image", pa.binary()))
 
 
 def grayscale(img: Image.Image) -> np.ndarray:
@@ -135,10 +137,26 @@ def to_mnist(gray) -> tuple[bytes, str | None]:
         return BLANK, f"cannot preprocess: {one_line(e)}"
 
 
-def decode_batch(batch: pa.Table, max_pixels: int) -> Iterator[pa.Table]:
-    """Read rows (one per file) -> page rows with the 28x28 MNIST-space image, or an error; in
-    tables of at most OUT_ROWS rows, however many pages the files hold."""
-    rows: dict[str, list] = {name: [] for name in DECODED_SCHEMA.names}
+def to_field(gray) -> tuple[bytes, str | None]:
+    """A decoded page as a field model's strip (``preprocess.to_strip``), or why not."""
+    try:
+        return (preprocess.to_strip(gray) * 255).round().astype(np.uint8).tobytes(), None
+    except (preprocess.BlankImage, preprocess.FieldTooWide) as e:
+        return b"", str(e)
+    except Exception as e:  # noqa: BLE001 - as to_mnist
+        return b"", f"cannot preprocess: {one_line(e)}"
+
+
+def strip_of(data: bytes) -> np.ndarray:
+    """``to_field``'s bytes -> the strip, white ink on black, on [0, 1]."""
+    return np.frombuffer(data, np.uint8).reshape(preprocess.STRIP_HEIGHT, -1).astype(np.float32) / 255.0
+
+
+def decode_batch(batch: pa.Table, max_pixels: int, fields: bool = False) -> Iterator[pa.Table]:
+    """Read rows (one per file) -> page rows with the 28x28 MNIST-space image (a field model's strip
+    with ``fields``), or an error; in tables of at most OUT_ROWS rows, however many pages the files hold."""
+    schema, prepare, blank = (FIELD_SCHEMA, to_field, b"") if fields else (DECODED_SCHEMA, to_mnist, BLANK)
+    rows: dict[str, list] = {name: [] for name in schema.names}
 
     def add(row, page, pages, w, h, image, error) -> bool:
         for k, v in (("source", row["source"]), ("member", row["member"]), ("occurrence", row["occurrence"]),
@@ -148,23 +166,23 @@ def decode_batch(batch: pa.Table, max_pixels: int) -> Iterator[pa.Table]:
         return len(rows["source"]) >= OUT_ROWS
 
     def table() -> pa.Table:
-        out = pa.Table.from_pydict(rows, schema=DECODED_SCHEMA)
+        out = pa.Table.from_pydict(rows, schema=schema)
         for values in rows.values():
             values.clear()
         return out
 
     for row in batch.to_pylist():
         if row["error"] is not None:
-            if add(row, 0, 1, None, None, BLANK, row["error"]):
+            if add(row, 0, 1, None, None, blank, row["error"]):
                 yield table()
             continue
         skip = set(row["skip_pages"] or ())
         for page, pages, w, h, gray, error in decode(row["data"], max_pixels):
             if page in skip:
                 continue
-            image = BLANK
+            image = blank
             if error is None:
-                image, error = to_mnist(gray)
+                image, error = prepare(gray)
             if add(row, page, pages, w, h, image, error):
                 yield table()
     if rows["source"]:

@@ -105,23 +105,27 @@ def match(items: list[Item], label_file: LabelFile) -> tuple[dict[int, str], dic
 
 
 def with_labels(items: list[Item], labels_from: str | None, label_file: LabelFile | None,
-                model_labels: list[str], model_name: str) -> tuple[list[Item], dict[str, list[str]]]:
+                model_labels: list[str], model_name: str, fields: bool = False) -> tuple[list[Item], dict[str, list[str]]]:
     """Attach true labels, and say what in a labels file did not match cleanly. A label the model
-    cannot predict fails the job now, not after hours."""
+    cannot predict (for a field model: a string with a character it cannot read) fails the job now,
+    not after hours."""
     problems: dict[str, list[str]] = {}
     if labels_from is None and label_file is None:
         return items, problems
     if label_file is not None:
         found, problems = match(items, label_file)
-        unknown = sorted({label for _, label in label_file.rows} - set(model_labels))
+        given = {label for _, label in label_file.rows}
         what = "--labels has labels"
     else:
         found = {i: dirname_label(it) for i, it in enumerate(items) if it.error is None}
-        unknown = sorted(set(found.values()) - {None} - set(model_labels))
+        given = set(found.values()) - {None}
         what = "--labels-from dirname: folder names"
+    readable = set(model_labels)
+    unknown = sorted(g for g in given if not (g and set(g) <= readable)) if fields else sorted(given - readable)
     if unknown:
         shown = ", ".join(repr(u) for u in unknown[:5]) + (f" and {len(unknown) - 5} more" if len(unknown) > 5 else "")
-        raise UserError(f"{what} that are not classes of model {model_name} ({''.join(model_labels)}): {shown}")
+        kind = f"strings of the characters field model {model_name} reads" if fields else f"classes of model {model_name}"
+        raise UserError(f"{what} that are not {kind} ({''.join(model_labels)}): {shown}")
     return [replace(it, label=found.get(i)) for i, it in enumerate(items)], problems
 
 

@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from hdr_dist.errors import UserError
+from hdr_dist.preprocess import STRIP_HEIGHT
 
 
 class CNN(nn.Module):
@@ -120,7 +121,55 @@ class LSTM(nn.Module):
         return self.classifier(feats)
 
 
-ARCHITECTURES = {"cnn": CNN, "lstm": LSTM}
+class CRNN(nn.Module):
+    """Reads a field of digits, segmentation-free: a CNN over a 32-row strip of any width, a BiLSTM
+    along the width, and per step the classes plus CTC's blank (the last index).
+
+    The CNN is the digit ``cnn``'s, slid along the field: ``blocks`` as in ``CNN`` (two 2x2
+    poolings take 32 rows to 8), then its dense layer as a convolution ``window`` steps wide
+    over every row, so each step sees what the digit model's classifier sees of one digit
+    (7 steps of 4 columns: 28 pixels). One step per 4 columns gives a digit squeezed to 12
+    columns three steps, enough for CTC to part two equal digits in a row.
+
+    Given each strip's ``widths``, the LSTM runs over each strip's own steps only (packed), and the
+    convolutions see zeros beyond a strip, which is paper, because field models standardise without
+    centring (``TrainConfig``): a field reads the same, to 1e-3 of a logit at its right edge,
+    whatever else shares its batch.
+    """
+
+    def __init__(self, num_classes: int, blocks=((16, 2, True), (32, 2, True)), window: int = 7,
+                 features: int = 128, hidden: int = 128, layers: int = 1, dropout: float = 0.1):
+        super().__init__()
+        convs, channels, self.step = [], 1, 1
+        for out, n, pool in blocks:
+            for _ in range(n):
+                convs += [nn.Conv2d(channels, out, 3, padding=1, bias=False), nn.BatchNorm2d(out), nn.ReLU(inplace=True)]
+                channels = out
+            convs += [nn.MaxPool2d(2)] if pool else []
+            self.step *= 2 if pool else 1
+        self.features = nn.Sequential(*convs)
+        rows = STRIP_HEIGHT // self.step
+        self.window = nn.Sequential(nn.Conv2d(channels, features, (rows, window), padding=(0, window // 2), bias=False),
+                                    nn.BatchNorm2d(features), nn.ReLU(inplace=True))
+        self.dropout = nn.Dropout(dropout)
+        self.rnn = nn.LSTM(features, hidden, num_layers=layers, batch_first=True, bidirectional=True,
+                           dropout=dropout if layers > 1 else 0.0)
+        self.classifier = nn.Linear(2 * hidden, num_classes + 1)
+
+    def forward(self, x, widths: torch.Tensor | None = None):
+        seq = self.dropout(self.window(self.features(x))[:, :, 0].transpose(1, 2))  # (N, W / 4, features)
+        if widths is None:
+            out, _ = self.rnn(seq)
+        else:
+            steps = torch.div(widths, self.step, rounding_mode="floor").clamp(1, seq.shape[1]).cpu()
+            packed = nn.utils.rnn.pack_padded_sequence(seq, steps, batch_first=True, enforce_sorted=False)
+            out, _ = nn.utils.rnn.pad_packed_sequence(self.rnn(packed)[0], batch_first=True, total_length=seq.shape[1])
+        return self.classifier(self.dropout(out))                      # (N, W / 4, classes + blank)
+
+
+ARCHITECTURES = {"cnn": CNN, "lstm": LSTM, "crnn": CRNN}
+# Architectures that read a whole field (a strip of any width) rather than one 28x28 digit.
+FIELD_ARCHITECTURES = ("crnn",)
 
 
 @dataclass(frozen=True)
@@ -149,6 +198,11 @@ RECIPES = {
     "lstm": Recipe("lstm", dict(hidden=128, layers=1, bidirectional=True, readout="pool",
                                 input_norm=True, dropout=0.1),
                    lr=4e-3, epochs=12),
+    # Whole numeric fields (issue 16): a CNN + BiLSTM read by CTC, the hybrid seed 000 proposes.
+    # An epoch is one pass over the training digits, made into fields of 1 to 12 of them.
+    # Batch 16: more steps per second of CPU, and less padding per batch, than 64 (README, Fields).
+    "crnn": Recipe("crnn", dict(hidden=128, layers=1, dropout=0.1), lr=2e-3, batch_size=16, epochs=20,
+                   augment=False),
     # 002's Keras models, layer for layer, at 002's settings.
     "cnn-seed": Recipe("cnn", dict(blocks=((64, 1, True), (128, 1, True), (128, 1, False)), padding=0,
                                    batchnorm=False, hidden=128),

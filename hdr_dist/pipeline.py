@@ -14,11 +14,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import torch
 
-from hdr_dist import checkpoints, evaluate, images, reading, tables
+from hdr_dist import checkpoints, evaluate, field_reader, images, reading, tables
 from hdr_dist.inputs import Item
 
 READ_CPUS = 0       # reading waits on the disk or on the stages after it; see build()
 DECODE_CPUS = 0.5
+# The columns an output row takes from its decoded row as they are.
+PASSED_ON = ("source", "member", "occurrence", "page", "pages", "true_label", "error", "width", "height")
 ACTOR_START_TIMEOUT_S = 600
 
 
@@ -45,10 +47,15 @@ class Predictor:
 
     @torch.no_grad()
     def __call__(self, batch: pa.Table) -> pa.Table:
-        n = batch.num_rows
-        if n == 0:
+        if batch.num_rows == 0:
             return tables.PREDICTION_SCHEMA.empty_table()
         ok = batch["error"].is_null().to_numpy(zero_copy_only=False)
+        return self.rows(batch, ok, *self.answer(batch, ok))
+
+    def answer(self, batch: pa.Table, ok: np.ndarray) -> tuple[np.ndarray, dict, list]:
+        """The model's answers to the rows that decoded (``ok``): each row's confidence, the answer
+        columns, and the batch's most confident mistakes (for the tally)."""
+        n = batch.num_rows
         column = batch["image"].combine_chunks()
         pixels = np.frombuffer(column.buffers()[1], np.uint8)[column.offset * images.PIXELS:(column.offset + n) * images.PIXELS]
         x = torch.from_numpy(pixels.reshape(n, 28, 28)[ok].copy())
@@ -62,22 +69,28 @@ class Predictor:
         if not ok.any():
             top_p, top_i = np.zeros((1, self.k), np.float32), np.zeros((1, self.k), np.int64)
         pred, failed = top_i[at, 0].astype(np.int32), pa.array(~ok)
-        columns = {name: batch[name] for name in ("source", "member", "occurrence", "page", "pages", "true_label",
-                                                  "error", "width", "height")}
-        columns |= {
+        answers = {
             "pred": pa.array(pred, mask=~ok),
             "pred_label": pc.if_else(failed, pa.scalar(None, pa.string()), self.labels.take(pa.array(pred))),
-            "confidence": pa.array(top_p[at, 0], mask=~ok),
             "topk_labels": pa.FixedSizeListArray.from_arrays(self.labels.take(pa.array(top_i[at].ravel())),
                                                              self.k, mask=failed),
-            "topk_probs": pa.FixedSizeListArray.from_arrays(pa.array(top_p[at].ravel()), self.k, mask=failed),
+            "topk_probs": pa.FixedSizeListArray.from_arrays(pa.array(top_p[at].ravel()), self.k, mask=failed)}
+        mistakes = self.mistakes(batch, ok, pred, top_p[at, 0], pixels) if self.tally is not None else []
+        return top_p[at, 0], answers, mistakes
+
+    def rows(self, batch: pa.Table, ok: np.ndarray, confidence: np.ndarray, answers: dict, mistakes: list) -> pa.Table:
+        """The batch's output rows: its own columns, the model's ``answers`` (a column they lack is
+        null), the confidence and the decision; counted in the tally with the batch's ``mistakes``."""
+        n = batch.num_rows
+        columns = {name: batch[name] for name in PASSED_ON} | answers | {
+            "confidence": pa.array(confidence, mask=~ok),
             "model": pa.array(np.full(n, self.name, dtype=object), pa.string()),
-            "decision": pa.array(np.where(ok & (top_p[at, 0] >= self.threshold), "accept", "review"), pa.string())}
+            "decision": pa.array(np.where(ok & (confidence >= self.threshold), "accept", "review"), pa.string())}
         if self.tally is not None:
-            mistakes = self.mistakes(batch, ok, pred, top_p[at, 0], pixels)
             first = batch.slice(0, 1).select(["source", "member", "occurrence", "page"]).to_pylist()[0]
             self.tally.add.remote((*first.values(), n), int(ok.sum()), int(n - ok.sum()), self.node, mistakes)
-        return pa.Table.from_pydict({name: columns[name] for name in tables.PREDICTION_SCHEMA.names}, schema=tables.PREDICTION_SCHEMA)
+        schema = tables.PREDICTION_SCHEMA
+        return pa.Table.from_pydict({f.name: columns.get(f.name, pa.nulls(n, f.type)) for f in schema}, schema=schema)
 
     def mistakes(self, batch: pa.Table, ok, pred, confidence, pixels) -> list[dict]:
         """This batch's most confident wrong predictions among its labelled images, with their pixels."""
@@ -93,6 +106,23 @@ class Predictor:
                  + (f" page {r['page'] + 1}/{r['pages']}" if r["pages"] > 1 else ""),
                  "true_label": true[i], "pred_label": named[pred[i]], "confidence": float(confidence[i]),
                  "image": pixels[i * images.PIXELS:(i + 1) * images.PIXELS].tobytes()} for r, i in zip(rows, wrong)]
+
+
+class FieldPredictor(Predictor):
+    """A field model's inference actor: each image a strip of digits, read as a digit string."""
+
+    def answer(self, batch: pa.Table, ok: np.ndarray) -> tuple[np.ndarray, dict, list]:
+        n = batch.num_rows
+        data = batch["image"].to_pylist()
+        strips = [images.strip_of(data[i]) for i in np.flatnonzero(ok)]
+        logits = field_reader.step_logits(self.model, strips, self.mean, self.std, self.device)
+        reads = iter(field_reader.read(logits, self.temperature, self.label_names))
+        text, chars, confidence = [None] * n, [None] * n, np.zeros(n, np.float32)
+        for i in np.flatnonzero(ok):
+            text[i], chars[i], confidence[i] = next(reads)
+        answers = {"pred_label": pa.array(text, pa.string()), "text": pa.array(text, pa.string()),
+                   "char_confidences": pa.array(chars, pa.list_(pa.float32()))}
+        return confidence, answers, []
 
 
 class Tally:
@@ -158,10 +188,11 @@ def build(items: list[Item], state_ref, args, plan: dict, tally, nodes: int):
     # batch_size=None: each read block is one decoding batch, so the bytes a batch holds stay as bounded
     # as the blocks (a row count alone would let one batch gather many full-page scans).
     ds = ds.map_batches(images.decode_batch, batch_format="pyarrow", batch_size=None, num_cpus=DECODE_CPUS,
-                        fn_kwargs={"max_pixels": args.max_pixels})
+                        fn_kwargs={"max_pixels": args.max_pixels, "fields": plan["fields"]})
     # The weights travel as an object reference (in a list, so Ray passes the reference, not
     # the weights): each actor fetches them once from the object store.
-    return ds.map_batches(Predictor, batch_format="pyarrow", batch_size=args.batch_size,
+    return ds.map_batches(FieldPredictor if plan["fields"] else Predictor, batch_format="pyarrow",
+                          batch_size=args.batch_size,
                           fn_constructor_kwargs={"state": [state_ref], "top_k": args.top_k, "use_gpu": plan["use_gpu"],
                                                  "threads": max(1, int(args.cpus_per_actor)), "tally": tally,
                                                  "threshold": plan["threshold"]},

@@ -230,3 +230,21 @@ def calibration_errors(rows: list[dict], path: Path) -> Path:
     ax.legend(loc="lower right", fontsize=8)
     ax.grid(axis="x", alpha=0.3)
     return save(fig, path)
+
+
+def by_length(rows: list[dict], digit_models: dict[str, float], path: Path) -> Path:
+    """Field accuracy against the number of digits, for each field reader, beside what each digit
+    model's accuracy raised to that length gives (its digits read one by one, all right)."""
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for model in dict.fromkeys(r["model"] for r in rows):
+        points = sorted((r["length"], r["field_accuracy"]) for r in rows if r["model"] == model)
+        ax.plot([n for n, _ in points], [100 * a for _, a in points], "o-", label=model)
+    lengths = np.arange(1, max((r["length"] for r in rows), default=1) + 1)
+    for model, accuracy in digit_models.items():
+        ax.plot(lengths, 100 * accuracy ** lengths, ":", color="#777777", label=f"{model} accuracy ^ length")
+    ax.set(xlabel="digits in the field", ylabel="fields read exactly right %",
+           title="field accuracy by length, test fields")
+    ax.xaxis.get_major_locator().set_params(integer=True)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return save(fig, path)

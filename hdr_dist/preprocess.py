@@ -23,6 +23,13 @@ MIN_CONTRAST = 0.1  # ink must differ from the paper by 10 % of the full scale, 
 NOISE_FLOOR = 0.1   # after contrast normalisation, fainter pixels are paper texture, not ink
 MIN_SPECK = 0.005   # ink blobs carrying less than this share of all ink are specks, not strokes
 SPECK_GRID = 64     # specks are looked for on a grid of at most this many cells a side
+# Fields (whole numbers: a ZIP code, an amount), for the crnn
+STRIP_HEIGHT = 32   # rows of the strip a field model reads
+STRIP_INK = 24      # rows the ink of a field is scaled to in it (as fields.strips makes them)
+STRIP_MARGIN = 4    # columns of paper either side
+LINE_SHARE = 0.5    # a row of ink this share of the field's width long is a printed line
+WALL_SHARE = 0.9    # a column of ink this share of the field's height long is a box's wall
+MAX_FIELD_ASPECT = 40  # wider than this many times its height is not one field (12 digits are ~10)
 
 
 class BlankImage(ValueError):
@@ -32,17 +39,27 @@ class BlankImage(ValueError):
         super().__init__("blank image")
 
 
-def ink_on_black(gray: np.ndarray) -> np.ndarray:
+class FieldTooWide(ValueError):
+    """Ink far wider than one field of digits (a whole form line, a page): not read as a field."""
+
+    def __init__(self, w: int, h: int):
+        super().__init__(f"field too wide: its ink is {w}x{h} pixels, more than {MAX_FIELD_ASPECT} times as wide "
+                         "as it is high (one field is at most about 10 times)")
+
+
+def ink_on_black(gray: np.ndarray, paper_from: str = "border") -> np.ndarray:
     """Polarity and contrast: paper -> 0, the darkest (or brightest) ink -> 1, float32.
 
     The paper colour is the median of the border pixels, which in a crop are
     paper almost everywhere; if the paper is light, the ink is dark and the
-    image is inverted (MNIST is white ink on black). An 8-bit image goes
+    image is inverted (MNIST is white ink on black). A field's border may be
+    a printed frame, so there (``paper_from="all"``) the median of every pixel
+    is taken: digits never cover most of a field. An 8-bit image goes
     through a 256-entry table: one pass over its pixels.
     """
     border = np.concatenate([gray[0], gray[-1], gray[1:-1, 0], gray[1:-1, -1]])
     full = 255.0 if gray.dtype == np.uint8 else 1.0
-    paper = float(np.median(border)) / full
+    paper = float(np.median(border if paper_from == "border" else gray)) / full
     ink = float(gray.min() if paper > 0.5 else gray.max()) / full
     if abs(ink - paper) < MIN_CONTRAST:
         raise BlankImage()
@@ -130,3 +147,53 @@ def batch(x_u8: np.ndarray) -> np.ndarray:
         except BlankImage:
             out[i] = img
     return out
+
+
+def remove_lines(ink: np.ndarray) -> np.ndarray:
+    """Take out a form's printed lines: rows of ink running most of the field's width (underlines,
+    a box's top and bottom) and columns running its whole height (a comb's walls, a frame's sides).
+    Digits cross such lines; only the line's own thickness is lost where they do."""
+    h, w = ink.shape
+    on = ink > NOISE_FLOOR
+    across = ndimage.binary_opening(on, structure=np.ones((1, max(3, int(w * LINE_SHARE)))))
+    down = ndimage.binary_opening(on, structure=np.ones((max(3, int(h * WALL_SHARE)), 1)))
+    # A scanned line is blurred over two or three rows, and the fainter ones break up: take the
+    # ink beside a line found whole too.
+    line = (ndimage.binary_dilation(across, structure=np.ones((3, 1)))
+            | ndimage.binary_dilation(down, structure=np.ones((1, 3)))) & on
+    return np.where(line, 0.0, ink).astype(np.float32)
+
+
+def fit_strip(ink: np.ndarray, height: int = STRIP_HEIGHT, ink_rows: int = STRIP_INK) -> np.ndarray:
+    """White ink on black -> a ``height``-row strip with the ink cropped, scaled to ``ink_rows`` rows
+    (aspect ratio kept) and centred, STRIP_MARGIN columns of paper either side. Both a scanned
+    field (``to_strip``) and a synthetic one (``fields``) end here, so the field model is trained
+    on exactly the geometry scoring gives it.
+
+    Raises ``BlankImage`` when there is no ink, ``FieldTooWide`` when the ink is wider than
+    MAX_FIELD_ASPECT times its height (not one field of digits).
+    """
+    rows, cols = np.flatnonzero(ink.any(1)), np.flatnonzero(ink.any(0))
+    if rows.size == 0:
+        raise BlankImage()
+    crop = ink[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]
+    h, w = crop.shape
+    if w > MAX_FIELD_ASPECT * h:
+        raise FieldTooWide(w, h)
+    size = (max(1, round(w * ink_rows / h)), ink_rows)
+    resized = np.asarray(Image.fromarray(np.ascontiguousarray(crop, np.float32)).resize(size, Image.Resampling.BILINEAR))
+    strip = np.zeros((height, size[0] + 2 * STRIP_MARGIN), np.float32)
+    top = (height - ink_rows) // 2
+    strip[top:top + ink_rows, STRIP_MARGIN:STRIP_MARGIN + size[0]] = np.clip(resized, 0.0, 1.0)
+    return strip
+
+
+def to_strip(gray: np.ndarray, height: int = STRIP_HEIGHT, ink_rows: int = STRIP_INK) -> np.ndarray:
+    """A scanned field, any polarity and size -> a ``height``-row strip, white ink on black, without
+    the form's printed lines: the space the field model was trained in (``fit_strip``)."""
+    gray = np.asarray(gray)
+    if gray.dtype != np.uint8:
+        gray = gray.astype(np.float32)
+    if gray.ndim != 2 or min(gray.shape) < 2:
+        raise ValueError(f"expected a 2-D image of at least 2x2 pixels, got shape {gray.shape}")
+    return fit_strip(drop_specks(remove_lines(ink_on_black(gray, paper_from="all"))), height, ink_rows)

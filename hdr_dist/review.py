@@ -51,18 +51,20 @@ def png(gray: np.ndarray) -> bytes:
     return out.getvalue()
 
 
-def pictures(gray) -> dict:
-    """A decoded page -> the PNGs the page shows: the crop the model saw, and the original, shrunk."""
-    crop, error = images.to_mnist(gray)
+def pictures(gray, fields: bool = False) -> dict:
+    """A decoded page -> the PNGs the page shows: the crop the model saw (a field model's strip with
+    ``fields``), and the original, shrunk."""
+    crop, error = images.to_field(gray) if fields else images.to_mnist(gray)
+    seen = (images.strip_of(crop) * 255).astype(np.uint8) if fields and not error else None
     if gray.dtype != np.uint8:  # a 16- or 32-bit scan, on [0, 1]
         gray = (np.clip(gray, 0, 1) * 255).round().astype(np.uint8)
     original = Image.fromarray(gray, "L")
     original.thumbnail((ORIGINAL_PX, ORIGINAL_PX))
-    return {"crop": None if error else png(np.frombuffer(crop, np.uint8).reshape(28, 28)),
+    return {"crop": None if error else png(seen if fields else np.frombuffer(crop, np.uint8).reshape(28, 28)),
             "original": png(np.asarray(original))}
 
 
-def read_pictures(rows: list[dict], max_pixels: int) -> dict[tuple, dict]:
+def read_pictures(rows: list[dict], max_pixels: int, fields: bool = False) -> dict[tuple, dict]:
     """(source, member, occurrence, page) -> the page's pictures, for each of ``rows`` that decodes."""
     wanted: dict[tuple, set[int]] = {}
     for r in rows:
@@ -76,7 +78,7 @@ def read_pictures(rows: list[dict], max_pixels: int) -> dict[tuple, dict]:
             for page, _, _, _, gray, error in images.decode(row["data"], max_pixels) if row["data"] else ():
                 if page in pages and error is None:
                     try:
-                        found[(*key, page)] = pictures(gray)
+                        found[(*key, page)] = pictures(gray, fields)
                     except Exception:  # noqa: BLE001 - a page scoring survived must not stop its review page
                         pass  # the page says the original is not readable
                 if page >= max(pages, default=-1):
@@ -84,8 +86,10 @@ def read_pictures(rows: list[dict], max_pixels: int) -> dict[tuple, dict]:
     return found
 
 
-def write(work: Path, output: Path, classes: list[str], summary: dict, rows_shown: int, max_pixels: int) -> dict:
-    """Write the queue and its page into ``work/review``; what summary.json says about them."""
+def write(work: Path, output: Path, classes: list[str], summary: dict, rows_shown: int, max_pixels: int,
+          fields: bool = False) -> dict:
+    """Write the queue and its page into ``work/review``; what summary.json says about them. ``fields``:
+    the model reads digit strings."""
     folder = work / FOLDER
     folder.mkdir(exist_ok=True)
     rows = queue(work / "predictions")
@@ -93,9 +97,9 @@ def write(work: Path, output: Path, classes: list[str], summary: dict, rows_show
     shown = rows.slice(0, rows_shown).to_pylist()
     # A row without a size never got past its header (not an image, unreadable, an unsafe member):
     # there is nothing to picture, and an archive of a million such members is not walked again.
-    found = read_pictures([r for r in shown if r["width"] is not None], max_pixels)
+    found = read_pictures([r for r in shown if r["width"] is not None], max_pixels, fields)
     for r in shown:
         r |= found.get((r["source"], r["member"], r["occurrence"] or 0, r["page"]), {})
-    page = review_page.render(shown, rows.num_rows, classes, summary, str(output))
+    page = review_page.render(shown, rows.num_rows, classes, summary, str(output), fields)
     (folder / "review.html").write_text(page, encoding="utf-8")
     return {"review": rows.num_rows, "review_page_rows": len(shown)}

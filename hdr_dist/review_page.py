@@ -20,6 +20,7 @@ table{border-collapse:collapse;font-size:14px;width:100%}td,th{border-bottom:1px
 text-align:left;vertical-align:middle}th{position:sticky;top:0;background:#fff}
 td:nth-child(-n+4){width:1%;white-space:nowrap}
 img{image-rendering:pixelated;display:block}img.crop{width:84px;height:84px;background:#000}
+img.strip{height:48px;background:#000}
 img.original{max-width:160px;max-height:160px;min-height:56px;border:1px solid #ccc}
 .none{color:#999;font-size:12px}code{font-size:12px;word-break:break-all;color:#555}
 button.guess{font-size:15px;margin:2px;min-width:4.5em}button.guess small{color:#666}
@@ -36,10 +37,12 @@ const store = 'hdr-review ' + meta.key;
 let saved = {};
 try { saved = JSON.parse(localStorage.getItem(store) || '{}'); } catch (e) {}
 
+// A field model's label is a string of its characters; a digit model's, one of its classes.
+const valid = (v) => meta.fields ? Array.from(v).every((c) => known.has(c)) : known.has(v);
 function field(tr) { return tr.querySelector('input.label'); }
 function check(tr) {
   const v = field(tr).value.trim();
-  field(tr).classList.toggle('bad', v !== '' && !known.has(v));
+  field(tr).classList.toggle('bad', v !== '' && !valid(v));
 }
 function remember() {
   const typed = {};
@@ -65,8 +68,9 @@ document.getElementById('save').addEventListener('click', () => {
   for (const tr of rows) {
     const v = field(tr).value.trim();
     if (v === '') continue;
-    if (!known.has(v)) {
-      status.textContent = 'row ' + tr.dataset.n + ': ' + JSON.stringify(v) + ' is not a class of the model ('
+    if (!valid(v)) {
+      status.textContent = 'row ' + tr.dataset.n + ': ' + JSON.stringify(v)
+        + (meta.fields ? ' has a character the model does not read (' : ' is not a class of the model (')
         + meta.labels.join(' ') + '); nothing saved';
       field(tr).focus();
       return;
@@ -98,8 +102,9 @@ def picture(data: bytes | None, kind: str, why: str) -> str:
     return f'<img class="{kind}" alt="{kind}" src="data:image/png;base64,{base64.b64encode(data).decode()}">'
 
 
-def row_html(n: int, r: dict) -> str:
-    """One image of the queue; every text from a file's name or an error is escaped."""
+def row_html(n: int, r: dict, fields: bool = False) -> str:
+    """One image of the queue; every text from a file's name or an error is escaped. A field model's
+    row has one guess, the digit string it read."""
     where = f"<code>{html.escape(r['source'])}</code>"
     if r["member"] is not None:
         where += f"<br>member <code>{html.escape(r['member'])}</code>"
@@ -108,20 +113,21 @@ def row_html(n: int, r: dict) -> str:
     if r["error"] is not None:
         guesses = f'<span class="error">{html.escape(r["error"])}</span>'
     else:
+        read = [(r["text"], r["confidence"])] if fields else zip(r["topk_labels"], r["topk_probs"])
         guesses = "".join(f'<button type="button" class="guess" data-label="{html.escape(label)}">'
-                          f"{html.escape(label)} <small>{100 * p:.1f} %</small></button>"
-                          for label, p in zip(r["topk_labels"], r["topk_probs"]))
+                          f"{html.escape(label)} <small>{100 * p:.1f} %</small></button>" for label, p in read)
     return (f'<tr class="item" id="r{n}" data-n="{n}" data-path="{html.escape(r["path"])}">'
-            f"<td>{n}</td><td>{picture(r.get('crop'), 'crop', 'no crop: ' + (r['error'] or ''))}</td>"
+            f"<td>{n}</td><td>{picture(r.get('crop'), 'strip' if fields else 'crop', 'no crop: ' + (r['error'] or ''))}</td>"
             f"<td>{picture(r.get('original'), 'original', 'original not readable')}</td>"
             f"<td>{guesses}</td><td>{where}</td>"
             f'<td><input class="label" aria-label="label of row {n}" autocomplete="off" spellcheck="false" '
-            f'maxlength="8"></td></tr>')
+            f'maxlength="{64 if fields else 8}"></td></tr>')
 
 
-def render(rows: list[dict], total: int, labels: list[str], summary: dict, key: str) -> str:
+def render(rows: list[dict], total: int, labels: list[str], summary: dict, key: str, fields: bool = False) -> str:
     """The page for ``rows`` (the first of the ``total`` in the queue). ``summary`` holds the model
-    and the threshold; ``key`` names the output, so two queues' typed labels never mix."""
+    and the threshold; ``key`` names the output, so two queues' typed labels never mix; ``fields``:
+    the model reads digit strings."""
     threshold = summary.get("threshold")
     rule = (f"confidence below {threshold:.6g} ({summary['threshold_source']}), or no answer"
             if threshold is not None else "no answer (no threshold set: every scored image was accepted)")
@@ -131,8 +137,8 @@ def render(rows: list[dict], total: int, labels: list[str], summary: dict, key: 
                if len(rows) < total else "") + ".</p>"
             "<p>Type the right label (or click a guess; Enter goes to the next row), then save the "
             "corrections and score again with <code>--labels corrections.csv</code>.</p>")
-    meta = json.dumps({"labels": labels, "key": key}).replace("<", "\\u003c")
-    body = "".join(row_html(n, r) for n, r in enumerate(rows, 1))
+    meta = json.dumps({"labels": labels, "key": key, "fields": fields}).replace("<", "\\u003c")
+    body = "".join(row_html(n, r, fields) for n, r in enumerate(rows, 1))
     return (f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>Review queue: {total:,} images"
             f"</title><style>{STYLE}</style></head><body>{head}"
             "<table><thead><tr><th>#</th><th>model saw</th><th>original</th><th>guesses</th><th>source</th>"

@@ -38,7 +38,8 @@ def parser(prog: str = "hdr score") -> Parser:
     p.add_argument("inputs", nargs="+", metavar="INPUT",
                    help="folders (recursive), image files, .zip/.tar/.tar.gz/.tgz archives, in any mix")
     p.add_argument("--model", required=True, help="a compare --output folder, or a model.pt checkpoint")
-    p.add_argument("--model-name", help="which model of that folder (default: the most accurate)")
+    p.add_argument("--model-name",
+                   help="which model of that folder (default: the most accurate digit model; name crnn to read fields)")
     p.add_argument("--output", required=True, help="folder for predictions/, metrics and summary.json")
     g = p.add_mutually_exclusive_group()
     g.add_argument("--labels", metavar="FILE", help="true labels: a CSV (header path,label) or Parquet file")
@@ -173,7 +174,8 @@ def listing(args, cfg: TrainConfig, console: Console) -> tuple[list[inputs.Item]
     or did not match; problems with a labels file are also printed, one line each."""
     label_file = labels.read_label_file(args.labels) if args.labels else None
     found = inputs.find(args.inputs)
-    items, problems = labels.with_labels(found.items, args.labels_from, label_file, list(cfg.labels), cfg.model)
+    items, problems = labels.with_labels(found.items, args.labels_from, label_file, list(cfg.labels), cfg.model,
+                                         cfg.reads_fields)
     for line in labels.warnings(label_file, problems) if label_file else ():
         console.print(line, markup=False, highlight=False)
     skipped = [f"{n:,} {what}" for n, what in ((found.junk, "desktop junk files (__MACOSX/, ._*, .DS_Store, Thumbs.db)"),
@@ -198,7 +200,7 @@ def run(args, console: Console) -> int:
     output = Path(args.output).expanduser().resolve()
     outputs.check_output(output, args.resume, state["identity"])
     cluster.connect(args.address)
-    plan = make_plan(args) | {"threshold": rule["threshold"]}
+    plan = make_plan(args) | {"threshold": rule["threshold"], "fields": cfg.reads_fields}
     cluster.require_shared({"--output": str(output)},
                            {"INPUT": [os.path.realpath(os.path.expanduser(i)) for i in args.inputs]})
     work, held = outputs.prepare(output, args.resume, state["identity"])
@@ -209,7 +211,7 @@ def run(args, console: Console) -> int:
                       + (f"; {skipped:,} already scored" if skipped else ""))
         this_run = execute(items, state, args, plan, work, console)
         this_run |= review.write(work, output, list(cfg.labels), {"model": cfg.model, **rule}, args.review_rows,
-                                 args.max_pixels)
+                                 args.max_pixels, cfg.reads_fields)
         this_run |= {"inputs_seen": len(items) + skipped, "skipped": skipped,
                      "rows_before": sum(len(pages) for _, pages in done.values()), **notes,
                      **{k: v for k, v in rule.items() if k != "threshold"}}
@@ -221,9 +223,13 @@ def run(args, console: Console) -> int:
     line = (f"{totals['scored']:,} scored, {totals['failed']:,} failed of {totals['images']:,} images "
             f"({totals['images_this_run']:,} this run, {totals['images_per_s']:,.0f} img/s)")
     if results:
-        line += (f"; accuracy {100 * results['metrics'][0]['accuracy']:.2f} % on "
-                 f"{totals['scored'] - totals['unlabelled']:,} labelled")
+        m = results["metrics"][0]
+        line += (f"; field accuracy {100 * m['field_accuracy']:.2f} %, character error rate {100 * m['cer']:.2f} %"
+                 if cfg.reads_fields else f"; accuracy {100 * m['accuracy']:.2f} %")
+        line += f" on {totals['scored'] - totals['unlabelled']:,} labelled"
     console.print(line)
+    for warning in totals["warnings"]:
+        console.print(f"warning: {warning}", markup=False, highlight=False)
     if rule["threshold"] is not None:
         share = 100 * totals["accepted_coverage"]
         console.print(f"accepted {totals['accepted']:,} of {totals['images']:,} ({share:.2f} %) "

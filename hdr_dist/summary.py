@@ -13,15 +13,19 @@ import numpy as np
 import pyarrow.compute as pc
 import pyarrow.dataset as pads
 
-from hdr_dist import evaluate, outputs, tables
+from hdr_dist import ctc, evaluate, outputs, tables
 from hdr_dist.config import TrainConfig
 from hdr_dist.names import escape
 
 
+FIELD_ASPECT = 2.5  # an image this many times as wide as high is a field of several digits, not one
+
+
 def metric_tables(folder: Path, cfg: TrainConfig, dataset: str) -> tuple[dict, dict]:
-    """compare's metrics, per-class and confusion tables over the labelled, scored rows."""
+    """compare's metrics tables over the labelled, scored rows: a digit model's metrics, per-class and
+    confusion; a field model's field accuracy, character error rate and accuracy by length."""
     files = outputs.prediction_files(folder)
-    columns = ["true_label", "pred", "error", "decision"]
+    columns = ["true_label", "pred", "error", "decision", "text", "width", "height"]
     table = (pads.dataset(files, format="parquet", schema=tables.PREDICTION_SCHEMA).to_table(columns=columns)
              if files else tables.PREDICTION_SCHEMA.empty_table().select(columns))
     failed = pc.sum(table["error"].is_valid()).as_py() or 0
@@ -31,17 +35,40 @@ def metric_tables(folder: Path, cfg: TrainConfig, dataset: str) -> tuple[dict, d
     counts = {"images": table.num_rows, "scored": scored.num_rows, "failed": failed,
               "unlabelled": scored.num_rows - labelled.num_rows, "accepted": accepted,
               "accepted_coverage": accepted / max(table.num_rows, 1)}
+    warnings = {"warnings": field_warnings(scored, cfg)}
     if labelled.num_rows == 0:
-        return {}, counts
-    index = {label: i for i, label in enumerate(cfg.labels)}
-    y_true = np.array([index[t] for t in labelled["true_label"].to_pylist()])
-    y_pred = labelled["pred"].to_numpy()
-    scores = evaluate.metrics(y_true, y_pred, cfg.num_classes)
-    # The promise a team checks on its own data: the error among the labelled answers accepted.
+        return {}, counts | warnings
     took = pc.equal(labelled["decision"], "accept").to_numpy(zero_copy_only=False)
-    measured = {"accepted_error": float((y_true[took] != y_pred[took]).mean()) if took.any() else 0.0}
-    return {"metrics": [tables.metrics_row(dataset, cfg.model, scores, **counts, **measured)]} | tables.model_tables(
-        dataset, cfg.model, list(cfg.labels), scores), counts
+    if cfg.reads_fields:
+        truth, read = labelled["true_label"].to_pylist(), labelled["text"].to_pylist()
+        scores = ctc.field_metrics(truth, read)
+        wrong = np.array([t != r for t, r in zip(truth, read)])
+        row = {"accuracy": scores["char_accuracy"], "field_accuracy": scores["field_accuracy"], "cer": scores["cer"]}
+        found = {"field_lengths": tables.length_rows(dataset, cfg.model, scores["by_length"])}
+    else:
+        index = {label: i for i, label in enumerate(cfg.labels)}
+        y_true = np.array([index[t] for t in labelled["true_label"].to_pylist()])
+        y_pred = labelled["pred"].to_numpy()
+        row = evaluate.metrics(y_true, y_pred, cfg.num_classes)
+        wrong = y_true != y_pred
+        found = tables.model_tables(dataset, cfg.model, list(cfg.labels), row)
+    # The promise a team checks on its own data: the error among the labelled answers accepted.
+    measured = {"accepted_error": float(wrong[took].mean()) if took.any() else 0.0}
+    return {"metrics": [tables.metrics_row(dataset, cfg.model, row, **counts, **measured)]} | found, counts | warnings
+
+
+def field_warnings(scored, cfg: TrainConfig) -> list[str]:
+    """A digit model reads one digit per image, so images shaped like fields of several digits get one
+    (wrong) answer each; say so when most of the scored images are that shape."""
+    if cfg.reads_fields or scored.num_rows == 0:
+        return []
+    wide = int(np.sum(scored["width"].to_numpy(zero_copy_only=False)
+                      >= FIELD_ASPECT * scored["height"].to_numpy(zero_copy_only=False)))
+    if 2 * wide <= scored.num_rows:
+        return []
+    return [f"{wide:,} of the {scored.num_rows:,} scored images are at least {FIELD_ASPECT:g} times as wide as high: "
+            f"they look like fields of several digits, which digit model {cfg.model} reads as one digit each; "
+            "score them with a field model (compare --models crnn)"]
 
 
 def finish(work: Path, output: Path, state: dict, checkpoint: str, args, this_run: dict,
@@ -66,7 +93,7 @@ def finish(work: Path, output: Path, state: dict, checkpoint: str, args, this_ru
             "method": f"{cfg.model} checkpoint, scored by hdr score", "approximation": ""}
     mistakes = tables.read_table(work, "mistakes") + [  # a resumed run's, then this run's
         {"dataset": dataset, "model": cfg.model} | m for m in this_run.pop("mistakes")]
-    for name in ("metrics", "per_class", "confusion", "mistakes"):  # a resumed run's old tables would be stale
+    for name in ("metrics", "per_class", "confusion", "mistakes", "field_lengths"):  # a resumed run's are stale
         (work / f"{name}.parquet").unlink(missing_ok=True)
     if results and (args.labels or args.labels_from):
         results["mistakes"] = heapq.nlargest(tables.MISTAKES, mistakes, key=lambda m: m["confidence"])

@@ -16,6 +16,9 @@ import pyarrow.parquet as pq
 METRIC_COLUMNS = ("dataset", "model", "accuracy", "precision_macro", "recall_macro", "f1_macro",
                   "precision_weighted", "recall_weighted", "f1_weighted", "train_seconds", "epochs",
                   "params", "num_workers", "num_nodes", "device", "infer_images_per_s", "checkpoint", "method", "approximation")
+# What a field model's row adds (and the segmentation baseline's; field_eval.row_of): its ``accuracy`` is
+# per character; field accuracy and CER on the test fields of 1 to 12 digits, then on the 5-digit scans.
+FIELD_COLUMNS = ("field_accuracy", "cer", "field_accuracy_5", "cer_5")
 HISTORY_COLUMNS = ("model", "epoch", "train_loss", "train_acc", "val_loss", "val_acc", "seconds",
                    "images_per_s")
 # What calibration adds to a deep model's metrics row (compare; see calibration.report).
@@ -28,8 +31,14 @@ SCHEMAS = {"mistakes": pa.schema([
     # accept an answer when its calibrated confidence >= threshold: coverage accepted, risk wrong among them
     "risk_coverage": pa.schema([
         ("dataset", pa.string()), ("model", pa.string()), ("split", pa.string()), ("threshold", pa.float64()),
-        ("coverage", pa.float64()), ("risk", pa.float64())])}
-# hdr score's predictions/*.parquet: one row per image (a page of a file or archive member).
+        ("coverage", pa.float64()), ("risk", pa.float64())]),
+    # a field model's accuracy by the number of digits in the field, on the test fields of 1 to 12 digits
+    "field_lengths": pa.schema([
+        ("dataset", pa.string()), ("model", pa.string()), ("length", pa.int32()), ("fields", pa.int64()),
+        ("field_accuracy", pa.float64())])}
+# hdr score's predictions/*.parquet: one row per image (a page of a file or archive member). A field
+# model's row reads the image as a digit string: ``text`` (also its pred_label), each digit's confidence
+# in ``char_confidences``, and the whole field's in ``confidence``; pred and topk_* stay null.
 PREDICTION_SCHEMA = pa.schema([
     ("source", pa.string()), ("member", pa.string()), ("occurrence", pa.int32()), ("page", pa.int32()),
     ("pages", pa.int32()),
@@ -37,11 +46,13 @@ PREDICTION_SCHEMA = pa.schema([
     ("topk_labels", pa.list_(pa.string())), ("topk_probs", pa.list_(pa.float32())),
     ("true_label", pa.string()), ("error", pa.string()), ("model", pa.string()),
     ("width", pa.int32()), ("height", pa.int32()),
-    ("decision", pa.string())])  # accept (confidence at or above the threshold) or review (the rest, and errors)
+    ("decision", pa.string()),  # accept (confidence at or above the threshold) or review (the rest, and errors)
+    ("text", pa.string()), ("char_confidences", pa.list_(pa.float32()))])
 
 
 def metrics_row(dataset: str, model: str, scores: dict, **extra) -> dict:
-    row = {"dataset": dataset, "model": model} | {k: scores[k] for k in METRIC_COLUMNS if k in scores}
+    row = {"dataset": dataset, "model": model} | {k: scores[k] for k in METRIC_COLUMNS + FIELD_COLUMNS
+                                                        if k in scores}
     return row | extra
 
 
@@ -85,6 +96,12 @@ def mistake_rows(dataset: str, model: str, scores: dict, x, y, labels: list[str]
             for i in top]
 
 
+def length_rows(dataset: str, model: str, by_length: dict[int, tuple[float, int]]) -> list[dict]:
+    """A field reader's accuracy by field length (``ctc.field_metrics``' ``by_length``)."""
+    return [{"dataset": dataset, "model": model, "length": n, "fields": count, "field_accuracy": acc}
+            for n, (acc, count) in by_length.items()]
+
+
 def risk_coverage_rows(dataset: str, model: str, curves: dict[str, dict]) -> list[dict]:
     return [{"dataset": dataset, "model": model, "split": split, "threshold": float(t), "coverage": float(c),
              "risk": float(r)}
@@ -92,11 +109,16 @@ def risk_coverage_rows(dataset: str, model: str, curves: dict[str, dict]) -> lis
 
 
 def model_tables(dataset: str, model: str, labels: list[str], scores: dict, history=(), test=None) -> dict:
-    """One model's per-class and confusion rows; its history rows if it has one; its risk-coverage
+    """One model's tables, as far as its scores go: per-class and confusion rows (a digit model);
+    accuracy by field length (a field model); its history rows if it has one; its risk-coverage
     curves if it was calibrated; and, given the test images and labels ``test`` and scores that
     keep probabilities, its most confident mistakes."""
-    tables = {"per_class": per_class_rows(dataset, model, scores, labels),
-              "confusion": confusion_rows(dataset, model, scores)}
+    tables = {}
+    if "per_class" in scores:
+        tables["per_class"] = per_class_rows(dataset, model, scores, labels)
+        tables["confusion"] = confusion_rows(dataset, model, scores)
+    if "lengths" in scores:
+        tables["field_lengths"] = scores["lengths"]
     if "curves" in scores:
         tables["risk_coverage"] = risk_coverage_rows(dataset, model, scores["curves"])
     if history:

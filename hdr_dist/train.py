@@ -17,11 +17,12 @@ import os
 import tempfile
 import time
 
+import numpy as np
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
-from hdr_dist import checkpoints, models
+from hdr_dist import checkpoints, ctc, fields, models
 from hdr_dist.augment import AugmentRanges, augment
 from hdr_dist.config import TrainConfig
 
@@ -71,9 +72,13 @@ def make_schedule(opt: torch.optim.Optimizer, cfg: TrainConfig, steps_per_epoch:
     return torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 1.0 / (1.0 + decay * step))
 
 
-def steps_per_epoch(n: int, world: int, batch_size: int) -> int:
-    per_rank_batch = max(1, batch_size // world)
-    return -(-(n // world) // per_rank_batch)
+def per_rank(n: int, world: int, cfg: TrainConfig) -> int:
+    """What one rank trains on per epoch: its share of the digits, or the fields made of them."""
+    return fields.per_epoch(n // world) if cfg.reads_fields else n // world
+
+
+def steps_per_epoch(n: int, world: int, cfg: TrainConfig) -> int:
+    return -(-per_rank(n, world, cfg) // max(1, cfg.batch_size // world))
 
 
 def all_sum(values: list[float], device: torch.device, world: int) -> list[float]:
@@ -89,6 +94,45 @@ def autocast(device: torch.device):
     return torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
 
 
+def digit_batches(x, y, idx, cfg: TrainConfig, per_rank_batch: int, device, generator):
+    """A digit model's batches, as (the model's inputs, the targets, the count): this rank's images,
+    augmented on [0, 1], then standardised."""
+    ranges = AugmentRanges(cfg.rotation, cfg.shift, cfg.zoom)
+    for b in idx.split(per_rank_batch):
+        xb = (x[b].to(device, non_blocking=True).float() / 255.0).unsqueeze(1)
+        if cfg.augment:
+            xb = augment(xb, ranges, generator)
+        yield ((xb - cfg.mean) / cfg.std,), y[b].to(device, non_blocking=True), len(b)
+
+
+def field_batches(x, y, idx, cfg: TrainConfig, per_rank_batch: int, device, generator):
+    """A field model's batches, made here from this rank's digits: each digit of the shard goes
+    into one field per epoch (fields of 1 to MAX_DIGITS digits), so an epoch is one pass over
+    the digits, as for a digit model."""
+    rng = np.random.default_rng(int(torch.randint(2**31, (1,), generator=generator)))
+    picks = fields.picks_of(idx.numpy(), fields.lengths(fields.per_epoch(len(idx)), rng))
+    for start in range(0, len(picks), per_rank_batch):
+        strips, labels = fields.strips(x, y, picks[start:start + per_rank_batch], fields.FieldStyle(), rng,
+                                       generator)
+        xb, widths = fields.pad(strips)
+        yield ((xb.to(device) - cfg.mean) / cfg.std, widths), (labels, widths), len(labels)
+
+
+def objective(out: torch.Tensor, target, cfg: TrainConfig) -> tuple[torch.Tensor, int]:
+    """The loss, and how many answers were right: digits by cross-entropy, fields by CTC (a field is
+    right when its best path reads exactly its digits)."""
+    if not cfg.reads_fields:
+        loss = F.cross_entropy(out, target, label_smoothing=cfg.label_smoothing)
+        return loss, int((out.argmax(1) == target).sum().item())
+    labels, widths = target
+    log_probs = out.float().log_softmax(-1)
+    steps = torch.div(widths, fields.WIDTH_STEP, rounding_mode="floor")
+    loss = F.ctc_loss(log_probs.transpose(0, 1), torch.from_numpy(np.concatenate(labels)).long(), steps,
+                      torch.tensor([len(t) for t in labels]), blank=cfg.num_classes, zero_infinity=True)
+    reads = ctc.greedy(log_probs.detach().cpu().numpy(), steps.tolist(), cfg.num_classes)
+    return loss, sum(r == t.tolist() for r, t in zip(reads, labels))
+
+
 def train_epoch(model, opt, sched, x: torch.Tensor, y: torch.Tensor, cfg: TrainConfig, epoch: int,
                 rank: int = 0, world: int = 1, device=torch.device("cpu"),
                 generator: torch.Generator | None = None, progress=None) -> dict:
@@ -96,30 +140,23 @@ def train_epoch(model, opt, sched, x: torch.Tensor, y: torch.Tensor, cfg: TrainC
     model.train()
     idx = shard(len(y), rank, world, cfg.seed, epoch)
     per_rank_batch = max(1, cfg.batch_size // world)
-    batches = idx.split(per_rank_batch)
-    ranges = AugmentRanges(cfg.rotation, cfg.shift, cfg.zoom)
+    make = field_batches if cfg.reads_fields else digit_batches
+    steps = steps_per_epoch(len(y), world, cfg)
     loss_sum = correct = seen = 0.0
     start = time.perf_counter()
-    for step, b in enumerate(batches, 1):
-        xb = x[b].to(device, non_blocking=True)
-        yb = y[b].to(device, non_blocking=True)
-        xb = (xb.float() / 255.0).unsqueeze(1)  # augment on [0, 1] with background 0, then standardise
-        if cfg.augment:
-            xb = augment(xb, ranges, generator)
-        xb = (xb - cfg.mean) / cfg.std
+    for step, (inputs, target, n) in enumerate(make(x, y, idx, cfg, per_rank_batch, device, generator), 1):
         with autocast(device):
-            logits = model(xb)
-            loss = F.cross_entropy(logits, yb, label_smoothing=cfg.label_smoothing)
+            out = model(*inputs)
+        loss, right = objective(out, target, cfg)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
         sched.step()
-        loss_sum += loss.item() * len(b)
-        correct += (logits.argmax(1) == yb).sum().item()
-        seen += len(b)
+        loss_sum += loss.item() * n
+        correct += right
+        seen += n
         if progress is not None:
-            progress(step, len(batches), loss_sum / seen, correct / seen,
-                     seen * world / (time.perf_counter() - start))
+            progress(step, steps, loss_sum / seen, correct / seen, seen * world / (time.perf_counter() - start))
     seconds = time.perf_counter() - start
     loss_sum, correct, seen = all_sum([loss_sum, correct, seen], device, world)
     return {"train_loss": loss_sum / seen, "train_acc": correct / seen, "seconds": seconds,
@@ -144,21 +181,55 @@ def evaluate_split(model, x: torch.Tensor, y: torch.Tensor, cfg: TrainConfig, ra
     return {"val_loss": loss_sum / seen, "val_acc": correct / seen}
 
 
+@torch.no_grad()
+def evaluate_fields(model, strips: list, labels: list, cfg: TrainConfig, rank: int = 0, world: int = 1,
+                    device=torch.device("cpu"), batch_size: int = 256) -> dict:
+    """CTC loss and field accuracy (exact match) over fixed fields, each rank taking every world-th;
+    fields go in batches of similar width, so little of each batch is padding."""
+    model.eval()
+    loss_sum = correct = 0.0
+    mine = sorted(range(rank, len(labels), world), key=lambda i: strips[i].shape[1])
+    for start in range(0, len(mine), batch_size):
+        take = mine[start:start + batch_size]
+        xb, widths = fields.pad([strips[i] for i in take])
+        with autocast(device):
+            out = model((xb.to(device) - cfg.mean) / cfg.std, widths)
+        loss, right = objective(out, ([labels[i] for i in take], widths), cfg)
+        loss_sum += loss.item() * len(take)
+        correct += right
+    loss_sum, correct, seen = all_sum([loss_sum, correct, float(len(mine))], device, world)
+    return {"val_loss": loss_sum / seen, "val_acc": correct / seen}
+
+
+def validation(cfg: TrainConfig, vx: torch.Tensor, vy: torch.Tensor) -> tuple:
+    """What a model is validated on: the hold-out digits, or fixed fields made of them."""
+    return fields.fixed_set(vx.numpy(), vy.numpy(), cfg.seed) if cfg.reads_fields else (vx, vy)
+
+
+def validate(model, val: tuple, cfg: TrainConfig, rank: int = 0, world: int = 1, device=torch.device("cpu")) -> dict:
+    return (evaluate_fields if cfg.reads_fields else evaluate_split)(model, *val, cfg, rank, world, device)
+
+
 def setup(cfg: TrainConfig, n_train: int, world: int):
     """Model, optimizer and schedule for ``cfg``, seeded so every rank builds the same model."""
     torch.manual_seed(cfg.seed)
     model = models.from_config(cfg)
     opt = make_optimizer(model, cfg)
-    sched = make_schedule(opt, cfg, steps_per_epoch(n_train, world, cfg.batch_size))
+    sched = make_schedule(opt, cfg, steps_per_epoch(n_train, world, cfg))
     return model, opt, sched
 
 
-def print_progress(model_name: str, epoch: int, epochs: int):
+def unit(cfg: TrainConfig) -> str:
+    """What a model trains on, per second: images, or fields of them."""
+    return "fields/s" if cfg.reads_fields else "img/s"
+
+
+def print_progress(cfg: TrainConfig, epoch: int):
     """A live line per quarter epoch: the person at the terminal sees the run move."""
     def show(step, steps, loss, acc, ips):
         if step == steps or step % max(1, steps // 4) == 0:
-            log.info(f"[{model_name}] epoch {epoch + 1}/{epochs} step {step}/{steps} "
-                     f"loss {loss:.4f} acc {acc:.2%} {ips:,.0f} img/s")
+            log.info(f"[{cfg.model}] epoch {epoch + 1}/{cfg.epochs} step {step}/{steps} "
+                     f"loss {loss:.4f} acc {acc:.2%} {ips:,.0f} {unit(cfg)}")
     return show
 
 
@@ -166,7 +237,7 @@ def epoch_line(cfg: TrainConfig, stats: dict) -> str:
     return (f"[{cfg.model}] epoch {stats['epoch']}/{cfg.epochs} done: "
             f"train loss {stats['train_loss']:.4f} acc {stats['train_acc']:.2%} | "
             f"val loss {stats['val_loss']:.4f} acc {stats['val_acc']:.2%} | "
-            f"{stats['seconds']:.1f}s {stats['images_per_s']:,.0f} img/s")
+            f"{stats['seconds']:.1f}s {stats['images_per_s']:,.0f} {unit(cfg)}")
 
 
 def train_loop_per_worker(loop_config: dict) -> None:
@@ -190,6 +261,7 @@ def train_loop_per_worker(loop_config: dict) -> None:
     if world > 1:
         dist.all_gather_object(nodes, nodes[0])
     x, y, vx, vy = tensors(ray.get(loop_config["data"]))
+    val = validation(cfg, vx, vy)
 
     model, opt, sched = setup(cfg, len(y), world)
     start_epoch, history = 0, []
@@ -210,10 +282,9 @@ def train_loop_per_worker(loop_config: dict) -> None:
     generator = torch.Generator(device=device).manual_seed(cfg.seed * 7919 + rank + 17 * start_epoch)
 
     for epoch in range(start_epoch, cfg.epochs):
-        show = print_progress(cfg.model, epoch, cfg.epochs) if rank == 0 else None
+        show = print_progress(cfg, epoch) if rank == 0 else None
         stats = train_epoch(model, opt, sched, x, y, cfg, epoch, rank, world, device, generator, show)
-        stats |= evaluate_split(model, vx, vy, cfg, rank, world, device) | {"epoch": epoch + 1,
-                                                                             "nodes": len(set(nodes))}
+        stats |= validate(model, val, cfg, rank, world, device) | {"epoch": epoch + 1, "nodes": len(set(nodes))}
         history.append(stats)
         if rank == 0:
             log.info(epoch_line(cfg, stats))
@@ -258,14 +329,15 @@ def fit(cfg: TrainConfig, data, *, workers: int, use_gpu: bool, storage_path: st
 def train_plain(cfg: TrainConfig, arrays: dict, device: torch.device) -> tuple:
     """The same epochs without Ray: one process, world size 1 (GPU checks, the baseline benchmark)."""
     x, y, vx, vy = tensors(arrays)
+    val = validation(cfg, vx, vy)
     model, opt, sched = setup(cfg, len(y), 1)
     model.to(device)
     generator = torch.Generator(device=device).manual_seed(cfg.seed)
     history = []
     for epoch in range(cfg.epochs):
         stats = train_epoch(model, opt, sched, x, y, cfg, epoch, device=device, generator=generator,
-                            progress=print_progress(cfg.model, epoch, cfg.epochs))
-        stats |= evaluate_split(model, vx, vy, cfg, device=device)
+                            progress=print_progress(cfg, epoch))
+        stats |= validate(model, val, cfg, device=device)
         history.append(stats | {"epoch": epoch + 1})
         log.info(epoch_line(cfg, history[-1]))
     return model, history

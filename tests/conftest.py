@@ -4,6 +4,7 @@ digit model trained once for the scoring tests."""
 from __future__ import annotations
 
 import gzip
+import shutil
 import socket
 from pathlib import Path
 
@@ -83,3 +84,31 @@ def mnist():
 @pytest.fixture(scope="session")
 def digits_model(mnist, tmp_path_factory):
     return fit_small(mnist, tmp_path_factory.mktemp("digits-model"))
+
+
+def chromium() -> str:
+    found = shutil.which("chromium") or shutil.which("chromium-browser")
+    if found is None:
+        pytest.fail("the review page's test needs Debian's chromium: `make browser` installs it")
+    return found
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=chromium(), args=["--no-sandbox"])
+        yield b
+        b.close()
+
+
+def open_page(browser, path: Path):
+    """The page, and what it did that a person would see as broken: script errors and dialogs."""
+    page = browser.new_context(accept_downloads=True).new_page()
+    trouble = []
+    page.on("pageerror", lambda e: trouble.append(f"script error: {e}"))
+    page.on("dialog", lambda d: (trouble.append(f"dialog: {d.message}"), d.dismiss()))
+    page.goto(path.as_uri())
+    page.wait_for_load_state("load")
+    return page, trouble

@@ -44,7 +44,7 @@ def test_risk_coverage_curve():
     assert curve["risk"].tolist() == pytest.approx([0, 1 / 3, 1 / 4, 2 / 5])
     assert calibration.coverage_at(curve, 0.3) == (0.8, 0.6)
     assert calibration.coverage_at(curve, 0.0) == (0.2, 0.9)
-    assert calibration.accepted(probs, y, 0.6) == (0.8, 0.25)
+    assert calibration.accepted(probs.max(1), probs.argmax(1) == y, 0.6) == (0.8, 0.25)
 
 
 def test_report_reads_thresholds_off_validation_and_measures_them_on_test():
@@ -56,3 +56,18 @@ def test_report_reads_thresholds_off_validation_and_measures_them_on_test():
     for target in calibration.ERROR_TARGETS:
         assert 0 <= row[f"coverage_at_{target:g}"] <= 1
     assert row["coverage_at_0.001"] <= row["coverage_at_0.005"] <= row["coverage_at_0.01"]
+
+
+def test_field_temperature_recovers_the_true_one():
+    """Fields of 1 to 6 steps read right with probability exp(their string's log-probability at T = 2):
+    the fitted temperature is 2, and the calibrated field confidences have a small ECE."""
+    from hdr_dist import field_reader
+
+    rng = np.random.default_rng(0)
+    logits = [rng.normal(0, 4, (int(rng.integers(1, 7)), 11)) for _ in range(20_000)]
+    right = rng.random(len(logits)) < np.exp(field_reader.text_log_probs(logits, 2.0, 10))
+    t = calibration.fit_field_temperature(lambda temp: field_reader.text_log_probs(logits, temp, 10), right)
+    assert t == pytest.approx(2.0, rel=0.05)
+    assert calibration.ece_of(np.exp(field_reader.text_log_probs(logits, t, 10)), right) < 0.015
+    assert calibration.ece_of(np.exp(field_reader.text_log_probs(logits, 1.0, 10)), right) > 0.05
+    assert calibration.fit_field_temperature(lambda temp: np.zeros(0), np.zeros(0, bool)) == 1.0

@@ -7,7 +7,6 @@ from __future__ import annotations
 import base64
 import io
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -18,36 +17,9 @@ import torch
 from PIL import Image
 
 from hdr_dist import checkpoints, evaluate, review, samples, score
+from tests.conftest import open_page
 
 HOSTILE = '<img src=x onerror=alert(1)>, "quoted".png'  # a file name that is also markup, with a comma
-
-
-def chromium() -> str:
-    found = shutil.which("chromium") or shutil.which("chromium-browser")
-    if found is None:
-        pytest.fail("the review page's test needs Debian's chromium: `make browser` installs it")
-    return found
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=chromium(), args=["--no-sandbox"])
-        yield b
-        b.close()
-
-
-def open_page(browser, path: Path):
-    """The page, and what it did that a person would see as broken: script errors and dialogs."""
-    page = browser.new_context(accept_downloads=True).new_page()
-    trouble = []
-    page.on("pageerror", lambda e: trouble.append(f"script error: {e}"))
-    page.on("dialog", lambda d: (trouble.append(f"dialog: {d.message}"), d.dismiss()))
-    page.goto(path.as_uri())
-    page.wait_for_load_state("load")
-    return page, trouble
 
 
 def run(*argv) -> int:
