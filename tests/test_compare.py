@@ -244,6 +244,6 @@ def test_console_script():
     hdr = Path(sys.executable).parent / "hdr"
     result = subprocess.run([str(hdr), "compare", "--models", "nope"], capture_output=True, text=True)
     assert result.returncode == 2 and result.stderr == "hdr compare: error: unknown model 'nope'; " \
-        "choose from cnn, lstm, cnn-seed, cnn-emnist-seed, lstm-seed\n"
+        "choose from cnn, lstm, crnn, cnn-seed, cnn-emnist-seed, lstm-seed\n"
     result = subprocess.run([str(hdr)], capture_output=True, text=True)
     assert result.returncode == 2 and "usage: hdr {compare,score,tune,report}" in result.stderr
