@@ -36,6 +36,8 @@ class TrainConfig:
     # the two architecture knobs a sweep turns
     width: float = 1.0
     dropout: float | None = None   # None: the recipe's own
+    # lstm: image rows per time step; 1, what checkpoints from before the setting were trained with
+    rows_per_step: int = 1
     # augmentation
     augment: bool = True
     rotation: float = AugmentRanges.rotation
@@ -53,7 +55,7 @@ class TrainConfig:
         r = models.recipe(model)
         recipe = {"epochs": r.epochs, "batch_size": r.batch_size, "lr": r.lr, "optimizer": r.optimizer,
                   "weight_decay": r.weight_decay, "schedule": r.schedule, "lr_decay": r.lr_decay,
-                  "label_smoothing": r.label_smoothing, "augment": r.augment}
+                  "label_smoothing": r.label_smoothing, "augment": r.augment, "rows_per_step": r.rows_per_step}
         # A field model's strips are standardised without centring: zero stays paper, so the zeros that
         # pad a batch of strips of different widths read as paper too (models.CRNN).
         mean = 0.0 if r.arch in models.FIELD_ARCHITECTURES else dataset.mean

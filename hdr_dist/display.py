@@ -8,7 +8,7 @@ from rich.console import Console
 from rich.table import Table
 
 from hdr_dist.calibration import ERROR_TARGETS
-from hdr_dist.studies import STUDY_FIGURES
+from hdr_dist.studies import seed_figure
 
 # Precision and recall (macro and weighted) are in metrics.parquet; the table keeps F1, to leave room for
 # what a whole field costs.
@@ -30,7 +30,7 @@ def result_cells(r: dict) -> tuple[list[str], str | None]:
     1 to 12 digits; 5-digit scans). For a digit model the 5-digit figure is what reading five
     digits one by one would give, its accuracy to the fifth power, marked ≈.
     """
-    figure = STUDY_FIGURES.get(r["model"])
+    figure = seed_figure(r["dataset"], r["model"])
     acc = 100 * r["accuracy"]
     five = (percent(r["field_accuracy_5"]) if r.get("field_accuracy_5") is not None
             else f"≈{acc ** 5 / 1e8:.2f}")

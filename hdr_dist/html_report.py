@@ -21,7 +21,7 @@ import pyarrow.dataset as pads
 
 from hdr_dist.display import RESULT_COLUMNS, result_cells, trial_cells
 from hdr_dist.errors import UserError
-from hdr_dist.studies import STUDY_FIGURES
+from hdr_dist.studies import seed_figure
 from hdr_dist.tables import read_table
 
 
@@ -51,7 +51,7 @@ def model_figures(out: Path, model: str, tables: dict) -> list[tuple[Path, str]]
                         "accuracy per class (002's Table 1)"))
     if curve := pick("risk_coverage"):
         path = out / f"risk_coverage_{model}.png"
-        figures.append((plots.risk_coverage(curve, model, STUDY_FIGURES.get(model), path),
+        figures.append((plots.risk_coverage(curve, model, seed_figure(curve[0]["dataset"], model), path),
                         "risk-coverage: accept the answers whose calibrated confidence clears a threshold; the "
                         "error among them against the share accepted, on the validation and test splits"))
     if mistakes := sorted(pick("mistakes"), key=lambda r: -r["confidence"]):
@@ -137,7 +137,7 @@ def results_section(metrics: list[dict], scored: bool, folder: Path, out: Path, 
     parts = [f"<h2>Results on {where}</h2>",
              html_table(list(RESULT_COLUMNS), [c for c, _ in cells], [s for _, s in cells]),
              "<p>Green: at or above the seed study's figure for that model; red: below it.</p>",
-             embed(plots.comparison(metrics, STUDY_FIGURES, out / "comparison.png"),
+             embed(plots.comparison(metrics, out / "comparison.png"),
                    "every model's test accuracy beside the seeds' reported figures", folder)]
     if calibrated := [r for r in metrics if r.get("temperature") is not None]:
         parts.append(embed(plots.calibration_errors(calibrated, out / "calibration.png"),

@@ -1,13 +1,9 @@
 """The Ray Data stages of ``hdr score``: read bytes (``reading.datasource``) -> decode and
 preprocess to MNIST space in CPU tasks -> inference in an actor pool (the model loaded
-once per actor, on a GPU when there is one), and the ``Tally`` actor the inference
-actors count into.
+once per actor, on a GPU when there is one), counting into a ``tally.Tally``.
 """
 
 from __future__ import annotations
-
-import heapq
-import time
 
 import numpy as np
 import pyarrow as pa
@@ -123,45 +119,6 @@ class FieldPredictor(Predictor):
         answers = {"pred_label": pa.array(text, pa.string()), "text": pa.array(text, pa.string()),
                    "char_confidences": pa.array(chars, pa.list_(pa.float32()))}
         return confidence, answers, []
-
-
-class Tally:
-    """A Ray actor the inference actors count into, so the driver can show live progress
-    and the summary can say how the work spread over the cluster's nodes.
-
-    A batch Ray Data runs again (its actor was lost before the result came back)
-    reports again; ``batch`` (its first row and size) lets it count once.
-    """
-
-    def __init__(self):
-        self.scored = self.failed = 0
-        self.first = None  # wall-clock time of the first result: what start-up costs
-        self.by_node: dict[str, int] = {}
-        self.wrong: list[dict] = []  # the most confident mistakes so far, for the report
-        self.batches: set[tuple] = set()
-
-    def add(self, batch: tuple, scored: int, failed: int, node: str, mistakes: list[dict]) -> None:
-        if batch in self.batches:
-            return
-        self.batches.add(batch)
-        self.first = self.first or time.time()
-        self.scored += scored
-        self.failed += failed
-        self.by_node[node] = self.by_node.get(node, 0) + scored + failed
-        if mistakes:
-            self.wrong = heapq.nlargest(tables.MISTAKES, self.wrong + mistakes, key=lambda m: m["confidence"])
-
-    def mistakes(self) -> list[dict]:
-        return self.wrong
-
-    def images_by_node(self) -> dict[str, int]:
-        return self.by_node
-
-    def counts(self) -> tuple[int, int]:
-        return self.scored, self.failed
-
-    def first_result(self) -> float | None:
-        return self.first
 
 
 def build(items: list[Item], state_ref, args, plan: dict, tally, nodes: int):

@@ -18,6 +18,8 @@ import numpy as np  # noqa: E402
 from matplotlib.colors import LogNorm  # noqa: E402
 from matplotlib.ticker import NullFormatter  # noqa: E402
 
+from hdr_dist.studies import seed_figure  # noqa: E402
+
 DPI = 110
 OURS, SEED, WRONG, RIGHT = "#1f77b4", "#bbbbbb", "#d62728", "#2ca02c"
 
@@ -89,19 +91,20 @@ def per_class(rows: list[dict], model: str, path: Path) -> Path:
     return save(fig, path)
 
 
-def comparison(rows: list[dict], seeds: dict, path: Path) -> Path:
+def comparison(rows: list[dict], path: Path) -> Path:
     """Every model's test accuracy beside the figure its seed study reported for it."""
     rows = sorted(rows, key=lambda r: r["accuracy"])
     fig, ax = plt.subplots(figsize=(8, 0.55 * len(rows) + 1.5))
     y = np.arange(len(rows))
     ours = [100 * r["accuracy"] for r in rows]
-    theirs = [seeds[r["model"]][1] if r["model"] in seeds else np.nan for r in rows]
+    seeds = [seed_figure(r["dataset"], r["model"]) for r in rows]
+    theirs = [s[1] if s else np.nan for s in seeds]
     ax.barh(y + 0.2, ours, 0.4, color=OURS, label="hdr-dist (test split)")
     ax.barh(y - 0.2, theirs, 0.4, color=SEED, label="seed study's figure")
     for i, (a, b) in enumerate(zip(ours, theirs)):
         ax.text(a, i + 0.2, f" {a:.2f}", va="center", fontsize=8)
         if not math.isnan(b):
-            ax.text(b, i - 0.2, f" {b:.2f} ({seeds[rows[i]['model']][0]})", va="center", fontsize=7, color="#555555")
+            ax.text(b, i - 0.2, f" {b:.2f} ({seeds[i][0]})", va="center", fontsize=7, color="#555555")
     ax.set_yticks(y, [f"{r['model']} ({r['dataset']})" for r in rows])
     low = min(v for v in ours + theirs if not math.isnan(v))
     ax.set_xlim(max(0.0, low - 5), 103)

@@ -27,6 +27,7 @@ from hdr_dist.config import TrainConfig
 from hdr_dist.errors import UserError
 from hdr_dist.flags import Parser, positive
 from hdr_dist.html_report import write_report
+from hdr_dist.tally import Tally
 
 ROWS_PER_FILE = 20_000
 
@@ -144,7 +145,7 @@ def execute(items: list[inputs.Item], state: dict, args, plan: dict, work: Path,
     import ray
 
     logging.getLogger("ray.data").setLevel(logging.WARNING)  # the job's own line says what matters
-    tally = ray.remote(pipeline.Tally).options(num_cpus=0).remote()
+    tally = ray.remote(Tally).options(num_cpus=0).remote()
     stop = threading.Event()
     start, wall_start = time.perf_counter(), time.time()
     watcher = threading.Thread(target=watch, args=(tally, len(items), console, stop, start), daemon=True)

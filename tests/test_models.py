@@ -34,13 +34,16 @@ def test_seed_lstm_is_relu_lstm_with_keras_init():
     assert torch.allclose(w.T @ w, torch.eye(h), atol=1e-4)
 
 
-def test_lstm_reads_rows_as_time_steps():
-    """Permuting rows changes a row-reading LSTM's output; the input is 28 steps of 28 pixels."""
+@pytest.mark.parametrize("rows", [1, 2])
+def test_lstm_reads_rows_as_time_steps(rows):
+    """Permuting rows changes a row-reading LSTM's output; the input is 28 / rows steps of whole rows."""
     torch.manual_seed(0)
-    model = models.build("lstm", 10).eval()
+    model = models.build("lstm", 10, rows_per_step=rows).eval()
+    assert model.rnn.input_size == 28 * rows
     x = torch.randn(2, 1, 28, 28)
     with torch.no_grad():
         assert not torch.allclose(model(x), model(x.flip(2)))
+    assert models.recipe("lstm").rows_per_step == 2 and models.build("lstm", 10).steps == 14
 
 
 def test_unknown_model():

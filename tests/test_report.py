@@ -131,3 +131,27 @@ def test_figures_for_47_classes_stay_readable(tmp_path):
     with Image.open(small) as a, Image.open(large) as b:
         assert b.width > 1.8 * a.width and b.height > 1.8 * a.height
         assert b.width >= 1200
+
+
+def test_a_47_class_emnist_cnn_stands_beside_002s_emnist_cnn(tmp_path):
+    """002's one EMNIST figure (88 %, a CNN on 47 classes) is what an EMNIST cnn is set beside, in the
+    table and in the comparison figure; never 000's MNIST CNN. An EMNIST lstm has no seed figure."""
+    from rich.console import Console
+
+    from hdr_dist import display, plots, studies
+
+    row = {"dataset": "emnist-bymerge-test-resplit", "model": "cnn", "accuracy": 0.9105, "f1_macro": 0.89,
+           "train_seconds": 900.0, "epochs": 8, "num_workers": 2, "infer_images_per_s": 9000.0}
+    rows = [row, row | {"model": "lstm"}, row | {"dataset": "mnist", "accuracy": 0.997}]
+    console = Console(record=True, width=250)
+    display.print_table(rows, console)
+    lines = console.export_text().splitlines()
+    emnist_cnn, emnist_lstm, mnist_cnn = (next(line for line in lines if f"{100 * r['accuracy']:.2f}" in line
+                                               and f" {r['model']} " in line) for r in rows)
+    assert "002 CNN EMNIST Balanced 88.00" in emnist_cnn and "+3.05" in emnist_cnn and "000 CNN" not in emnist_cnn
+    assert "002 " not in emnist_lstm and "000 LSTM" not in emnist_lstm
+    assert "000 CNN 99.31" in mnist_cnn
+    assert studies.seed_figure("emnist-balanced", "cnn-emnist-seed") == ("002 CNN EMNIST Balanced", 88.0)
+    png = plots.comparison(rows, tmp_path / "comparison.png")
+    with Image.open(png) as image:
+        assert image.height > 200

@@ -63,3 +63,25 @@ def test_a_checkpoint_written_before_the_config_dataclass_still_loads(tmp_path):
     assert all(torch.equal(v, weights[k]) for k, v in model.state_dict().items())
     state, cfg, path = checkpoints.for_scoring(str(tmp_path), None)  # what `hdr score --model` does
     assert cfg.model == "cnn" and path == str(tmp_path / "model.pt") and state["params"] > 0
+    # An lstm of before issue 17 read one row a step, where the recipe now reads two.
+    lstm = old | {"model": "lstm", "arch": "lstm"}
+    weights = models.build("lstm", 10, rows_per_step=1).state_dict()
+    torch.save({"model": weights, "config": lstm, "history": []}, tmp_path / "model.pt")
+    model, cfg = checkpoints.model_from_state(checkpoints.load(tmp_path / "model.pt"))
+    assert cfg.rows_per_step == 1 and model.steps == 28
+    assert all(torch.equal(v, weights[k]) for k, v in model.state_dict().items())
+
+
+def test_the_training_step_runs_alone_without_ray():
+    """``python -m hdr_dist.train`` is what a GPU machine without Ray runs: the whole data set on
+    the device, the same epoch code. CI has no GPU, so the device here is the CPU."""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "hdr_dist.train", "--model", "cnn", "--epochs", "2",
+                           "--batch-size", "64", "--limit-train", "2000", "--device", "cpu"],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "[cnn] epoch 2/2 done" in done.stderr
+    val_acc = float(done.stderr.split("epoch 2/2 done")[1].split("val loss")[1].split("acc ")[1].split("%")[0])
+    assert val_acc > 80  # chance is 10
