@@ -389,11 +389,17 @@ def test_two_runs_into_one_output_at_once_are_refused(ray_cluster, mnist, digits
     while not (tmp_path / "out.partial" / "run.json").exists() and time.time() < deadline and first.poll() is None:
         time.sleep(0.05)
     assert first.poll() is None, "the first run ended before the second could start"
-    for extra in ([], ["--resume"]):
-        second = subprocess.run([sys.executable, str(ROOT / "jobs" / "score.py"), *args, *extra,
-                                 "--address", ray_cluster.address_info["address"]], capture_output=True, text=True)
-        assert second.returncode == 2 and second.stderr.count("\n") == 1, second.stderr
-        assert "another hdr score is writing into it now" in second.stderr
+    # run.json is written after the lock is taken. The first run is stopped while the others try, so it
+    # cannot finish (and free its lock) before they start, however fast it scores.
+    first.send_signal(signal.SIGSTOP)
+    try:
+        for extra in ([], ["--resume"]):
+            second = subprocess.run([sys.executable, str(ROOT / "jobs" / "score.py"), *args, *extra,
+                                     "--address", ray_cluster.address_info["address"]], capture_output=True, text=True)
+            assert second.returncode == 2 and second.stderr.count("\n") == 1, second.stderr
+            assert "another hdr score is writing into it now" in second.stderr
+    finally:
+        first.send_signal(signal.SIGCONT)
     assert first.wait(timeout=300) == 0, first.stderr.read()
     rows = predictions(out).to_pylist()
     assert len(rows) == 240 and len({(r["source"], r["page"]) for r in rows}) == 240
