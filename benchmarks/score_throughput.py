@@ -11,7 +11,10 @@ that is already up (as a cluster would be), timed from the call to the written
 output; it also reports its start-up (until the first result, mostly the
 inference actors importing torch) and its rate after that, which is what a
 long job runs at. The plain loop runs before and after the Ray runs; its mean
-is the baseline. The last line is JSON.
+is the baseline. (c) is the cost of committing rows as they come (the default,
+a piece every 2,000 rows or 10 s) against one piece written at the end
+(``--commit-rows`` and ``--commit-seconds`` too large to be reached), two runs
+of each, alternating. The last line is JSON.
 """
 
 from __future__ import annotations
@@ -73,6 +76,9 @@ def plain(folder: Path, model_path: str, batch_size: int) -> float:
     return n / (time.perf_counter() - start)
 
 
+NO_COMMITS = ("--commit-rows", str(10**12), "--commit-seconds", str(10**12))  # one piece, at the end
+
+
 def with_ray(folder: Path, model_path: str, batch_size: int, concurrency: int, actor_cpus: float,
              threshold: float | None = None, extra: tuple = ("--labels-from", "dirname")) -> dict:
     """Images/s over the whole job, and after its start-up (from summary.json); ``extra``: more flags
@@ -92,6 +98,26 @@ def with_ray(folder: Path, model_path: str, batch_size: int, concurrency: int, a
             "steady_images_per_s": summary["steady_images_per_s"], "review": summary["review"]}
 
 
+def commit_cost(args) -> dict:
+    """The steady rate with the default commits against one piece at the end: two runs of each, alternating."""
+    flags = ("--labels-from", "dirname")
+    runs = {"with": [], "without": []}
+    for _ in range(2):
+        runs["with"].append(with_ray(args.folder, args.model, args.batch_size, 1, args.cpus_per_actor, extra=flags))
+        runs["without"].append(with_ray(args.folder, args.model, args.batch_size, 1, args.cpus_per_actor,
+                                        extra=flags + NO_COMMITS))
+    steady = {k: sum(r["steady_images_per_s"] for r in v) / len(v) for k, v in runs.items()}
+    whole = {k: sum(r["images_per_s"] for r in v) / len(v) for k, v in runs.items()}
+    result = {"steady_with": round(steady["with"], 1), "steady_without": round(steady["without"], 1),
+              "steady_ratio": round(steady["with"] / steady["without"], 3),
+              "whole_job_ratio": round(whole["with"] / whole["without"], 3),
+              "runs": {k: [r["steady_images_per_s"] for r in v] for k, v in runs.items()}}
+    print(f"(c) commits as rows come, against one piece at the end: {result['steady_ratio']:.3f}x after start-up "
+          f"({steady['with']:,.0f} against {steady['without']:,.0f} img/s), {result['whole_job_ratio']:.3f}x "
+          "over the whole job")
+    return result
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--model", default="results", help="compare output folder or model.pt (default: %(default)s)")
@@ -103,6 +129,8 @@ def main() -> int:
     p.add_argument("--cpus-per-actor", type=float, default=1.0, help="passed to hdr score (default: 1)")
     p.add_argument("--threshold", type=float,
                    help="also time the reject option: each run again with --threshold T, the two alternating")
+    p.add_argument("--no-commit-cost", dest="commit_cost", action="store_false",
+                   help="skip (c), the cost of committing rows as they come")
     args = p.parse_args()
     make_folder(args.folder, args.images)
     print(f"{args.images:,} images in {args.folder}; {os.cpu_count()} CPUs; torch threads {torch.get_num_threads()}")
@@ -127,6 +155,7 @@ def main() -> int:
             print(f"(c) --threshold {args.threshold:g}, twice, between the runs without: {r['reject_ratio']:.3f}x "
                   f"after start-up, {r['reject_ratio_whole_job']:.3f}x over the whole job "
                   f"({rejecting[0]['review']:,} images to review)")
+    commits = commit_cost(args) if args.commit_cost else None
     import ray
 
     ray.shutdown()
@@ -143,7 +172,7 @@ def main() -> int:
                       "plain_runs": [round(before, 1), round(after, 1)],
                       "ray_images_per_s": runs[first]["images_per_s"], "ratio": runs[first]["ratio"],
                       "steady_ratio": runs[first]["steady_ratio"],
-                      "by_concurrency": runs}))
+                      "by_concurrency": runs, "commits": commits}))
     return 0
 
 

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import os
+import zipfile
 from pathlib import Path
 
 import torch
@@ -20,6 +22,13 @@ from hdr_dist.config import TrainConfig
 from hdr_dist.errors import UserError, one_line
 
 CHECKPOINT_FILE = "model.pt"
+# What a plausible checkpoint stays within; a file past these is refused before anything is built from it.
+# Ours are 1-10 MB, their pickled part (config, history, the validation curve) under 0.5 MB; unpickling
+# a crafted pickle can take some 30 times its size in memory, so its part is bounded on its own.
+MAX_CHECKPOINT_BYTES = 1 << 30
+MAX_PICKLE_BYTES = 8 << 20
+MAX_CONFIG_CHARS = 64 << 10   # the config as JSON: a few hundred characters in ours
+MAX_HISTORY = 10_000          # epochs
 
 
 def save(folder: str, model, opt, sched, cfg: TrainConfig, epoch: int, history: list[dict]) -> None:
@@ -98,6 +107,37 @@ def resolve(path: str, name: str | None) -> str:
     return str(where / CHECKPOINT_FILE) if where.is_dir() else str(where)
 
 
+def vet(raw: bytes) -> None:
+    """Refuse a checkpoint file by its size and structure before unpickling anything: torch saves a
+    zip of one pickle (``data.pkl``) and stored tensors, so the pickle's size and the whole's are known
+    from the zip's directory. Raises ValueError with the reason."""
+    try:
+        entries = zipfile.ZipFile(io.BytesIO(raw)).infolist()
+    except zipfile.BadZipFile:
+        raise ValueError("not a torch checkpoint (not a zip archive)") from None
+    pickles = [e for e in entries if e.filename.endswith("/data.pkl")]
+    if len(pickles) != 1:
+        raise ValueError("not a torch checkpoint (no data.pkl)")
+    if pickles[0].file_size > MAX_PICKLE_BYTES:
+        raise ValueError(f"its config and history take {pickles[0].file_size:,} bytes (limit {MAX_PICKLE_BYTES:,}): "
+                         "not a checkpoint hdr-dist wrote")
+    if sum(e.file_size for e in entries) > MAX_CHECKPOINT_BYTES:
+        raise ValueError(f"its parts unpack to more than {MAX_CHECKPOINT_BYTES:,} bytes")
+
+
+def vet_state(state) -> None:
+    """What the unpickled state must look like before a model is built from it."""
+    if not isinstance(state, dict) or not isinstance(state.get("model"), dict):
+        raise ValueError("no model weights in it")
+    config = state.get("config")
+    if not isinstance(config, dict):
+        raise ValueError("no config in it")
+    if len(json.dumps(config, default=str)) > MAX_CONFIG_CHARS:
+        raise ValueError(f"its config is larger than {MAX_CONFIG_CHARS:,} characters: not one hdr-dist wrote")
+    if len(state.get("history") or ()) > MAX_HISTORY:
+        raise ValueError(f"its history has more than {MAX_HISTORY:,} epochs")
+
+
 def for_scoring(path: str, name: str | None) -> tuple[dict, TrainConfig, str]:
     """``--model`` -> (the weights and history, the config, the checkpoint's path); any problem is one line.
 
@@ -106,8 +146,19 @@ def for_scoring(path: str, name: str | None) -> tuple[dict, TrainConfig, str]:
     """
     checkpoint = resolve(path, name)
     try:
+        size = storage.size_of(checkpoint)
+    except ValueError as e:
+        raise UserError(f"--model {path}: {checkpoint}: {e}") from None
+    except OSError as e:
+        raise UserError(f"--model {path}: {checkpoint}: cannot read ({e.strerror or one_line(e)})") from None
+    if size > MAX_CHECKPOINT_BYTES:
+        raise UserError(f"--model {path}: {checkpoint} is {size:,} bytes, more than a checkpoint holds "
+                        f"(limit {MAX_CHECKPOINT_BYTES:,})")
+    try:
         raw = storage.read_bytes(checkpoint)
+        vet(raw)
         state = torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True)
+        vet_state(state)
         model, cfg = model_from_state(state)
     except Exception as e:  # noqa: BLE001 - missing, corrupt or foreign: all the user's --model
         raise UserError(f"--model {path}: {checkpoint} is not a readable hdr-dist checkpoint "

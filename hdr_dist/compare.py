@@ -20,7 +20,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from hdr_dist import calibration, checkpoints, classical, cluster, data, display, evaluate, field_eval, flags, models
-from hdr_dist import storage, tables, train
+from hdr_dist import ray_notices, storage, tables, train
 from hdr_dist.augment import AugmentRanges
 from hdr_dist.cli import run_job
 from hdr_dist.config import TrainConfig
@@ -192,9 +192,15 @@ def collect(pending: dict, ds: data.Dataset, results: Results, console: Console,
 def run(args, console: Console) -> int:
     started = time.perf_counter()
     names = model_names(args.models)
+    output = storage.prepare_output(args.output)
+    with ray_notices.kept_off_the_terminal(output / ray_notices.LOG_FILE):
+        return compare(args, names, output, console, started)
+
+
+def compare(args, names: list[str], output: Path, console: Console, started: float) -> int:
+    """Each model trained (deep: Ray Train; classical: a Ray task) and tested, then the table and report."""
     deep = [n for n in names if n not in classical.MODELS]
     shallow = [n for n in names if n in classical.MODELS]
-    output = storage.prepare_output(args.output)
     location = storage.storage_location(args.storage_path, output / "ray_train")
     ds = data.load(args.dataset, args.data_dir, seed=args.seed, limit_train=args.limit_train,
                    limit_test=args.limit_test, scan_preprocess=args.preprocess == "scan")

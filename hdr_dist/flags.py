@@ -43,6 +43,13 @@ def positive(text: str) -> int:
     return value
 
 
+def positive_float(text: str) -> float:
+    value = float(text)
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a number more than 0, got {text}")
+    return value
+
+
 def open_fraction(text: str) -> float:
     value = float(text)
     if not 0 < value < 1:

@@ -14,15 +14,14 @@ and a file named twice (two INPUTs, overlapping folders, a link) is read once.
 from __future__ import annotations
 
 import os
-import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from hdr_dist import archives
+from hdr_dist.storage import special
 from hdr_dist.errors import UserError
 from hdr_dist.names import archive_kind, escape, junk, tidy
 
-SPECIAL = {stat.S_IFIFO: "a FIFO", stat.S_IFCHR: "a device", stat.S_IFBLK: "a device", stat.S_IFSOCK: "a socket"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,13 +41,6 @@ class Listing:
     items: list[Item] = field(default_factory=list)
     junk: int = 0               # desktop junk skipped (__MACOSX/, ._*, .DS_Store, Thumbs.db)
     duplicates: int = 0         # files and members already listed under another name or INPUT
-
-
-def special(mode: int) -> str | None:
-    """Why a file that is not a regular file is refused, unopened: reading a FIFO or a device blocks
-    for ever or never ends."""
-    kind = SPECIAL.get(stat.S_IFMT(mode))
-    return f"not a regular file ({kind}): not opened" if kind else None
 
 
 class Finder:
@@ -94,27 +86,45 @@ class Finder:
             self.add(Item(source, None, key or Path(path).name, error=stop or "archive holds no files", root=root))
 
     def folder(self, top: str, root: int) -> None:
-        """Every file under ``top``; symlinked sub-folders are reported, not followed (they could loop,
-        leave the share, or name the same files twice)."""
+        """Every file under ``top``, in os.walk's order but without its recursion (a folder a thousand
+        levels deep would exhaust Python's stack); symlinked sub-folders are reported, not followed
+        (they could loop, leave the share, or name the same files twice)."""
         failed: list[OSError] = []
-        for folder, dirs, files in os.walk(top, onerror=failed.append):
-            dirs.sort()
+        stack = [top]
+        while stack:
+            folder = stack.pop()
+            try:
+                with os.scandir(folder) as found:
+                    entries = list(found)
+            except OSError as e:  # unreadable, or a path too long to open: the folder gets its row
+                failed.append(e)
+                continue
+            dirs = sorted(e.name for e in entries if is_dir(e))
             for name in [d for d in dirs if os.path.islink(os.path.join(folder, d))]:
                 dirs.remove(name)
                 path = os.path.join(folder, name)
                 self.add(Item(escape(path), None, escape(os.path.relpath(path, top)), root=root,
                               error=f"symlinked folder not followed (-> {escape(os.readlink(path))}); "
                                     "give it as an INPUT to score it"))
-            for name in sorted(files):
+            for name in sorted(e.name for e in entries if not is_dir(e)):
                 path = os.path.join(folder, name)
                 key = escape(os.path.relpath(path, top))
                 if junk(key):
                     self.listing.junk += 1
                 else:
                     self.file(path, key, root)
+            stack.extend(os.path.join(folder, d) for d in reversed(dirs))
         for e in failed:
             self.add(Item(escape(e.filename), None, escape(os.path.relpath(e.filename, top)), root=root,
                           error=f"cannot list folder: {e.strerror}; its files were not read"))
+
+
+def is_dir(entry: os.DirEntry) -> bool:
+    """As os.walk asks it: a link to a folder counts (and is then reported, not followed)."""
+    try:
+        return entry.is_dir()
+    except OSError:
+        return False
 
 
 def find(inputs: list[str]) -> Listing:

@@ -53,18 +53,35 @@ def read_label_file(path: str) -> LabelFile:
     return LabelFile(path, [(tidy(str(p)), str(lab)) for p, lab in rows if p is not None and lab is not None])
 
 
-def dirname_label(item: Item) -> str | None:
+def dirname_label(item: Item, top: str | None = None) -> str | None:
     """torchvision's ImageFolder convention: the class is the first folder under the INPUT. For an
-    archive member it is the first folder under the archive's root, else the archive's own first
-    folder under the INPUT (``3/batch.zip`` holds 3s)."""
+    archive member it is the first folder under the archive's root (under ``top``, the folder that
+    holds the whole archive, when it has one: ``shared_tops``), else the archive's own first folder
+    under the INPUT (``3/batch.zip`` holds 3s)."""
     if item.member is not None:
-        inside = tidy(item.member).split("/")
+        inside = tidy(item.member).split("/")[1 if top is not None else 0:]
         if len(inside) > 1:
             return inside[0]
-        outside = item.key[: len(item.key) - len(inside[0])].rstrip("/").split("/")
+        outside = item.key[: len(item.key) - len(tidy(item.member))].rstrip("/").split("/")
         return outside[0] if len(outside) > 1 else None
     parts = item.key.split("/")
     return parts[0] if len(parts) > 1 else None
+
+
+def shared_tops(items: list[Item]) -> dict[str, str]:
+    """Archive -> the one top folder all its members sit in, where some sit deeper: a zip made by
+    "compress folder" (``batch7/3/a.png``) holds its classes in the folders below it, as after
+    unzipping, unless that top folder is a class itself (``3/scan/a.png``)."""
+    firsts: dict[str, set] = defaultdict(set)
+    deeper: set[str] = set()
+    for it in items:
+        if it.member is not None:
+            parts = tidy(it.member).split("/")
+            firsts[it.source].add(parts[0] if len(parts) > 1 else None)
+            if len(parts) > 2:
+                deeper.add(it.source)
+    return {source: next(iter(tops)) for source, tops in firsts.items()
+            if len(tops) == 1 and None not in tops and source in deeper}
 
 
 def absolute(source: str, member: str | None) -> str:
@@ -104,6 +121,11 @@ def match(items: list[Item], label_file: LabelFile) -> tuple[dict[int, str], dic
     return labels, {kind: sorted(set(paths)) for kind, paths in problems.items()}
 
 
+def is_label(text: str, model_labels: list[str], fields: bool) -> bool:
+    """One of a digit model's classes; for a field model, a string of the characters it reads."""
+    return bool(text) and set(text) <= set(model_labels) if fields else text in model_labels
+
+
 def with_labels(items: list[Item], labels_from: str | None, label_file: LabelFile | None,
                 model_labels: list[str], model_name: str, fields: bool = False) -> tuple[list[Item], dict[str, list[str]]]:
     """Attach true labels, and say what in a labels file did not match cleanly. A label the model
@@ -117,11 +139,12 @@ def with_labels(items: list[Item], labels_from: str | None, label_file: LabelFil
         given = {label for _, label in label_file.rows}
         what = "--labels has labels"
     else:
-        found = {i: dirname_label(it) for i, it in enumerate(items) if it.error is None}
+        # A top folder that is a label (3/scan/a.png) is the class; one that is not (batch7/3/a.png) holds them.
+        tops = {source: top for source, top in shared_tops(items).items() if not is_label(top, model_labels, fields)}
+        found = {i: dirname_label(it, tops.get(it.source)) for i, it in enumerate(items) if it.error is None}
         given = set(found.values()) - {None}
         what = "--labels-from dirname: folder names"
-    readable = set(model_labels)
-    unknown = sorted(g for g in given if not (g and set(g) <= readable)) if fields else sorted(given - readable)
+    unknown = sorted(g for g in given if not is_label(g, model_labels, fields))
     if unknown:
         shown = ", ".join(repr(u) for u in unknown[:5]) + (f" and {len(unknown) - 5} more" if len(unknown) > 5 else "")
         kind = f"strings of the characters field model {model_name} reads" if fields else f"classes of model {model_name}"

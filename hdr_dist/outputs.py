@@ -20,7 +20,7 @@ from pathlib import Path
 import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 
-from hdr_dist.errors import UserError
+from hdr_dist.errors import UserError, disk_full
 from hdr_dist.inputs import Item
 
 LOCK = ".lock"
@@ -125,13 +125,24 @@ def prepare(output: Path, resume: bool, identity: dict) -> tuple[Path, int]:
         if isinstance(e, FileExistsError):
             raise UserError(f"--output {output}: another hdr score started writing into it just now; "
                             "choose another folder") from None
+        if disk_full(e):
+            raise full(output) from None
         if isinstance(e, OSError):
             raise UserError(f"--output {output}: cannot write there ({e.strerror or e})") from None
         raise
 
 
+def full(output: Path) -> UserError:
+    """The one line for a disk that filled up during a run: what was committed stays, and
+    ``--resume`` goes on from there."""
+    return UserError(f"--output {output}: the disk is full (no space left on device); what was scored so far is "
+                     f"kept in {partial_of(output)}. Free some space, then run the same command with --resume "
+                     "to continue")
+
+
 def prediction_files(folder: Path) -> list[Path]:
-    """Finished Parquet files; one a crash cut short is removed (its images are scored again)."""
+    """Finished Parquet files. Pieces are committed whole (``committer``), but a file an older
+    version's crash cut short is removed (its images are scored again)."""
     files = []
     for f in sorted(folder.glob("*.parquet")):
         try:

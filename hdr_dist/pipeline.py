@@ -1,6 +1,8 @@
 """The Ray Data stages of ``hdr score``: read bytes (``reading.datasource``) -> decode and
 preprocess to MNIST space in CPU tasks -> inference in an actor pool (the model loaded
-once per actor, on a GPU when there is one), counting into a ``tally.Tally``.
+once per actor, on a GPU when there is one). The driver pulls the rows and commits
+them (``committer``); each row also says which node scored it (``NODE``), which the
+driver counts and does not write.
 """
 
 from __future__ import annotations
@@ -18,12 +20,14 @@ DECODE_CPUS = 0.5
 # The columns an output row takes from its decoded row as they are.
 PASSED_ON = ("source", "member", "occurrence", "page", "pages", "true_label", "error", "width", "height")
 ACTOR_START_TIMEOUT_S = 600
+NODE = "node"  # the column naming the node whose actor scored the row: counted, not written
+OUTPUT_SCHEMA = tables.PREDICTION_SCHEMA.append(pa.field(NODE, pa.string()))
 
 
 class Predictor:
     """One per inference actor: the model is built once, then scores batch after batch."""
 
-    def __init__(self, state, top_k: int, use_gpu: bool, threads: int = 1, tally=None, threshold: float | None = None):
+    def __init__(self, state, top_k: int, use_gpu: bool, threads: int = 1, threshold: float | None = None):
         import ray
 
         state = ray.get(state[0]) if isinstance(state, list) else state
@@ -33,24 +37,23 @@ class Predictor:
         model, cfg = checkpoints.model_from_state(state)
         self.model = evaluate.for_inference(model, self.device)
         self.name, self.labels = cfg.model, pa.array(cfg.labels, pa.string())
-        self.label_names = list(cfg.labels)  # for picking out mistakes in Python
+        self.label_names = list(cfg.labels)
         self.mean, self.std = cfg.mean, cfg.std
         self.temperature = state.get("temperature") or 1.0  # calibrated confidence; 1 for older checkpoints
         self.k = min(top_k, cfg.num_classes)
         self.threshold = -1.0 if threshold is None else threshold  # none: every scored image is accepted
-        self.tally = tally
         self.node = f"{ray.util.get_node_ip_address()} {ray.get_runtime_context().get_node_id()[:8]}"
 
     @torch.no_grad()
     def __call__(self, batch: pa.Table) -> pa.Table:
         if batch.num_rows == 0:
-            return tables.PREDICTION_SCHEMA.empty_table()
+            return OUTPUT_SCHEMA.empty_table()
         ok = batch["error"].is_null().to_numpy(zero_copy_only=False)
         return self.rows(batch, ok, *self.answer(batch, ok))
 
-    def answer(self, batch: pa.Table, ok: np.ndarray) -> tuple[np.ndarray, dict, list]:
-        """The model's answers to the rows that decoded (``ok``): each row's confidence, the answer
-        columns, and the batch's most confident mistakes (for the tally)."""
+    def answer(self, batch: pa.Table, ok: np.ndarray) -> tuple[np.ndarray, dict]:
+        """The model's answers to the rows that decoded (``ok``): each row's confidence, and the
+        answer columns."""
         n = batch.num_rows
         column = batch["image"].combine_chunks()
         pixels = np.frombuffer(column.buffers()[1], np.uint8)[column.offset * images.PIXELS:(column.offset + n) * images.PIXELS]
@@ -71,43 +74,25 @@ class Predictor:
             "topk_labels": pa.FixedSizeListArray.from_arrays(self.labels.take(pa.array(top_i[at].ravel())),
                                                              self.k, mask=failed),
             "topk_probs": pa.FixedSizeListArray.from_arrays(pa.array(top_p[at].ravel()), self.k, mask=failed)}
-        mistakes = self.mistakes(batch, ok, pred, top_p[at, 0], pixels) if self.tally is not None else []
-        return top_p[at, 0], answers, mistakes
+        return top_p[at, 0], answers
 
-    def rows(self, batch: pa.Table, ok: np.ndarray, confidence: np.ndarray, answers: dict, mistakes: list) -> pa.Table:
+    def rows(self, batch: pa.Table, ok: np.ndarray, confidence: np.ndarray, answers: dict) -> pa.Table:
         """The batch's output rows: its own columns, the model's ``answers`` (a column they lack is
-        null), the confidence and the decision; counted in the tally with the batch's ``mistakes``."""
+        null), the confidence, the decision, and this actor's node."""
         n = batch.num_rows
         columns = {name: batch[name] for name in PASSED_ON} | answers | {
             "confidence": pa.array(confidence, mask=~ok),
             "model": pa.array(np.full(n, self.name, dtype=object), pa.string()),
-            "decision": pa.array(np.where(ok & (confidence >= self.threshold), "accept", "review"), pa.string())}
-        if self.tally is not None:
-            first = batch.slice(0, 1).select(["source", "member", "occurrence", "page"]).to_pylist()[0]
-            self.tally.add.remote((*first.values(), n), int(ok.sum()), int(n - ok.sum()), self.node, mistakes)
-        schema = tables.PREDICTION_SCHEMA
-        return pa.Table.from_pydict({f.name: columns.get(f.name, pa.nulls(n, f.type)) for f in schema}, schema=schema)
-
-    def mistakes(self, batch: pa.Table, ok, pred, confidence, pixels) -> list[dict]:
-        """This batch's most confident wrong predictions among its labelled images, with their pixels."""
-        true = batch["true_label"].to_pylist()
-        named = self.label_names
-        wrong = [i for i in np.flatnonzero(ok) if true[i] is not None and true[i] != named[pred[i]]]
-        wrong = sorted(wrong, key=lambda i: -confidence[i])[:tables.MISTAKES]
-        if not wrong:
-            return []
-        rows = batch.select(["source", "member", "occurrence", "page", "pages"]).take(wrong).to_pylist()
-        return [{"item": r["source"] + (f"::{r['member']}" if r["member"] else "")
-                 + (f" #{r['occurrence'] + 1}" if r["occurrence"] else "")
-                 + (f" page {r['page'] + 1}/{r['pages']}" if r["pages"] > 1 else ""),
-                 "true_label": true[i], "pred_label": named[pred[i]], "confidence": float(confidence[i]),
-                 "image": pixels[i * images.PIXELS:(i + 1) * images.PIXELS].tobytes()} for r, i in zip(rows, wrong)]
+            "decision": pa.array(np.where(ok & (confidence >= self.threshold), "accept", "review"), pa.string()),
+            NODE: pa.array(np.full(n, self.node, dtype=object), pa.string())}
+        return pa.Table.from_pydict({f.name: columns.get(f.name, pa.nulls(n, f.type)) for f in OUTPUT_SCHEMA},
+                                    schema=OUTPUT_SCHEMA)
 
 
 class FieldPredictor(Predictor):
     """A field model's inference actor: each image a strip of digits, read as a digit string."""
 
-    def answer(self, batch: pa.Table, ok: np.ndarray) -> tuple[np.ndarray, dict, list]:
+    def answer(self, batch: pa.Table, ok: np.ndarray) -> tuple[np.ndarray, dict]:
         n = batch.num_rows
         data = batch["image"].to_pylist()
         strips = [images.strip_of(data[i]) for i in np.flatnonzero(ok)]
@@ -118,11 +103,11 @@ class FieldPredictor(Predictor):
             text[i], chars[i], confidence[i] = next(reads)
         answers = {"pred_label": pa.array(text, pa.string()), "text": pa.array(text, pa.string()),
                    "char_confidences": pa.array(chars, pa.list_(pa.float32()))}
-        return confidence, answers, []
+        return confidence, answers
 
 
-def build(items: list[Item], state_ref, args, plan: dict, tally, nodes: int):
-    """The Ray Data plan; nothing runs until it is written.
+def build(items: list[Item], state_ref, args, plan: dict, nodes: int):
+    """The Ray Data plan; nothing runs until the driver pulls its rows.
 
     Reading, decoding and inference ask for different CPU shares (none, a half,
     one). Operators with different resources are not fused, so decoding stays in
@@ -151,7 +136,7 @@ def build(items: list[Item], state_ref, args, plan: dict, tally, nodes: int):
     return ds.map_batches(FieldPredictor if plan["fields"] else Predictor, batch_format="pyarrow",
                           batch_size=args.batch_size,
                           fn_constructor_kwargs={"state": [state_ref], "top_k": args.top_k, "use_gpu": plan["use_gpu"],
-                                                 "threads": max(1, int(args.cpus_per_actor)), "tally": tally,
+                                                 "threads": max(1, int(args.cpus_per_actor)),
                                                  "threshold": plan["threshold"]},
                           compute=ray.data.ActorPoolStrategy(size=plan["concurrency"]),
                           num_cpus=1 if plan["use_gpu"] else args.cpus_per_actor,

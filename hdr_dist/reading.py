@@ -16,9 +16,10 @@ from collections.abc import Iterator
 
 import pyarrow as pa
 
-from hdr_dist import archives
+from hdr_dist import archives, images
 from hdr_dist.errors import one_line
-from hdr_dist.inputs import Item, special
+from hdr_dist.inputs import Item
+from hdr_dist.storage import special
 from hdr_dist.names import unescape
 
 MAX_FILE_BYTES = archives.MAX_MEMBER_BYTES
@@ -108,6 +109,30 @@ def read_items(items: list[Item]) -> Iterator[pa.Table]:
                 yield block()
     if columns["source"]:
         yield block()
+
+
+def pages_again(rows: list[dict], max_pixels: int, make) -> dict[tuple, object]:
+    """(source, member, occurrence, page) -> ``make(gray)`` of each of ``rows``' pages that decodes,
+    read again from the inputs through the same reading and decoding code scoring used (an output
+    keeps no pixels; its review page and its report show a few of them)."""
+    wanted: dict[tuple, set[int]] = {}
+    for r in rows:
+        wanted.setdefault((r["source"], r["member"], r["occurrence"] or 0), set()).add(r["page"])
+    items = [Item(source, member, key="", occurrence=occurrence) for source, member, occurrence in wanted]
+    found = {}
+    for block in read_items(items):
+        for row in block.select(["source", "member", "occurrence", "data"]).to_pylist():
+            key = (row["source"], row["member"], row["occurrence"])
+            pages = wanted.get(key, set())
+            for page, _, _, _, gray, error in images.decode(row["data"], max_pixels) if row["data"] else ():
+                if page in pages and error is None:
+                    try:
+                        found[(*key, page)] = make(gray)
+                    except Exception:  # noqa: BLE001 - a page scoring survived must not stop what shows it
+                        pass  # shown as not readable
+                if page >= max(pages, default=-1):
+                    break  # a long TIFF is not decoded past the last page wanted
+    return found
 
 
 def by_archive(items: list[Item]) -> tuple[dict[str, list[Item]], list[Item]]:

@@ -22,7 +22,6 @@ import pyarrow.parquet as pq
 from PIL import Image
 
 from hdr_dist import images, labels, outputs, reading, review_page, tables
-from hdr_dist.inputs import Item
 
 FOLDER = "review"
 QUEUE_FILE = "queue.parquet"
@@ -64,28 +63,6 @@ def pictures(gray, fields: bool = False) -> dict:
             "original": png(np.asarray(original))}
 
 
-def read_pictures(rows: list[dict], max_pixels: int, fields: bool = False) -> dict[tuple, dict]:
-    """(source, member, occurrence, page) -> the page's pictures, for each of ``rows`` that decodes."""
-    wanted: dict[tuple, set[int]] = {}
-    for r in rows:
-        wanted.setdefault((r["source"], r["member"], r["occurrence"] or 0), set()).add(r["page"])
-    items = [Item(source, member, key="", occurrence=occurrence) for source, member, occurrence in wanted]
-    found = {}
-    for block in reading.read_items(items):
-        for row in block.select(["source", "member", "occurrence", "data"]).to_pylist():
-            key = (row["source"], row["member"], row["occurrence"])
-            pages = wanted.get(key, set())
-            for page, _, _, _, gray, error in images.decode(row["data"], max_pixels) if row["data"] else ():
-                if page in pages and error is None:
-                    try:
-                        found[(*key, page)] = pictures(gray, fields)
-                    except Exception:  # noqa: BLE001 - a page scoring survived must not stop its review page
-                        pass  # the page says the original is not readable
-                if page >= max(pages, default=-1):
-                    break  # a long TIFF is not decoded past the last page wanted
-    return found
-
-
 def write(work: Path, output: Path, classes: list[str], summary: dict, rows_shown: int, max_pixels: int,
           fields: bool = False) -> dict:
     """Write the queue and its page into ``work/review``; what summary.json says about them. ``fields``:
@@ -97,7 +74,8 @@ def write(work: Path, output: Path, classes: list[str], summary: dict, rows_show
     shown = rows.slice(0, rows_shown).to_pylist()
     # A row without a size never got past its header (not an image, unreadable, an unsafe member):
     # there is nothing to picture, and an archive of a million such members is not walked again.
-    found = read_pictures([r for r in shown if r["width"] is not None], max_pixels, fields)
+    found = reading.pages_again([r for r in shown if r["width"] is not None], max_pixels,
+                                lambda gray: pictures(gray, fields))
     for r in shown:
         r |= found.get((r["source"], r["member"], r["occurrence"] or 0, r["page"]), {})
     page = review_page.render(shown, rows.num_rows, classes, summary, str(output), fields)

@@ -75,14 +75,15 @@ document.getElementById('save').addEventListener('click', () => {
       field(tr).focus();
       return;
     }
-    const before = labels.get(tr.dataset.path);
+    const path = JSON.parse(tr.dataset.path);
+    const before = labels.get(path);
     if (before !== undefined && before !== v) {
       status.textContent = 'row ' + tr.dataset.n + ': another page of the same file is labelled '
         + JSON.stringify(before) + '; a file takes one label. Nothing saved';
       field(tr).focus();
       return;
     }
-    labels.set(tr.dataset.path, v);
+    labels.set(path, v);
   }
   const lines = ['path,label'].concat(Array.from(labels, ([p, v]) => quoted(p) + ',' + quoted(v)));
   const a = document.createElement('a');
@@ -116,7 +117,9 @@ def row_html(n: int, r: dict, fields: bool = False) -> str:
         read = [(r["text"], r["confidence"])] if fields else zip(r["topk_labels"], r["topk_probs"])
         guesses = "".join(f'<button type="button" class="guess" data-label="{html.escape(label)}">'
                           f"{html.escape(label)} <small>{100 * p:.1f} %</small></button>" for label, p in read)
-    return (f'<tr class="item" id="r{n}" data-n="{n}" data-path="{html.escape(r["path"])}">'
+    # The path as JSON: an HTML parser turns a carriage return in an attribute into a line feed, and the
+    # saved correction must name the file by every byte of its name (a macOS "Icon\r" has one).
+    return (f'<tr class="item" id="r{n}" data-n="{n}" data-path="{html.escape(json.dumps(r["path"]))}">'
             f"<td>{n}</td><td>{picture(r.get('crop'), 'strip' if fields else 'crop', 'no crop: ' + (r['error'] or ''))}</td>"
             f"<td>{picture(r.get('original'), 'original', 'original not readable')}</td>"
             f"<td>{guesses}</td><td>{where}</td>"

@@ -23,14 +23,11 @@ from rich.console import Console
 from hdr_dist import calibration, checkpoints, cluster, flags, images, inputs, labels, outputs, pipeline, review
 from hdr_dist import summary, tables
 from hdr_dist.cli import run_job
+from hdr_dist.committer import COMMIT_ROWS, COMMIT_SECONDS, Committer
 from hdr_dist.config import TrainConfig
-from hdr_dist.errors import UserError
+from hdr_dist.errors import UserError, disk_full
 from hdr_dist.flags import Parser, positive
 from hdr_dist.html_report import write_report
-from hdr_dist.tally import Tally
-
-ROWS_PER_FILE = 20_000
-
 
 def parser(prog: str = "hdr score") -> Parser:
     p = Parser(prog=prog, description="Score image folders and archives with a model trained by compare; "
@@ -55,6 +52,11 @@ def parser(prog: str = "hdr score") -> Parser:
                    help="auto: a GPU per inference actor when the cluster has one (default: %(default)s)")
     p.add_argument("--top-k", type=positive, default=3, help="labels and probabilities kept per image (default: %(default)s)")
     p.add_argument("--resume", action="store_true", help="keep what OUTPUT (or OUTPUT.partial) already scored")
+    p.add_argument("--commit-rows", type=positive, default=COMMIT_ROWS, metavar="N",
+                   help="rows are made durable in pieces of at most N, so a killed run loses at most that many "
+                        "(default: %(default)s)")
+    p.add_argument("--commit-seconds", type=flags.positive_float, default=COMMIT_SECONDS, metavar="T",
+                   help="and no row waits longer than T seconds to be made durable (default: %(default)s)")
     reject = p.add_argument_group("reject option and review queue")
     g = reject.add_mutually_exclusive_group()
     g.add_argument("--target-error", type=flags.open_fraction, metavar="E",
@@ -71,30 +73,75 @@ def parser(prog: str = "hdr score") -> Parser:
     return p
 
 
-def watch(tally, total: int, console: Console, stop: threading.Event, started: float) -> None:
-    """The live line: images done, images/s, errors (a plain line every 10 s when not on a terminal)."""
-    import ray
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-    )
+class Received:
+    """What the driver has pulled off the pipeline so far: the live line's counts, when the first
+    result came, and the images each node's actors scored. Counting the rows themselves, in the
+    driver, leaves no helper actor whose loss could cost the job."""
 
-    if not console.is_terminal:
-        while not stop.wait(10):
-            done, failed = ray.get(tally.counts.remote())
-            console.print(f"scored {done + failed:,}/{total:,} images, "
-                          f"{(done + failed) / (time.perf_counter() - started):,.0f} img/s, {failed:,} errors")
-        return
-    with Progress(TextColumn("scoring"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]}"),
-                  TextColumn("{task.fields[errors]}"), TimeElapsedColumn(), console=console, transient=True) as bar:
-        task = bar.add_task("score", total=total, rate="", errors="")
-        while not stop.wait(0.5):
-            done, failed = ray.get(tally.counts.remote())
-            rate = (done + failed) / (time.perf_counter() - started)
-            bar.update(task, completed=done + failed, rate=f"{rate:,.0f} img/s", errors=f"{failed:,} errors")
+    def __init__(self):
+        self.scored = self.failed = 0
+        self.first: float | None = None  # wall-clock time of the first result: what start-up costs
+        self.by_node: dict[str, int] = {}
+
+    def add(self, batch) -> None:
+        self.first = self.first or time.time()
+        failed = batch.num_rows - batch["error"].null_count
+        self.scored += batch.num_rows - failed
+        self.failed += failed
+        for node, count in zip(*(c.to_pylist() for c in batch[pipeline.NODE].value_counts().flatten())):
+            self.by_node[node] = self.by_node.get(node, 0) + count
+
+
+class Clock(threading.Thread):
+    """Every half second: commits the rows that have waited long enough while the pipeline is slow to
+    deliver more, and redraws the live line (without a terminal: a line every 10 s and at each
+    tenth of the job, so a `ray job submit` log shows how far a job got)."""
+
+    def __init__(self, received: Received, committer: Committer, total: int, console: Console):
+        super().__init__(daemon=True)
+        self.received, self.committer, self.total, self.console = received, committer, total, console
+        self.started = time.perf_counter()
+        self.stopping = threading.Event()
+        self.error: BaseException | None = None  # a commit that failed here fails the job in the driver
+
+    def run(self) -> None:
+        try:
+            (self.bar if self.console.is_terminal else self.lines)()
+        except BaseException as e:  # noqa: BLE001 - handed to the driver's loop, which raises it
+            self.error = e
+
+    def tick(self) -> tuple[int, float]:
+        self.committer.commit_if_due()
+        done = self.received.scored + self.received.failed
+        return done, done / max(time.perf_counter() - self.started, 1e-9)
+
+    def lines(self) -> None:
+        said, tenth = time.perf_counter(), 0
+        while not self.stopping.wait(0.5):
+            done, rate = self.tick()
+            if time.perf_counter() - said >= 10 or 10 * done // max(self.total, 1) > tenth:
+                said, tenth = time.perf_counter(), 10 * done // max(self.total, 1)
+                self.console.print(f"scored {done:,}/{self.total:,} images ({100 * done / max(self.total, 1):.0f} %), "
+                                   f"{rate:,.0f} img/s, {self.received.failed:,} errors")
+
+    def bar(self) -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        with Progress(TextColumn("scoring"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]}"),
+                      TextColumn("{task.fields[errors]}"), TimeElapsedColumn(), console=self.console,
+                      transient=True) as bar:
+            task = bar.add_task("score", total=self.total, rate="", errors="")
+            while not self.stopping.wait(0.5):
+                done, rate = self.tick()
+                bar.update(task, completed=done, rate=f"{rate:,.0f} img/s", errors=f"{self.received.failed:,} errors")
+
+    def check(self) -> None:
+        if self.error is not None:
+            raise self.error
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self.join()
 
 
 def reject_rule(args, state: dict) -> dict:
@@ -140,34 +187,52 @@ def make_plan(args) -> dict:
     return {"use_gpu": use_gpu, "concurrency": concurrency, "read_tasks": max(2, cpus)}
 
 
+def no_progress_bar_note(record: logging.LogRecord) -> bool:
+    return "Progress bars disabled" not in record.getMessage()
+
+
+def quiet_ray_data() -> None:
+    """Ray Data's lines that the job's own live line replaces: its INFO lines, and its note that its
+    progress bars are off (the job turns them off, for that line)."""
+    import ray.data  # noqa: F401 - importing it configures its loggers, which are set after
+
+    logging.getLogger("ray.data").setLevel(logging.WARNING)
+    progress = logging.getLogger("ray.data._internal.progress")
+    if no_progress_bar_note not in progress.filters:
+        progress.addFilter(no_progress_bar_note)
+
+
 def execute(items: list[inputs.Item], state: dict, args, plan: dict, work: Path, console: Console) -> dict:
-    """Run the pipeline into ``work/predictions`` with the live line; this run's counts and timings."""
+    """Run the pipeline, committing its rows into ``work/predictions`` as they come (``committer``),
+    with the live line; this run's timings and where its images were scored."""
     import ray
 
-    logging.getLogger("ray.data").setLevel(logging.WARNING)  # the job's own line says what matters
-    tally = ray.remote(Tally).options(num_cpus=0).remote()
-    stop = threading.Event()
+    quiet_ray_data()
+    received = Received()
+    committer = Committer(work / "predictions", tables.PREDICTION_SCHEMA, args.commit_rows, args.commit_seconds)
+    clock = Clock(received, committer, len(items), console)
     start, wall_start = time.perf_counter(), time.time()
-    watcher = threading.Thread(target=watch, args=(tally, len(items), console, stop, start), daemon=True)
-    watcher.start()
+    clock.start()
     try:
         if items:
             weights = ray.put({k: state[k] for k in ("model", "config", "temperature")})
-            pipeline.build(items, weights, args, plan, tally, len(cluster.alive_nodes())).write_parquet(
-                str(work / "predictions"), min_rows_per_file=ROWS_PER_FILE)
+            rows = pipeline.build(items, weights, args, plan, len(cluster.alive_nodes()))
+            for batch in rows.iter_batches(batch_size=None, batch_format="pyarrow"):
+                clock.check()
+                received.add(batch)
+                committer.add(batch.drop_columns([pipeline.NODE]))
+        clock.check()
+        committer.close()
     except ray.exceptions.GetTimeoutError:
         raise UserError(f"--concurrency {plan['concurrency']}: the inference actors did not all start within "
                         f"{pipeline.ACTOR_START_TIMEOUT_S} s; the cluster has no room for them now") from None
     finally:
-        stop.set()
-        watcher.join()
+        clock.stop()
     seconds = time.perf_counter() - start
-    first = ray.get(tally.first_result.remote())
     # Until the first result the inference actors are starting (a fixed few seconds);
     # after it, the job runs at the rate a long job keeps.
-    startup = min(seconds, max(0.0, first - wall_start)) if first else seconds
-    return {"seconds": seconds, "startup": startup, "images_by_node": ray.get(tally.images_by_node.remote()),
-            "mistakes": ray.get(tally.mistakes.remote())}
+    startup = min(seconds, max(0.0, received.first - wall_start)) if received.first else seconds
+    return {"seconds": seconds, "startup": startup, "images_by_node": received.by_node}
 
 
 def listing(args, cfg: TrainConfig, console: Console) -> tuple[list[inputs.Item], dict]:
@@ -217,10 +282,27 @@ def run(args, console: Console) -> int:
                      "rows_before": sum(len(pages) for _, pages in done.values()), **notes,
                      **{k: v for k, v in rule.items() if k != "threshold"}}
         totals, results = summary.finish(work, output, state, checkpoint, args, this_run, plan)
+    except OSError as e:
+        if disk_full(e):
+            raise outputs.full(output) from None
+        raise
     finally:
         os.close(held)
     if results:
-        console.print(f"report: {write_report(output)}")
+        try:
+            console.print(f"report: {write_report(output)}")
+        except OSError as e:
+            if not disk_full(e):
+                raise
+            raise UserError(f"--output {output}: the disk is full (no space left on device); every row is scored and "
+                            f"written, but not the report: free some space, then run hdr report {output}") from None
+    tell(totals, results, rule, cfg, output, console)
+    console.print(f"results in {output} ({time.perf_counter() - started:.0f} s)")
+    return 0
+
+
+def tell(totals: dict, results: dict, rule: dict, cfg: TrainConfig, output: Path, console: Console) -> None:
+    """What the run did, in a few lines: counts, accuracy, what was accepted, what waits for review."""
     line = (f"{totals['scored']:,} scored, {totals['failed']:,} failed of {totals['images']:,} images "
             f"({totals['images_this_run']:,} this run, {totals['images_per_s']:,.0f} img/s)")
     if results:
@@ -240,8 +322,6 @@ def run(args, console: Console) -> int:
     if totals["review"]:
         console.print(f"review: {totals['review']:,} images in {output / review.FOLDER}, the least confident "
                       f"{totals['review_page_rows']:,} on review.html")
-    console.print(f"results in {output} ({time.perf_counter() - started:.0f} s)")
-    return 0
 
 
 def main(argv=None, prog: str = "hdr score") -> int:

@@ -9,9 +9,33 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import stat
 from pathlib import Path
 
 from hdr_dist.errors import UserError
+
+
+SPECIAL = {stat.S_IFIFO: "a FIFO", stat.S_IFCHR: "a device", stat.S_IFBLK: "a device", stat.S_IFSOCK: "a socket"}
+
+
+def special(mode: int) -> str | None:
+    """Why a file that is not a regular file is refused, unopened: reading a FIFO or a device blocks
+    for ever or never ends."""
+    kind = SPECIAL.get(stat.S_IFMT(mode))
+    return f"not a regular file ({kind}): not opened" if kind else None
+
+
+def size_of(location: str) -> int:
+    """A file's size in bytes, here or behind a URI, without reading it; a local file that is not a
+    regular file (a FIFO, a device) is refused with ``ValueError``, as reading it would never end."""
+    if not is_uri(location):
+        st = os.stat(location)
+        if why := special(st.st_mode):
+            raise ValueError(why)
+        return st.st_size
+    fs, path = filesystem(location)
+    return fs.get_file_info(path).size
 
 
 def is_uri(path: str) -> bool:

@@ -4,7 +4,6 @@ run's alike, the most confident mistakes, summary.json, and the rename that mark
 
 from __future__ import annotations
 
-import heapq
 import json
 import os
 from pathlib import Path
@@ -13,7 +12,7 @@ import numpy as np
 import pyarrow.compute as pc
 import pyarrow.dataset as pads
 
-from hdr_dist import ctc, evaluate, outputs, tables
+from hdr_dist import ctc, evaluate, images, outputs, reading, tables
 from hdr_dist.config import TrainConfig
 from hdr_dist.names import escape
 
@@ -71,6 +70,23 @@ def field_warnings(scored, cfg: TrainConfig) -> list[str]:
             "score them with a field model (compare --models crnn)"]
 
 
+def mistakes(folder: Path, dataset: str, model: str, max_pixels: int) -> list[dict]:
+    """The most confident wrong answers among every labelled row, this run's and any resumed run's,
+    each with the 28x28 crop the model saw, read again from its input."""
+    columns = ["source", "member", "occurrence", "page", "pages", "true_label", "pred_label", "confidence"]
+    table = pads.dataset(outputs.prediction_files(folder), format="parquet",
+                         schema=tables.PREDICTION_SCHEMA).to_table(columns=columns)
+    table = table.filter(pc.and_(table["true_label"].is_valid(), pc.not_equal(table["true_label"], table["pred_label"])))
+    wrong = table.take(pc.select_k_unstable(table, tables.MISTAKES, [("confidence", "descending")])).to_pylist()
+    crops = reading.pages_again(wrong, max_pixels, lambda gray: images.to_mnist(gray)[0])
+    return [{"dataset": dataset, "model": model, "item": r["source"] + (f"::{r['member']}" if r["member"] else "")
+             + (f" #{r['occurrence'] + 1}" if r["occurrence"] else "")
+             + (f" page {r['page'] + 1}/{r['pages']}" if r["pages"] > 1 else ""),
+             "true_label": r["true_label"], "pred_label": r["pred_label"], "confidence": r["confidence"],
+             "image": crops[key]} for r in sorted(wrong, key=lambda r: -r["confidence"])
+            if (key := (r["source"], r["member"], r["occurrence"] or 0, r["page"])) in crops]
+
+
 def finish(work: Path, output: Path, state: dict, checkpoint: str, args, this_run: dict,
            plan: dict) -> tuple[dict, dict]:
     """Metrics over all rows (this run's and any resumed ones), summary.json, then the rename.
@@ -91,12 +107,11 @@ def finish(work: Path, output: Path, state: dict, checkpoint: str, args, this_ru
             "num_nodes": len(this_run["images_by_node"]), "checkpoint": checkpoint,
             "infer_images_per_s": rates["images_per_s"], "params": state["params"],
             "method": f"{cfg.model} checkpoint, scored by hdr score", "approximation": ""}
-    mistakes = tables.read_table(work, "mistakes") + [  # a resumed run's, then this run's
-        {"dataset": dataset, "model": cfg.model} | m for m in this_run.pop("mistakes")]
     for name in ("metrics", "per_class", "confusion", "mistakes", "field_lengths"):  # a resumed run's are stale
         (work / f"{name}.parquet").unlink(missing_ok=True)
     if results and (args.labels or args.labels_from):
-        results["mistakes"] = heapq.nlargest(tables.MISTAKES, mistakes, key=lambda m: m["confidence"])
+        if not cfg.reads_fields:
+            results["mistakes"] = mistakes(work / "predictions", dataset, cfg.model, args.max_pixels)
         tables.write_tables(work, results)
     summary = {"inputs_seen": this_run.pop("inputs_seen"), "skipped_already_scored": this_run.pop("skipped"),
                **counts, **rates, **this_run, **state["identity"], "temperature": state["temperature"],

@@ -4,6 +4,7 @@ digit model trained once for the scoring tests."""
 from __future__ import annotations
 
 import gzip
+import os
 import shutil
 import socket
 from pathlib import Path
@@ -103,6 +104,15 @@ def browser():
         b.close()
 
 
+def save_corrections(page, path: Path) -> Path:
+    """Press the page's save button and keep the CSV it downloads at ``path``."""
+    with page.expect_download() as download:
+        page.click("#save")
+    assert download.value.suggested_filename == "corrections.csv"
+    download.value.save_as(path)
+    return path
+
+
 def open_page(browser, path: Path):
     """The page, and what it did that a person would see as broken: script errors and dialogs."""
     page = browser.new_context(accept_downloads=True).new_page()
@@ -112,3 +122,47 @@ def open_page(browser, path: Path):
     page.goto(path.as_uri())
     page.wait_for_load_state("load")
     return page, trouble
+
+
+def make_deep(top: Path, levels: int, files_at: set[int], image: bytes) -> None:
+    """``levels`` nested folders ``d/d/…`` under ``top`` (made level by level through folder descriptors:
+    os.makedirs itself recurses once per level), with an image at each level in ``files_at``."""
+    fd = os.open(top, os.O_RDONLY)
+    try:
+        for level in range(1, levels + 1):
+            os.mkdir("d", dir_fd=fd)
+            inner = os.open("d", os.O_RDONLY, dir_fd=fd)
+            os.close(fd)
+            fd = inner
+            if level in files_at:
+                out = os.open("a.png", os.O_CREAT | os.O_WRONLY, 0o644, dir_fd=fd)
+                os.write(out, image)
+                os.close(out)
+    finally:
+        os.close(fd)
+
+
+def remove_deep(top: Path) -> None:
+    """The tree ``make_deep`` made, removed level by level (shutil.rmtree, and pytest's clean-up of old
+    temporary folders with it, would recurse once per level)."""
+    fds = [os.open(top, os.O_RDONLY)]
+    while "d" in os.listdir(fds[-1]):
+        fds.append(os.open("d", os.O_RDONLY, dir_fd=fds[-1]))
+    for parent, fd in zip(reversed(fds[:-1]), reversed(fds[1:])):
+        for name in os.listdir(fd):
+            os.unlink(name, dir_fd=fd)
+        os.close(fd)
+        os.rmdir("d", dir_fd=parent)
+    os.close(fds[0])
+
+
+@pytest.fixture
+def deep(tmp_path):
+    """2,500 nested folders under tmp_path, a digit at levels 1 and 1,100 (paths of 2,200 characters),
+    and the tree removed afterwards."""
+    from hdr_dist import data, samples
+
+    digit = data.read_idx(data.mnist_folder() / "t10k-images-idx3-ubyte.gz", data.IDX_IMAGES)[0]
+    make_deep(tmp_path, 2500, {1, 1100}, samples.render(digit))
+    yield tmp_path
+    remove_deep(tmp_path)

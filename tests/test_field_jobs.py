@@ -20,7 +20,7 @@ import pytest
 from PIL import Image
 
 from hdr_dist import checkpoints, compare, field_reader, fields, images, preprocess, score
-from tests.conftest import open_page
+from tests.conftest import open_page, save_corrections
 from tests.test_compare import checkpoint_files, driver_with_a_checkpoint, table
 
 # About 300 training fields (2,000 digits in fields of 1 to 12), one epoch.
@@ -201,7 +201,7 @@ def test_field_review_page_round_trip(ray_cluster, field_models, field_zip, tmp_
     assert len(queue) == len(truth) + 2  # at threshold 1 every field is reviewed, and the two errors
     page, trouble = open_page(browser, out / "review" / "review.html")
     shown = page.locator("tr.item").evaluate_all("""trs => trs.map(tr => ({
-        path: tr.dataset.path, strip: tr.querySelector('img.strip') && tr.querySelector('img.strip').src,
+        path: JSON.parse(tr.dataset.path), strip: tr.querySelector('img.strip') && tr.querySelector('img.strip').src,
         height: tr.querySelector('img.strip') ? tr.querySelector('img.strip').naturalHeight : 0,
         guesses: Array.from(tr.querySelectorAll('button.guess'), b => b.dataset.label)}))""")
     assert [s["path"] for s in shown] == [r["path"] for r in queue]
@@ -223,10 +223,7 @@ def test_field_review_page_round_trip(ray_cluster, field_models, field_zip, tmp_
     page.click("#save")
     assert "has a character the model does not read" in page.inner_text("#status")
     label.fill(truth[queue[first]["member"]])
-    with page.expect_download() as download:
-        page.click("#save")
-    corrections = tmp_path / "corrections.csv"
-    download.value.save_as(corrections)
+    corrections = save_corrections(page, tmp_path / "corrections.csv")
     assert trouble == []
     again = tmp_path / "again"
     assert score.main([str(archive), "--model", str(field_models), "--model-name", "crnn", "--output", str(again),

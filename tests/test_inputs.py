@@ -310,3 +310,34 @@ def test_fifo_and_device_are_refused_unopened(tmp_path, scans):
     os.mkfifo(tmp_path / "fifo.zip")
     (item,) = find(tmp_path / "fifo.zip")
     assert item.error == "not a regular file (a FIFO): not opened"
+
+
+def test_a_zip_of_one_folder_reads_its_classes_one_level_below(tmp_path, scans):
+    """A zip made by "compress folder" holds one top folder (batch7/3/a.png): its classes are the folders
+    below it, as after unzipping. A zip of one class folder (3/a.png) keeps that folder as the class."""
+    samples.write(tmp_path / "batch7.zip", [("batch7/3/a.png", scans[0][1]), ("batch7/5/b.png", scans[1][1]),
+                                            ("batch7/loose.png", scans[2][1]),
+                                            ("__MACOSX/batch7/._a.png", b"junk"), ("batch7/.DS_Store", b"junk")])
+    items, problems = labels.with_labels(find(tmp_path / "batch7.zip"), "dirname", None, DIGITS, "cnn")
+    assert {it.key: it.label for it in items} == {"batch7/3/a.png": "3", "batch7/5/b.png": "5",
+                                                  "batch7/loose.png": None}
+    assert problems == {}
+    samples.write(tmp_path / "in" / "3.zip", [("3/c.png", scans[3][1]), ("3/d.png", scans[4][1])])
+    samples.write(tmp_path / "in" / "4" / "fours.zip", [("e.png", scans[5][1])])
+    items, _ = labels.with_labels(find(tmp_path / "in"), "dirname", None, DIGITS, "cnn")
+    assert {it.key: it.label for it in items} == {"3.zip/3/c.png": "3", "3.zip/3/d.png": "3",
+                                                  "4/fours.zip/e.png": "4"}
+
+
+def test_a_folder_thousands_of_levels_deep_never_stops_the_listing(deep, scans):
+    """1,100 levels (paths of 2,200 characters) are listed; 2,500 levels pass the system's path limit,
+    and the folder where listing stops gets its row. Nothing recurses once per level."""
+    tmp_path = deep
+    (tmp_path / "top.png").write_bytes(scans[1][1])
+    found = find(tmp_path)
+    assert [(len(it.source) - len(str(tmp_path)), it.error) for it in found[:3]] == [
+        (len("/top.png"), None), (len("/d/a.png"), None), (1100 * 2 + len("/a.png"), None)]
+    assert len(found) == 4 and found[3].error == "cannot list folder: File name too long; its files were not read"
+    assert found[3].source.startswith(f"{tmp_path}/d/d/") and len(found[3].source) >= 4096 - len("/d")
+    got = rows(found)
+    assert [r["error"] for r in got][:3] == [None, None, None] and got[2]["data"] == scans[0][1]

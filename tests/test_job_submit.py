@@ -111,6 +111,9 @@ def test_compare_then_score_spread_over_two_nodes(cluster, tmp_path):
                               "--output", str(out)])
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "succeeded" in result.stdout + result.stderr
+    # Ray's note on Train's PreemptionWatcher is not about the run: it is in the output's log, not the job's.
+    assert "max_restarts > 0" not in result.stdout + result.stderr
+    assert "PreemptionWatcher" in (out / "ray-notices.log").read_text()
     metrics = pq.read_table(out / "metrics.parquet").to_pydict()
     assert metrics["model"] == ["cnn"] and metrics["epochs"] == [1]
     # A worker takes a whole node's CPUs, so the two cannot share one; the run says where they ran.

@@ -155,3 +155,27 @@ def test_a_47_class_emnist_cnn_stands_beside_002s_emnist_cnn(tmp_path):
     png = plots.comparison(rows, tmp_path / "comparison.png")
     with Image.open(png) as image:
         assert image.height > 200
+
+
+def test_accuracy_axes_stop_at_100_percent():
+    """Accuracy runs to 100 % and no further: the comparison's axis and the per-class bars' axis end there,
+    and every value printed on a bar sits inside the axes."""
+    import matplotlib.pyplot as plt
+
+    from hdr_dist import plots
+
+    rows = [{"dataset": "mnist", "model": m, "accuracy": a} for m, a in (("cnn", 0.9968), ("lstm", 0.9927),
+                                                                         ("nb", 0.8789), ("dt", 0.8736))]
+    figures = [plots.comparison_figure(rows),
+               plots.per_class_figure([{"class": i, "label": str(i), "accuracy": a}
+                                       for i, a in enumerate([1.0, 0.999, 0.98, 0.9968, 0.35])], "cnn")]
+    for fig, axis in zip(figures, ("x", "y")):
+        ax = fig.axes[0]
+        low, high = getattr(ax, f"get_{axis}lim")()
+        assert high == 100 and 0 <= low < 100
+        fig.canvas.draw()
+        box = ax.get_window_extent()
+        for text in ax.texts:
+            inside = text.get_window_extent()
+            assert box.x0 - 1 <= inside.x0 and inside.x1 <= box.x1 + 1 and inside.y1 <= box.y1 + 1, text.get_text()
+        plt.close(fig)

@@ -17,7 +17,7 @@ import torch
 from PIL import Image
 
 from hdr_dist import checkpoints, evaluate, review, samples, score
-from tests.conftest import open_page
+from tests.conftest import open_page, save_corrections
 
 HOSTILE = '<img src=x onerror=alert(1)>, "quoted".png'  # a file name that is also markup, with a comma
 
@@ -75,7 +75,7 @@ def test_review_queue_page_and_corrections_round_trip(ray_cluster, mnist, digits
     items = page.locator("tr.item")
     assert items.count() == len(queue)
     shown = items.evaluate_all("""trs => trs.map(tr => ({
-        path: tr.dataset.path,
+        path: JSON.parse(tr.dataset.path),
         crop: tr.querySelector('img.crop') && tr.querySelector('img.crop').src,
         cropWidth: tr.querySelector('img.crop') ? tr.querySelector('img.crop').naturalWidth : 0,
         originalWidth: tr.querySelector('img.original') ? tr.querySelector('img.original').naturalWidth : 0,
@@ -122,11 +122,7 @@ def test_review_queue_page_and_corrections_round_trip(ray_cluster, mnist, digits
     # Typed labels survive a reload (kept in the browser), and the page saves them as a CSV.
     page.reload()
     assert page.locator("input.label").nth(index[zip_member]).input_value() == corrections[zip_member]
-    with page.expect_download() as download:
-        page.click("#save")
-    csv = tmp_path / "corrections.csv"
-    download.value.save_as(csv)
-    assert download.value.suggested_filename == "corrections.csv"
+    csv = save_corrections(page, tmp_path / "corrections.csv")
     assert trouble == []
 
     # The loop closes: scoring again reads the corrections as true labels, exactly those images.
@@ -162,3 +158,29 @@ def test_without_a_threshold_only_errors_are_queued(ray_cluster, mnist, digits_m
     assert rows.nth(0).locator("img.crop").count() == 0
     assert rows.nth(0).locator("img.original").evaluate("img => img.naturalWidth") == 60
     assert "no threshold set" in page.inner_text("body") and trouble == []
+
+
+def test_names_with_cr_lf_and_tab_keep_their_corrections(ray_cluster, mnist, digits_model, tmp_path, browser):
+    """A macOS "Icon\\r" file, a name with a line feed, one with a tab: the page carries every byte of each
+    name, so the corrections it saves name exactly those files when scored again."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    odd = ["Icon\r", "two\nlines.png", "tab\there.png", "crlf\r\nname.png"]
+    truth = {}
+    for i, name in enumerate(odd):
+        (folder / name).write_bytes(samples.render(mnist.test.x[i], 40))
+        truth[str(folder / name)] = mnist.labels[mnist.test.y[i]]
+    out = tmp_path / "out"
+    assert run(folder, "--model", digits_model, "--output", out, "--threshold", "1") == 0
+    page, trouble = open_page(browser, out / "review" / "review.html")
+    shown = page.locator("tr.item").evaluate_all("trs => trs.map(tr => JSON.parse(tr.dataset.path))")
+    assert sorted(shown) == sorted(truth)
+    for i, path in enumerate(shown):
+        page.locator("input.label").nth(i).fill(truth[path])
+    csv = save_corrections(page, tmp_path / "corrections.csv")
+    assert trouble == []
+    again = tmp_path / "again"
+    assert run(folder, "--model", digits_model, "--output", again, "--labels", csv) == 0
+    labelled = {r["source"]: r["true_label"] for r in pads.dataset(again / "predictions").to_table().to_pylist()}
+    assert labelled == truth
+    assert json.loads((again / "summary.json").read_text())["labels"]["problems"] == {}

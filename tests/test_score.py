@@ -468,3 +468,13 @@ def test_an_input_that_holds_nothing_is_one_line(ray_cluster, digits_model, tmp_
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and f"INPUT {tmp_path / name}: holds no files to score" in err
         assert not (tmp_path / "out").exists() and not (tmp_path / "out.partial").exists()
+
+
+def test_a_folder_thousands_of_levels_deep_is_scored_to_the_end(ray_cluster, digits_model, deep, tmp_path_factory):
+    """Its images at 1 and 1,100 levels are scored; the level past the system's path limit is a row."""
+    (deep / "top.png").write_bytes(samples.render(data.load("mnist", limit_test=1).test.x[0]))
+    out = tmp_path_factory.mktemp("deep-out") / "out"
+    assert run(deep, "--model", digits_model, "--output", out) == 0
+    rows = predictions(out).to_pylist()
+    assert len(rows) == 4 and sum(r["error"] is None for r in rows) == 3
+    assert [r["error"] for r in rows if r["error"]] == ["cannot list folder: File name too long; its files were not read"]
