@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: install browser run test bench clean
+.PHONY: install browser run test test-fast bench clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,10 @@ run: install
 
 test: install browser
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# The unit tests alone (no Ray, no cluster, no browser): a few minutes, for the edit-test loop.
+test-fast: install
+	$(PY) -m pytest -m "not ray and not cluster and not browser" $(PYTEST_ARGS)
 
 bench: install
 	$(PY) benchmarks/train_throughput.py

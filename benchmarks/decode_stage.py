@@ -28,7 +28,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from PIL import Image  # noqa: E402
 
-from hdr_dist import data, images, samples  # noqa: E402
+from hdr_dist.data import datasets, samples  # noqa: E402
+from hdr_dist.imaging import images
 
 SIZES, FORMATS = (28, 64, 200), ("PNG", "JPEG")
 
@@ -50,7 +51,7 @@ def main() -> int:
         print("torchvision is not installed (hdr-dist does not depend on it): pip install torchvision")
         return 2
     torch.set_num_threads(1)
-    ds = data.load("mnist", limit_test=args.images)
+    ds = datasets.load("mnist", limit_test=args.images)
     blobs = [samples.render(x, SIZES[i % 3], FORMATS[i % 2]) for i, x in enumerate(ds.test.x)]
 
     def pillow(b):

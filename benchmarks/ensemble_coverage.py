@@ -23,12 +23,14 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from hdr_dist import calibration, checkpoints, data, evaluate  # noqa: E402
+from hdr_dist.data import datasets
+from hdr_dist.inference import calibration, readers  # noqa: E402
+from hdr_dist.models import checkpoints
 
 
 def coverages(val_probs, val_y, test_probs, test_y) -> dict:
     """Per error target: validation coverage, and test coverage and error at validation's threshold."""
-    val_curve = calibration.risk_coverage(val_probs, val_y)
+    val_curve = calibration.risk_coverage(val_probs.max(1), val_probs.argmax(1) == val_y)
     out = {}
     for target in calibration.ERROR_TARGETS:
         coverage, threshold = calibration.coverage_at(val_curve, target)
@@ -47,16 +49,16 @@ def main() -> int:
     probs, ds = {}, None
     for name in names:
         state, cfg, checkpoint = checkpoints.for_scoring(args.model, name)
-        ds = ds or data.load(cfg.dataset, seed=cfg.seed)
+        ds = ds or datasets.load(cfg.dataset, seed=cfg.seed)
         t = state["temperature"] or 1.0
-        probs[name] = [evaluate.evaluate_state(state, split.x, split.y, temperature=t)["probs"]
+        probs[name] = [readers.DIGIT.test(state, split.x, split.y, temperature=t)["probs"]
                        for split in (ds.val, ds.test)]
         print(f"{name}: {checkpoint}, temperature {t:.3f}")
     probs["+".join(names)] = [np.mean([probs[n][i] for n in names], axis=0) for i in (0, 1)]
     # The average of calibrated models is not calibrated itself: also their mean log-probability,
     # at a temperature fitted on validation as compare fits a single model's.
     logp = [np.mean([np.log(np.maximum(probs[n][i], 1e-30)) for n in names], axis=0) for i in (0, 1)]
-    t = calibration.fit_temperature(logp[0], ds.val.y)
+    t = calibration.fit_temperature(calibration.class_nll(logp[0], ds.val.y), len(ds.val.y))
     probs[f"{'+'.join(names)} T"] = [calibration.calibrated(z, t) for z in logp]
     print(f"{'+'.join(names)} T: the mean log-probability, recalibrated at temperature {t:.3f}")
     results = {name: coverages(v, ds.val.y, t, ds.test.y) for name, (v, t) in probs.items()}

@@ -27,8 +27,13 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from hdr_dist import checkpoints, cluster, data, field_reader, fields, images  # noqa: E402
 from score_throughput import with_ray  # noqa: E402
+
+from hdr_dist.common import cluster
+from hdr_dist.data import datasets, fields
+from hdr_dist.imaging import images
+from hdr_dist.inference.readers import FIELD
+from hdr_dist.models import checkpoints  # noqa: E402
 
 MODEL = "crnn"
 
@@ -38,7 +43,7 @@ def make_folder(folder: Path, n: int) -> Path:
     labels = folder.with_name(folder.name + "-labels.csv")
     if labels.is_file() and sum(1 for _ in folder.glob("*/*.*")) == n:
         return labels
-    ds = data.load("mnist")
+    ds = datasets.load("mnist")
     rng = np.random.default_rng(0)
     counts = rng.integers(1, fields.MAX_DIGITS + 1, n)
     picks = fields.picks_of(rng.permutation(len(ds.test.y)), counts)
@@ -64,8 +69,8 @@ def plain(folder: Path, model_path: str, batch_size: int) -> float:
     batch, n, texts = [], 0, []
 
     def infer():
-        logits = field_reader.step_logits(model, batch, cfg.mean, cfg.std)
-        texts.extend(r[0] for r in field_reader.read(logits, state["temperature"] or 1.0, labels))
+        logits = FIELD.step_logits(model, batch, cfg.mean, cfg.std)
+        texts.extend(r[0] for r in FIELD.read(logits, state["temperature"] or 1.0, labels))
         batch.clear()
 
     for f in sorted(folder.glob("*/*.*")):

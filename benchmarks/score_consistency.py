@@ -25,7 +25,10 @@ import pyarrow.dataset as pads
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from hdr_dist import checkpoints, data, evaluate, samples, score  # noqa: E402
+from hdr_dist.data import datasets, samples
+from hdr_dist.inference import readers
+from hdr_dist.jobs import score
+from hdr_dist.models import checkpoints  # noqa: E402
 
 SIZES, FORMATS = (28, 64, 200), ("PNG", "JPEG")
 
@@ -43,8 +46,8 @@ def main() -> int:
 
     state, cfg, checkpoint = checkpoints.for_scoring(args.model, args.model_name)
     name = cfg.model
-    ds = data.load("mnist")
-    tested = evaluate.evaluate_state(state, ds.test.x, ds.test.y, temperature=state["temperature"] or 1.0)
+    ds = datasets.load("mnist")
+    tested = readers.DIGIT.test(state, ds.test.x, ds.test.y, temperature=state["temperature"] or 1.0)
     in_memory = 100 * tested["accuracy"]
     print(f"{name} ({checkpoint}): in-memory test accuracy {in_memory:.2f} %")
 
@@ -95,7 +98,7 @@ def main() -> int:
 def reject_slices(t, tested: dict, y, threshold: float, rows: dict) -> dict:
     """Each slice's accepted share and error among the accepted, beside the in-memory split's at
     the same threshold: the reject option's promise, checked on scans."""
-    from hdr_dist import calibration
+    from hdr_dist.inference import calibration
 
     coverage, error = calibration.accepted(tested["probs"].max(1), tested["probs"].argmax(1) == y, threshold)
     print(f"--target-error: threshold {threshold:.6g}; in memory {100 * coverage:.2f} % accepted, "

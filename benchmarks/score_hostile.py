@@ -3,7 +3,7 @@ peak memory, against a polite set of ordinary scans scored in the same run.
 
     python benchmarks/score_hostile.py [--model results] [--members 1000000] [--pages 10000]
 
-The cases, made once under ``--folder`` with tests/hostile.py's generator:
+The cases, made once under ``--folder`` with hdr_dist/data/hostile.py's generator:
 - ``zip-bomb``: a 26 MB zip whose 100 members inflate to 25 GiB (96 of zeros, 4 of zeros behind a
   PNG signature, which are read whole);
 - ``million-members-zip`` and ``million-members-tar``: ``--members`` one-byte members each;
@@ -38,13 +38,16 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.peak_memory import Peak  # noqa: E402
-from hdr_dist import data, samples  # noqa: E402
-from tests import hostile  # noqa: E402
+from hdr_dist.data import (  # noqa: E402
+    datasets,
+    hostile,  # noqa: E402
+    samples,
+)
 
 
 def make(folder: Path, members: int, pages: int) -> dict[str, Path]:
     """Each case's INPUT, made once (a ``.done`` marker beside it says it is whole)."""
-    ds = data.load("mnist", limit_test=2000)
+    ds = datasets.load("mnist", limit_test=2000)
     cases = {"polite": folder / "polite", "zip-bomb": folder / "zip-bomb.zip",
              "million-members-zip": folder / f"members-{members}.zip",
              "million-members-tar": folder / f"members-{members}.tar",

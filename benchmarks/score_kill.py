@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.score_throughput import make_folder  # noqa: E402
-from hdr_dist import cluster  # noqa: E402
+from hdr_dist.common import cluster  # noqa: E402
 
 PROGRESS = re.compile(r"^scored ([\d,]+)/([\d,]+) images \((\d+) %\)")
 

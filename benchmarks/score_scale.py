@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.peak_memory import Peak  # noqa: E402
-from hdr_dist import data, samples  # noqa: E402
+from hdr_dist.data import datasets, samples  # noqa: E402
 
 
 def make_archives(folder: Path, n: int, count: int) -> list[Path]:
@@ -37,7 +37,7 @@ def make_archives(folder: Path, n: int, count: int) -> list[Path]:
     if all(p.exists() for p in paths):
         return paths
     folder.mkdir(parents=True, exist_ok=True)
-    ds = data.load("mnist")
+    ds = datasets.load("mnist")
     x, y = np.concatenate([ds.train.x, ds.val.x, ds.test.x]), np.concatenate([ds.train.y, ds.val.y, ds.test.y])
     per = -(-n // count)
     for a, path in enumerate(paths):

@@ -32,7 +32,13 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from hdr_dist import checkpoints, cluster, data, evaluate, images, preprocess, samples, score  # noqa: E402
+from hdr_dist.common import cluster
+from hdr_dist.data import datasets, samples
+from hdr_dist.imaging import images, preprocess
+from hdr_dist.inference import evaluate
+from hdr_dist.inference.device import for_inference
+from hdr_dist.jobs import score
+from hdr_dist.models import checkpoints  # noqa: E402
 
 SIZES, FORMATS = (28, 64, 200), ("PNG", "JPEG")
 
@@ -40,7 +46,7 @@ SIZES, FORMATS = (28, 64, 200), ("PNG", "JPEG")
 def make_folder(folder: Path, n: int) -> None:
     if folder.is_dir() and sum(1 for _ in folder.rglob("*.*")) == n:
         return
-    ds = data.load("mnist")
+    ds = datasets.load("mnist")
     x, y = np.concatenate([ds.test.x, ds.train.x]), np.concatenate([ds.test.y, ds.train.y])
     for i in range(n):
         size, fmt = SIZES[i % len(SIZES)], FORMATS[(i // len(SIZES)) % len(FORMATS)]
@@ -54,7 +60,7 @@ def plain(folder: Path, model_path: str, batch_size: int) -> float:
     start = time.perf_counter()
     state, _, _ = checkpoints.for_scoring(model_path, None)
     model, cfg = checkpoints.model_from_state(state)
-    model = evaluate.for_inference(model)
+    model = for_inference(model)
     files = sorted(p for p in folder.rglob("*") if p.is_file())
     batch, n, preds = [], 0, []
 

@@ -24,8 +24,11 @@ from dataclasses import replace
 import ray
 import torch
 
-from hdr_dist import checkpoints, cluster, data, train
-from hdr_dist.config import TrainConfig
+from hdr_dist.common import cluster
+from hdr_dist.data import datasets
+from hdr_dist.models import checkpoints
+from hdr_dist.models.config import TrainConfig
+from hdr_dist.training import train
 
 
 def steady(history: list[dict]) -> float:
@@ -55,7 +58,7 @@ def main() -> None:
     args = p.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")  # the plain loop's progress lines
     cores = os.cpu_count() or 1
-    ds = data.load("mnist", limit_train=args.limit_train)
+    ds = datasets.load("mnist", limit_train=args.limit_train)
     cfg = TrainConfig.from_recipe(args.model, ds, epochs=args.epochs, batch_size=args.batch_size)
     arrays = train.arrays_of(ds)
 

@@ -25,8 +25,9 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import torch
 
-from hdr_dist import data, train
-from hdr_dist.config import TrainConfig
+from hdr_dist.data import datasets
+from hdr_dist.models.config import TrainConfig
+from hdr_dist.training import train
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -42,7 +43,7 @@ def main() -> None:
     args = p.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
 
-    ds = data.load("mnist", limit_train=args.limit_train)
+    ds = datasets.load("mnist", limit_train=args.limit_train)
     cfg = TrainConfig.from_recipe(args.model, ds, epochs=args.epochs, cpus_per_worker=args.cpus_per_worker)
     torch.set_num_threads(args.cpus_per_worker)
     start = time.perf_counter()

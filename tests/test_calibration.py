@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from hdr_dist import calibration
+from hdr_dist.inference import calibration
 
 
 def drawn(temperature: float, n: int = 20_000, seed: int = 0):
@@ -19,26 +19,26 @@ def drawn(temperature: float, n: int = 20_000, seed: int = 0):
 
 def test_fitted_temperature_recovers_the_true_one_and_never_raises_the_nll():
     z, y = drawn(2.0)
-    t = calibration.fit_temperature(z, y)
+    t = calibration.fit_temperature(calibration.class_nll(z, y), len(y))
     assert t == pytest.approx(2.0, rel=0.05)
     assert calibration.nll(z, y, t) <= calibration.nll(z, y, 1.0)
     z, y = drawn(1.0, seed=1)
-    assert calibration.fit_temperature(z, y) == pytest.approx(1.0, rel=0.05)
-    assert calibration.fit_temperature(z[:0], y[:0]) == 1.0
+    assert calibration.fit_temperature(calibration.class_nll(z, y), len(y)) == pytest.approx(1.0, rel=0.05)
+    assert calibration.fit_temperature(calibration.class_nll(z[:0], y[:0]), 0) == 1.0
 
 
 def test_ece_is_small_when_calibrated_and_large_when_overconfident():
     z, y = drawn(2.0)
-    assert calibration.ece(calibration.calibrated(z, 2.0), y) < 0.015
-    assert calibration.ece(calibration.calibrated(z, 1.0), y) > 0.1  # the raw softmax is overconfident
-    probs = np.eye(10)[[0, 1, 2, 3]]  # certain, and right three times in four
-    assert calibration.ece(probs, np.array([0, 1, 2, 0])) == pytest.approx(0.25)
+    assert calibration.ece(*calibration.answers(z, y, 2.0)) < 0.015
+    assert calibration.ece(*calibration.answers(z, y, 1.0)) > 0.1  # the raw softmax is overconfident
+    certain = np.ones(4)  # and right three times in four
+    assert calibration.ece(certain, np.array([True, True, True, False])) == pytest.approx(0.25)
 
 
 def test_risk_coverage_curve():
     probs = np.array([[0.9, 0.1], [0.8, 0.2], [0.8, 0.2], [0.4, 0.6], [0.45, 0.55]])
     y = np.array([0, 1, 0, 1, 0])  # wrong: the second (0.8) and the last (0.55)
-    curve = calibration.risk_coverage(probs, y)
+    curve = calibration.risk_coverage(probs.max(1), probs.argmax(1) == y)
     assert curve["threshold"].tolist() == [0.9, 0.8, 0.6, 0.55]  # tied confidences accept together
     assert curve["coverage"].tolist() == [0.2, 0.6, 0.8, 1.0]
     assert curve["risk"].tolist() == pytest.approx([0, 1 / 3, 1 / 4, 2 / 5])
@@ -49,8 +49,10 @@ def test_risk_coverage_curve():
 
 def test_report_reads_thresholds_off_validation_and_measures_them_on_test():
     z, y = drawn(2.0, n=40_000)
-    t = calibration.fit_temperature(z[:20_000], y[:20_000])
-    row, curves = calibration.report(z[:20_000], y[:20_000], z[20_000:], y[20_000:], t)
+    t = calibration.fit_temperature(calibration.class_nll(z[:20_000], y[:20_000]), 20_000)
+    row, curves = calibration.report(calibration.answers(z[:20_000], y[:20_000], t),
+                                     calibration.answers(z[20_000:], y[20_000:], t),
+                                     calibration.calibrated(z[20_000:], 1.0).max(1), t)
     assert set(curves) == {"val", "test"} and row["temperature"] == t
     assert row["ece_after"] < row["ece_before"]
     for target in calibration.ERROR_TARGETS:
@@ -61,13 +63,14 @@ def test_report_reads_thresholds_off_validation_and_measures_them_on_test():
 def test_field_temperature_recovers_the_true_one():
     """Fields of 1 to 6 steps read right with probability exp(their string's log-probability at T = 2):
     the fitted temperature is 2, and the calibrated field confidences have a small ECE."""
-    from hdr_dist import field_reader
+    from hdr_dist.inference.readers import FIELD
 
     rng = np.random.default_rng(0)
     logits = [rng.normal(0, 4, (int(rng.integers(1, 7)), 11)) for _ in range(20_000)]
-    right = rng.random(len(logits)) < np.exp(field_reader.text_log_probs(logits, 2.0, 10))
-    t = calibration.fit_field_temperature(lambda temp: field_reader.text_log_probs(logits, temp, 10), right)
+    right = rng.random(len(logits)) < np.exp(FIELD.text_log_probs(logits, 2.0, 10))
+    loss = calibration.right_or_wrong(lambda temp: FIELD.text_log_probs(logits, temp, 10), right)
+    t = calibration.fit_temperature(loss, len(right))
     assert t == pytest.approx(2.0, rel=0.05)
-    assert calibration.ece_of(np.exp(field_reader.text_log_probs(logits, t, 10)), right) < 0.015
-    assert calibration.ece_of(np.exp(field_reader.text_log_probs(logits, 1.0, 10)), right) > 0.05
-    assert calibration.fit_field_temperature(lambda temp: np.zeros(0), np.zeros(0, bool)) == 1.0
+    assert calibration.ece(np.exp(FIELD.text_log_probs(logits, t, 10)), right) < 0.015
+    assert calibration.ece(np.exp(FIELD.text_log_probs(logits, 1.0, 10)), right) > 0.05
+    assert calibration.fit_temperature(calibration.right_or_wrong(lambda temp: np.zeros(0), np.zeros(0, bool)), 0) == 1.0

@@ -7,7 +7,11 @@ import pyarrow.parquet as pq
 import pytest
 from rich.console import Console
 
-from hdr_dist import classical, compare, data, display, studies, tables, train
+from hdr_dist.common import studies, tables
+from hdr_dist.data import datasets
+from hdr_dist.jobs import compare
+from hdr_dist.reports import display
+from hdr_dist.training import classical, train
 
 SMALL = ["--limit-train", "2000", "--limit-test", "300", "--cv-limit", "500"]
 # Far above chance (10 %) for 1,800 training images, far below what the full data gives.
@@ -65,7 +69,7 @@ def test_svm_grid_is_a_ray_tune_sweep_with_5_fold_cv(fitted):
 
 def test_task_result_is_scikit_learns_own(ray_cluster):
     """The Ray task returns what the plain scikit-learn estimator predicts, fitted in this process."""
-    ds = data.load("mnist", limit_train=1000, limit_test=200)
+    ds = datasets.load("mnist", limit_train=1000, limit_test=200)
     out = classical.fit_and_predict("dt", train.arrays_of(ds), ds.test.x, seed=0, threads=1)
     from sklearn.tree import DecisionTreeClassifier
     direct = DecisionTreeClassifier(random_state=0).fit(classical.flatten(ds.train.x), ds.train.y)

@@ -8,7 +8,7 @@ import time
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from hdr_dist.committer import Committer, leftovers
+from hdr_dist.scoring.committer import Committer, leftovers
 
 SCHEMA = pa.schema([("n", pa.int64())])
 

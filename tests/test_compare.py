@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -14,15 +13,17 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from hdr_dist import calibration, checkpoints, compare, data, evaluate, tables
-from tests.conftest import ROOT
+from hdr_dist.common import tables
+from hdr_dist.data import datasets
+from hdr_dist.inference import calibration, readers
+from hdr_dist.jobs import compare
+from hdr_dist.models import checkpoints
+from tests.helpers import ROOT, checkpoint_files, driver_with_a_checkpoint, table
 
 # Enough steps (2 x 56 batches) for BatchNorm's running statistics to settle, still seconds per model.
 SMALL = ["--limit-train", "2000", "--limit-test", "200", "--epochs", "2", "--batch-size", "32"]
 
 
-def table(folder: Path, name: str) -> dict:
-    return pq.read_table(folder / f"{name}.parquet").to_pydict()
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +45,7 @@ def test_metrics_parquet_schema_and_values(compared):
 
 
 def test_report_has_every_models_figures(compared):
-    from tests.test_report import check_report
+    from tests.helpers import check_report
 
     check_report(compared, {"comparison.png", "calibration.png"}
                  | {f"{kind}_{m}.png" for m in ("cnn", "lstm")
@@ -67,13 +68,13 @@ def test_tables_agree_with_each_other(compared):
 
 
 def test_calibration_is_stored_with_the_checkpoint_and_its_curves_written(compared):
-    ds = data.load("mnist", limit_train=2000, limit_test=200)  # SMALL's images and hold-out
+    ds = datasets.load("mnist", limit_train=2000, limit_test=200)  # SMALL's images and hold-out
     curves = pq.read_table(compared / "risk_coverage.parquet").to_pylist()
     for row in pq.read_table(compared / "metrics.parquet").to_pylist():
         assert set(tables.CALIBRATION_COLUMNS) <= set(row) and 0 <= row["ece_after"] <= 1
         state = checkpoints.load(row["checkpoint"])
         assert state["temperature"] == pytest.approx(row["temperature"]) and 0.05 <= row["temperature"] <= 20
-        val = evaluate.evaluate_state(state, ds.val.x, ds.val.y)  # the temperature was fitted here
+        val = readers.DIGIT.test(state, ds.val.x, ds.val.y)  # the temperature was fitted here
         assert calibration.nll(val["logits"], ds.val.y, row["temperature"]) <= calibration.nll(val["logits"],
                                                                                                 ds.val.y, 1.0)
         for split, n in (("val", len(ds.val.y)), ("test", 200)):
@@ -88,11 +89,11 @@ def test_calibration_is_stored_with_the_checkpoint_and_its_curves_written(compar
 
 def test_checkpoint_loads_weights_only_and_reproduces_accuracy(compared):
     m = table(compared, "metrics")
-    ds = data.load("mnist", limit_train=2000, limit_test=200)
+    ds = datasets.load("mnist", limit_train=2000, limit_test=200)
     for model, path, acc in zip(m["model"], m["checkpoint"], m["accuracy"]):
         state = torch.load(path, weights_only=True)
         assert state["config"]["model"] == model and state["config"]["labels"] == ds.labels
-        again = evaluate.evaluate_state(state, ds.test.x, ds.test.y)
+        again = readers.DIGIT.test(state, ds.test.x, ds.test.y)
         assert again["accuracy"] == pytest.approx(acc)
         from sklearn.metrics import f1_score
         assert again["f1_macro"] == pytest.approx(f1_score(ds.test.y, again["pred"], average="macro"))
@@ -106,25 +107,10 @@ def test_rerun_resumes_instead_of_retraining(compared, capsys):
     assert after["seconds"] == before["seconds"]
 
 
-def checkpoint_files(folder: Path) -> list[Path]:
-    return sorted(folder.glob("ray_train/*/checkpoint_*"))
 
 
-def registered(folder: Path) -> bool:
-    """Train V2 has recorded a reported checkpoint in its snapshot: what a restart resumes from."""
-    return any(folder.glob("ray_train/*/checkpoint_manager_snapshot.json"))
 
 
-def driver_with_a_checkpoint(ray_cluster, args: list[str], output: Path, **popen) -> subprocess.Popen:
-    """Start compare as a separate driver on the session's cluster; return once it has a checkpoint."""
-    driver = subprocess.Popen([sys.executable, str(ROOT / "jobs" / "compare.py"), *args,
-                               "--address", ray_cluster.address_info["address"]],
-                              env=os.environ | {"PYTHONPATH": str(ROOT)}, **({"stdout": subprocess.DEVNULL} | popen))
-    deadline = time.time() + 240
-    while not registered(output) and time.time() < deadline and driver.poll() is None:
-        time.sleep(0.5)
-    assert registered(output), "no checkpoint was reported before the deadline"
-    return driver
 
 
 def test_killed_driver_resumes_from_last_checkpoint(ray_cluster, tmp_path):
@@ -224,7 +210,7 @@ def test_more_workers_than_the_cluster_can_place(ray_cluster, tmp_path, capsys):
 
 
 def test_emnist_47_classes_end_to_end(ray_cluster, tmp_path):
-    from tests.conftest import shared
+    from tests.helpers import shared
 
     folder = shared("emnist-bymerge")
     assert compare.main(["--dataset", "emnist-bymerge", "--data-dir", str(folder), "--models", "cnn",
@@ -235,7 +221,9 @@ def test_emnist_47_classes_end_to_end(ray_cluster, tmp_path):
     assert len(pc["label"]) == 47 and pc["label"][10] == "A" and pc["label"][36] == "a"
     state = checkpoints.load(m["checkpoint"][0])
     assert state["config"]["num_classes"] == 47 and len(state["config"]["labels"]) == 47
-    from PIL import Image  # the report's 47-class confusion matrix grows to stay readable
+    from PIL import (
+        Image,  # the report's 47-class confusion matrix grows to stay readable
+    )
     with Image.open(tmp_path / "figures" / "confusion_cnn.png") as im:
         assert im.width >= 1200 and im.height >= 1200
 

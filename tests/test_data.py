@@ -8,16 +8,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from hdr_dist import data
-from hdr_dist.errors import UserError
-from tests.conftest import shared
+from hdr_dist.common.errors import UserError
+from hdr_dist.data import datasets
+from tests.helpers import shared
 
 MNIST_TRAIN_COUNTS = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
 
 
 @pytest.fixture(scope="module")
 def mnist():
-    return data.load("mnist")
+    return datasets.load("mnist")
 
 
 def test_embedded_mnist_splits_and_stratified_holdout(mnist):
@@ -33,14 +33,14 @@ def test_embedded_mnist_splits_and_stratified_holdout(mnist):
 
 
 def test_holdout_is_seeded():
-    a, b = data.load("mnist", limit_train=2000, seed=1), data.load("mnist", limit_train=2000, seed=1)
-    c = data.load("mnist", limit_train=2000, seed=2)
+    a, b = datasets.load("mnist", limit_train=2000, seed=1), datasets.load("mnist", limit_train=2000, seed=1)
+    c = datasets.load("mnist", limit_train=2000, seed=2)
     assert np.array_equal(a.val.x, b.val.x) and not np.array_equal(a.val.x, c.val.x)
     assert len(a.train.y) + len(a.val.y) == 2000 and len(np.unique(a.val.y)) == 10
 
 
 def test_user_folder_uncompressed(mnist_copy, mnist):
-    ds = data.load("mnist", mnist_copy, limit_test=500)
+    ds = datasets.load("mnist", mnist_copy, limit_test=500)
     assert np.array_equal(ds.train.x, mnist.train.x)
     assert len(ds.test.y) == 500 and np.bincount(ds.test.y).min() >= 40
 
@@ -48,7 +48,7 @@ def test_user_folder_uncompressed(mnist_copy, mnist):
 def test_incomplete_folder_names_missing_files(mnist_copy):
     (mnist_copy / "t10k-images-idx3-ubyte").unlink()
     with pytest.raises(UserError, match="incomplete MNIST folder, missing t10k-images-idx3-ubyte"):
-        data.load("mnist", mnist_copy)
+        datasets.load("mnist", mnist_copy)
 
 
 def test_checksum_catches_modified_copy(mnist_copy):
@@ -57,12 +57,12 @@ def test_checksum_catches_modified_copy(mnist_copy):
     raw[-1] = (raw[-1] + 1) % 10
     path.write_bytes(bytes(raw))
     with pytest.raises(UserError, match="train-labels-idx1-ubyte: checksum mismatch"):
-        data.load("mnist", mnist_copy)
+        datasets.load("mnist", mnist_copy)
 
 
 def test_missing_folder():
     with pytest.raises(UserError, match="no such folder"):
-        data.load("mnist", "/nonexistent/mnist")
+        datasets.load("mnist", "/nonexistent/mnist")
 
 
 def idx(magic: int, shape: tuple, payload: bytes) -> bytes:
@@ -73,33 +73,33 @@ def idx(magic: int, shape: tuple, payload: bytes) -> bytes:
 def test_idx_reader_accepts_valid_and_rejects_bad(tmp_path: Path):
     good = tmp_path / "good-images-idx3-ubyte.gz"
     good.write_bytes(gzip.compress(idx(2051, (2, 28, 28), bytes(range(256)) * 6 + bytes(32))))
-    x = data.read_idx(good, data.IDX_IMAGES)
+    x = datasets.read_idx(good, datasets.IDX_IMAGES)
     assert x.shape == (2, 28, 28) and x[0, 0, 5] == 5
 
     truncated = tmp_path / "truncated-images-idx3-ubyte"
     truncated.write_bytes(idx(2051, (2, 28, 28), bytes(1000)))
     with pytest.raises(UserError, match=r"truncated-images-idx3-ubyte: header says 1568 bytes.*file has 1000"):
-        data.read_idx(truncated, data.IDX_IMAGES)
+        datasets.read_idx(truncated, datasets.IDX_IMAGES)
 
     corrupt = tmp_path / "corrupt-images-idx3-ubyte.gz"
     corrupt.write_bytes(gzip.compress(idx(2051, (2, 28, 28), bytes(1568)))[:40])
     with pytest.raises(UserError, match="corrupt-images-idx3-ubyte.gz: corrupt or truncated gzip"):
-        data.read_idx(corrupt, data.IDX_IMAGES)
+        datasets.read_idx(corrupt, datasets.IDX_IMAGES)
 
     not_gzip = tmp_path / "plain-text.gz"
     not_gzip.write_text("hello")
     with pytest.raises(UserError, match="plain-text.gz: corrupt or truncated gzip"):
-        data.read_idx(not_gzip, data.IDX_IMAGES)
+        datasets.read_idx(not_gzip, datasets.IDX_IMAGES)
 
     labels_as_images = tmp_path / "labels-idx1-ubyte"
     labels_as_images.write_bytes(idx(2049, (3,), bytes(3)))
     with pytest.raises(UserError, match="wrong magic number 2049, expected 2051"):
-        data.read_idx(labels_as_images, data.IDX_IMAGES)
+        datasets.read_idx(labels_as_images, datasets.IDX_IMAGES)
 
     tiny = tmp_path / "tiny"
     tiny.write_bytes(b"\x00\x00")
     with pytest.raises(UserError, match="not an IDX file"):
-        data.read_idx(tiny, data.IDX_IMAGES)
+        datasets.read_idx(tiny, datasets.IDX_IMAGES)
 
 
 def test_pair_checks_shape_and_count(tmp_path: Path):
@@ -107,11 +107,11 @@ def test_pair_checks_shape_and_count(tmp_path: Path):
     images.write_bytes(idx(2051, (2, 27, 27), bytes(2 * 27 * 27)))
     labels.write_bytes(idx(2049, (2,), bytes(2)))
     with pytest.raises(UserError, match="images must be 28x28"):
-        data.read_pair(images, labels)
+        datasets.read_pair(images, labels)
     images.write_bytes(idx(2051, (2, 28, 28), bytes(2 * 784)))
     labels.write_bytes(idx(2049, (3,), bytes(3)))
     with pytest.raises(UserError, match=r"\(3,\) labels for 2 images"):
-        data.read_pair(images, labels)
+        datasets.read_pair(images, labels)
 
 
 def balanced_dir(tmp_path: Path) -> Path:
@@ -129,7 +129,7 @@ def balanced_dir(tmp_path: Path) -> Path:
 
 
 def test_emnist_official_files_upright_with_characters(tmp_path: Path):
-    ds = data.load("emnist-balanced", balanced_dir(tmp_path))
+    ds = datasets.load("emnist-balanced", balanced_dir(tmp_path))
     assert ds.name == "emnist-balanced" and ds.num_classes == 47
     assert len(ds.train.y) + len(ds.val.y) == 9120 and len(ds.test.y) == 304
     assert ds.labels[:11] == [*"0123456789", "A"] and ds.labels[-1] == "t"
@@ -142,23 +142,23 @@ def test_emnist_official_files_upright_with_characters(tmp_path: Path):
 
 def test_emnist_partial_folder_is_incomplete():
     with pytest.raises(UserError, match="incomplete emnist-balanced folder, missing emnist-balanced-train-images"):
-        data.load("emnist-balanced", shared("emnist-balanced"))
+        datasets.load("emnist-balanced", shared("emnist-balanced"))
 
 
 def test_emnist_unknown_label(tmp_path: Path):
     folder = balanced_dir(tmp_path)
     (folder / "emnist-balanced-mapping.txt").write_text("0 48\n1 49\n")
     with pytest.raises(UserError, match=r"emnist-balanced-train-labels-idx1-ubyte.gz: label \d+ is not in the mapping file"):
-        data.load("emnist-balanced", folder)
+        datasets.load("emnist-balanced", folder)
 
 
 def test_emnist_needs_data_dir():
     with pytest.raises(UserError, match="--dataset emnist-letters needs --data-dir"):
-        data.load("emnist-letters")
+        datasets.load("emnist-letters")
 
 
 def test_bymerge_test_only_is_resplit_and_named_so():
-    ds = data.load("emnist-bymerge", shared("emnist-bymerge"), limit_test=3000)
+    ds = datasets.load("emnist-bymerge", shared("emnist-bymerge"), limit_test=3000)
     assert ds.name == "emnist-bymerge-test-resplit" and ds.num_classes == 47
     total = len(ds.train.y) + len(ds.val.y)
     assert abs(total - 0.85 * 116323) < 2

@@ -23,8 +23,10 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from hdr_dist import committer, samples, score
-from tests.conftest import ROOT
+from hdr_dist.data import samples
+from hdr_dist.jobs import score
+from hdr_dist.scoring import committer
+from tests.helpers import ROOT
 
 IMAGES = 3000
 PIECE = 250  # --commit-rows: 12 pieces, so a kill has several committed pieces to keep

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_fscore_support
+from sklearn.metrics import (
+    accuracy_score,
+    confusion_matrix,
+    precision_recall_fscore_support,
+)
 
-from hdr_dist.evaluate import metrics
+from hdr_dist.inference.evaluate import metrics
 
 
 @pytest.mark.parametrize("seed", range(4))

@@ -16,9 +16,8 @@ import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 import pytest
 
-from hdr_dist import samples
-from tests.conftest import ROOT
-from tests.test_compare import driver_with_a_checkpoint
+from hdr_dist.data import samples
+from tests.helpers import ROOT, driver_with_a_checkpoint
 
 IMAGES = 8000
 

@@ -19,9 +19,18 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-from hdr_dist import checkpoints, compare, field_reader, fields, images, preprocess, score
-from tests.conftest import open_page, save_corrections
-from tests.test_compare import checkpoint_files, driver_with_a_checkpoint, table
+from hdr_dist.data import fields
+from hdr_dist.imaging import images, preprocess
+from hdr_dist.inference.readers import FIELD
+from hdr_dist.jobs import compare, score
+from hdr_dist.models import checkpoints
+from tests.helpers import (
+    checkpoint_files,
+    driver_with_a_checkpoint,
+    open_page,
+    save_corrections,
+    table,
+)
 
 # About 300 training fields (2,000 digits in fields of 1 to 12), one epoch.
 SMALL = ["--limit-train", "2000", "--limit-test", "200", "--epochs", "1", "--batch-size", "16"]
@@ -138,7 +147,7 @@ def test_score_reads_a_zip_of_fields(ray_cluster, field_models, field_zip, tmp_p
     with zipfile.ZipFile(archive) as z:
         strips = [images.strip_of(images.to_field(np.asarray(Image.open(z.open(name)).convert("L")))[0])
                   for name in truth]
-    reads = field_reader.read(field_reader.step_logits(model, strips, cfg.mean, cfg.std), state["temperature"],
+    reads = FIELD.read(FIELD.step_logits(model, strips, cfg.mean, cfg.std), state["temperature"],
                               list(cfg.labels))
     assert [r[0] for r in reads] == [r["text"] for r in scored]
     assert [r[2] for r in reads] == pytest.approx([r["confidence"] for r in scored], rel=1e-3)
@@ -214,7 +223,7 @@ def test_field_review_page_round_trip(ray_cluster, field_models, field_zip, tmp_
         assert s["height"] == preprocess.STRIP_HEIGHT and s["guesses"] == [r["text"]]
         # The strip is what the model read: reading it again gives the row's digit string.
         strip = np.asarray(Image.open(io.BytesIO(base64.b64decode(s["strip"].split(",", 1)[1]))), np.float32) / 255
-        read = field_reader.read(field_reader.step_logits(model, [strip], cfg.mean, cfg.std), state["temperature"],
+        read = FIELD.read(FIELD.step_logits(model, [strip], cfg.mean, cfg.std), state["temperature"],
                                  list(cfg.labels))
         assert read[0][0] == r["text"]
     first = next(i for i, r in enumerate(queue) if r["error"] is None)

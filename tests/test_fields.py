@@ -10,7 +10,10 @@ import pytest
 import torch
 from PIL import Image
 
-from hdr_dist import ctc, fields, models, preprocess, segment
+from hdr_dist import models
+from hdr_dist.data import fields
+from hdr_dist.imaging import preprocess, segment
+from hdr_dist.inference import ctc
 
 
 def one_hot_path(path: list[int], classes: int = 11, sure: float = 0.9) -> np.ndarray:
@@ -58,7 +61,7 @@ def test_fields_are_made_of_one_split_and_are_the_same_every_time(mnist):
     assert [list(a) for a in labels] == [list(b) for b in labels_again]
     assert {len(lab) for lab in labels} <= set(range(1, fields.MAX_DIGITS + 1))
     assert sum(len(lab) for lab in labels) >= len(mnist.test.y) * 0.8  # about every test digit once
-    assert all(s.shape[0] == fields.HEIGHT and s.shape[1] >= fields.WIDTH_STEP * len(lab)
+    assert all(s.shape[0] == fields.HEIGHT and s.shape[1] >= models.CRNN(10).step * len(lab)
                for s, lab in zip(strips, labels))  # a step at least per digit
     assert all(0 <= s.min() and s.max() <= 1 for s in strips)
 
@@ -108,13 +111,13 @@ def test_a_field_reads_the_same_alone_or_beside_wider_ones(mnist):
     """Padding is paper and the LSTM runs over each strip's own steps: a strip's logits hardly depend on
     what else is in its batch (an untrained model, whose every weight still matters). What is left is the
     convolutions' edge, within 1e-3 of a logit; an LSTM run over the padding moved them by 0.016."""
-    from hdr_dist import field_reader
+    from hdr_dist.inference.readers import FIELD
 
     torch.manual_seed(0)
     model = models.build("crnn", 10).eval()
     strips, _ = fields.fixed_set(mnist.test.x, mnist.test.y, seed=2, counts=np.array([1, 5, 12]))
-    together = field_reader.step_logits(model, strips, 0.0, 0.3)
+    together = FIELD.step_logits(model, strips, 0.0, 0.3)
     for strip, batched in zip(strips, together):
-        alone = field_reader.step_logits(model, [strip], 0.0, 0.3)[0]
-        assert alone.shape == batched.shape == (strip.shape[1] // fields.WIDTH_STEP, 11)
+        alone = FIELD.step_logits(model, [strip], 0.0, 0.3)[0]
+        assert alone.shape == batched.shape == (strip.shape[1] // model.step, 11)
         np.testing.assert_allclose(alone, batched, rtol=0, atol=1e-3)

@@ -14,9 +14,9 @@ import pyarrow.dataset as pads
 import pytest
 
 from benchmarks.peak_memory import Peak
-from hdr_dist import names, tables
-from tests import hostile
-from tests.conftest import ROOT
+from hdr_dist.common import names, tables
+from hdr_dist.data import hostile
+from tests.helpers import ROOT
 
 # A read or decode task holds at most a block of 32 MiB plus one member of at most 256 MiB, which
 # decoding copies once; the bound is what that allows, far below what the inputs would take whole

@@ -9,13 +9,15 @@ import pyarrow as pa
 import pytest
 from PIL import Image
 
-from hdr_dist import data, images, preprocess, reading
+from hdr_dist.data import datasets
+from hdr_dist.imaging import images, preprocess
+from hdr_dist.scoring import reading
 
 
 @pytest.fixture(scope="module")
 def digits() -> np.ndarray:
     """The first MNIST test digits, white on black."""
-    return data.read_idx(data.mnist_folder() / "t10k-images-idx3-ubyte.gz", data.IDX_IMAGES)[:5]
+    return datasets.read_idx(datasets.mnist_folder() / "t10k-images-idx3-ubyte.gz", datasets.IDX_IMAGES)[:5]
 
 
 def encode(img: Image.Image, fmt: str, **kw) -> bytes:
@@ -141,7 +143,7 @@ def test_decode_batch(digits):
 
 
 def test_a_broken_page_directory_keeps_the_pages_before_it(digits):
-    from tests.hostile import cut_tiff_directory, tiff
+    from hdr_dist.data.hostile import cut_tiff_directory, tiff
 
     got = list(images.decode(cut_tiff_directory(tiff(digits, 6), 4)))
     assert [(p, n) for p, n, *_ in got] == [(0, 5), (1, 5), (2, 5), (3, 5), (4, 5)]
@@ -150,7 +152,7 @@ def test_a_broken_page_directory_keeps_the_pages_before_it(digits):
 
 def test_thousands_of_pages_come_out_in_bounded_tables(digits):
     """One file of 5,000 pages: tables of at most OUT_ROWS rows, every page once."""
-    from tests.hostile import tiff
+    from hdr_dist.data.hostile import tiff
 
     table = pa.Table.from_pylist([read_row("many.tif", tiff(digits, 5000))], schema=reading.READ_SCHEMA)
     out = list(images.decode_batch(table, images.DEFAULT_MAX_PIXELS))

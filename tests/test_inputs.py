@@ -14,9 +14,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from hdr_dist import data, inputs, labels, names, reading, samples
-from hdr_dist.errors import UserError
-from hdr_dist.inputs import Item
+from hdr_dist.common import names
+from hdr_dist.common.errors import UserError
+from hdr_dist.data import datasets, samples
+from hdr_dist.scoring import inputs, labels, reading
+from hdr_dist.scoring.inputs import Item
 
 DIGITS = list("0123456789")
 
@@ -24,9 +26,9 @@ DIGITS = list("0123456789")
 @pytest.fixture(scope="module")
 def scans() -> list[tuple[str, bytes]]:
     """20 MNIST test digits as (``<label>/28px-png/<i>.png``, PNG bytes) of dark ink on paper."""
-    folder = data.mnist_folder()
-    x = data.read_idx(folder / "t10k-images-idx3-ubyte.gz", data.IDX_IMAGES)[:20]
-    y = data.read_idx(folder / "t10k-labels-idx1-ubyte.gz", data.IDX_LABELS)[:20]
+    folder = datasets.mnist_folder()
+    x = datasets.read_idx(folder / "t10k-images-idx3-ubyte.gz", datasets.IDX_IMAGES)[:20]
+    y = datasets.read_idx(folder / "t10k-labels-idx1-ubyte.gz", datasets.IDX_LABELS)[:20]
     return list(samples.entries(x, y, DIGITS))
 
 

@@ -23,9 +23,10 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from hdr_dist import data, models, samples
-from hdr_dist.config import TrainConfig
-from tests.conftest import ROOT, free_port
+from hdr_dist import models
+from hdr_dist.data import datasets, samples
+from hdr_dist.models.config import TrainConfig
+from tests.helpers import ROOT, free_port
 
 BIN = Path(sys.executable).parent
 RAY = str(BIN / "ray")
@@ -120,7 +121,7 @@ def test_compare_then_score_spread_over_two_nodes(cluster, tmp_path):
     assert metrics["num_workers"] == [2] and metrics["num_nodes"] == [2]
     assert Path(metrics["checkpoint"][0]).is_file()
 
-    ds = data.load("mnist", limit_test=1200)
+    ds = datasets.load("mnist", limit_test=1200)
     for i in range(4):  # four archives: four read tasks, blocks enough for both inference actors
         part = slice(300 * i, 300 * (i + 1))
         samples.write(tmp_path / f"scans-{i}.zip", samples.entries(ds.test.x[part], ds.test.y[part], ds.labels))
@@ -154,7 +155,7 @@ def test_node_local_paths_are_refused_before_work_starts(cluster, tmp_path):
                               "--storage-path", str(local / "ckpt")])
     assert "jobs/compare.py: error: --storage-path " + str(local / "ckpt") + ": a node-local path" in result.stdout
     scans = tmp_path / "scans"
-    ds = data.load("mnist", limit_test=20)
+    ds = datasets.load("mnist", limit_test=20)
     samples.write(scans, samples.entries(ds.test.x, ds.test.y, ds.labels))
     model = tmp_path / "model.pt"  # an untrained cnn: these runs stop before scoring
     cfg = TrainConfig.from_recipe("cnn", ds)

@@ -6,10 +6,10 @@ import pytest
 import torch
 
 from hdr_dist import models
-from hdr_dist.errors import UserError
+from hdr_dist.common.errors import UserError
 
 
-@pytest.mark.parametrize("name", [n for n, r in models.RECIPES.items() if r.arch not in models.FIELD_ARCHITECTURES])
+@pytest.mark.parametrize("name", [n for n, r in models.RECIPES.items() if r.kind == "digit"])
 @pytest.mark.parametrize("classes", [10, 47])
 def test_forward_shape(name, classes):
     """The digit models; a field model's shapes are tests/test_fields.py's."""
@@ -43,7 +43,7 @@ def test_lstm_reads_rows_as_time_steps(rows):
     x = torch.randn(2, 1, 28, 28)
     with torch.no_grad():
         assert not torch.allclose(model(x), model(x.flip(2)))
-    assert models.recipe("lstm").rows_per_step == 2 and models.build("lstm", 10).steps == 14
+    assert models.recipe("lstm").settings["rows_per_step"] == 2 and models.build("lstm", 10).steps == 14
 
 
 def test_unknown_model():

@@ -11,8 +11,8 @@ import json
 import pyarrow.dataset as pads
 import pytest
 
-from hdr_dist import score
-from tests.conftest import ROOT
+from hdr_dist.jobs import score
+from tests.helpers import ROOT
 
 DATA = ROOT / "tests" / "data"
 

@@ -7,14 +7,15 @@ import pytest
 from PIL import Image
 from scipy import ndimage
 
-from hdr_dist import data, images, preprocess
-from hdr_dist.preprocess import BlankImage, to_mnist
+from hdr_dist.data import datasets
+from hdr_dist.imaging import images, preprocess
+from hdr_dist.imaging.preprocess import BlankImage, to_mnist
 
 
 @pytest.fixture(scope="module")
 def digits() -> np.ndarray:
     """200 stratified MNIST test digits, white on black, 28x28 uint8."""
-    return data.load("mnist", limit_test=200).test.x
+    return datasets.load("mnist", limit_test=200).test.x
 
 
 @pytest.fixture(scope="module")
@@ -133,8 +134,8 @@ def test_batch_keeps_shape_and_blank_images(digits, converted):
 
 
 def test_load_with_scan_preprocess():
-    plain = data.load("mnist", limit_train=300, limit_test=100)
-    scanned = data.load("mnist", limit_train=300, limit_test=100, scan_preprocess=True)
+    plain = datasets.load("mnist", limit_train=300, limit_test=100)
+    scanned = datasets.load("mnist", limit_train=300, limit_test=100, scan_preprocess=True)
     for a, b in ((plain.train, scanned.train), (plain.val, scanned.val), (plain.test, scanned.test)):
         assert a.x.shape == b.x.shape and b.x.dtype == np.uint8 and np.array_equal(a.y, b.y)
     assert np.array_equal(scanned.test.x, preprocess.batch(plain.test.x))

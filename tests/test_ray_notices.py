@@ -7,7 +7,7 @@ from __future__ import annotations
 import io
 import sys
 
-from hdr_dist import ray_notices
+from hdr_dist.common import ray_notices
 
 PREEMPTION = ("\x1b[36m(TrainController pid=24399)\x1b[0m [2026-12-03 02:51:56,114 E 24399 24428] core_worker.cc:2465: "
               "Actor with class name: 'PreemptionWatcher' and ID: 'e2f4c94bbe5c4bcae4fd002801000000' has constructor "

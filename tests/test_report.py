@@ -3,9 +3,6 @@ embedded, and `hdr report` redrawing them; `check_report` is what every job's te
 
 from __future__ import annotations
 
-import base64
-import io
-import re
 import subprocess
 import sys
 from pathlib import Path
@@ -15,41 +12,16 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-from hdr_dist import compare, data, report, samples, score, tables
+from hdr_dist.common import tables
+from hdr_dist.data import datasets, samples
+from hdr_dist.jobs import compare, report, score
+from tests.helpers import check_report
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
-def min_height(folder: Path, name: str) -> int:
-    """200 px, except for a grid of mistakes: its height follows how many mistakes the run made, which
-    moves between CPUs and runs (one row of eight is 189 px), so it is asked for 150 px per row."""
-    if not name.startswith("mistakes_"):
-        return 200
-    model = name.removeprefix("mistakes_").removesuffix(".png")
-    count = sum(m == model for m in pq.read_table(folder / "mistakes.parquet", columns=["model"])["model"].to_pylist())
-    return 150 * max(1, -(-count // 8))
 
 
-def check_report(folder: Path, expected: set[str]) -> str:
-    """Exactly the ``expected`` figures, each a valid PNG with something drawn on it, each embedded
-    in report.html byte for byte; the results table (when there is one) before any figure."""
-    assert {p.name for p in (folder / "figures").glob("*.png")} == expected
-    page = (folder / "report.html").read_text()
-    for name in expected:
-        png = (folder / "figures" / name).read_bytes()
-        assert png.startswith(PNG_MAGIC) and len(png) > 5000, name
-        with Image.open(io.BytesIO(png)) as im:
-            im.verify()
-        with Image.open(io.BytesIO(png)) as im:
-            assert im.width >= 300 and im.height >= min_height(folder, name), name
-            low, high = im.convert("L").getextrema()
-            assert low < 100 < high, name  # ink on paper, not a blank canvas
-        embedded = re.search(rf'<img src="data:image/png;base64,([^"]+)" alt="figures/{re.escape(name)}">', page)
-        assert embedded and base64.b64decode(embedded.group(1)) == png, name
-    assert page.count("<img ") == len(expected) and "src=\"http" not in page  # self-contained
-    if "<h2>Results on " in page:
-        assert page.index("<table>") < page.index("<img ")
-    return page
 
 
 @pytest.fixture(scope="module")
@@ -71,7 +43,7 @@ def test_compare_writes_every_figure_and_the_report(compared):
 
 
 def test_mistakes_are_the_most_confident_wrong_predictions(compared):
-    ds = data.load("mnist", limit_train=1500, limit_test=300)
+    ds = datasets.load("mnist", limit_train=1500, limit_test=300)
     rows = pq.read_table(compared / "mistakes.parquet").to_pylist()
     wrong = sum(1 - r["accuracy"] for r in pq.read_table(compared / "metrics.parquet").to_pylist()
                 if r["model"] == "cnn") * 300
@@ -106,7 +78,7 @@ def test_bad_results_dirs_are_one_line(tmp_path, capsys):
 
 
 def test_an_unlabelled_score_output_gets_its_confidences_and_errors(compared, tmp_path):
-    ds = data.load("mnist", limit_test=50)
+    ds = datasets.load("mnist", limit_test=50)
     samples.write(tmp_path / "in", samples.entries(ds.test.x, ds.test.y, ds.labels))
     (tmp_path / "in" / "broken.png").write_bytes(b"not an image")
     out = tmp_path / "scored"
@@ -121,7 +93,7 @@ def test_an_unlabelled_score_output_gets_its_confidences_and_errors(compared, tm
 
 def test_figures_for_47_classes_stay_readable(tmp_path):
     """EMNIST's 47 classes: the confusion matrix grows with the classes, and every label is drawn."""
-    from hdr_dist import plots
+    from hdr_dist.reports import plots
 
     labels = list("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabdefghnqrt")
     rng = np.random.default_rng(0)
@@ -138,7 +110,8 @@ def test_a_47_class_emnist_cnn_stands_beside_002s_emnist_cnn(tmp_path):
     table and in the comparison figure; never 000's MNIST CNN. An EMNIST lstm has no seed figure."""
     from rich.console import Console
 
-    from hdr_dist import display, plots, studies
+    from hdr_dist.common import studies
+    from hdr_dist.reports import display, plots
 
     row = {"dataset": "emnist-bymerge-test-resplit", "model": "cnn", "accuracy": 0.9105, "f1_macro": 0.89,
            "train_seconds": 900.0, "epochs": 8, "num_workers": 2, "infer_images_per_s": 9000.0}
@@ -160,9 +133,7 @@ def test_a_47_class_emnist_cnn_stands_beside_002s_emnist_cnn(tmp_path):
 def test_accuracy_axes_stop_at_100_percent():
     """Accuracy runs to 100 % and no further: the comparison's axis and the per-class bars' axis end there,
     and every value printed on a bar sits inside the axes."""
-    import matplotlib.pyplot as plt
-
-    from hdr_dist import plots
+    from hdr_dist.reports import plots
 
     rows = [{"dataset": "mnist", "model": m, "accuracy": a} for m, a in (("cnn", 0.9968), ("lstm", 0.9927),
                                                                          ("nb", 0.8789), ("dt", 0.8736))]
@@ -178,4 +149,3 @@ def test_accuracy_axes_stop_at_100_percent():
         for text in ax.texts:
             inside = text.get_window_extent()
             assert box.x0 - 1 <= inside.x0 and inside.x1 <= box.x1 + 1 and inside.y1 <= box.y1 + 1, text.get_text()
-        plt.close(fig)

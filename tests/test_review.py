@@ -16,8 +16,12 @@ import pytest
 import torch
 from PIL import Image
 
-from hdr_dist import checkpoints, evaluate, review, samples, score
-from tests.conftest import open_page, save_corrections
+from hdr_dist.data import samples
+from hdr_dist.inference import evaluate
+from hdr_dist.jobs import score
+from hdr_dist.models import checkpoints
+from hdr_dist.review import queue as review_queue
+from tests.helpers import open_page, save_corrections
 
 HOSTILE = '<img src=x onerror=alert(1)>, "quoted".png'  # a file name that is also markup, with a comma
 
@@ -88,7 +92,7 @@ def test_review_queue_page_and_corrections_round_trip(ray_cluster, mnist, digits
         if r["error"] is not None:
             assert s["cropWidth"] == 0 and s["originalWidth"] == 0 and r["error"] in s["text"]
             continue
-        assert s["cropWidth"] == 28 and 0 < s["originalWidth"] <= review.ORIGINAL_PX, s
+        assert s["cropWidth"] == 28 and 0 < s["originalWidth"] <= review_queue.ORIGINAL_PX, s
         assert s["guesses"] == r["topk_labels"]
         # The crop is what the model saw: scoring it again gives the row's answer.
         z, pred, _ = evaluate.predict(model, picture(s["crop"])[None], cfg.mean, cfg.std)

@@ -23,8 +23,13 @@ import pytest
 import torch
 from PIL import Image
 
-from hdr_dist import calibration, checkpoints, data, evaluate, models, samples, score, tables
-from tests.conftest import ROOT, fit_small, shared
+from hdr_dist import models
+from hdr_dist.common import tables
+from hdr_dist.data import datasets, samples
+from hdr_dist.inference import calibration, evaluate, readers
+from hdr_dist.jobs import score
+from hdr_dist.models import checkpoints
+from tests.helpers import ROOT, fit_small, shared
 
 
 def predictions(out: Path) -> pa.Table:
@@ -78,7 +83,7 @@ def test_folder_tar_and_zip_end_to_end(ray_cluster, mnist, digits_model, tmp_pat
     assert summary["images_per_s"] > 0 and not (tmp_path / "out.partial").exists()
 
     # Labels known: the report, with the most confident mistakes drawn from the scored images.
-    from tests.test_report import check_report
+    from tests.helpers import check_report
 
     wrong = sorted((r for r in rows if r["pred_label"] != r["true_label"]), key=lambda r: -r["confidence"])
     mistakes = pq.read_table(out / "mistakes.parquet").to_pylist()
@@ -160,9 +165,9 @@ def test_reject_option_splits_answers_at_the_threshold(ray_cluster, mnist, digit
     model.mkdir()
     (model / "model.pt").write_bytes((digits_model / "model.pt").read_bytes())
     state = checkpoints.load(model / "model.pt")
-    val = evaluate.evaluate_state(state, mnist.val.x, mnist.val.y)
-    temperature = calibration.fit_temperature(val["logits"], mnist.val.y)
-    curve = calibration.risk_coverage(calibration.calibrated(val["logits"], temperature), mnist.val.y)
+    val = readers.DIGIT.test(state, mnist.val.x, mnist.val.y)
+    temperature = calibration.fit_temperature(calibration.class_nll(val["logits"], mnist.val.y), len(mnist.val.y))
+    curve = calibration.risk_coverage(*calibration.answers(val["logits"], mnist.val.y, temperature))
     checkpoints.set_calibration(str(model / "model.pt"), temperature, curve)
     expected_coverage, threshold = calibration.coverage_at(curve, 0.02)
 
@@ -340,7 +345,7 @@ def test_output_that_is_not_a_score_output_is_refused(ray_cluster, mnist, digits
 
 
 def test_emnist_model_scores_letters_with_their_characters(ray_cluster, tmp_path):
-    ds = data.load("emnist-bymerge", shared("emnist-bymerge"), limit_train=3000, limit_test=60)
+    ds = datasets.load("emnist-bymerge", shared("emnist-bymerge"), limit_train=3000, limit_test=60)
     model = fit_small(ds, tmp_path / "model")
     samples.write(tmp_path / "in", samples.entries(ds.test.x, ds.test.y, ds.labels, (64,), ("PNG",)))
     assert run(tmp_path / "in", "--model", model, "--output", tmp_path / "out", "--labels-from", "dirname",
@@ -472,7 +477,7 @@ def test_an_input_that_holds_nothing_is_one_line(ray_cluster, digits_model, tmp_
 
 def test_a_folder_thousands_of_levels_deep_is_scored_to_the_end(ray_cluster, digits_model, deep, tmp_path_factory):
     """Its images at 1 and 1,100 levels are scored; the level past the system's path limit is a row."""
-    (deep / "top.png").write_bytes(samples.render(data.load("mnist", limit_test=1).test.x[0]))
+    (deep / "top.png").write_bytes(samples.render(datasets.load("mnist", limit_test=1).test.x[0]))
     out = tmp_path_factory.mktemp("deep-out") / "out"
     assert run(deep, "--model", digits_model, "--output", out) == 0
     rows = predictions(out).to_pylist()

@@ -1,40 +1,69 @@
-"""The package's shape: no import cycle among its modules, and no function too long to read at once."""
+"""The package's shape, checked: each subpackage imports only the layers below it (the table below is
+the README's map), no import cycle among the modules, no job borrowing from another, no function too
+long to read at once."""
 
 from __future__ import annotations
 
 import ast
 
-from tests.conftest import ROOT
+from tests.helpers import ROOT
 
 PACKAGE = ROOT / "hdr_dist"
 MAX_FUNCTION_LINES = 60
+# What each subpackage may import, besides itself. The layers, bottom up: common; imaging; data and
+# models; inference; training and scoring; review and reports; jobs, which alone may import anything.
+ALLOWED = {
+    "common": set(),
+    "imaging": {"common"},
+    "data": {"common", "imaging"},
+    "models": {"common", "imaging"},
+    "inference": {"common", "imaging", "models"},
+    "training": {"common", "imaging", "data", "models", "inference"},
+    "scoring": {"common", "imaging", "models", "inference"},
+    "review": {"common", "imaging", "models", "inference", "scoring"},
+    "reports": {"common", "inference"},
+    "jobs": {"common", "imaging", "data", "models", "inference", "training", "scoring", "review", "reports"},
+}
+SHIMS = {"train": {"jobs"}, "samples": {"data"}}  # `python -m hdr_dist.train` and `-m hdr_dist.samples`
+JOBS = {"jobs.compare", "jobs.tune", "jobs.score", "jobs.report", "jobs.train"}
 
 
 def modules() -> dict[str, ast.Module]:
-    return {p.stem: ast.parse(p.read_text(), str(p)) for p in sorted(PACKAGE.glob("*.py"))}
+    """Dotted name under hdr_dist (a package by its own name) -> its syntax tree."""
+    found = {}
+    for path in sorted(PACKAGE.rglob("*.py")):
+        parts = path.relative_to(PACKAGE).with_suffix("").parts
+        name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+        found[name] = ast.parse(path.read_text(), str(path))
+    return found
 
 
 def imports(tree: ast.Module, names: set[str]) -> set[str]:
     """The package's modules this one imports, at the top or inside a function alike."""
     found = set()
     for node in ast.walk(tree):
-        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("hdr_dist"):
-            if node.module == "hdr_dist":
-                found |= {a.name for a in node.names if a.name in names}
-            else:
-                found.add(node.module.split(".")[1])
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "hdr_dist":
+            base = node.module.removeprefix("hdr_dist").lstrip(".")
+            for alias in node.names:
+                whole = f"{base}.{alias.name}".lstrip(".")
+                found.add(whole if whole in names else base)
         elif isinstance(node, ast.Import):
-            found |= {a.name.split(".")[1] for a in node.names if a.name.startswith("hdr_dist.")}
-    return found
+            found |= {a.name.removeprefix("hdr_dist.") for a in node.names if a.name.startswith("hdr_dist.")}
+    return found - {""}
 
 
-def cycle(graph: dict[str, set[str]]) -> list[str] | None:
+def graph() -> dict[str, set[str]]:
+    trees = modules()
+    return {name: imports(tree, set(trees)) - {name} for name, tree in trees.items()}
+
+
+def cycle(edges: dict[str, set[str]]) -> list[str] | None:
     """One import cycle, as the modules along it, or None."""
     state: dict[str, str] = {}
 
     def visit(module: str, path: list[str]) -> list[str] | None:
         state[module] = "open"
-        for other in sorted(graph[module]):
+        for other in sorted(edges.get(module, ())):
             if state.get(other) == "open":
                 return path[path.index(other):] + [other]
             if other not in state and (found := visit(other, [*path, other])):
@@ -42,7 +71,7 @@ def cycle(graph: dict[str, set[str]]) -> list[str] | None:
         state[module] = "done"
         return None
 
-    for module in sorted(graph):
+    for module in sorted(edges):
         if module not in state and (found := visit(module, [module])):
             return found
     return None
@@ -53,26 +82,76 @@ def test_cycle_finder_finds_a_cycle():
     assert cycle({"a": {"b"}, "b": set(), "c": {"a", "b"}}) is None
 
 
+def test_every_module_sits_in_a_subpackage_of_the_table():
+    loose = [name for name in modules() if name and name.split(".")[0] not in ALLOWED | SHIMS]
+    assert not loose, f"modules outside the layered subpackages: {loose}"
+    sizes = {package: sum(name.startswith(f"{package}.") for name in modules()) for package in ALLOWED}
+    assert all(2 <= n <= 10 for n in sizes.values()), sizes
+
+
+def test_each_subpackage_imports_only_the_layers_below_it():
+    wrong = []
+    for name, imported in graph().items():
+        layer = name.split(".")[0]
+        allowed = SHIMS.get(layer) if layer in SHIMS else ALLOWED.get(layer, set())
+        for other in sorted(imported):
+            if other.split(".")[0] not in allowed | {layer}:
+                wrong.append(f"{name} -> {other}")
+    assert not wrong, "imports against the layering: " + "; ".join(wrong)
+
+
+def test_the_layering_test_sees_a_wrong_import():
+    trees = {"scoring.pipeline": ast.parse("from hdr_dist.training import train\n"),
+             "training.train": ast.parse("")}
+    assert imports(trees["scoring.pipeline"], set(trees)) == {"training.train"}
+
+
 def test_no_import_cycle_among_the_package_modules():
-    trees = modules()
-    graph = {name: imports(tree, set(trees)) - {name} for name, tree in trees.items()}
-    assert set().union(*graph.values()) <= set(trees)
-    found = cycle(graph)
+    edges = graph()
+    assert set().union(*edges.values()) <= set(edges)
+    found = cycle(edges)
     assert found is None, "import cycle: " + " -> ".join(found)
 
 
 def test_jobs_depend_on_the_library_not_on_one_another():
-    """A job (a command) imports the library; no module imports a job, so no job borrows from another."""
-    trees = modules()
-    jobs = {"compare", "tune", "score", "report"}
-    for name, tree in trees.items():
-        assert not imports(tree, set(trees)) & (jobs - {name}), name
+    """A job (a command) imports the library; no module imports a job, so no job borrows from another
+    (a shim stands for its job under an old name)."""
+    for name, imported in graph().items():
+        if name not in SHIMS:
+            assert not imported & (JOBS - {name}), name
 
 
 def test_no_function_longer_than_a_screen():
-    long = [f"{path.name}:{node.lineno} {node.name} ({node.end_lineno - node.lineno + 1} lines)"
-            for path in sorted(PACKAGE.glob("*.py"))
+    long = [f"{path.relative_to(PACKAGE)}:{node.lineno} {node.name} ({node.end_lineno - node.lineno + 1} lines)"
+            for path in sorted(PACKAGE.rglob("*.py"))
             for node in ast.walk(ast.parse(path.read_text()))
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
             and node.end_lineno - node.lineno + 1 > MAX_FUNCTION_LINES]
     assert not long, long
+
+
+def test_importing_the_library_sets_nothing_for_the_process():
+    """Only a job's main may set process-wide switches: importing every module of the package changes no
+    environment variable, no logger's level or handlers, and chooses no matplotlib backend."""
+    import subprocess
+    import sys
+
+    script = """
+import importlib, json, logging, os, pkgutil, sys
+import matplotlib, numpy, pyarrow, PIL, scipy, sklearn, torch  # what they set at import is theirs
+before = (dict(os.environ), matplotlib.rcParams["backend"], {n: (l.level, len(l.handlers)) for n, l in
+          [("", logging.getLogger())] + [(n, logging.getLogger(n)) for n in ("ray", "ray.data", "ray.train", "hdr_dist")]})
+import hdr_dist
+for m in pkgutil.walk_packages(hdr_dist.__path__, "hdr_dist."):
+    importlib.import_module(m.name)
+after = (dict(os.environ), matplotlib.rcParams["backend"], {n: (l.level, len(l.handlers)) for n, l in
+         [("", logging.getLogger())] + [(n, logging.getLogger(n)) for n in ("ray", "ray.data", "ray.train", "hdr_dist")]})
+print(json.dumps([before[0] == after[0], before[1], after[1], before[2] == after[2], before[2], after[2]]))
+"""
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    import json
+
+    same_env, backend_before, backend_after, same_logs, logs_before, logs_after = json.loads(result.stdout.splitlines()[-1])
+    assert same_env and backend_before == backend_after and same_logs, (backend_before, backend_after, logs_before,
+                                                                        logs_after)

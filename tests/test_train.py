@@ -4,21 +4,24 @@ from __future__ import annotations
 
 import torch
 
-from hdr_dist import checkpoints, data, models, train
-from hdr_dist.config import TrainConfig
+from hdr_dist import models
+from hdr_dist.data import datasets
+from hdr_dist.models import checkpoints
+from hdr_dist.models.config import TrainConfig
+from hdr_dist.training import ranks, train
 
 
 def test_shards_are_disjoint_equal_and_cover_the_epoch():
     n, world = 103, 4
-    shards = [train.shard(n, r, world, seed=0, epoch=5) for r in range(world)]
+    shards = [ranks.shard(n, r, world, seed=0, epoch=5) for r in range(world)]
     assert {len(s) for s in shards} == {n // world}
     every = torch.cat(shards)
     assert len(set(every.tolist())) == len(every) == world * (n // world)
-    assert not torch.equal(train.shard(n, 0, world, 0, 5), train.shard(n, 0, world, 0, 6))
+    assert not torch.equal(ranks.shard(n, 0, world, 0, 5), ranks.shard(n, 0, world, 0, 6))
 
 
 def test_plain_loop_learns_and_checkpoint_loads_weights_only(tmp_path):
-    ds = data.load("mnist", limit_train=3000)
+    ds = datasets.load("mnist", limit_train=3000)
     cfg = TrainConfig.from_recipe("cnn", ds, epochs=2, batch_size=64)
     model, history = train.train_plain(cfg, train.arrays_of(ds), torch.device("cpu"))
     assert [h["epoch"] for h in history] == [1, 2]
@@ -34,7 +37,7 @@ def test_plain_loop_learns_and_checkpoint_loads_weights_only(tmp_path):
 
 
 def test_config_takes_the_recipe_and_only_the_settings_given():
-    ds = data.load("mnist", limit_train=500, limit_test=50)
+    ds = datasets.load("mnist", limit_train=500, limit_test=50)
     cfg = TrainConfig.from_recipe("cnn-seed", ds, lr=0.01, dropout=None, augment=None)
     assert (cfg.lr, cfg.optimizer, cfg.augment, cfg.dropout, cfg.epochs) == (0.01, "rmsprop", False, None, 30)
     assert cfg.labels == tuple(ds.labels) and cfg.num_classes == 10
@@ -49,7 +52,7 @@ def test_config_takes_the_recipe_and_only_the_settings_given():
 def test_a_checkpoint_written_before_the_config_dataclass_still_loads(tmp_path):
     """Before TrainConfig, checkpoints stored the config as a hand-built dict, and the oldest
     lacked width and dropout; both still load, as the model they were trained as."""
-    ds = data.load("mnist", limit_train=500, limit_test=50)
+    ds = datasets.load("mnist", limit_train=500, limit_test=50)
     new = TrainConfig.from_recipe("cnn", ds)
     old = {"model": "cnn", "arch": "cnn", "dataset": ds.name, "labels": list(ds.labels), "num_classes": 10,
            "mean": ds.mean, "std": ds.std, "epochs": 12, "batch_size": 128, "lr": 4e-3, "optimizer": "adamw",

@@ -13,8 +13,12 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from hdr_dist import checkpoints, compare, models, tables, tune
-from tests.conftest import ROOT
+from hdr_dist import models
+from hdr_dist.common import tables
+from hdr_dist.jobs import compare, tune
+from hdr_dist.models import checkpoints
+from hdr_dist.training import sweep
+from tests.helpers import ROOT
 
 SWEEP = ["--limit-train", "1000", "--limit-test", "200", "--epochs", "2", "--num-samples", "3"]
 SWEPT = ("lr", "batch_size", "weight_decay", "dropout", "width", "augment_strength")
@@ -41,12 +45,12 @@ def test_trials_parquet_has_one_row_per_trial(swept):
         assert (t["status"][i] == "completed") == (t["epochs"][i] == 2) and t["seconds"][i] > 0
         assert Path(t["checkpoint"][i]).is_dir()
     first = {k: t[k][0] for k in SWEPT}  # --recipe-first: trial 0 is the recipe's own settings
-    assert first == pytest.approx(tune.recipe_point("cnn"))
+    assert first == pytest.approx(sweep.recipe_point("cnn"))
     assert len({(t["lr"][i], t["width"][i]) for i in range(3)}) == 3  # the others were sampled
 
 
 def test_report_plots_each_hyperparameter(swept):
-    from tests.test_report import check_report
+    from tests.helpers import check_report
 
     page = check_report(swept, {"comparison.png", "tune_hyperparameters.png", "curves_cnn.png", "confusion_cnn.png",
                                 "per_class_cnn.png", "mistakes_cnn.png"})

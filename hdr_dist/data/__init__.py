@@ -1,0 +1,3 @@
+"""Data sets and what is made from them: MNIST and EMNIST, augmentation, synthetic fields of digits,
+scan-like samples, and the hostile inputs the tests and a benchmark build.
+"""

@@ -1,0 +1,249 @@
+"""What a model reads, and everything that differs with it: the one place where a digit model and a
+field model part ways.
+
+A *reader* is a model's kind (``Recipe.kind``): ``digit`` reads one 28x28 character, ``field`` reads a
+strip of digits of any width, by CTC. Each kind carries what the rest of the project would otherwise
+branch on: how a page is prepared for the model (the decode stage's schema and function), how the
+model's output becomes answers with a calibrated confidence (the predictor's core), which labels are
+valid, the metrics over labelled answers, the temperature fit and the test after training, and the
+review page's picture and guesses. Scoring, review and compare ask ``of(cfg)`` for the kind and call
+it; none of them knows which kind it holds. Training adds the kind's batches and objective on top
+(``training.kinds``), so that scoring never imports training. A new kind (the forms job's zones) is
+one more class here.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import torch
+from scipy.special import log_softmax
+
+from hdr_dist import models
+from hdr_dist.common import tables
+from hdr_dist.imaging import images
+from hdr_dist.inference import calibration, ctc, evaluate
+from hdr_dist.inference.device import autocast, pad
+from hdr_dist.models import checkpoints
+
+FIELD_BATCH = 128  # strips per forward pass; each batch holds strips of similar width, so little is padding
+FIELD_ASPECT = 2.5  # an image this many times as wide as high is a field of several digits, not one
+
+
+class DigitReader:
+    """One character per image: softmax over the classes, top-k answers."""
+
+    kind = "digit"
+    preparation = images.DIGIT  # the decode stage: a page -> the 28x28 MNIST-space image
+    picture_class = "crop"      # the review page's picture of what the model saw, and its label field
+    max_label = 8
+    label_rule = "class"        # a label is one of the classes (the review page checks it as is_label does)
+    shows_mistakes = True       # the report's grid of its most confident mistakes, 28x28 each
+
+    def describes(self, model: str) -> str:
+        return f"classes of model {model}"
+
+    def is_label(self, text: str, labels: list[str]) -> bool:
+        return text in labels
+
+    def answer(self, model, column: pa.Array, ok: np.ndarray, cfg, temperature: float, top_k: int,
+               device) -> tuple[np.ndarray, dict]:
+        """A batch's answers to its rows that decoded (``ok``): each row's calibrated confidence, and the
+        prediction columns, built column-wise (a failed row borrows row 0's values, then is masked)."""
+        n, k, labels = len(column), min(top_k, cfg.num_classes), pa.array(cfg.labels, pa.string())
+        column = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+        pixels = np.frombuffer(column.buffers()[1], np.uint8)[column.offset * images.PIXELS:
+                                                              (column.offset + n) * images.PIXELS]
+        x = torch.from_numpy(pixels.reshape(n, 28, 28)[ok].copy())
+        probs = torch.zeros((0, cfg.num_classes))
+        if len(x):
+            probs = torch.softmax(evaluate.logits(model, x, cfg.mean, cfg.std, device) / temperature, dim=1).cpu()
+        top_p, top_i = (t.numpy() for t in probs.topk(k, dim=1))
+        at = np.where(ok, np.cumsum(ok) - 1, 0)
+        if not ok.any():
+            top_p, top_i = np.zeros((1, k), np.float32), np.zeros((1, k), np.int64)
+        pred, failed = top_i[at, 0].astype(np.int32), pa.array(~ok)
+        return top_p[at, 0], {
+            "pred": pa.array(pred, mask=~ok),
+            "pred_label": pc.if_else(failed, pa.scalar(None, pa.string()), labels.take(pa.array(pred))),
+            "topk_labels": pa.FixedSizeListArray.from_arrays(labels.take(pa.array(top_i[at].ravel())), k, mask=failed),
+            "topk_probs": pa.FixedSizeListArray.from_arrays(pa.array(top_p[at].ravel()), k, mask=failed)}
+
+    def scores(self, labelled: pa.Table, cfg, dataset: str) -> tuple[dict, dict, np.ndarray]:
+        """compare's metrics over labelled answers (a ``PREDICTION_SCHEMA`` table): the metrics row, the
+        tables beside it (per class, confusion), and which answers were wrong."""
+        index = {label: i for i, label in enumerate(cfg.labels)}
+        y_true = np.array([index[t] for t in labelled["true_label"].to_pylist()], np.int64)
+        y_pred = labelled["pred"].to_numpy()
+        row = evaluate.metrics(y_true, y_pred, cfg.num_classes)
+        return row, tables.model_tables(dataset, cfg.model, list(cfg.labels), row), y_true != y_pred
+
+    def headline(self, row: dict) -> str:
+        return f"accuracy {100 * row['accuracy']:.2f} %"
+
+    def warnings(self, scored: pa.Table, cfg) -> list[str]:
+        """A digit model reads one digit per image, so images shaped like fields of several digits get
+        one (wrong) answer each; say so when most of the scored images are that shape."""
+        if scored.num_rows == 0:
+            return []
+        wide = int(np.sum(scored["width"].to_numpy(zero_copy_only=False)
+                          >= FIELD_ASPECT * scored["height"].to_numpy(zero_copy_only=False)))
+        if 2 * wide <= scored.num_rows:
+            return []
+        return [f"{wide:,} of the {scored.num_rows:,} scored images are at least {FIELD_ASPECT:g} times as wide as "
+                f"high: they look like fields of several digits, which digit model {cfg.model} reads as one digit "
+                "each; score them with a field model (compare --models crnn)"]
+
+    def picture(self, data: bytes) -> np.ndarray:
+        """The prepared image's bytes as the picture of what the model saw."""
+        return np.frombuffer(data, np.uint8).reshape(28, 28)
+
+    def guesses(self, row: dict) -> list[tuple[str, float]]:
+        return list(zip(row["topk_labels"], row["topk_probs"]))
+
+    def test(self, state: dict, x_u8: np.ndarray, y: np.ndarray, device=torch.device("cpu"),
+             temperature: float = 1.0) -> dict:
+        """A checkpoint's weights scored once on a split; ``probs`` are calibrated at ``temperature``,
+        ``logits`` kept for fitting one."""
+        model, cfg = checkpoints.model_from_state(state)
+        z, pred, ips = evaluate.predict(model, x_u8, cfg.mean, cfg.std, device)
+        out = evaluate.metrics(y, pred, cfg.num_classes)
+        return out | {"infer_images_per_s": ips, "params": models.count_params(model), "logits": z,
+                      "probs": calibration.calibrated(z, temperature).astype(np.float32), "pred": pred}
+
+
+class FieldReader:
+    """A strip of digits of any width: per step the digits and CTC's blank (the class after the
+    digits), read as the best path's string, whose confidence is the probability CTC gives it."""
+
+    kind = "field"
+    preparation = images.FIELD  # the decode stage: a page -> the strip (preprocess.to_strip)
+    picture_class = "strip"
+    max_label = 64
+    label_rule = "string"       # a label is a string of the classes' characters
+    shows_mistakes = False
+
+    def describes(self, model: str) -> str:
+        return f"strings of the characters field model {model} reads"
+
+    def is_label(self, text: str, labels: list[str]) -> bool:
+        return bool(text) and set(text) <= set(labels)
+
+    @torch.no_grad()
+    def step_logits(self, model: torch.nn.Module, strips: list[np.ndarray], mean: float, std: float,
+                    device=torch.device("cpu")) -> list[np.ndarray]:
+        """Each strip's (steps, classes + blank) logits; strips are white ink on black, on [0, 1]. The
+        model says how many columns a step covers (``CRNN.step``)."""
+        model.eval()
+        out: list[np.ndarray | None] = [None] * len(strips)
+        order = sorted(range(len(strips)), key=lambda i: strips[i].shape[1])
+        for start in range(0, len(order), FIELD_BATCH):
+            take = order[start:start + FIELD_BATCH]
+            xb, widths = pad([strips[i] for i in take])
+            with autocast(device):
+                z = model((xb.to(device) - mean) / std, widths).float().cpu().numpy()
+            for i, row, width in zip(take, z, widths.tolist()):
+                out[i] = row[:width // model.step]
+        return out
+
+    def text_log_probs(self, logits: list[np.ndarray], temperature: float, blank: int) -> np.ndarray:
+        """Each field's log-probability of the string it reads, at ``temperature``. The string is the
+        best path's, which no temperature changes: every step's most likely class stays the most likely."""
+        scaled = [log_softmax(z / temperature, axis=1) for z in logits]
+        return ctc.string_log_probs(scaled, [ctc.best_path(lp, len(lp), blank)[0] for lp in scaled], blank)
+
+    def read(self, logits: list[np.ndarray], temperature: float, labels: list[str]) -> list[tuple[str, list[float], float]]:
+        """Each field's digit string, each digit's confidence (the surest of its steps), and the field's
+        (the probability of its string), calibrated at ``temperature``."""
+        blank = len(labels)
+        scaled = [log_softmax(z / temperature, axis=1) for z in logits]
+        paths = [ctc.best_path(lp, len(lp), blank) for lp in scaled]
+        strings = np.exp(ctc.string_log_probs(scaled, [classes for classes, _, _ in paths], blank))
+        return [("".join(labels[c] for c in classes), confidences, float(p))
+                for (classes, confidences, _), p in zip(paths, strings)]
+
+    def answer(self, model, column: pa.Array, ok: np.ndarray, cfg, temperature: float, top_k: int,
+               device) -> tuple[np.ndarray, dict]:
+        n, data = len(column), column.to_pylist()
+        strips = [images.strip_of(data[i]) for i in np.flatnonzero(ok)]
+        reads = iter(self.read(self.step_logits(model, strips, cfg.mean, cfg.std, device), temperature,
+                               list(cfg.labels)))
+        text, chars, confidence = [None] * n, [None] * n, np.zeros(n, np.float32)
+        for i in np.flatnonzero(ok):
+            text[i], chars[i], confidence[i] = next(reads)
+        return confidence, {"pred_label": pa.array(text, pa.string()), "text": pa.array(text, pa.string()),
+                            "char_confidences": pa.array(chars, pa.list_(pa.float32()))}
+
+    def scores(self, labelled: pa.Table, cfg, dataset: str) -> tuple[dict, dict, np.ndarray]:
+        truth, read = labelled["true_label"].to_pylist(), labelled["text"].to_pylist()
+        found = ctc.field_metrics(truth, read)
+        row = {"accuracy": found["char_accuracy"], "field_accuracy": found["field_accuracy"], "cer": found["cer"]}
+        return (row, {"field_lengths": tables.length_rows(dataset, cfg.model, found["by_length"])},
+                np.array([t != r for t, r in zip(truth, read)], bool))
+
+    def headline(self, row: dict) -> str:
+        return f"field accuracy {100 * row['field_accuracy']:.2f} %, character error rate {100 * row['cer']:.2f} %"
+
+    def warnings(self, scored: pa.Table, cfg) -> list[str]:
+        return []
+
+    def picture(self, data: bytes) -> np.ndarray:
+        return (images.strip_of(data) * 255).astype(np.uint8)
+
+    def guesses(self, row: dict) -> list[tuple[str, float]]:
+        return [(row["text"], row["confidence"])]
+
+    def test(self, state: dict, val: tuple[list, list], tests: dict, device=torch.device("cpu")) -> dict:
+        """A field model's test: its temperature, fitted on the validation fields; then the test sets
+        read at it, with the calibration columns and the risk-coverage curves of whole fields. The
+        best paths do not depend on the temperature, so each field is decoded once."""
+        model, cfg = checkpoints.model_from_state(state)
+        model.to(device)
+        labels, blank = list(cfg.labels), len(cfg.labels)
+        val_logits = self.step_logits(model, val[0], cfg.mean, cfg.std, device)
+        val_truth = ["".join(labels[d] for d in t) for t in val[1]]
+        val_right = np.array([r[0] == t for r, t in zip(self.read(val_logits, 1.0, labels), val_truth)], bool)
+        temperature = calibration.fit_temperature(calibration.right_or_wrong(
+            lambda t: self.text_log_probs(val_logits, t, blank), val_right), len(val_right))
+        sets, raw = {}, None
+        for name, (strips, truth) in tests.items():
+            start = time.perf_counter()
+            logits = self.step_logits(model, strips, cfg.mean, cfg.std, device)
+            sets[name] = field_scores(truth, self.read(logits, temperature, labels))
+            sets[name]["fields_per_s"] = len(strips) / max(time.perf_counter() - start, 1e-9)
+            if name == "fields":
+                raw = np.exp(self.text_log_probs(logits, 1.0, blank))
+        val_conf = np.exp(self.text_log_probs(val_logits, temperature, blank))
+        row, curves = calibration.report((val_conf, val_right), (sets["fields"]["confidence"], sets["fields"]["right"]),
+                                         raw, temperature)
+        row = field_row(sets) | {"params": models.count_params(model)} | row
+        return {"row": row, "sets": sets, "curves": curves, "temperature": temperature}
+
+
+def field_scores(truth: list[str], reads: list[tuple[str, list[float], float]]) -> dict:
+    """Field accuracy and CER of ``reads`` (string, digit confidences, field confidence), with which
+    were right and their confidences, for the risk-coverage curves."""
+    texts = [r[0] for r in reads]
+    out = ctc.field_metrics(truth, texts)
+    return out | {"right": np.array([t == r for t, r in zip(truth, texts)], bool),
+                  "confidence": np.array([r[2] for r in reads])}
+
+
+def field_row(sets: dict[str, dict]) -> dict:
+    """A field reader's metrics columns from its two test sets: ``accuracy`` is per character (1 - CER),
+    to stand beside the digit models' per-digit accuracy; the field accuracies say what a field costs."""
+    f, s = sets["fields"], sets["scans"]
+    return {"accuracy": f["char_accuracy"], "field_accuracy": f["field_accuracy"], "cer": f["cer"],
+            "field_accuracy_5": s["field_accuracy"], "cer_5": s["cer"], "infer_images_per_s": f["fields_per_s"]}
+
+
+READERS = {r.kind: r for r in (DigitReader(), FieldReader())}
+DIGIT, FIELD = READERS["digit"], READERS["field"]
+
+
+def of(cfg) -> DigitReader | FieldReader:
+    """The reader of a model's ``TrainConfig``."""
+    return READERS[cfg.kind]

@@ -1,0 +1,219 @@
+"""``hdr compare`` / ``python jobs/compare.py``: train each model with Ray Train, test it once,
+print the results beside the seed studies' figures and write them as Parquet.
+
+Run locally it starts Ray on this machine; under ``ray job submit`` (or with
+``--address``) it joins that cluster. Re-running the same command with the same
+``--output`` resumes each model from its last checkpoint.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+from rich.console import Console
+from rich.markup import escape
+
+from hdr_dist import models
+from hdr_dist.common import cluster, ray_notices, storage, tables
+from hdr_dist.common.errors import UserError
+from hdr_dist.data import datasets
+from hdr_dist.inference import evaluate
+from hdr_dist.jobs import flags
+from hdr_dist.jobs.cli import run_job
+from hdr_dist.jobs.flags import Parser, positive
+from hdr_dist.models import checkpoints
+from hdr_dist.models.config import TrainConfig
+from hdr_dist.reports import display
+from hdr_dist.reports.html_report import write_report
+from hdr_dist.training import classical, field_eval, kinds, train
+
+DEFAULT_MODELS = "cnn,lstm"
+# The whole HDaLR comparison (seed study 002): this project's deep models, then 002's classical ones.
+ALL_MODELS = ("cnn", "lstm", *classical.MODELS)
+
+
+def parser(prog: str = "hdr compare") -> Parser:
+    p = Parser(prog=prog, description="Train each model with Ray Train, test it once on the test split, "
+                                      "print the results beside the seeds' figures and write them as Parquet.",
+               parents=[flags.data_flags(), flags.ray_flags(workers=2),
+                        flags.output_flags("results", "ray_train", "Ray Train checkpoint storage")])
+    g = p.add_argument_group("models and training")
+    g.add_argument("--models", default=DEFAULT_MODELS,
+                   help=f"comma list from: deep {', '.join(models.RECIPES)}; classical {', '.join(classical.MODELS)}; "
+                        f"or all ({', '.join(ALL_MODELS)}) (default: %(default)s)")
+    flags.train_flags(g)
+    g.add_argument("--max-failures", type=int, default=0,
+                   help="worker failures Ray Train recovers from (default: %(default)s)")
+    g.add_argument("--cv-limit", type=positive, default=10_000,
+                   help="svm-rbf: training images its C x gamma cross-validation uses (default: %(default)s)")
+    return p
+
+
+def model_names(text: str) -> list[str]:
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    if not names:
+        raise UserError("--models is empty")
+    names = [m for n in names for m in (ALL_MODELS if n == "all" else (n,))]
+    for n in names:
+        if n not in classical.MODELS:
+            models.recipe(n)  # raises UserError naming the unknown model
+    return list(dict.fromkeys(names))
+
+
+def train_config(name: str, ds: datasets.Dataset, args) -> TrainConfig:
+    """The recipe of ``name`` with the flags the user set on top."""
+    return TrainConfig.from_recipe(name, ds, seed=args.seed, cpus_per_worker=args.cpus_per_worker,
+                                   **flags.train_settings(args))
+
+
+def train_and_test(name: str, ds: datasets.Dataset, args, images, location: str, use_gpu: bool, field_tests=None):
+    """Ray Train one model, then score its best checkpoint (by validation accuracy) on the test split:
+    a digit model on the test digits, a field model on ``field_tests`` (``field_eval.test_sets``): its
+    kind's ``tested``."""
+    cfg = train_config(name, ds, args)
+    run = storage.run_name(f"{cfg.dataset}-{cfg.model}", cfg.as_dict() | {"workers": args.workers})
+    try:
+        result = train.fit(cfg, images, workers=args.workers, use_gpu=use_gpu, storage_path=location, name=run,
+                           max_failures=args.max_failures)
+    except SystemExit:  # Ray Train's own Ctrl-C handler aborts the run, then exits
+        raise KeyboardInterrupt from None
+    best = max(result.best_checkpoints, key=lambda cm: cm[1]["val_acc"])[0]
+    history = checkpoints.load_ray(result.checkpoint)["history"]
+    state = checkpoints.load_ray(best)
+    trained = dict(workers=args.workers, use_gpu=use_gpu, checkpoint=checkpoints.uri(best), method=f"{name} recipe")
+    tested = kinds.of(cfg).tested(state, ds, field_tests)
+    checkpoints.set_calibration(checkpoints.uri(best), tested["temperature"], tested["curves"]["val"])
+    row = tables.trained_row(ds.name, name, tested["scores"], history, **trained) | tested["row"]
+    return row, tested["scores"], history
+
+
+def segmented_row(ds: datasets.Dataset, digit_row: dict, field_tests) -> tuple[dict, dict]:
+    """The segmentation baseline, read by the digit model of ``digit_row`` on the field models' test fields."""
+    state = checkpoints.for_scoring(digit_row["checkpoint"], None)[0]
+    name = f"{digit_row['model']}-segmented"
+    tested = field_eval.segmented(state, field_tests)
+    row = tables.metrics_row(ds.name, name, tested["row"], train_seconds=digit_row["train_seconds"],
+                             epochs=digit_row["epochs"], params=state["params"], num_workers=digit_row["num_workers"],
+                             num_nodes=digit_row["num_nodes"], device=digit_row["device"], checkpoint=None,
+                             method=f"connected components of ink, each read by {digit_row['model']}",
+                             approximation="") | tested["row"]
+    return row, {"lengths": tables.length_rows(ds.name, name, tested["sets"]["fields"]["by_length"])}
+
+
+def classical_row(name: str, ds: datasets.Dataset, result: dict) -> tuple[dict, dict]:
+    scores = evaluate.metrics(ds.test.y, result["pred"], ds.num_classes)
+    row = tables.metrics_row(ds.name, name, scores | {"infer_images_per_s": result["infer_images_per_s"]},
+                             train_seconds=result["train_seconds"], epochs=None, params=None, num_workers=1,
+                             num_nodes=1, device="cpu", checkpoint=None, method=result["method"],
+                             approximation=classical.APPROXIMATIONS.get(name, ""))
+    return row, scores
+
+
+class Results:
+    """The job's tables, written again after every model: a later failure loses nothing."""
+
+    def __init__(self, output: Path, ds: datasets.Dataset):
+        self.output, self.ds = output, ds
+        self.tables = {"metrics": [], "per_class": [], "confusion": [], "history": [], "mistakes": [],
+                       "risk_coverage": [], "field_lengths": []}
+
+    def record(self, name: str, row: dict, scores: dict, history=()) -> None:
+        self.tables["metrics"].append(row)
+        test = (self.ds.test.x, self.ds.test.y)
+        for table, rows in tables.model_tables(self.ds.name, name, self.ds.labels, scores, history, test).items():
+            self.tables[table].extend(rows)
+        tables.write_tables(self.output, self.tables)
+
+
+def start_classical(names: list[str], ds: datasets.Dataset, args, images, location: str, results: Results,
+                    console: Console) -> dict:
+    """Submit the classical models as Ray tasks, side by side with each other and with the deep
+    models' Train runs, as far as the cluster's CPUs go; svm-rbf after its C x gamma grid."""
+    import ray
+
+    test_x = ray.put(ds.test.x)
+    pending = classical.start([n for n in names if n != "svm-rbf"], images, test_x, args.seed,
+                              args.cpus_per_worker, None)
+    if "svm-rbf" in names:
+        params, grid = classical.search_svm(ds, args.seed, args.cv_limit, location, console)
+        results.tables["svm_rbf_cv"] = grid
+        console.print(escape("[svm-rbf]") + f" best of the grid: C={params['C']:g}, gamma={params['gamma']:g}")
+        pending |= classical.start(["svm-rbf"], images, test_x, args.seed, args.cpus_per_worker, params)
+    if pending:
+        console.print(f"classical models {', '.join(pending.values())}: one Ray task each")
+    return pending
+
+
+def collect(pending: dict, ds: datasets.Dataset, results: Results, console: Console, timeout: float | None) -> None:
+    """Record the classical models that have finished (all of them, with ``timeout=None``)."""
+    import ray
+
+    while pending:
+        done, _ = ray.wait(list(pending), num_returns=1, timeout=timeout)
+        if not done:
+            return
+        name = pending.pop(done[0])
+        row, scores = classical_row(name, ds, ray.get(done[0]))
+        console.print(escape(f"[{name}]") + f" test accuracy {100 * row['accuracy']:.2f} %, "
+                      f"fit {row['train_seconds']:.0f} s: {row['method']}")
+        results.record(name, row, scores)
+
+
+def run(args, console: Console) -> int:
+    started = time.perf_counter()
+    names = model_names(args.models)
+    output = storage.prepare_output(args.output)
+    with ray_notices.kept_off_the_terminal(output / ray_notices.LOG_FILE):
+        return compare(args, names, output, console, started)
+
+
+def compare(args, names: list[str], output: Path, console: Console, started: float) -> int:
+    """Each model trained (deep: Ray Train; classical: a Ray task) and tested, then the table and report."""
+    deep = [n for n in names if n not in classical.MODELS]
+    shallow = [n for n in names if n in classical.MODELS]
+    location = storage.storage_location(args.storage_path, output / "ray_train")
+    ds = datasets.load(args.dataset, args.data_dir, seed=args.seed, limit_train=args.limit_train,
+                   limit_test=args.limit_test, scan_preprocess=args.preprocess == "scan")
+    console.print(f"[bold]{ds.name}[/]: {len(ds.train.y):,} train / {len(ds.val.y):,} validation / "
+                  f"{len(ds.test.y):,} test images, {ds.num_classes} classes; models {', '.join(names)}")
+    cluster.connect(args.address)
+    use_gpu = (cluster.placement(args.workers, args.cpus_per_worker, args.gpu, args.placement_timeout, console)
+               if deep else False)
+    if shallow:
+        cluster.placement(1, args.cpus_per_worker, "off", args.placement_timeout, console)
+    cluster.require_shared(storage.shared_locations(args.storage_path, output, location))
+
+    import ray
+
+    images = ray.put(train.arrays_of(ds))  # one copy in the object store, read by every worker and task
+    results = Results(output, ds)
+    pending = start_classical(shallow, ds, args, images, location, results, console)
+    field_models = [n for n in deep if models.recipe(n).kind == "field"]
+    field_tests = field_eval.test_sets(ds, args.seed) if field_models else None
+    for name in deep:
+        row, scores, history = train_and_test(name, ds, args, images, location, use_gpu, field_tests)
+        console.print(display.calibration_line(row), markup=False, highlight=False)
+        results.record(name, row, scores, history)
+        collect(pending, ds, results, console, timeout=0)
+    # The segmentation baseline: the first digit cnn of this run, read on the field models' test fields.
+    if field_models and (cnn := next((r for r in results.tables["metrics"]
+                                      if r["model"] in deep and models.recipe(r["model"]).arch == "cnn"), None)):
+        row, scores = segmented_row(ds, cnn, field_tests)
+        results.record(row["model"], row, scores)
+        names.append(row["model"])
+    collect(pending, ds, results, console, timeout=None)
+    order = {n: i for i, n in enumerate(names)}
+    display.print_table(sorted(results.tables["metrics"], key=lambda r: order[r["model"]]), console)
+    console.print(f"report: {write_report(output)}")
+    console.print(f"results in {output} ({time.perf_counter() - started:.0f} s)")
+    return 0
+
+
+def main(argv=None, prog: str = "hdr compare") -> int:
+    args = parser(prog).parse_args(argv)
+    # svm-rbf's grid is a Ray Tune sweep, whose new output engine prints its banner even at
+    # verbose=0; only this environment variable turns it off (see tune.main).
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    return run_job(run, args, prog, "run the same command again to resume from the last checkpoint")

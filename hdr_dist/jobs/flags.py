@@ -1,0 +1,176 @@
+"""The command-line flags the jobs share, as argparse parent parsers (torchvision's
+``get_args_parser(add_help=False)`` pattern), and ``--config`` files read as flags.
+
+A flag shared by two jobs is declared here once, with one help text; a job's
+parser takes the parents it needs and adds its own flags. The training settings'
+flags are made from ``TrainConfig``'s fields (``train_flags``), where each is declared.
+Every job takes ``--config FILE``: each of its flags is a key such a file may set.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from hdr_dist.common import cluster
+from hdr_dist.common.errors import UserError
+from hdr_dist.data import datasets
+from hdr_dist.models import config
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, but a bad flag is one line on stderr, like every other user error; and a job's
+    parser (one with ``--help``) takes ``--config FILE``, whose settings go in before the flags."""
+
+    def __init__(self, *args, parents=(), **kwargs):
+        super().__init__(*args, parents=list(parents), **kwargs)
+        if self.add_help:
+            self.add_argument("--config", metavar="FILE",
+                              help="a JSON object of settings named like these flags ({\"lr\": 0.005, ...}), such as "
+                                   "tune's best_config.json; flags given here win")
+
+    @property
+    def settings(self) -> dict[str, argparse.Action]:
+        """The settings a ``--config`` file may hold: every flag but --help and --config."""
+        return {a.dest: a for a in self._actions if a.option_strings and a.dest not in ("help", "config")}
+
+    def parse_args(self, args=None, namespace=None):
+        argv = sys.argv[1:] if args is None else [str(a) for a in args]
+        if not self.add_help:
+            return super().parse_args(argv, namespace)
+        pre = argparse.ArgumentParser(add_help=False)
+        pre.add_argument("--config")
+        path = pre.parse_known_args(argv)[0].config
+        if path is None:
+            return super().parse_args(argv, namespace)
+        try:
+            flags = config_flags(path, self.settings)
+        except UserError as e:
+            self.error(str(e))
+        self.prog = f"{self.prog} (--config {path})"  # a bad value in the file names the file
+        return super().parse_args([*flags, *argv], namespace)
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    value = float(text)
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a number more than 0, got {text}")
+    return value
+
+
+def open_fraction(text: str) -> float:
+    value = float(text)
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1, exclusive, got {text}")
+    return value
+
+
+def fraction(text: str) -> float:
+    value = float(text)
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {text}")
+    return value
+
+
+def data_flags() -> Parser:
+    """Which images a training job reads (compare, tune)."""
+    p = Parser(add_help=False)
+    g = p.add_argument_group("data")
+    g.add_argument("--dataset", default="mnist", choices=datasets.DATASETS,
+              help="mnist is embedded; emnist-* read the official IDX files in --data-dir (default: %(default)s)")
+    g.add_argument("--data-dir", help="folder with the dataset's IDX files (default for mnist: the embedded copy)")
+    g.add_argument("--limit-train", type=positive,
+              help="use a stratified sample of N training images (a tenth of them validate)")
+    g.add_argument("--limit-test", type=positive, help="use a stratified sample of N test images")
+    g.add_argument("--seed", type=int, default=0,
+              help="random seed of the hold-out, initialisation, shuffles, augmentation and a sweep's search "
+                   "(default: %(default)s)")
+    return p
+
+
+def ray_flags(workers: int | None = None, per: str = "") -> Parser:
+    """The Ray cluster a job joins and, with ``workers`` (the default of --workers), how many Ray
+    Train workers it places there; ``per`` says what the workers belong to, as in "per trial"."""
+    p = Parser(add_help=False)
+    g = p.add_argument_group("Ray")
+    if workers is not None:
+        g.add_argument("--workers", type=positive, default=workers,
+                  help=f"Ray Train workers, data-parallel processes{per} (default: %(default)s)")
+        g.add_argument("--cpus-per-worker", type=positive, default=1,
+                  help="CPUs, and threads, per Train worker and per classical model's task (default: %(default)s)")
+        g.add_argument("--gpu", choices=("auto", "on", "off"), default="auto",
+                  help="auto: one GPU per worker when the cluster has enough (default: %(default)s)")
+        g.add_argument("--placement-timeout", type=float, metavar="SECONDS",
+                  help="when the cluster cannot place --workers yet, wait this long for nodes to join "
+                       f"(default: {cluster.AUTOSCALER_WAIT_S} s if the cluster has an autoscaler, else fail at once)")
+    g.add_argument("--address", help="Ray cluster to join, or 'auto' for a `ray start` cluster on this machine "
+                                   "(default: RAY_ADDRESS, else a new local Ray)")
+    return p
+
+
+def output_flags(default: str, storage: str, what: str) -> Parser:
+    """Where a training job writes its results (``default``) and Ray keeps ``what`` (OUTPUT/``storage``)."""
+    p = Parser(add_help=False)
+    g = p.add_argument_group("output")
+    g.add_argument("--output", default=default, help="folder for the results (default: %(default)s)")
+    g.add_argument("--storage-path", help=f"{what}: a folder or a pyarrow URI such as s3://bucket/path "
+                                        f"(default: OUTPUT/{storage})")
+    return p
+
+
+def config_flags(path: str, settings: dict[str, argparse.Action]) -> list[str]:
+    """A ``--config`` JSON file as the flags it stands for, so argparse checks every value."""
+    try:
+        values = json.loads(Path(path).expanduser().read_text())
+    except FileNotFoundError:
+        raise UserError(f"--config {path}: no such file") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise UserError(f"--config {path}: not a JSON file ({e})") from None
+    if not isinstance(values, dict):
+        raise UserError(f"--config {path}: want a JSON object of settings")
+    flags = []
+    for key, value in values.items():
+        action = settings.get(key)
+        if action is None:
+            raise UserError(f"--config {path}: unknown setting {key!r}")
+        if action.nargs == 0 and not isinstance(value, bool):
+            raise UserError(f"--config {path}: {key} must be true or false, got {value!r}")
+        if isinstance(action, argparse.BooleanOptionalAction):
+            flags.append(f"--{'' if value else 'no-'}{key.replace('_', '-')}")
+        elif action.nargs == 0:  # a switch such as --resume: given when true
+            flags += [action.option_strings[0]] if value else []
+        else:
+            flags += [action.option_strings[0], str(value)]
+    return flags
+
+
+def train_flags(group) -> None:
+    """compare's flags for ``TrainConfig``'s settings, made from its fields. A setting some recipe sets
+    defaults to None here, which ``TrainConfig.from_recipe`` reads as "the recipe's"."""
+    by_recipe = config.recipe_settings()
+    for f in config.flag_settings():
+        meta = dict(f.metadata)
+        text, kind = meta.pop("help"), meta.pop("type", None)
+        default = None if f.name in by_recipe else f.default
+        name = "--" + f.name.replace("_", "-")
+        if kind is bool:
+            group.add_argument(name, action=argparse.BooleanOptionalAction, default=default, help=text)
+        else:
+            group.add_argument(name, type=positive if kind == "positive" else kind, default=default, help=text, **meta)
+
+
+def train_settings(args) -> dict:
+    """The values of the flags ``train_flags`` made, as ``TrainConfig`` settings (None: the recipe's)."""
+    return {f.name: getattr(args, f.name) for f in config.flag_settings()}

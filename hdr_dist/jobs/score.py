@@ -1,0 +1,238 @@
+"""``hdr score`` / ``python jobs/score.py``: score image folders and archives with a trained model.
+
+A Ray Data pipeline (``pipeline``), streaming so memory stays flat whatever the
+input size. Every input yields one row per image: scored, or with its one-line
+error.
+
+The output is written into ``OUTPUT.partial`` and renamed to ``OUTPUT`` when
+complete (``summary``), so a crashed run never leaves output that looks
+finished; ``--resume`` picks up what the crashed (or an earlier, finished) run
+already scored (``outputs``).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from pathlib import Path
+
+from rich.console import Console
+
+from hdr_dist.common import cluster, tables
+from hdr_dist.common.errors import UserError, disk_full
+from hdr_dist.imaging import images
+from hdr_dist.inference import calibration, readers
+from hdr_dist.jobs import flags
+from hdr_dist.jobs.cli import run_job
+from hdr_dist.jobs.flags import Parser, positive
+from hdr_dist.models import checkpoints
+from hdr_dist.models.config import TrainConfig
+from hdr_dist.reports.html_report import write_report
+from hdr_dist.review import queue
+from hdr_dist.scoring import driver, inputs, labels, outputs, pipeline, summary
+from hdr_dist.scoring.committer import COMMIT_ROWS, COMMIT_SECONDS
+from hdr_dist.scoring.config import ScoreConfig
+
+
+def parser(prog: str = "hdr score") -> Parser:
+    p = Parser(prog=prog, description="Score image folders and archives with a model trained by compare; "
+                                      "write one Parquet row per image (prediction or error).",
+               parents=[flags.ray_flags()])
+    p.add_argument("inputs", nargs="+", metavar="INPUT",
+                   help="folders (recursive), image files, .zip/.tar/.tar.gz/.tgz archives, in any mix")
+    p.add_argument("--model", required=True, help="a compare --output folder, or a model.pt checkpoint")
+    p.add_argument("--model-name",
+                   help="which model of that folder (default: the most accurate digit model; name crnn to read fields)")
+    p.add_argument("--output", required=True, help="folder for predictions/, metrics and summary.json")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--labels", metavar="FILE", help="true labels: a CSV (header path,label) or Parquet file")
+    g.add_argument("--labels-from", choices=("dirname",), help="dirname: each image's folder name is its label")
+    p.add_argument("--batch-size", type=positive, default=512, help="images per inference batch (default: %(default)s)")
+    p.add_argument("--concurrency", type=positive,
+                   help="inference actors (default: one per GPU, else one per 4 CPUs of the cluster, at least 1)")
+    p.add_argument("--cpus-per-actor", type=float, default=1.0,
+                   help="CPUs each inference actor reserves on a CPU-only cluster; torch uses as many threads "
+                        "(default: %(default)s)")
+    p.add_argument("--gpu", choices=("auto", "on", "off"), default="auto",
+                   help="auto: a GPU per inference actor when the cluster has one (default: %(default)s)")
+    p.add_argument("--top-k", type=positive, default=3, help="labels and probabilities kept per image (default: %(default)s)")
+    p.add_argument("--resume", action="store_true", help="keep what OUTPUT (or OUTPUT.partial) already scored")
+    p.add_argument("--commit-rows", type=positive, default=COMMIT_ROWS, metavar="N",
+                   help="rows are made durable in pieces of at most N, so a killed run loses at most that many "
+                        "(default: %(default)s)")
+    p.add_argument("--commit-seconds", type=flags.positive_float, default=COMMIT_SECONDS, metavar="T",
+                   help="and no row waits longer than T seconds to be made durable (default: %(default)s)")
+    reject = p.add_argument_group("reject option and review queue")
+    g = reject.add_mutually_exclusive_group()
+    g.add_argument("--target-error", type=flags.open_fraction, metavar="E",
+                   help="accept the answers whose calibrated confidence clears the threshold that the model's "
+                        "validation curve gives for error E among the accepted (e.g. 0.001); the rest: review")
+    g.add_argument("--threshold", type=flags.fraction, metavar="T",
+                   help="accept the answers whose calibrated confidence is at least T; the rest: review "
+                        "(default, without --target-error: accept every scored image)")
+    reject.add_argument("--review-rows", type=positive, default=500, metavar="N",
+                        help="the rows OUTPUT/review/review.html shows, least confident first; queue.parquet "
+                             "beside it holds every row to review (default: %(default)s)")
+    p.add_argument("--max-pixels", type=positive, default=images.DEFAULT_MAX_PIXELS,
+                   help="larger images are refused as decompression bombs (default: %(default)s)")
+    return p
+
+
+def reject_rule(args, state: dict) -> dict:
+    """The confidence threshold the flags ask for, where it came from, and what the model's
+    validation curve expects accepting at it to do (null without a curve)."""
+    curve = state["val_risk_coverage"]
+    if args.target_error is not None:
+        if curve is None:
+            raise UserError(f"--target-error {args.target_error:g}: {state['identity']['checkpoint']} holds no "
+                            "validation curve to read a threshold from (calibrate it by training with hdr compare), "
+                            "or give --threshold")
+        _, threshold = calibration.coverage_at(curve, args.target_error)
+        source = f"--target-error {args.target_error:g}, read off the validation curve"
+    elif args.threshold is not None:
+        threshold, source = args.threshold, "--threshold"
+    else:
+        return {"threshold": None, "threshold_source": "none: every scored image is accepted",
+                "expected_coverage": None, "expected_error": None}
+    coverage, error = calibration.at_threshold(curve, threshold) if curve else (None, None)
+    return {"threshold": threshold, "threshold_source": source, "expected_coverage": coverage,
+            "expected_error": error}
+
+
+def make_plan(args) -> dict:
+    """Whether to use GPUs, how many inference actors and read tasks run at once; a request the
+    cluster can never place fails now, where Ray would wait forever."""
+    import ray
+
+    total = ray.cluster_resources()
+    gpus, cpus = int(total.get("GPU", 0)), int(total.get("CPU", 0))
+    if args.gpu == "on" and gpus == 0:
+        raise UserError("--gpu on: the Ray cluster has no GPU")
+    use_gpu = args.gpu != "off" and gpus > 0
+    concurrency = args.concurrency or (gpus if use_gpu else max(1, cpus // 4))
+    if use_gpu and concurrency > gpus:
+        raise UserError(f"--concurrency {concurrency} with GPUs needs {concurrency} GPUs; the Ray cluster has {gpus}")
+    if args.cpus_per_actor <= 0:
+        raise UserError(f"--cpus-per-actor {args.cpus_per_actor:g}: must be more than 0")
+    actor_cpus = 1 if use_gpu else args.cpus_per_actor
+    if concurrency * actor_cpus + pipeline.DECODE_CPUS > cpus:
+        raise UserError(f"--concurrency {concurrency} x {actor_cpus:g} CPUs per inference actor leaves too few of "
+                        f"the cluster's {cpus} CPUs for decoding ({pipeline.DECODE_CPUS:g})")
+    return {"use_gpu": use_gpu, "concurrency": concurrency, "read_tasks": max(2, cpus)}
+
+
+def no_progress_bar_note(record: logging.LogRecord) -> bool:
+    return "Progress bars disabled" not in record.getMessage()
+
+
+def quiet_ray_data() -> None:
+    """Ray Data's lines that the job's own live line replaces: its INFO lines, and its note that its
+    progress bars are off (the job turns them off, for that line)."""
+    import ray.data  # noqa: F401 - importing it configures its loggers, which are set after
+
+    logging.getLogger("ray.data").setLevel(logging.WARNING)
+    progress = logging.getLogger("ray.data._internal.progress")
+    if no_progress_bar_note not in progress.filters:
+        progress.addFilter(no_progress_bar_note)
+
+
+def score_config(args, plan: dict, rule: dict) -> ScoreConfig:
+    """What the run decided, from the flags, the cluster (``plan``) and the reject ``rule``."""
+    return ScoreConfig(inputs=tuple(args.inputs), labelled=bool(args.labels or args.labels_from),
+                       batch_size=args.batch_size, top_k=args.top_k, max_pixels=args.max_pixels,
+                       commit_rows=args.commit_rows, commit_seconds=args.commit_seconds, review_rows=args.review_rows,
+                       cpus_per_actor=args.cpus_per_actor, **plan, **rule)
+
+
+def listing(args, cfg: TrainConfig, console: Console) -> tuple[list[inputs.Item], dict]:
+    """The items to score with their true labels, and what summary.json says about what was skipped
+    or did not match; problems with a labels file are also printed, one line each."""
+    label_file = labels.read_label_file(args.labels) if args.labels else None
+    found = inputs.find(args.inputs)
+    items, problems = labels.with_labels(found.items, args.labels_from, label_file, list(cfg.labels), cfg.model,
+                                         readers.of(cfg))
+    for line in labels.warnings(label_file, problems) if label_file else ():
+        console.print(line, markup=False, highlight=False)
+    skipped = [f"{n:,} {what}" for n, what in ((found.junk, "desktop junk files (__MACOSX/, ._*, .DS_Store, Thumbs.db)"),
+                                               (found.duplicates, "files named twice")) if n]
+    if skipped:
+        console.print(f"skipped {' and '.join(skipped)}", markup=False, highlight=False)
+    notes = {"skipped_junk": found.junk, "skipped_duplicates": found.duplicates}
+    if label_file:
+        notes["labels"] = labels.report(label_file, problems)
+    return items, notes
+
+
+def run(args, console: Console) -> int:
+    started = time.perf_counter()
+    state, model, checkpoint = checkpoints.for_scoring(args.model, args.model_name)
+    reader = readers.of(model)
+    if state["temperature"] is None:
+        console.print(f"{checkpoint}: no temperature (a checkpoint compare did not calibrate, or one from before "
+                      "calibration): confidences are the plain softmax (temperature 1)", markup=False, highlight=False)
+    items, notes = listing(args, model, console)
+    rule = reject_rule(args, state)
+    state["identity"]["threshold"] = rule["threshold"]  # a resume must decide at the same threshold
+    output = Path(args.output).expanduser().resolve()
+    outputs.check_output(output, args.resume, state["identity"])
+    cluster.connect(args.address)
+    cfg = score_config(args, make_plan(args), rule)
+    cluster.require_shared({"--output": str(output)},
+                           {"INPUT": [os.path.realpath(os.path.expanduser(i)) for i in args.inputs]})
+    work, held = outputs.prepare(output, args.resume, state["identity"])
+    try:
+        done = outputs.already_scored(work / "predictions", tables.PREDICTION_SCHEMA)
+        items, skipped = outputs.skip_scored(items, done)
+        console.print(f"scoring {len(items):,} inputs with {model.model} ({checkpoint})"
+                      + (f"; {skipped:,} already scored" if skipped else ""))
+        quiet_ray_data()
+        this_run = driver.execute(items, state, cfg, reader, work, console)
+        this_run |= queue.write(work, output, model, cfg, reader)
+        this_run |= {"inputs_seen": len(items) + skipped, "skipped": skipped,
+                     "rows_before": sum(len(pages) for _, pages in done.values()), **notes}
+        totals, results = summary.finish(work, output, state, checkpoint, cfg, this_run, reader)
+    except OSError as e:
+        if disk_full(e):
+            raise outputs.full(output) from None
+        raise
+    finally:
+        os.close(held)
+    if results:
+        try:
+            console.print(f"report: {write_report(output)}")
+        except OSError as e:
+            if not disk_full(e):
+                raise
+            raise UserError(f"--output {output}: the disk is full (no space left on device); every row is scored and "
+                            f"written, but not the report: free some space, then run hdr report {output}") from None
+    tell(totals, results, cfg, reader, output, console)
+    console.print(f"results in {output} ({time.perf_counter() - started:.0f} s)")
+    return 0
+
+
+def tell(totals: dict, results: dict, cfg: ScoreConfig, reader, output: Path, console: Console) -> None:
+    """What the run did, in a few lines: counts, accuracy, what was accepted, what waits for review."""
+    line = (f"{totals['scored']:,} scored, {totals['failed']:,} failed of {totals['images']:,} images "
+            f"({totals['images_this_run']:,} this run, {totals['images_per_s']:,.0f} img/s)")
+    if results:
+        m = results["metrics"][0]
+        line += f"; {reader.headline(m)}"
+        line += f" on {totals['scored'] - totals['unlabelled']:,} labelled"
+    console.print(line)
+    for warning in totals["warnings"]:
+        console.print(f"warning: {warning}", markup=False, highlight=False)
+    if cfg.threshold is not None:
+        share = 100 * totals["accepted_coverage"]
+        console.print(f"accepted {totals['accepted']:,} of {totals['images']:,} ({share:.2f} %) "
+                      f"at confidence >= {cfg.threshold:.6g} ({cfg.threshold_source}); the rest: review"
+                      + (f"; error among the labelled accepted {100 * results['metrics'][0]['accepted_error']:.3f} %"
+                         if results else ""))
+    if totals["review"]:
+        console.print(f"review: {totals['review']:,} images in {output / queue.FOLDER}, the least confident "
+                      f"{totals['review_page_rows']:,} on review.html")
+
+
+def main(argv=None, prog: str = "hdr score") -> int:
+    args = parser(prog).parse_args(argv)
+    return run_job(run, args, prog, "run the same command with --resume to continue")

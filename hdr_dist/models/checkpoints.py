@@ -1,0 +1,176 @@
+"""Checkpoints: what a training epoch saves, and the model a saved state rebuilds.
+
+A checkpoint holds plain tensors, numbers and strings only (the config as a
+dict), so ``torch.load(path, weights_only=True)`` reads it, with no pickle of
+ours to trust. ``score --model`` finds one in a compare output folder or takes
+its path; a bad one is the user's one-line error.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import zipfile
+from pathlib import Path
+
+import torch
+
+from hdr_dist import models
+from hdr_dist.common import storage
+from hdr_dist.common.errors import UserError, one_line
+from hdr_dist.models.config import TrainConfig
+
+CHECKPOINT_FILE = "model.pt"
+# What a plausible checkpoint stays within; a file past these is refused before anything is built from it.
+# Ours are 1-10 MB, their pickled part (config, history, the validation curve) under 0.5 MB; unpickling
+# a crafted pickle can take some 30 times its size in memory, so its part is bounded on its own.
+MAX_CHECKPOINT_BYTES = 1 << 30
+MAX_PICKLE_BYTES = 8 << 20
+MAX_CONFIG_CHARS = 64 << 10   # the config as JSON: a few hundred characters in ours
+MAX_HISTORY = 10_000          # epochs
+
+
+def save(folder: str, model, opt, sched, cfg: TrainConfig, epoch: int, history: list[dict]) -> None:
+    module = getattr(model, "module", model)  # unwrap DDP
+    torch.save({"model": module.state_dict(), "optimizer": opt.state_dict(),
+                "scheduler": sched.state_dict(), "epoch": epoch, "config": cfg.as_dict(), "history": history},
+               os.path.join(folder, CHECKPOINT_FILE))
+
+
+def load(path: str | Path) -> dict:
+    """A checkpoint file, or the folder Ray Train keeps it in."""
+    path = Path(path)
+    return torch.load(path / CHECKPOINT_FILE if path.is_dir() else path, map_location="cpu", weights_only=True)
+
+
+def load_ray(checkpoint) -> dict:
+    """A Ray Train ``Checkpoint``'s state, wherever its storage is."""
+    with checkpoint.as_directory() as folder:
+        return load(folder)
+
+
+def uri(checkpoint) -> str:
+    """A Ray Train checkpoint's model file, so ``torch.load(row["checkpoint"], weights_only=True)`` works."""
+    fs = checkpoint.filesystem.type_name
+    path = f"{checkpoint.path}/{CHECKPOINT_FILE}"
+    return path if fs == "local" else f"{fs}://{path}"
+
+
+def set_calibration(location: str, temperature: float, val_curve: dict | None = None) -> None:
+    """Store the fitted temperature, and the validation risk-coverage curve a reject threshold is
+    read from, in a checkpoint file (here or behind a URI), so whatever loads the model later
+    (``hdr score``) calibrates and rejects the same way."""
+    state = torch.load(io.BytesIO(storage.read_bytes(location)), map_location="cpu", weights_only=True)
+    state |= {"temperature": float(temperature)}
+    if val_curve is not None:
+        state["val_risk_coverage"] = {k: [float(v) for v in values] for k, values in val_curve.items()}
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    storage.write_bytes(location, buffer.getvalue())
+
+
+def model_from_state(state: dict) -> tuple[torch.nn.Module, TrainConfig]:
+    """The trained model a checkpoint's state describes, with its config."""
+    cfg = TrainConfig.from_dict(state["config"])
+    model = models.from_config(cfg)
+    model.load_state_dict(state["model"])
+    return model, cfg
+
+
+def resolve(path: str, name: str | None) -> str:
+    """``--model`` (a compare output folder, a checkpoint folder or file, a URI) -> the checkpoint file.
+    In a compare output, ``--model-name`` picks the model, else the most accurate digit model."""
+    import pyarrow.parquet as pq
+
+    if name is not None and "," in name:
+        raise UserError(f"--model-name {name}: names one model; averaging several did not raise the coverage at a "
+                        "fixed error on the validation split (README, Ensembles), so score takes one")
+    if storage.is_uri(path):
+        return path
+    where = Path(path).expanduser()
+    if not where.exists():
+        raise UserError(f"--model {path}: no such file or folder")
+    if where.is_dir() and (where / "metrics.parquet").is_file():
+        rows = pq.read_table(where / "metrics.parquet").to_pylist()
+        if name is not None:
+            rows = [r for r in rows if r["model"] == name]
+            if not rows:
+                raise UserError(f"--model-name {name}: not in {where / 'metrics.parquet'}")
+        rows = [r for r in rows if r["checkpoint"]]  # the classical models keep none
+        if not rows:
+            raise UserError(f"--model {path}: {where / 'metrics.parquet'} names no model with a checkpoint "
+                            "(score takes the deep models)")
+        # A field model's accuracy is per character, not per image: it is taken when named, or alone.
+        digits = [r for r in rows if r.get("field_accuracy") is None]
+        return max(digits or rows, key=lambda r: r["accuracy"])["checkpoint"]
+    return str(where / CHECKPOINT_FILE) if where.is_dir() else str(where)
+
+
+def vet(raw: bytes) -> None:
+    """Refuse a checkpoint file by its size and structure before unpickling anything: torch saves a
+    zip of one pickle (``data.pkl``) and stored tensors, so the pickle's size and the whole's are known
+    from the zip's directory. Raises ValueError with the reason."""
+    try:
+        entries = zipfile.ZipFile(io.BytesIO(raw)).infolist()
+    except zipfile.BadZipFile:
+        raise ValueError("not a torch checkpoint (not a zip archive)") from None
+    pickles = [e for e in entries if e.filename.endswith("/data.pkl")]
+    if len(pickles) != 1:
+        raise ValueError("not a torch checkpoint (no data.pkl)")
+    if pickles[0].file_size > MAX_PICKLE_BYTES:
+        raise ValueError(f"its config and history take {pickles[0].file_size:,} bytes (limit {MAX_PICKLE_BYTES:,}): "
+                         "not a checkpoint hdr-dist wrote")
+    if sum(e.file_size for e in entries) > MAX_CHECKPOINT_BYTES:
+        raise ValueError(f"its parts unpack to more than {MAX_CHECKPOINT_BYTES:,} bytes")
+
+
+def vet_state(state) -> None:
+    """What the unpickled state must look like before a model is built from it."""
+    if not isinstance(state, dict) or not isinstance(state.get("model"), dict):
+        raise ValueError("no model weights in it")
+    config = state.get("config")
+    if not isinstance(config, dict):
+        raise ValueError("no config in it")
+    if len(json.dumps(config, default=str)) > MAX_CONFIG_CHARS:
+        raise ValueError(f"its config is larger than {MAX_CONFIG_CHARS:,} characters: not one hdr-dist wrote")
+    if len(state.get("history") or ()) > MAX_HISTORY:
+        raise ValueError(f"its history has more than {MAX_HISTORY:,} epochs")
+
+
+def for_scoring(path: str, name: str | None) -> tuple[dict, TrainConfig, str]:
+    """``--model`` -> (the weights and history, the config, the checkpoint's path); any problem is one line.
+
+    The state also carries the model's size and the checkpoint's identity (path and
+    sha256), which a resumed output must match.
+    """
+    checkpoint = resolve(path, name)
+    try:
+        size = storage.size_of(checkpoint)
+    except ValueError as e:
+        raise UserError(f"--model {path}: {checkpoint}: {e}") from None
+    except OSError as e:
+        raise UserError(f"--model {path}: {checkpoint}: cannot read ({e.strerror or one_line(e)})") from None
+    if size > MAX_CHECKPOINT_BYTES:
+        raise UserError(f"--model {path}: {checkpoint} is {size:,} bytes, more than a checkpoint holds "
+                        f"(limit {MAX_CHECKPOINT_BYTES:,})")
+    try:
+        raw = storage.read_bytes(checkpoint)
+        vet(raw)
+        state = torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True)
+        vet_state(state)
+        model, cfg = model_from_state(state)
+    except Exception as e:  # noqa: BLE001 - missing, corrupt or foreign: all the user's --model
+        raise UserError(f"--model {path}: {checkpoint} is not a readable hdr-dist checkpoint "
+                        f"({one_line(e)})") from None
+    if name is not None and cfg.model != name:
+        raise UserError(f"--model-name {name}: the checkpoint holds model {cfg.model}")
+    state = {"model": state["model"], "config": cfg.as_dict(), "history": state.get("history", []),
+             "params": models.count_params(model),
+             # None: written before calibration; its confidences are the plain softmax (temperature 1)
+             "temperature": state.get("temperature"),
+             "val_risk_coverage": state.get("val_risk_coverage"),
+             "identity": {"model": cfg.model, "checkpoint": checkpoint,
+                          "checkpoint_sha256": hashlib.sha256(raw).hexdigest()}}
+    return state, cfg, checkpoint

@@ -1,0 +1,2 @@
+"""The report: terminal and HTML tables, the figures, report.html.
+"""

@@ -1,0 +1,2 @@
+"""The review queue of a score output and the page a person works through.
+"""

@@ -1,0 +1,150 @@
+"""``review.html``: the review queue as one self-contained page a person works through.
+
+Each row shows the crop the model saw beside the original, the top guesses (a
+click takes one), the source and member, and a field for the right label. The
+page saves what was typed as a CSV in ``--labels`` format (``path,label``), so
+scoring again with ``--labels corrections.csv`` reads the corrections back.
+Typed labels are also kept in the browser's local storage, so closing the tab
+loses no work. Nothing is fetched from anywhere: images are inlined, the script
+is the page's own.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+
+STYLE = """body{font-family:system-ui,sans-serif;max-width:1200px;margin:1.5em auto;padding:0 1em;color:#222}
+table{border-collapse:collapse;font-size:14px;width:100%}td,th{border-bottom:1px solid #ddd;padding:6px;
+text-align:left;vertical-align:middle}th{position:sticky;top:0;background:#fff}
+td:nth-child(-n+4){width:1%;white-space:nowrap}
+img{image-rendering:pixelated;display:block}img.crop{width:84px;height:84px;background:#000}
+img.strip{height:48px;background:#000}
+img.original{max-width:160px;max-height:160px;min-height:56px;border:1px solid #ccc}
+.none{color:#999;font-size:12px}code{font-size:12px;word-break:break-all;color:#555}
+button.guess{font-size:15px;margin:2px;min-width:4.5em}button.guess small{color:#666}
+input.label{font-size:20px;width:3em;text-align:center}input.label.bad{outline:2px solid #c00}
+.error{color:#b00}#bar{position:sticky;bottom:0;background:#f5f5f5;padding:10px;border-top:1px solid #ccc}
+#save{font-size:16px}#status{margin-left:1em}"""
+
+SCRIPT = """
+const meta = JSON.parse(document.getElementById('meta').textContent);
+const known = new Set(meta.labels);
+const rows = Array.from(document.querySelectorAll('tr.item'));
+const status = document.getElementById('status');
+const store = 'hdr-review ' + meta.key;
+let saved = {};
+try { saved = JSON.parse(localStorage.getItem(store) || '{}'); } catch (e) {}
+
+// A label is one of the model's classes, or (a field model) a string of its characters: reader.label_rule.
+const valid = (v) => meta.rule === 'string' ? Array.from(v).every((c) => known.has(c)) : known.has(v);
+function field(tr) { return tr.querySelector('input.label'); }
+function check(tr) {
+  const v = field(tr).value.trim();
+  field(tr).classList.toggle('bad', v !== '' && !valid(v));
+}
+function remember() {
+  const typed = {};
+  for (const tr of rows) if (field(tr).value.trim()) typed[tr.id] = field(tr).value.trim();
+  try { localStorage.setItem(store, JSON.stringify(typed)); } catch (e) {}
+  status.textContent = Object.keys(typed).length + ' labelled';
+}
+rows.forEach((tr, i) => {
+  if (saved[tr.id]) field(tr).value = saved[tr.id];
+  check(tr);
+  field(tr).addEventListener('input', () => { check(tr); remember(); });
+  field(tr).addEventListener('keydown', (e) => {
+    if (e.key === 'Enter' && rows[i + 1]) { e.preventDefault(); field(rows[i + 1]).focus(); }
+  });
+  for (const b of tr.querySelectorAll('button.guess')) {
+    b.addEventListener('click', () => { field(tr).value = b.dataset.label; check(tr); remember(); });
+  }
+});
+
+function quoted(s) { return '"' + s.replace(/"/g, '""') + '"'; }
+document.getElementById('save').addEventListener('click', () => {
+  const labels = new Map();
+  for (const tr of rows) {
+    const v = field(tr).value.trim();
+    if (v === '') continue;
+    if (!valid(v)) {
+      status.textContent = 'row ' + tr.dataset.n + ': ' + JSON.stringify(v)
+        + (meta.rule === 'string' ? ' has a character the model does not read (' : ' is not a class of the model (')
+        + meta.labels.join(' ') + '); nothing saved';
+      field(tr).focus();
+      return;
+    }
+    const path = JSON.parse(tr.dataset.path);
+    const before = labels.get(path);
+    if (before !== undefined && before !== v) {
+      status.textContent = 'row ' + tr.dataset.n + ': another page of the same file is labelled '
+        + JSON.stringify(before) + '; a file takes one label. Nothing saved';
+      field(tr).focus();
+      return;
+    }
+    labels.set(path, v);
+  }
+  const lines = ['path,label'].concat(Array.from(labels, ([p, v]) => quoted(p) + ',' + quoted(v)));
+  const a = document.createElement('a');
+  a.href = URL.createObjectURL(new Blob([lines.join('\\r\\n') + '\\r\\n'], {type: 'text/csv'}));
+  a.download = 'corrections.csv';
+  document.body.appendChild(a);
+  a.click();
+  a.remove();
+  status.textContent = 'saved ' + labels.size + ' labels to corrections.csv';
+});
+"""
+
+
+def picture(data: bytes | None, kind: str, why: str) -> str:
+    if data is None:
+        return f'<span class="none">{html.escape(why)}</span>'
+    return f'<img class="{kind}" alt="{kind}" src="data:image/png;base64,{base64.b64encode(data).decode()}">'
+
+
+def row_html(n: int, r: dict, reader) -> str:
+    """One image of the queue; every text from a file's name or an error is escaped. The guesses are the
+    reader's: a digit model's top labels, a field model's one digit string."""
+    where = f"<code>{html.escape(r['source'])}</code>"
+    if r["member"] is not None:
+        where += f"<br>member <code>{html.escape(r['member'])}</code>"
+    if (r["pages"] or 1) > 1:
+        where += f"<br>page {r['page'] + 1} of {r['pages']}"
+    if r["error"] is not None:
+        guesses = f'<span class="error">{html.escape(r["error"])}</span>'
+    else:
+        guesses = "".join(f'<button type="button" class="guess" data-label="{html.escape(label)}">'
+                          f"{html.escape(label)} <small>{100 * p:.1f} %</small></button>" for label, p in reader.guesses(r))
+    # The path as JSON: an HTML parser turns a carriage return in an attribute into a line feed, and the
+    # saved correction must name the file by every byte of its name (a macOS "Icon\r" has one).
+    return (f'<tr class="item" id="r{n}" data-n="{n}" data-path="{html.escape(json.dumps(r["path"]))}">'
+            f"<td>{n}</td><td>{picture(r.get('crop'), reader.picture_class, 'no crop: ' + (r['error'] or ''))}</td>"
+            f"<td>{picture(r.get('original'), 'original', 'original not readable')}</td>"
+            f"<td>{guesses}</td><td>{where}</td>"
+            f'<td><input class="label" aria-label="label of row {n}" autocomplete="off" spellcheck="false" '
+            f'maxlength="{reader.max_label}"></td></tr>')
+
+
+def render(rows: list[dict], total: int, labels: list[str], summary: dict, key: str, reader) -> str:
+    """The page for ``rows`` (the first of the ``total`` in the queue). ``summary`` holds the model
+    and the threshold; ``key`` names the output, so two queues' typed labels never mix; ``reader`` is
+    the model's (``readers.of``)."""
+    threshold = summary.get("threshold")
+    rule = (f"confidence below {threshold:.6g} ({summary['threshold_source']}), or no answer"
+            if threshold is not None else "no answer (no threshold set: every scored image was accepted)")
+    head = (f"<h1>Review queue: {total:,} images</h1><p>Model <b>{html.escape(summary['model'])}</b>; "
+            f"sent here: {html.escape(rule)}. Least confident first"
+            + (f"; this page shows the first {len(rows):,}, all {total:,} are in <code>queue.parquet</code>"
+               if len(rows) < total else "") + ".</p>"
+            "<p>Type the right label (or click a guess; Enter goes to the next row), then save the "
+            "corrections and score again with <code>--labels corrections.csv</code>.</p>")
+    meta = json.dumps({"labels": labels, "key": key, "rule": reader.label_rule}).replace("<", "\\u003c")
+    body = "".join(row_html(n, r, reader) for n, r in enumerate(rows, 1))
+    return (f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>Review queue: {total:,} images"
+            f"</title><style>{STYLE}</style></head><body>{head}"
+            "<table><thead><tr><th>#</th><th>model saw</th><th>original</th><th>guesses</th><th>source</th>"
+            f"<th>label</th></tr></thead><tbody>{body}</tbody></table>"
+            '<div id="bar"><button type="button" id="save">Save corrections (CSV)</button>'
+            '<span id="status"></span></div>'
+            f'<script type="application/json" id="meta">{meta}</script><script>{SCRIPT}</script></body></html>\n')

@@ -1,0 +1,147 @@
+"""The reader kinds as training sees them: each is its reader (``inference.readers``) with what training
+adds, namely what a rank trains on per epoch, its batches and objective, what it is validated on, and
+its test after training. Training and compare ask ``of(cfg)`` and never branch on the kind.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from hdr_dist.common import tables
+from hdr_dist.data import fields
+from hdr_dist.data.augment import AugmentRanges, augment
+from hdr_dist.inference import calibration, ctc
+from hdr_dist.inference.device import autocast, normalise, pad
+from hdr_dist.inference.readers import DigitReader, FieldReader
+from hdr_dist.models.config import TrainConfig
+from hdr_dist.training.ranks import all_sum
+
+
+class DigitTraining(DigitReader):
+    unit = "img/s"
+    data_on_device = True  # MNIST is 47 MB as uint8: the whole set goes to the device once
+
+    def per_rank(self, n: int, world: int) -> int:
+        """What one rank trains on per epoch: its share of the digits."""
+        return n // world
+
+    def batches(self, x, y, idx, cfg, per_rank_batch: int, device, generator):
+        """(the model's inputs, the targets, the count): this rank's images, augmented on [0, 1], then
+        standardised."""
+        ranges = AugmentRanges(cfg.rotation, cfg.shift, cfg.zoom)
+        for b in idx.split(per_rank_batch):
+            xb = (x[b].to(device, non_blocking=True).float() / 255.0).unsqueeze(1)
+            if cfg.augment:
+                xb = augment(xb, ranges, generator)
+            yield ((xb - cfg.mean) / cfg.std,), y[b].to(device, non_blocking=True), len(b)
+
+    def objective(self, model, out: torch.Tensor, target, cfg) -> tuple[torch.Tensor, torch.Tensor]:
+        """Cross-entropy, and how many were right: a count kept on the device, so a GPU is not made to
+        wait for it every step."""
+        return F.cross_entropy(out, target, label_smoothing=cfg.label_smoothing), (out.argmax(1) == target).sum()
+
+    def validation(self, cfg, vx: torch.Tensor, vy: torch.Tensor) -> tuple:
+        return vx, vy
+
+    @torch.no_grad()
+    def validate(self, model, val: tuple, cfg, rank: int = 0, world: int = 1, device=torch.device("cpu"),
+                 batch_size: int = 1024) -> dict:
+        """Loss and accuracy over the hold-out, each rank taking every world-th image."""
+        model.eval()
+        loss_sum = correct = 0.0
+        xs, ys = val[0][rank::world], val[1][rank::world]
+        for start in range(0, len(ys), batch_size):
+            xb = normalise(xs[start:start + batch_size].to(device), cfg.mean, cfg.std)
+            yb = ys[start:start + batch_size].to(device)
+            with autocast(device):
+                logits = model(xb)
+            loss_sum += F.cross_entropy(logits.float(), yb, reduction="sum").item()
+            correct += (logits.argmax(1) == yb).sum().item()
+        loss_sum, correct, seen = all_sum([loss_sum, correct, float(len(ys))], device, world)
+        return {"val_loss": loss_sum / seen, "val_acc": correct / seen}
+
+    def tested(self, state: dict, ds, field_tests=None) -> dict:
+        """After training: the temperature fitted on the hold-out, the test split at it, the calibration
+        columns and both risk-coverage curves. ``scores`` hold what compare's tables are made of,
+        ``row`` the columns calibration adds to the metrics row."""
+        val = self.test(state, ds.val.x, ds.val.y)
+        temperature = calibration.fit_temperature(calibration.class_nll(val["logits"], ds.val.y), len(ds.val.y))
+        scores = self.test(state, ds.test.x, ds.test.y, temperature=temperature)
+        row, scores["curves"] = calibration.report(
+            calibration.answers(val["logits"], ds.val.y, temperature),
+            calibration.answers(scores["logits"], ds.test.y, temperature),
+            calibration.calibrated(scores["logits"], 1.0).max(1), temperature)
+        return {"row": row, "scores": scores, "temperature": temperature, "curves": scores["curves"]}
+
+
+class FieldTraining(FieldReader):
+    unit = "fields/s"
+    data_on_device = False  # strips are made on the host, from the digits, each epoch
+
+    def per_rank(self, n: int, world: int) -> int:
+        """What one rank trains on per epoch: the fields made of its share of the digits."""
+        return fields.per_epoch(n // world)
+
+    def batches(self, x, y, idx, cfg, per_rank_batch: int, device, generator):
+        """Fields made here from this rank's digits: each digit of the shard goes into one field per
+        epoch (fields of 1 to MAX_DIGITS digits), so an epoch is one pass over the digits."""
+        rng = np.random.default_rng(int(torch.randint(2**31, (1,), generator=generator)))
+        picks = fields.picks_of(idx.numpy(), fields.lengths(fields.per_epoch(len(idx)), rng))
+        for start in range(0, len(picks), per_rank_batch):
+            strips, labels = fields.strips(x, y, picks[start:start + per_rank_batch], fields.FieldStyle(), rng,
+                                           generator)
+            xb, widths = pad(strips)
+            yield ((xb.to(device) - cfg.mean) / cfg.std, widths), (labels, widths), len(labels)
+
+    def objective(self, model, out: torch.Tensor, target, cfg) -> tuple[torch.Tensor, int]:
+        """CTC, and how many fields were right (a field is right when its best path reads exactly its
+        digits). The model says how many columns an output step covers."""
+        labels, widths = target
+        log_probs = out.float().log_softmax(-1)
+        steps = torch.div(widths, getattr(model, "module", model).step, rounding_mode="floor")
+        loss = F.ctc_loss(log_probs.transpose(0, 1), torch.from_numpy(np.concatenate(labels)).long(), steps,
+                          torch.tensor([len(t) for t in labels]), blank=cfg.num_classes, zero_infinity=True)
+        reads = ctc.greedy(log_probs.detach().cpu().numpy(), steps.tolist(), cfg.num_classes)
+        return loss, sum(r == t.tolist() for r, t in zip(reads, labels))
+
+    def validation(self, cfg, vx: torch.Tensor, vy: torch.Tensor) -> tuple:
+        """Fixed fields made of the hold-out digits, the same every epoch and run."""
+        return fields.fixed_set(vx.numpy(), vy.numpy(), cfg.seed)
+
+    @torch.no_grad()
+    def validate(self, model, val: tuple, cfg, rank: int = 0, world: int = 1, device=torch.device("cpu"),
+                 batch_size: int = 256) -> dict:
+        """CTC loss and field accuracy (exact match), each rank taking every world-th field; fields go in
+        batches of similar width, so little of each batch is padding."""
+        model.eval()
+        strips, labels = val
+        loss_sum = correct = 0.0
+        mine = sorted(range(rank, len(labels), world), key=lambda i: strips[i].shape[1])
+        for start in range(0, len(mine), batch_size):
+            take = mine[start:start + batch_size]
+            xb, widths = pad([strips[i] for i in take])
+            with autocast(device):
+                out = model((xb.to(device) - cfg.mean) / cfg.std, widths)
+            loss, right = self.objective(model, out, ([labels[i] for i in take], widths), cfg)
+            loss_sum += loss.item() * len(take)
+            correct += right
+        loss_sum, correct, seen = all_sum([loss_sum, correct, float(len(mine))], device, world)
+        return {"val_loss": loss_sum / seen, "val_acc": correct / seen}
+
+    def tested(self, state: dict, ds, field_tests=None) -> dict:
+        """After training: ``test`` on the validation fields and the test sets (``field_eval.test_sets``)."""
+        cfg = TrainConfig.from_dict(state["config"])
+        val = self.validation(cfg, torch.from_numpy(ds.val.x), torch.from_numpy(ds.val.y))
+        tested = self.test(state, val, field_tests)
+        lengths = tables.length_rows(ds.name, cfg.model, tested["sets"]["fields"]["by_length"])
+        return tested | {"scores": tested["row"] | {"curves": tested["curves"], "lengths": lengths}}
+
+
+KINDS = {k.kind: k for k in (DigitTraining(), FieldTraining())}
+
+
+def of(cfg) -> DigitTraining | FieldTraining:
+    """The training side of a model's reader, by its ``TrainConfig``."""
+    return KINDS[cfg.kind]

@@ -1,0 +1,60 @@
+"""Each of Ray's unstable names that ``common/ray_compat.py`` (and ``ray_notices``) rely on is still
+where they look. A Ray upgrade that moves one fails here, with a line that names it, before a job
+meets it."""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+
+import pytest
+
+from hdr_dist.common import ray_compat, ray_notices
+
+
+def where(description: str, check) -> None:
+    try:
+        assert check()
+    except Exception as e:  # noqa: BLE001 - any way of being moved is the same failure
+        pytest.fail(f"Ray moved {description} ({type(e).__name__}: {e}); update hdr_dist/common/ray_compat.py")
+
+
+def test_the_autoscaler_record_is_where_cluster_reads_it():
+    from ray._private.state import state
+
+    where("ray._private.state.state.get_max_resources_from_cluster_config",
+          lambda: callable(state.get_max_resources_from_cluster_config))
+
+
+def test_the_datasource_api_takes_what_reading_gives_it():
+    Datasource, ReadTask, BlockMetadata = ray_compat.datasource_api()
+    where("ReadTask(read_fn, metadata, schema=, per_task_row_limit=)",
+          lambda: {"schema", "per_task_row_limit"} <= set(inspect.signature(ReadTask).parameters))
+    where("BlockMetadata(num_rows, size_bytes, input_files, exec_stats)",
+          lambda: BlockMetadata(num_rows=1, size_bytes=None, input_files=None, exec_stats=None).num_rows == 1)
+    where("Datasource.get_read_tasks", lambda: callable(Datasource.get_read_tasks))
+
+
+def test_tunes_train_callback_is_importable():
+    module, name = ray_compat.TUNE_REPORT_CALLBACK
+    where(f"{module}.{name}", lambda: isinstance(getattr(importlib.import_module(module), name), type))
+
+
+def test_the_data_context_has_every_setting_score_sets():
+    from ray.data import DataContext
+
+    context = DataContext.get_current().copy() if hasattr(DataContext.get_current(), "copy") else DataContext()
+    for name in [*ray_compat.DATA_CONTEXT, ray_compat.WAIT_FOR_ACTORS]:
+        where(f"DataContext.{name}", lambda name=name: hasattr(context, name))
+    ray_compat.configure_data_context(context, 7.0)
+    assert getattr(context, ray_compat.WAIT_FOR_ACTORS) == 7.0 and context.enable_progress_bars is False
+
+
+def test_the_notice_ray_train_calls_safe_to_ignore_still_says_so():
+    from ray.train.v2._internal.execution.scaling_policy import (
+        autoscaling_coordinator_client,
+    )
+
+    marker = next(n.marker for n in ray_notices.NOTICES if n.says)
+    where(f"the wording {marker!r} of Train's autoscaling coordinator",
+          lambda: marker in inspect.getsource(autoscaling_coordinator_client))
