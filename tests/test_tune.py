@@ -193,3 +193,16 @@ def test_more_trials_at_once_than_the_cluster_holds(ray_cluster, tmp_path, capsy
     assert tune.main([*SWEEP, "--max-concurrent", "3", "--output", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "--max-concurrent 3: the Ray cluster holds 2 trials of 1 worker(s)" in err
+
+
+def test_a_sweep_saved_by_a_version_whose_modules_moved_is_one_line(ray_cluster, tmp_path):
+    """Tune pickles the experiment with references to the modules it ran; a sweep saved before a module
+    moved cannot be read back, and says so in one line (a real sweep of the old layout failed this way
+    with ModuleNotFoundError: No module named 'hdr_dist.cli')."""
+    from hdr_dist.common.errors import UserError
+    from hdr_dist.training import tuner
+
+    (tmp_path / "tuner.pkl").write_bytes(b"chdr_dist.no_such_module\nthing\n.")  # pickle's GLOBAL opcode
+    with pytest.raises(UserError, match=r"cannot be read back \(No module named 'hdr_dist.no_such_module'\); "
+                                        "move it away"):
+        tuner.start_or_restore(str(tmp_path), lambda config: None, {}, None, None)
