@@ -9,6 +9,7 @@ task holds, the figure that must stay bounded whatever the input.
 from __future__ import annotations
 
 import threading
+import time
 
 import psutil
 
@@ -17,15 +18,16 @@ class Peak:
     """``with Peak(pid) as peak: ...`` samples ``pid`` and its descendants every ``interval`` s;
     with ``descendants_only``, not ``pid`` itself (a test process sampling the Ray it started)."""
 
-    def __init__(self, pid: int, interval: float = 0.1, descendants_only: bool = False):
+    def __init__(self, pid: int, interval: float = 0.1, descendants_only: bool = False, timeline: bool = False):
         self.root, self.interval, self.descendants_only = psutil.Process(pid), interval, descendants_only
+        self.timeline: list[tuple[float, int]] | None = [] if timeline else None  # (seconds, tree RSS) samples
         self.process = self.tree = self.machine = 0
         self.process_name = ""
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._sample, daemon=True)
 
     def _sample(self) -> None:
-        baseline = psutil.virtual_memory().used
+        baseline, started = psutil.virtual_memory().used, time.monotonic()
         while True:
             total = 0
             for p in ([] if self.descendants_only else [self.root]) + self._children():
@@ -37,6 +39,8 @@ class Peak:
                 if rss > self.process:
                     self.process, self.process_name = rss, name
             self.tree = max(self.tree, total)
+            if self.timeline is not None:
+                self.timeline.append((time.monotonic() - started, total))
             self.machine = max(self.machine, psutil.virtual_memory().used - baseline)
             if self._stop.wait(self.interval):
                 return

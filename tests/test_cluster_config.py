@@ -15,10 +15,11 @@ import ray
 import yaml
 from ray.autoscaler._private.util import prepare_config, validate_config
 
-from hdr_dist.jobs import compare, report, score, tune
+from hdr_dist.jobs import compare, forms, report, score, tune
 from tests.helpers import ROOT
 
-PARSERS = {"compare": compare.parser, "score": score.parser, "tune": tune.parser, "report": report.parser}
+PARSERS = {"compare": compare.parser, "score": score.parser, "tune": tune.parser, "report": report.parser,
+           "forms": forms.parser}
 
 
 def launcher_config() -> dict:

@@ -8,10 +8,10 @@ import re
 
 import pytest
 
-from hdr_dist.jobs import compare, score, tune
+from hdr_dist.jobs import compare, forms, score, tune
 from tests.helpers import ROOT
 
-PARSERS = {"compare": compare.parser, "tune": tune.parser, "score": score.parser}
+PARSERS = {"compare": compare.parser, "tune": tune.parser, "score": score.parser, "forms": forms.parser}
 PROSE_NONE = ("none", "off", "required", "all", "the model's recipe")
 
 
@@ -32,8 +32,8 @@ def flag_rows(path) -> list[tuple[list[str], str]]:
 
 def same(documented: str, action: argparse.Action) -> bool:
     literal = re.fullmatch(r"`([^`]*)`", documented)
-    if literal is None:  # prose: the flag has no literal default of its own
-        return action.default in (None, False) or action.required
+    if literal is None:  # prose: "on" for a switch on by default, else the flag has no literal default of its own
+        return action.default is True if documented == "on" else action.default in (None, False) or action.required
     text = literal.group(1)
     if isinstance(action.default, (int, float)) and not isinstance(action.default, bool):
         try:

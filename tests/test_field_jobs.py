@@ -210,7 +210,7 @@ def test_field_review_page_round_trip(ray_cluster, field_models, field_zip, tmp_
     assert len(queue) == len(truth) + 2  # at threshold 1 every field is reviewed, and the two errors
     page, trouble = open_page(browser, out / "review" / "review.html")
     shown = page.locator("tr.item").evaluate_all("""trs => trs.map(tr => ({
-        path: JSON.parse(tr.dataset.path), strip: tr.querySelector('img.strip') && tr.querySelector('img.strip').src,
+        path: JSON.parse(tr.dataset.key)[0], strip: tr.querySelector('img.strip') && tr.querySelector('img.strip').src,
         height: tr.querySelector('img.strip') ? tr.querySelector('img.strip').naturalHeight : 0,
         guesses: Array.from(tr.querySelectorAll('button.guess'), b => b.dataset.label)}))""")
     assert [s["path"] for s in shown] == [r["path"] for r in queue]

@@ -40,14 +40,17 @@ def test_tunes_train_callback_is_importable():
     where(f"{module}.{name}", lambda: isinstance(getattr(importlib.import_module(module), name), type))
 
 
-def test_the_data_context_has_every_setting_score_sets():
+def test_the_data_context_has_every_setting_the_pipelines_set():
     from ray.data import DataContext
 
     context = DataContext.get_current().copy() if hasattr(DataContext.get_current(), "copy") else DataContext()
-    for name in [*ray_compat.DATA_CONTEXT, ray_compat.WAIT_FOR_ACTORS]:
+    for name in [*ray_compat.DATA_CONTEXT, ray_compat.WAIT_FOR_ACTORS, ray_compat.RESERVATION]:
         where(f"DataContext.{name}", lambda name=name: hasattr(context, name))
     ray_compat.configure_data_context(context, 7.0)
     assert getattr(context, ray_compat.WAIT_FOR_ACTORS) == 7.0 and context.enable_progress_bars is False
+    assert getattr(context, ray_compat.RESERVATION) is False
+    ray_compat.configure_data_context(context, reserve=True)
+    assert getattr(context, ray_compat.RESERVATION) is True
 
 
 def test_the_notice_ray_train_calls_safe_to_ignore_still_says_so():

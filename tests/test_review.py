@@ -79,7 +79,7 @@ def test_review_queue_page_and_corrections_round_trip(ray_cluster, mnist, digits
     items = page.locator("tr.item")
     assert items.count() == len(queue)
     shown = items.evaluate_all("""trs => trs.map(tr => ({
-        path: JSON.parse(tr.dataset.path),
+        path: JSON.parse(tr.dataset.key)[0],
         crop: tr.querySelector('img.crop') && tr.querySelector('img.crop').src,
         cropWidth: tr.querySelector('img.crop') ? tr.querySelector('img.crop').naturalWidth : 0,
         originalWidth: tr.querySelector('img.original') ? tr.querySelector('img.original').naturalWidth : 0,
@@ -177,7 +177,7 @@ def test_names_with_cr_lf_and_tab_keep_their_corrections(ray_cluster, mnist, dig
     out = tmp_path / "out"
     assert run(folder, "--model", digits_model, "--output", out, "--threshold", "1") == 0
     page, trouble = open_page(browser, out / "review" / "review.html")
-    shown = page.locator("tr.item").evaluate_all("trs => trs.map(tr => JSON.parse(tr.dataset.path))")
+    shown = page.locator("tr.item").evaluate_all("trs => trs.map(tr => JSON.parse(tr.dataset.key)[0])")
     assert sorted(shown) == sorted(truth)
     for i, path in enumerate(shown):
         page.locator("input.label").nth(i).fill(truth[path])

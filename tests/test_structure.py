@@ -22,10 +22,11 @@ ALLOWED = {
     "scoring": {"common", "imaging", "models", "inference"},
     "review": {"common", "imaging", "models", "inference", "scoring"},
     "reports": {"common", "inference"},
-    "jobs": {"common", "imaging", "data", "models", "inference", "training", "scoring", "review", "reports"},
+    "forms": {"common", "imaging", "data", "models", "inference", "scoring", "review"},
+    "jobs": {"common", "imaging", "data", "models", "inference", "training", "scoring", "review", "reports", "forms"},
 }
 SHIMS = {"train": {"jobs"}, "samples": {"data"}}  # `python -m hdr_dist.train` and `-m hdr_dist.samples`
-JOBS = {"jobs.compare", "jobs.tune", "jobs.score", "jobs.report", "jobs.train"}
+JOBS = {"jobs.compare", "jobs.tune", "jobs.score", "jobs.report", "jobs.train", "jobs.forms"}
 
 
 def modules() -> dict[str, ast.Module]:
@@ -138,7 +139,7 @@ def test_importing_the_library_sets_nothing_for_the_process():
 
     script = """
 import importlib, json, logging, os, pkgutil, sys
-import matplotlib, numpy, pyarrow, PIL, scipy, sklearn, torch  # what they set at import is theirs
+import cv2, matplotlib, numpy, pyarrow, PIL, scipy, sklearn, torch  # what they set at import is theirs (cv2: LD_LIBRARY_PATH)
 before = (dict(os.environ), matplotlib.rcParams["backend"], {n: (l.level, len(l.handlers)) for n, l in
           [("", logging.getLogger())] + [(n, logging.getLogger(n)) for n in ("ray", "ray.data", "ray.train", "hdr_dist")]})
 import hdr_dist

@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import importlib
 
-# Ray Data settings the score pipeline sets on its own dataset's context (no per-call argument exists):
-# the job's live line replaces the progress bars and the execution banner; by default Ray Data reserves
-# a share of the cluster for every operator, which on 2 CPUs left decoding one task at a time (17 s ->
-# 14 s for 20,000 images without it).
-DATA_CONTEXT = {"enable_progress_bars": False, "print_on_execution_start": False,
-                "op_resource_reservation_enabled": False}
+# Ray Data settings the pipelines set on their own dataset's context (no per-call argument exists):
+# the job's live line replaces the progress bars and the execution banner.
+DATA_CONTEXT = {"enable_progress_bars": False, "print_on_execution_start": False}
 WAIT_FOR_ACTORS = "wait_for_min_actors_s"  # Ray Data: hold inference until every actor is up
+# Ray Data reserves a share of the cluster for each operator unless told not to. score turns it off: on 2
+# CPUs it left decoding one task at a time (17 s -> 14 s for 20,000 images without it). forms keeps it:
+# without it the inference actor got no pages while the preparing tasks had any left (of 240 pages, 55
+# in the first 32 s, the rest after 88 s), so nothing was committed until the end; with it they stream,
+# in the same 94 s.
+RESERVATION = "op_resource_reservation_enabled"
 
 
 def autoscaler_max_resources() -> dict | None:
@@ -49,9 +52,28 @@ def tune_report_callback():
     return getattr(importlib.import_module(module), name)()
 
 
-def configure_data_context(context, wait_for_actors_s: float | None = None) -> None:
-    """``DATA_CONTEXT`` on a dataset's own context (not the process's), and the wait for actors."""
+def configure_data_context(context, wait_for_actors_s: float | None = None, reserve: bool = False) -> None:
+    """``DATA_CONTEXT`` on a dataset's own context (not the process's), the wait for actors, and whether
+    each operator has its share of the cluster reserved (``RESERVATION``)."""
     for name, value in DATA_CONTEXT.items():
         setattr(context, name, value)
+    setattr(context, RESERVATION, reserve)
     if wait_for_actors_s is not None:
         setattr(context, WAIT_FOR_ACTORS, wait_for_actors_s)
+
+
+def no_progress_bar_note(record) -> bool:
+    return "Progress bars disabled" not in record.getMessage()
+
+
+def quiet_ray_data() -> None:
+    """For a job's ``main``: Ray Data's lines that the job's own live line replaces, its INFO lines and
+    its note that its progress bars are off (``DATA_CONTEXT`` turns them off, for that line)."""
+    import logging
+
+    import ray.data  # noqa: F401 - importing it configures its loggers, which are set after
+
+    logging.getLogger("ray.data").setLevel(logging.WARNING)
+    progress = logging.getLogger("ray.data._internal.progress")
+    if no_progress_bar_note not in progress.filters:
+        progress.addFilter(no_progress_bar_note)

@@ -18,7 +18,7 @@ import pyarrow as pa
 from PIL import Image, UnidentifiedImageError
 
 from hdr_dist.common.errors import one_line
-from hdr_dist.imaging import preprocess
+from hdr_dist.imaging import pdf, preprocess
 
 FORMATS = ("PNG", "JPEG", "MPO", "BMP", "TIFF", "GIF")  # MPO: a camera's JPEG with a second picture
 # --max-pixels is checked here, per page, from the header before any pixel is decoded. Pillow's
@@ -74,8 +74,9 @@ def page_count(img: Image.Image) -> tuple[int, str | None]:
                     return pages, one_line(e)
 
 
-def decode(data: bytes | None, max_pixels: int = DEFAULT_MAX_PIXELS):
-    """Yield ``(page, pages, width, height, gray, error)`` for each page of an image file.
+def decode(data: bytes | None, max_pixels: int = DEFAULT_MAX_PIXELS, pdf_width: int | None = None):
+    """Yield ``(page, pages, width, height, gray, error)`` for each page of an image file or a PDF
+    (rendered ``pdf_width`` pixels wide, else at ``pdf.DPI``).
 
     ``gray`` is None exactly when ``error`` is set. A file that cannot be opened
     at all yields one page-0 item with the error. Pages come one at a time, so a
@@ -84,12 +85,15 @@ def decode(data: bytes | None, max_pixels: int = DEFAULT_MAX_PIXELS):
     if not data:
         yield 0, 1, None, None, None, "empty file (0 bytes)"
         return
+    if data.startswith(pdf.SIGNATURE):
+        yield from pdf.pages(data, max_pixels, pdf_width)
+        return
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # Pillow warns on odd but readable metadata
             img = Image.open(io.BytesIO(data))
     except UnidentifiedImageError:
-        yield 0, 1, None, None, None, "not an image (no PNG, JPEG, BMP, TIFF or GIF header)"
+        yield 0, 1, None, None, None, "not an image (no PNG, JPEG, BMP, TIFF, GIF or PDF header)"
         return
     except Image.DecompressionBombError as e:
         yield 0, 1, None, None, None, f"image too large: {one_line(e)}"

@@ -38,6 +38,63 @@ def best_path(log_probs: np.ndarray, length: int, blank: int) -> tuple[list[int]
     return classes, confidences, float(np.exp(step_lp.sum()))
 
 
+def best_path_of_length(log_probs: np.ndarray, blank: int, low: int, high: int) -> tuple[list[int], list[float]]:
+    """The most probable path whose string has ``low`` to ``high`` classes, for a field whose length is
+    known (a form's zone says it), and each class's probability (the surest of its steps).
+
+    A Viterbi pass over (classes emitted so far, the class last emitted or a blank since): a repeat
+    of the last class without a blank between collapses into it, any other class adds one. None when
+    the steps cannot hold ``low`` classes (each needs a step, a repeated one two)."""
+    steps, width = log_probs.shape
+    neg = -np.inf
+    # score[k, c]: best log-probability with k classes emitted, the last step emitting c (c == blank: a blank).
+    score = np.full((high + 1, width), neg)
+    score[0, blank] = log_probs[0, blank]
+    if high:
+        score[1, :blank] = log_probs[0, :blank]
+    back = np.zeros((steps, high + 1, width, 2), np.int32)  # the previous (k, c) of each state
+    classes = np.arange(blank)
+    for t in range(1, steps):
+        lp = log_probs[t]
+        new = np.full_like(score, neg)
+        for k in range(high + 1):
+            c_prev = int(np.argmax(score[k]))  # a blank: from any state with k classes
+            new[k, blank], back[t, k, blank] = score[k, c_prev] + lp[blank], (k, c_prev)
+            stay = score[k, :blank]            # the same class again: it collapses into the last
+            value, from_k, from_c = stay.copy(), np.full(blank, k), classes.copy()
+            if k:  # a new class: from k - 1 classes, the last being any state but this class itself
+                prior = score[k - 1]
+                order = np.argsort(prior)[::-1]
+                best = np.where(order[0] == classes, order[1], order[0])
+                take = prior[best] > stay
+                value, from_k, from_c = np.where(take, prior[best], value), np.where(take, k - 1, from_k), \
+                    np.where(take, best, from_c)
+            new[k, :blank] = value + lp[:blank]
+            back[t, k, :blank, 0], back[t, k, :blank, 1] = from_k, from_c
+        score = new
+    k_range = range(low, min(high, steps) + 1)
+    finals = [(score[k].max(), k, int(score[k].argmax())) for k in k_range if np.isfinite(score[k].max())]
+    if not finals:
+        return None
+    _, k, c = max(finals)
+    path = []
+    for t in range(steps - 1, -1, -1):
+        path.append(c)
+        if t:
+            k, c = back[t, k, c]
+    path.reverse()
+    classes, confidences, previous = [], [], blank
+    for t, c in enumerate(path):
+        p = float(np.exp(log_probs[t, c]))
+        if c != blank and c != previous:
+            classes.append(int(c))
+            confidences.append(p)
+        elif c != blank:
+            confidences[-1] = max(confidences[-1], p)
+        previous = c
+    return classes, confidences
+
+
 def greedy(log_probs: np.ndarray, steps: list[int], blank: int) -> list[list[int]]:
     """The best path's classes of each field in a batch: (N, steps, classes + blank) -> N lists."""
     best = log_probs.argmax(-1)

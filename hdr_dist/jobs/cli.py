@@ -15,7 +15,7 @@ from rich.console import Console
 
 from hdr_dist.common.errors import UserError
 
-COMMANDS = ("compare", "score", "tune", "report")
+COMMANDS = ("compare", "score", "forms", "tune", "report")
 
 
 def job_console() -> Console:

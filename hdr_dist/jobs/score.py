@@ -12,14 +12,13 @@ already scored (``outputs``).
 
 from __future__ import annotations
 
-import logging
 import os
 import time
 from pathlib import Path
 
 from rich.console import Console
 
-from hdr_dist.common import cluster, tables
+from hdr_dist.common import cluster, ray_compat, tables
 from hdr_dist.common.errors import UserError, disk_full
 from hdr_dist.imaging import images
 from hdr_dist.inference import calibration, readers
@@ -100,43 +99,6 @@ def reject_rule(args, state: dict) -> dict:
             "expected_error": error}
 
 
-def make_plan(args) -> dict:
-    """Whether to use GPUs, how many inference actors and read tasks run at once; a request the
-    cluster can never place fails now, where Ray would wait forever."""
-    import ray
-
-    total = ray.cluster_resources()
-    gpus, cpus = int(total.get("GPU", 0)), int(total.get("CPU", 0))
-    if args.gpu == "on" and gpus == 0:
-        raise UserError("--gpu on: the Ray cluster has no GPU")
-    use_gpu = args.gpu != "off" and gpus > 0
-    concurrency = args.concurrency or (gpus if use_gpu else max(1, cpus // 4))
-    if use_gpu and concurrency > gpus:
-        raise UserError(f"--concurrency {concurrency} with GPUs needs {concurrency} GPUs; the Ray cluster has {gpus}")
-    if args.cpus_per_actor <= 0:
-        raise UserError(f"--cpus-per-actor {args.cpus_per_actor:g}: must be more than 0")
-    actor_cpus = 1 if use_gpu else args.cpus_per_actor
-    if concurrency * actor_cpus + pipeline.DECODE_CPUS > cpus:
-        raise UserError(f"--concurrency {concurrency} x {actor_cpus:g} CPUs per inference actor leaves too few of "
-                        f"the cluster's {cpus} CPUs for decoding ({pipeline.DECODE_CPUS:g})")
-    return {"use_gpu": use_gpu, "concurrency": concurrency, "read_tasks": max(2, cpus)}
-
-
-def no_progress_bar_note(record: logging.LogRecord) -> bool:
-    return "Progress bars disabled" not in record.getMessage()
-
-
-def quiet_ray_data() -> None:
-    """Ray Data's lines that the job's own live line replaces: its INFO lines, and its note that its
-    progress bars are off (the job turns them off, for that line)."""
-    import ray.data  # noqa: F401 - importing it configures its loggers, which are set after
-
-    logging.getLogger("ray.data").setLevel(logging.WARNING)
-    progress = logging.getLogger("ray.data._internal.progress")
-    if no_progress_bar_note not in progress.filters:
-        progress.addFilter(no_progress_bar_note)
-
-
 def score_config(args, plan: dict, rule: dict) -> ScoreConfig:
     """What the run decided, from the flags, the cluster (``plan``) and the reject ``rule``."""
     return ScoreConfig(inputs=tuple(args.inputs), labelled=bool(args.labels or args.labels_from),
@@ -177,7 +139,8 @@ def run(args, console: Console) -> int:
     output = Path(args.output).expanduser().resolve()
     outputs.check_output(output, args.resume, state["identity"])
     cluster.connect(args.address)
-    cfg = score_config(args, make_plan(args), rule)
+    cfg = score_config(args, driver.resource_plan(args.gpu, args.concurrency, args.cpus_per_actor,
+                                                         pipeline.DECODE_CPUS), rule)
     cluster.require_shared({"--output": str(output)},
                            {"INPUT": [os.path.realpath(os.path.expanduser(i)) for i in args.inputs]})
     work, held = outputs.prepare(output, args.resume, state["identity"])
@@ -186,7 +149,7 @@ def run(args, console: Console) -> int:
         items, skipped = outputs.skip_scored(items, done)
         console.print(f"scoring {len(items):,} inputs with {model.model} ({checkpoint})"
                       + (f"; {skipped:,} already scored" if skipped else ""))
-        quiet_ray_data()
+        ray_compat.quiet_ray_data()
         this_run = driver.execute(items, state, cfg, reader, work, console)
         this_run |= queue.write(work, output, model, cfg, reader)
         this_run |= {"inputs_seen": len(items) + skipped, "skipped": skipped,

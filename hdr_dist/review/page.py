@@ -75,17 +75,18 @@ document.getElementById('save').addEventListener('click', () => {
       field(tr).focus();
       return;
     }
-    const path = JSON.parse(tr.dataset.path);
-    const before = labels.get(path);
+    const key = tr.dataset.key;  // JSON of the row's key columns (meta.columns)
+    const before = labels.get(key);
     if (before !== undefined && before !== v) {
       status.textContent = 'row ' + tr.dataset.n + ': another page of the same file is labelled '
         + JSON.stringify(before) + '; a file takes one label. Nothing saved';
       field(tr).focus();
       return;
     }
-    labels.set(path, v);
+    labels.set(key, v);
   }
-  const lines = ['path,label'].concat(Array.from(labels, ([p, v]) => quoted(p) + ',' + quoted(v)));
+  const lines = [meta.columns.concat(['label']).join(',')].concat(Array.from(labels,
+    ([k, v]) => JSON.parse(k).map((c) => quoted(String(c))).join(',') + ',' + quoted(v)));
   const a = document.createElement('a');
   a.href = URL.createObjectURL(new Blob([lines.join('\\r\\n') + '\\r\\n'], {type: 'text/csv'}));
   a.download = 'corrections.csv';
@@ -103,7 +104,7 @@ def picture(data: bytes | None, kind: str, why: str) -> str:
     return f'<img class="{kind}" alt="{kind}" src="data:image/png;base64,{base64.b64encode(data).decode()}">'
 
 
-def row_html(n: int, r: dict, reader) -> str:
+def row_html(n: int, r: dict, reader, columns: tuple[str, ...] = ("path",)) -> str:
     """One image of the queue; every text from a file's name or an error is escaped. The guesses are the
     reader's: a digit model's top labels, a field model's one digit string."""
     where = f"<code>{html.escape(r['source'])}</code>"
@@ -111,14 +112,18 @@ def row_html(n: int, r: dict, reader) -> str:
         where += f"<br>member <code>{html.escape(r['member'])}</code>"
     if (r["pages"] or 1) > 1:
         where += f"<br>page {r['page'] + 1} of {r['pages']}"
+    if r.get("field") is not None:  # a form's zone
+        where += f"<br>field <b>{html.escape(r['field'])}</b>"
+    guesses = "".join(f'<button type="button" class="guess" data-label="{html.escape(label)}">'
+                      f"{html.escape(label)} <small>{100 * p:.1f} %</small></button>"
+                      for label, p in reader.guesses(r) if label) if r.get("text") or r["error"] is None else ""
     if r["error"] is not None:
-        guesses = f'<span class="error">{html.escape(r["error"])}</span>'
-    else:
-        guesses = "".join(f'<button type="button" class="guess" data-label="{html.escape(label)}">'
-                          f"{html.escape(label)} <small>{100 * p:.1f} %</small></button>" for label, p in reader.guesses(r))
-    # The path as JSON: an HTML parser turns a carriage return in an attribute into a line feed, and the
-    # saved correction must name the file by every byte of its name (a macOS "Icon\r" has one).
-    return (f'<tr class="item" id="r{n}" data-n="{n}" data-path="{html.escape(json.dumps(r["path"]))}">'
+        guesses += f'<span class="error">{html.escape(r["error"])}</span>'
+    # The key (the path, and a form's page and field) as JSON: an HTML parser turns a carriage return in
+    # an attribute into a line feed, and the saved correction must name the file by every byte of its
+    # name (a macOS "Icon\r" has one).
+    key = json.dumps([r[c] for c in columns])
+    return (f'<tr class="item" id="r{n}" data-n="{n}" data-key="{html.escape(key)}">'
             f"<td>{n}</td><td>{picture(r.get('crop'), reader.picture_class, 'no crop: ' + (r['error'] or ''))}</td>"
             f"<td>{picture(r.get('original'), 'original', 'original not readable')}</td>"
             f"<td>{guesses}</td><td>{where}</td>"
@@ -126,10 +131,12 @@ def row_html(n: int, r: dict, reader) -> str:
             f'maxlength="{reader.max_label}"></td></tr>')
 
 
-def render(rows: list[dict], total: int, labels: list[str], summary: dict, key: str, reader) -> str:
+def render(rows: list[dict], total: int, labels: list[str], summary: dict, key: str, reader,
+           columns: tuple[str, ...] = ("path",)) -> str:
     """The page for ``rows`` (the first of the ``total`` in the queue). ``summary`` holds the model
     and the threshold; ``key`` names the output, so two queues' typed labels never mix; ``reader`` is
-    the model's (``readers.of``)."""
+    the model's (``readers.of``); ``columns`` name a row in the saved CSV (score: the path; forms: the
+    path, the page and the field)."""
     threshold = summary.get("threshold")
     rule = (f"confidence below {threshold:.6g} ({summary['threshold_source']}), or no answer"
             if threshold is not None else "no answer (no threshold set: every scored image was accepted)")
@@ -139,8 +146,8 @@ def render(rows: list[dict], total: int, labels: list[str], summary: dict, key: 
                if len(rows) < total else "") + ".</p>"
             "<p>Type the right label (or click a guess; Enter goes to the next row), then save the "
             "corrections and score again with <code>--labels corrections.csv</code>.</p>")
-    meta = json.dumps({"labels": labels, "key": key, "rule": reader.label_rule}).replace("<", "\\u003c")
-    body = "".join(row_html(n, r, reader) for n, r in enumerate(rows, 1))
+    meta = json.dumps({"labels": labels, "key": key, "rule": reader.label_rule, "columns": list(columns)}).replace("<", "\\u003c")
+    body = "".join(row_html(n, r, reader, columns) for n, r in enumerate(rows, 1))
     return (f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>Review queue: {total:,} images"
             f"</title><style>{STYLE}</style></head><body>{head}"
             "<table><thead><tr><th>#</th><th>model saw</th><th>original</th><th>guesses</th><th>source</th>"

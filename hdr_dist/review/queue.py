@@ -46,9 +46,11 @@ def queue(folder: Path) -> pa.Table:
     return rows.add_column(0, "path", pa.array(paths, pa.string())).cast(QUEUE_SCHEMA)
 
 
-def png(gray: np.ndarray) -> bytes:
+def png(gray: np.ndarray, level: int | None = None) -> bytes:
+    """PNG bytes, smallest by default; ``level`` 1 for large scanned pictures, whose paper noise costs
+    zlib's best effort 47 ms a 780x140 crop for 14 % fewer bytes than level 1's 4 ms."""
     out = io.BytesIO()
-    Image.fromarray(gray, "L").save(out, "PNG", optimize=True)
+    Image.fromarray(gray, "L").save(out, "PNG", **({"optimize": True} if level is None else {"compress_level": level}))
     return out.getvalue()
 
 
@@ -74,7 +76,7 @@ def write(work: Path, output: Path, model, cfg, reader) -> dict:
     # A row without a size never got past its header (not an image, unreadable, an unsafe member):
     # there is nothing to picture, and an archive of a million such members is not walked again.
     found = reading.pages_again([r for r in shown if r["width"] is not None], cfg.max_pixels,
-                                lambda gray: pictures(gray, reader))
+                                lambda _, gray: pictures(gray, reader))
     for r in shown:
         r |= found.get((r["source"], r["member"], r["occurrence"] or 0, r["page"]), {})
     html = page.render(shown, rows.num_rows, list(model.labels), {"model": model.model, **cfg.rule}, str(output),

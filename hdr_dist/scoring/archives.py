@@ -28,7 +28,7 @@ BOMB_FLOOR = 256 * 2**20        # small archives may inflate this far whatever t
 ZERO_TAIL = 2**20               # zeros after a tar's end marker: 20 KiB is normal, a MiB is already odd
 # The signatures Pillow identifies the accepted formats by (PNG, JPEG, BMP, TIFF and BigTIFF, GIF).
 SIGNATURES = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"BM", b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+",
-              b"GIF87a", b"GIF89a")
+              b"GIF87a", b"GIF89a", b"%PDF-")
 
 
 @dataclass(frozen=True, slots=True)

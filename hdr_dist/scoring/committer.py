@@ -27,17 +27,31 @@ PREFIX = "part-"
 TEMPORARY = ".tmp"
 
 
-def leftovers(folder: Path) -> list[Path]:
-    """Pieces a killed run was writing when it died: never committed, so never read."""
-    return sorted(folder.glob(f".{PREFIX}*{TEMPORARY}"))
+def leftovers(folder: Path, before: tuple = ()) -> list[Path]:
+    """Pieces a killed run was writing when it died: never committed, so never read. With ``before``
+    (a piece's other tables, written ahead of ``folder``'s), also their pieces whose ``folder`` piece,
+    the one that commits them all, was never written."""
+    found = sorted(folder.glob(f".{PREFIX}*{TEMPORARY}"))
+    committed = {f.name for f in folder.glob(f"{PREFIX}*.parquet")}
+    for other, _, _ in before:
+        found += sorted(other.glob(f".{PREFIX}*{TEMPORARY}"))
+        found += [f for f in sorted(other.glob(f"{PREFIX}*.parquet")) if f.name not in committed]
+    return found
 
 
 class Committer:
     """Collects rows and commits them as pieces; thread-safe, so a clock thread can commit rows
-    that have waited ``seconds`` while the pipeline is slow to deliver more."""
+    that have waited ``seconds`` while the pipeline is slow to deliver more.
 
-    def __init__(self, folder: Path, schema: pa.Schema, rows: int = COMMIT_ROWS, seconds: float = COMMIT_SECONDS):
-        self.folder, self.schema, self.rows, self.seconds = folder, schema, rows, seconds
+    ``before`` lists other tables each piece also writes, as ``(folder, schema, derive)``: ``derive``
+    makes that table from the piece's rows (a form's page row -> one row per field). They are written
+    first, under the piece's name; the piece in ``folder`` is written last, and its rename commits
+    them all, so a kill in between leaves pieces ``leftovers`` removes, never half a piece."""
+
+    def __init__(self, folder: Path, schema: pa.Schema, rows: int = COMMIT_ROWS, seconds: float = COMMIT_SECONDS,
+                 before: tuple = (), derive=None):
+        self.folder, self.schema, self.rows, self.seconds, self.before = folder, schema, rows, seconds, before
+        self.derive = derive  # what ``folder``'s table is made of the rows by; None: the rows as they are
         # Pieces of one run sort together and after an earlier run's; the random part keeps two
         # runs that start in the same second apart.
         self.run = f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
@@ -46,7 +60,7 @@ class Committer:
         self.since: float | None = None  # when the oldest uncommitted row arrived
         self.pieces = self.committed = 0
         self.lock = threading.Lock()
-        for f in leftovers(folder):
+        for f in leftovers(folder, before):
             f.unlink()
 
     def add(self, table: pa.Table) -> None:
@@ -85,19 +99,26 @@ class Committer:
 
     def _write(self, table: pa.Table) -> None:
         name = f"{PREFIX}{self.run}-{self.pieces:06d}.parquet"
-        tmp = self.folder / f".{name}{TEMPORARY}"
-        try:
-            with open(tmp, "wb") as f:
-                pq.write_table(table.cast(self.schema), f)
-                f.flush()
-                os.fsync(f.fileno())
-            os.rename(tmp, self.folder / name)
-        except BaseException:
-            tmp.unlink(missing_ok=True)  # a full disk must not leave a half piece taking its space
-            raise
-        sync(self.folder)  # the rename itself survives a power cut
+        for folder, schema, derive in self.before:
+            durable(derive(table).cast(schema), folder, name)
+        durable((self.derive(table) if self.derive else table).cast(self.schema), self.folder, name)
         self.pieces += 1
         self.committed += table.num_rows
+
+
+def durable(table: pa.Table, folder: Path, name: str) -> None:
+    """``table`` as ``folder/name``, whole or not at all: written beside, flushed to the disk, renamed."""
+    tmp = folder / f".{name}{TEMPORARY}"
+    try:
+        with open(tmp, "wb") as f:
+            pq.write_table(table, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.rename(tmp, folder / name)
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # a full disk must not leave a half piece taking its space
+        raise
+    sync(folder)  # the rename itself survives a power cut
 
 
 def sync(folder: Path) -> None:

@@ -90,13 +90,28 @@ def absolute(source: str, member: str | None) -> str:
     return source if member is None else f"{source}/{member}"
 
 
-def match(items: list[Item], label_file: LabelFile) -> tuple[dict[int, str], dict[str, list[str]]]:
-    """Each item's label (by index) and the problems found, each kind with the paths concerned."""
+def resolver(items: list[Item]):
+    """``resolve(path)``: the items a labels file's path names (by its absolute path, else its path under
+    its INPUT), or why none: it names no image, or it fits images under two INPUTs."""
     by_absolute: dict[str, list[int]] = defaultdict(list)
     by_key: dict[str, list[int]] = defaultdict(list)
     for i, it in enumerate(items):
         by_absolute[absolute(it.source, it.member)].append(i)
         by_key[it.key].append(i)
+
+    def resolve(path: str) -> tuple[list[int], str | None]:
+        hits = by_absolute.get(path) or by_key.get(path, [])
+        if not hits:
+            return [], "rows that name no image"
+        if len({items[i].root for i in hits}) > 1:
+            return [], "paths under more than one INPUT (use the absolute path)"
+        return hits, None
+    return resolve
+
+
+def match(items: list[Item], label_file: LabelFile) -> tuple[dict[int, str], dict[str, list[str]]]:
+    """Each item's label (by index) and the problems found, each kind with the paths concerned."""
+    resolve = resolver(items)
     problems: dict[str, list[str]] = defaultdict(list)
     given: dict[int, set[str]] = defaultdict(set)
     rows: set[tuple[str, str]] = set()
@@ -105,14 +120,11 @@ def match(items: list[Item], label_file: LabelFile) -> tuple[dict[int, str], dic
             problems["duplicate rows"].append(path)
             continue
         rows.add((path, label))
-        hits = by_absolute.get(path) or by_key.get(path, [])
-        if not hits:
-            problems["rows that name no image"].append(path)
-        elif len({items[i].root for i in hits}) > 1:
-            problems["paths under more than one INPUT (use the absolute path)"].append(path)
-        else:
-            for i in hits:
-                given[i].add(label)
+        hits, problem = resolve(path)
+        if problem:
+            problems[problem].append(path)
+        for i in hits:
+            given[i].add(label)
     labels = {}
     for i, found in given.items():
         if len(found) == 1:

@@ -97,7 +97,7 @@ def check_output(output: Path, resume: bool, identity: dict) -> None:
             check_identity(folder, identity, output)
 
 
-def prepare(output: Path, resume: bool, identity: dict) -> tuple[Path, int]:
+def prepare(output: Path, resume: bool, identity: dict, folders: tuple[str, ...] = ("predictions",)) -> tuple[Path, int]:
     """The folder this run writes into, and the lock it holds on it until it closes the descriptor
     (or the process ends). ``check_output`` has already vetted ``output``; this settles races with a
     run started since."""
@@ -116,7 +116,8 @@ def prepare(output: Path, resume: bool, identity: dict) -> tuple[Path, int]:
                 output.rmdir()
             work.mkdir(parents=True)  # not exist_ok: if it exists, a run that started meanwhile made it
             fd = lock(work, output)
-        (work / "predictions").mkdir(exist_ok=True)
+        for name in folders:
+            (work / name).mkdir(exist_ok=True)
         (work / RUN_FILE).write_text(json.dumps(identity, indent=2) + "\n")
         return work, fd
     except BaseException as e:

@@ -79,8 +79,8 @@ def archive_rows(source: str, items: list[Item]) -> Iterator[tuple[Item, bytes |
         yield it, None, missing
 
 
-def read_items(items: list[Item]) -> Iterator[pa.Table]:
-    """Bytes for each item, in blocks of at most BLOCK_ROWS rows and about BLOCK_BYTES bytes."""
+def read_items(items: list[Item], block_rows: int = BLOCK_ROWS) -> Iterator[pa.Table]:
+    """Bytes for each item, in blocks of at most ``block_rows`` rows and about BLOCK_BYTES bytes."""
     columns: dict[str, list] = {name: [] for name in READ_SCHEMA.names}
     size = 0
 
@@ -91,7 +91,7 @@ def read_items(items: list[Item]) -> Iterator[pa.Table]:
                             ("skip_pages", list(it.skip_pages))):
             columns[name].append(value)
         size += len(data or b"")
-        return len(columns["source"]) >= BLOCK_ROWS or size >= BLOCK_BYTES
+        return len(columns["source"]) >= block_rows or size >= BLOCK_BYTES
 
     def block() -> pa.Table:
         nonlocal size
@@ -113,8 +113,8 @@ def read_items(items: list[Item]) -> Iterator[pa.Table]:
         yield block()
 
 
-def pages_again(rows: list[dict], max_pixels: int, make) -> dict[tuple, object]:
-    """(source, member, occurrence, page) -> ``make(gray)`` of each of ``rows``' pages that decodes,
+def pages_again(rows: list[dict], max_pixels: int, make, pdf_width: int | None = None) -> dict[tuple, object]:
+    """(source, member, occurrence, page) -> ``make(key, gray)`` of each of ``rows``' pages that decodes,
     read again from the inputs through the same reading and decoding code scoring used (an output
     keeps no pixels; its review page and its report show a few of them)."""
     wanted: dict[tuple, set[int]] = {}
@@ -126,10 +126,10 @@ def pages_again(rows: list[dict], max_pixels: int, make) -> dict[tuple, object]:
         for row in block.select(["source", "member", "occurrence", "data"]).to_pylist():
             key = (row["source"], row["member"], row["occurrence"])
             pages = wanted.get(key, set())
-            for page, _, _, _, gray, error in images.decode(row["data"], max_pixels) if row["data"] else ():
+            for page, _, _, _, gray, error in images.decode(row["data"], max_pixels, pdf_width) if row["data"] else ():
                 if page in pages and error is None:
                     try:
-                        found[(*key, page)] = make(gray)
+                        found[(*key, page)] = make((*key, page), gray)
                     except Exception:  # noqa: BLE001 - a page scoring survived must not stop what shows it
                         pass  # shown as not readable
                 if page >= max(pages, default=-1):
@@ -149,24 +149,26 @@ def by_archive(items: list[Item]) -> tuple[dict[str, list[Item]], list[Item]]:
     return archived, rest
 
 
-def read_tasks(items: list[Item]) -> list[list[Item]]:
+def read_tasks(items: list[Item], per_task: int = ITEMS_PER_TASK) -> list[list[Item]]:
     """Each archive's readable members as one task; plain files and listing errors in slices."""
     archived, rest = by_archive(items)
-    return list(archived.values()) + [rest[i:i + ITEMS_PER_TASK] for i in range(0, len(rest), ITEMS_PER_TASK)]
+    return list(archived.values()) + [rest[i:i + per_task] for i in range(0, len(rest), per_task)]
 
 
-def reader(items_ref):
+def reader(items_ref, block_rows: int):
     """A read task's function. The items travel through the object store, so the function
     Ray serialises stays small even for an archive of a million members."""
     def read_image_files():
         import ray
 
-        return read_items(ray.get(items_ref))
+        return read_items(ray.get(items_ref), block_rows)
     return read_image_files
 
 
-def datasource(items: list[Item]):
-    """A Ray Data ``Datasource`` over the items (built here so importing this module needs no Ray)."""
+def datasource(items: list[Item], block_rows: int = BLOCK_ROWS, per_task: int = ITEMS_PER_TASK):
+    """A Ray Data ``Datasource`` over the items (built here so importing this module needs no Ray).
+    ``block_rows`` and ``per_task`` (plain files per read task) bound the blocks the next stage's
+    tasks take, so the work of one of its tasks."""
     Datasource, ReadTask, BlockMetadata = ray_compat.datasource_api()
 
     class ImageFiles(Datasource):
@@ -180,9 +182,9 @@ def datasource(items: list[Item]):
         def get_read_tasks(self, parallelism, per_task_row_limit=None, data_context=None):
             import ray
 
-            return [ReadTask(reader(ray.put(task)),
+            return [ReadTask(reader(ray.put(task), block_rows),
                              BlockMetadata(num_rows=len(task), size_bytes=None, input_files=None, exec_stats=None),
                              schema=READ_SCHEMA, per_task_row_limit=per_task_row_limit)
                     for task in self.tasks]
 
-    return ImageFiles(read_tasks(items))
+    return ImageFiles(read_tasks(items, per_task))

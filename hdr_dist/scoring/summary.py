@@ -52,7 +52,7 @@ def mistakes(folder: Path, dataset: str, model: str, max_pixels: int) -> list[di
                          schema=tables.PREDICTION_SCHEMA).to_table(columns=columns)
     table = table.filter(pc.and_(table["true_label"].is_valid(), pc.not_equal(table["true_label"], table["pred_label"])))
     wrong = table.take(pc.select_k_unstable(table, tables.MISTAKES, [("confidence", "descending")])).to_pylist()
-    crops = reading.pages_again(wrong, max_pixels, lambda gray: images.to_mnist(gray)[0])
+    crops = reading.pages_again(wrong, max_pixels, lambda _, gray: images.to_mnist(gray)[0])
     return [{"dataset": dataset, "model": model, "item": r["source"] + (f"::{r['member']}" if r["member"] else "")
              + (f" #{r['occurrence'] + 1}" if r["occurrence"] else "")
              + (f" page {r['page'] + 1}/{r['pages']}" if r["pages"] > 1 else ""),

@@ -1,0 +1,247 @@
+"""The Ray Data stages of ``hdr forms``: read bytes (score's datasource) -> in CPU tasks, each page
+decoded, registered to the template, its form dropped and its zones cut and prepared -> in an actor
+pool, the digit model reading every comb cell and digit zone and the field model every free field ->
+the driver, which commits one row per page and one per field (``Committer``).
+
+A page's zones travel with it as one row, so a page is read whole by one actor and its fields and its
+form row are committed together.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+import pyarrow as pa
+import torch
+
+from hdr_dist.common import ray_compat
+from hdr_dist.forms import registration, zones
+from hdr_dist.forms.config import FormsConfig
+from hdr_dist.forms.template import Template, load
+from hdr_dist.imaging import images
+from hdr_dist.inference import ctc, evaluate, readers
+from hdr_dist.inference.device import for_inference
+from hdr_dist.models import checkpoints
+from hdr_dist.scoring import reading
+from hdr_dist.scoring.inputs import Item
+
+DECODE_CPUS = 0.75  # registration is most of a page's time: the tasks get the CPUs the actors leave
+# Ray Data joins a task's output into blocks of up to its target size (128 MiB) and hands a block on
+# when it is full or the task ends: 40 files of pages (80 MB) left the read task as one block, so one
+# task prepared every page (96 pages in 53 s on 2 CPUs, 1.8 pages/s, all at the end). Blocks of a
+# few MiB and read blocks of 2 files (1 to 4 pages each, ~0.4 s a page) make many short tasks, whose
+# pages stream on to the actors.
+FILES_PER_TASK = 2
+BLOCK_BYTES = 2 * 2**20
+PAGE_ROWS = 8       # pages per table a task yields: a TIFF of 10,000 pages is never one table
+NODE = "node"
+REGISTRATION = pa.struct([("score", pa.float32()), ("rotation", pa.float32()), ("scale", pa.float32()),
+                          ("shift_x", pa.float32()), ("shift_y", pa.float32())])
+READ = pa.struct([("zone", pa.int32()), ("cell", pa.int32()), ("image", pa.binary()), ("empty", pa.bool_()),
+                  ("error", pa.string())])
+PAGE_SCHEMA = pa.schema([
+    ("source", pa.string()), ("member", pa.string()), ("occurrence", pa.int32()), ("page", pa.int32()),
+    ("pages", pa.int32()), ("width", pa.int32()), ("height", pa.int32()), ("error", pa.string()),
+    ("registration", REGISTRATION), ("boxes", pa.list_(pa.list_(pa.int32()))), ("reads", pa.list_(READ))])
+FIELD = pa.struct([("field", pa.string()), ("kind", pa.string()), ("text", pa.string()),
+                   ("char_confidences", pa.list_(pa.float32())), ("confidence", pa.float32()),
+                   ("decision", pa.string()), ("error", pa.string()), ("box", pa.list_(pa.int32()))])
+# What the actors answer: a page's own columns, its decision, and its fields.
+ANSWER_SCHEMA = pa.schema([*[f for f in PAGE_SCHEMA if f.name not in ("reads", "boxes")],
+                           ("template", pa.string()), ("decision", pa.string()), ("fields", pa.list_(FIELD)),
+                           (NODE, pa.string())])
+
+
+@functools.lru_cache(maxsize=4)
+def prepared_template(path: str, dropout: str) -> tuple[Template, registration.Reference, zones.Dropout]:
+    """The template, its reference's features and its print mask: made once per worker process."""
+    template = load(path)
+    return template, registration.Reference(template.reference_image()), zones.Dropout(template, dropout)
+
+
+def prepare_batch(batch: pa.Table, template_path: str, dropout: str, max_pixels: int):
+    """Read rows (one per file) -> one row per page: registered, its zones prepared (``zones.read_zones``),
+    or its error. A page that does not match the template is an error row, and yields no zones."""
+    template, reference, drop = prepared_template(template_path, dropout)
+    rows: dict[str, list] = {name: [] for name in PAGE_SCHEMA.names}
+    for row in batch.to_pylist():
+        skip = set(row["skip_pages"] or ())
+        pages = [(0, 1, None, None, None, row["error"])] if row["error"] else images.decode(
+            row["data"], max_pixels, pdf_width=template.size[0])
+        for page, total, w, h, gray, error in pages:
+            if page in skip:
+                continue
+            found = page_of(gray, error, template, reference, drop)
+            for name, value in (("source", row["source"]), ("member", row["member"]),
+                                ("occurrence", row["occurrence"]), ("page", page), ("pages", total), ("width", w),
+                                ("height", h), *found.items()):
+                rows[name].append(value)
+        if len(rows["source"]) >= PAGE_ROWS:
+            yield pa.Table.from_pydict(rows, schema=PAGE_SCHEMA)
+            rows = {name: [] for name in PAGE_SCHEMA.names}
+    if rows["source"]:
+        yield pa.Table.from_pydict(rows, schema=PAGE_SCHEMA)
+
+
+def page_of(gray, error, template: Template, reference, drop) -> dict:
+    """A decoded page's registration, zone boxes on the page and prepared zones, or its error."""
+    empty = {"error": error, "registration": None, "boxes": [], "reads": []}
+    if error is not None:
+        return empty
+    if gray.dtype != np.uint8:  # a 16- or 32-bit scan, on [0, 1]
+        gray = (np.clip(gray, 0, 1) * 255).round().astype(np.uint8)
+    try:
+        reg = registration.register(gray, reference)
+    except Exception as e:  # noqa: BLE001 - a page OpenCV cannot take is that page's error
+        return empty | {"error": f"cannot register: {type(e).__name__}: {e}"[:300]}
+    if not reg.matched:
+        return empty | {"error": f"does not match template {template.name} (score {reg.score:.2f})",
+                        "registration": reg.as_dict()}
+    mapped = registration.onto_reference(gray, reg, template.size)
+    reads = zones.read_zones(mapped, template, drop)
+    return {"error": None, "registration": reg.as_dict(), "boxes": [zones.page_box(z, reg) for z in template.zones],
+            "reads": [r.__dict__ for r in reads]}
+
+
+class FormReader:
+    """One per inference actor: the digit model and the field model, built once, reading batch after
+    batch of pages; every answer is decided against its zone's threshold."""
+
+    def __init__(self, digit_state, field_state, template_path: str, cfg: FormsConfig):
+        import ray
+
+        self.device = torch.device("cuda" if cfg.use_gpu else "cpu")
+        if not cfg.use_gpu:
+            torch.set_num_threads(cfg.threads)
+        self.template = load(template_path)
+        self.cfg = cfg
+        self.digit = self.build(digit_state) if digit_state else None
+        self.field = self.build(field_state) if field_state else None
+        self.node = (f"{ray.util.get_node_ip_address()} {ray.get_runtime_context().get_node_id()[:8]}"
+                     if ray.is_initialized() else "local")
+
+    def build(self, state) -> tuple:
+        """A model from its state: the job hands it over as ``[object ref]``, which Ray does not fetch
+        into the constructor's call for it; a plain loop (benchmarks/forms_accuracy.py) hands the state."""
+        if isinstance(state, list):
+            import ray
+
+            state = ray.get(state[0])
+        model, cfg = checkpoints.model_from_state(state)
+        return for_inference(model, self.device), cfg, state.get("temperature") or 1.0
+
+    @torch.no_grad()
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        pages = batch.to_pylist()
+        digits = self.read_digits([r for p in pages for r in p["reads"] if self.kind(r) != "field" and ok(r)])
+        fields = self.read_fields([r for p in pages for r in p["reads"] if self.kind(r) == "field" and ok(r)])
+        out = [self.answer(p, digits, fields) for p in pages]
+        return pa.Table.from_pylist(out, schema=ANSWER_SCHEMA)
+
+    def kind(self, read: dict) -> str:
+        return self.template.zones[read["zone"]].kind
+
+    def read_digits(self, reads: list[dict]) -> dict[int, tuple[str, float]]:
+        """id(read) -> (its digit, its calibrated confidence)."""
+        if not reads:
+            return {}
+        model, cfg, temperature = self.digit
+        x = torch.from_numpy(np.stack([np.frombuffer(r["image"], np.uint8).reshape(28, 28) for r in reads]))
+        probs = torch.softmax(evaluate.logits(model, x, cfg.mean, cfg.std, self.device) / temperature, 1).cpu()
+        conf, pred = probs.max(1)
+        return {id(r): (cfg.labels[int(k)], float(p)) for r, k, p in zip(reads, pred, conf)}
+
+    def read_fields(self, reads: list[dict]) -> dict[int, tuple[str, list[float], float]]:
+        """id(read) -> (its digit string, each digit's confidence, the string's calibrated probability);
+        a field of known length decoded under it."""
+        if not reads:
+            return {}
+        model, cfg, temperature = self.field
+        strips = [images.strip_of(r["image"]) for r in reads]
+        logits = readers.FIELD.step_logits(model, strips, cfg.mean, cfg.std, self.device)
+        out = {}
+        for r, z in zip(reads, logits):
+            zone = self.template.zones[r["zone"]]
+            out[id(r)] = read_field(z, temperature, list(cfg.labels), zone.length if self.cfg.length_constraint
+                                    else None)
+        return out
+
+    def answer(self, page: dict, digits: dict, fields: dict) -> dict:
+        """A page's row: its fields, each with its text, confidence and decision; accept when all are."""
+        base = {k: page[k] for k in ANSWER_SCHEMA.names if k in page} | {
+            "template": self.template.name, NODE: self.node}
+        if page["error"] is not None:
+            return base | {"decision": "review", "fields": []}
+        by_zone: dict[int, list[dict]] = {}
+        for r in page["reads"]:
+            by_zone.setdefault(r["zone"], []).append(r)
+        answers = [zone_answer(z, by_zone.get(i, []), digits, fields, self.cfg.thresholds[i]
+                               if self.cfg.thresholds else None) | {"box": page["boxes"][i]}
+                   for i, z in enumerate(self.template.zones)]
+        decision = "accept" if all(a["decision"] == "accept" for a in answers) else "review"
+        return base | {"decision": decision, "fields": answers}
+
+
+def ok(read: dict) -> bool:
+    return not read["empty"] and read["error"] is None
+
+
+def read_field(logits: np.ndarray, temperature: float, labels: list[str], length) -> tuple[str, list[float], float]:
+    """A field's string (under its ``length`` (min, max) when given), each digit's confidence, and the
+    probability CTC gives the string at ``temperature``."""
+    from scipy.special import log_softmax
+
+    blank = len(labels)
+    lp = log_softmax(logits / temperature, axis=1)
+    found = ctc.best_path_of_length(lp, blank, *length) if length else None
+    classes, confidences = found if found else ctc.best_path(lp, len(lp), blank)[:2]
+    probability = float(np.exp(ctc.string_log_probs([lp], [classes], blank)[0])) if classes else 0.0
+    return "".join(labels[c] for c in classes), confidences, probability
+
+
+def zone_answer(zone, reads: list[dict], digits: dict, fields: dict, threshold: float | None) -> dict:
+    """A zone's text, confidence and decision. A comb's confidence is the product of its cells', and it
+    is accepted when every cell clears the threshold; an empty optional zone reads as "" and is
+    accepted; a required one left empty, or a comb with only some cells filled, goes to review."""
+    answer = {"field": zone.name, "kind": zone.kind, "text": None, "char_confidences": None, "confidence": None,
+              "decision": "review", "error": None}
+    failed = [r["error"] for r in reads if r["error"] is not None]
+    filled = [r for r in reads if not r["empty"] and r["error"] is None]
+    if failed:
+        return answer | {"error": failed[0]}
+    if not filled:
+        return answer | ({"text": "", "decision": "accept"} if not zone.required else {"text": "", "error": "empty"})
+    if len(filled) < len(reads):
+        answer["error"] = f"{len(reads) - len(filled)} of {len(reads)} cells empty"
+    if zone.kind == "field":
+        text, chars, confidence = fields[id(filled[0])]
+    else:
+        text = "".join(digits[id(r)][0] for r in filled)
+        chars = [digits[id(r)][1] for r in filled]
+        confidence = float(np.prod(chars))
+    sure = all(c >= threshold for c in ([confidence] if zone.kind == "field" else chars)) if threshold is not None \
+        else True
+    decision = "accept" if sure and answer["error"] is None and text else "review"
+    return answer | {"text": text, "char_confidences": chars, "confidence": confidence, "decision": decision}
+
+
+def build(items: list[Item], digit_ref, field_ref, template_path: str, cfg: FormsConfig, nodes: int):
+    """The Ray Data plan; nothing runs until the driver pulls its rows. Pages are prepared in CPU tasks
+    (a whole CPU each: registration is most of a page's time), read in the actor pool."""
+    import ray.data
+
+    source = reading.datasource(items, FILES_PER_TASK, FILES_PER_TASK)
+    ds = ray.data.read_datasource(source, num_cpus=0, override_num_blocks=len(source.tasks),
+                                  concurrency=min(cfg.read_tasks, len(source.tasks)))
+    ray_compat.configure_data_context(ds.context, None, reserve=True)
+    ds.context.target_max_block_size = BLOCK_BYTES
+    ds = ds.map_batches(prepare_batch, batch_format="pyarrow", batch_size=None, num_cpus=DECODE_CPUS,
+                        fn_kwargs={"template_path": template_path, "dropout": cfg.dropout,
+                                   "max_pixels": cfg.max_pixels})
+    return ds.map_batches(FormReader, batch_format="pyarrow", batch_size=cfg.batch_size,
+                          fn_constructor_kwargs={"digit_state": [digit_ref] if digit_ref else None,
+                                                 "field_state": [field_ref] if field_ref else None,
+                                                 "template_path": template_path, "cfg": cfg},
+                          compute=ray.data.ActorPoolStrategy(size=cfg.concurrency),
+                          num_cpus=1 if cfg.use_gpu else cfg.cpus_per_actor, num_gpus=1 if cfg.use_gpu else 0)
