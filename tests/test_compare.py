@@ -234,4 +234,4 @@ def test_console_script():
     assert result.returncode == 2 and result.stderr == "hdr compare: error: unknown model 'nope'; " \
         "choose from cnn, lstm, crnn, cnn-seed, cnn-emnist-seed, lstm-seed\n"
     result = subprocess.run([str(hdr)], capture_output=True, text=True)
-    assert result.returncode == 2 and "usage: hdr {compare,score,tune,report}" in result.stderr
+    assert result.returncode == 2 and "usage: hdr {compare,score,forms,tune,report}" in result.stderr
