@@ -60,6 +60,13 @@ def test_report_reads_thresholds_off_validation_and_measures_them_on_test():
     assert row["coverage_at_0.001"] <= row["coverage_at_0.005"] <= row["coverage_at_0.01"]
 
 
+def ctc_paths(logits):
+    from scipy.special import log_softmax
+
+    from hdr_dist.inference import ctc
+    return [ctc.best_path(lp, len(lp), 10) for lp in (log_softmax(z, axis=1) for z in logits)]
+
+
 def test_field_temperature_recovers_the_true_one():
     """Fields of 1 to 6 steps read right with probability exp(their string's log-probability at T = 2):
     the fitted temperature is 2, and the calibrated field confidences have a small ECE."""
@@ -67,10 +74,14 @@ def test_field_temperature_recovers_the_true_one():
 
     rng = np.random.default_rng(0)
     logits = [rng.normal(0, 4, (int(rng.integers(1, 7)), 11)) for _ in range(20_000)]
-    right = rng.random(len(logits)) < np.exp(FIELD.text_log_probs(logits, 2.0, 10))
-    loss = calibration.right_or_wrong(lambda temp: FIELD.text_log_probs(logits, temp, 10), right)
+    strings = [r[0] for r in ctc_paths(logits)]
+    right = rng.random(len(logits)) < np.exp(FIELD.text_log_probs(logits, 2.0, strings, 10))
+    loss = calibration.right_or_wrong(lambda temp: FIELD.text_log_probs(logits, temp, strings, 10), right)
     t = calibration.fit_temperature(loss, len(right))
     assert t == pytest.approx(2.0, rel=0.05)
-    assert calibration.ece(np.exp(FIELD.text_log_probs(logits, t, 10)), right) < 0.015
-    assert calibration.ece(np.exp(FIELD.text_log_probs(logits, 1.0, 10)), right) > 0.05
+    assert calibration.ece(np.exp(FIELD.text_log_probs(logits, t, strings, 10)), right) < 0.015
+    assert calibration.ece(np.exp(FIELD.text_log_probs(logits, 1.0, strings, 10)), right) > 0.05
+    # The strings are decoded once: the best path at any temperature is the one at 1.
+    for temp in (0.3, 2.0, 7.0):
+        assert [r[0] for r in ctc_paths([z / temp for z in logits[:500]])] == strings[:500]
     assert calibration.fit_temperature(calibration.right_or_wrong(lambda temp: np.zeros(0), np.zeros(0, bool)), 0) == 1.0

@@ -51,6 +51,11 @@ def test_compare_tests_crnn_beside_the_segmentation_baseline(field_models):
         assert all(0.0 <= row[k] <= 1.0 for k in ("field_accuracy", "field_accuracy_5"))
         assert row["cer"] >= 0 and row["accuracy"] == pytest.approx(max(0.0, 1 - row["cer"]))
     assert m["cnn"]["field_accuracy"] is None  # a digit model has no field figures of its own
+    # The read rate at 1 % error on the 5-digit scans, its threshold from the validation scans: recounted
+    # here from the validation curve of the same reads.
+    for row in (crnn, seg):
+        assert 0.0 <= row["read_rate_at_0.01"] <= 1.0 and 0.0 <= row["read_error_at_0.01"] <= 1.0
+    assert m["cnn"]["read_rate_at_0.01"] is None
     assert seg["checkpoint"] is None and seg["method"].startswith("connected components")
     # The field model is calibrated like the digit models: a temperature and the validation curve.
     state = checkpoints.load(crnn["checkpoint"])

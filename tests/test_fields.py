@@ -121,3 +121,22 @@ def test_a_field_reads_the_same_alone_or_beside_wider_ones(mnist):
         alone = FIELD.step_logits(model, [strip], 0.0, 0.3)[0]
         assert alone.shape == batched.shape == (strip.shape[1] // model.step, 11)
         np.testing.assert_allclose(alone, batched, rtol=0, atol=1e-3)
+
+
+def test_training_batches_hold_fields_of_similar_length_and_every_field_once():
+    """Each field of the epoch in exactly one batch, batches in random order, and far less padding than
+    batches taken in the order the fields were drawn."""
+    from hdr_dist.training.kinds import similar_lengths
+
+    rng = np.random.default_rng(0)
+    picks = fields.picks_of(np.arange(6000), fields.lengths(fields.per_epoch(6000), rng))
+    batches = similar_lengths(picks, 16, np.random.default_rng(1))
+    flat = np.concatenate([np.concatenate(b) for b in batches])
+    assert sorted(flat.tolist()) == sorted(np.concatenate(picks).tolist())
+    assert sum(len(b) != 16 for b in batches) <= 1 and all(0 < len(b) <= 16 for b in batches)
+
+    def padding(groups):
+        return sum(len(g) * max(map(len, g)) - sum(map(len, g)) for g in groups) / sum(map(len, picks))
+    assert padding(batches) < 0.2 * padding([picks[i:i + 16] for i in range(0, len(picks), 16)])
+    lengths = [max(map(len, b)) for b in batches]
+    assert lengths != sorted(lengths)  # shuffled: an epoch does not run from short fields to long ones

@@ -17,8 +17,10 @@ METRIC_COLUMNS = ("dataset", "model", "accuracy", "precision_macro", "recall_mac
                   "precision_weighted", "recall_weighted", "f1_weighted", "train_seconds", "epochs",
                   "params", "num_workers", "num_nodes", "device", "infer_images_per_s", "checkpoint", "method", "approximation")
 # What a field model's row adds (and the segmentation baseline's; readers.field_row): its ``accuracy`` is
-# per character; field accuracy and CER on the test fields of 1 to 12 digits, then on the 5-digit scans.
-FIELD_COLUMNS = ("field_accuracy", "cer", "field_accuracy_5", "cer_5")
+# per character; field accuracy and CER on the test fields of 1 to 12 digits, then on the 5-digit scans,
+# and the scans' read rate at 1 % error (the share accepted at the validation scans' threshold) with the
+# error measured among those.
+FIELD_COLUMNS = ("field_accuracy", "cer", "field_accuracy_5", "cer_5", "read_rate_at_0.01", "read_error_at_0.01")
 HISTORY_COLUMNS = ("model", "epoch", "train_loss", "train_acc", "val_loss", "val_acc", "seconds",
                    "images_per_s")
 # What calibration adds to a deep model's metrics row (compare; see calibration.report).

@@ -30,6 +30,7 @@ from hdr_dist.inference.device import autocast, pad
 from hdr_dist.models import checkpoints
 
 FIELD_BATCH = 128  # strips per forward pass; each batch holds strips of similar width, so little is padding
+READ_RATE_ERROR = 0.01  # the error at which a field reader's read rate is quoted (field_row)
 FIELD_ASPECT = 2.5  # an image this many times as wide as high is a field of several digits, not one
 
 
@@ -149,11 +150,11 @@ class FieldReader:
                 out[i] = row[:width // model.step]
         return out
 
-    def text_log_probs(self, logits: list[np.ndarray], temperature: float, blank: int) -> np.ndarray:
-        """Each field's log-probability of the string it reads, at ``temperature``. The string is the
-        best path's, which no temperature changes: every step's most likely class stays the most likely."""
-        scaled = [log_softmax(z / temperature, axis=1) for z in logits]
-        return ctc.string_log_probs(scaled, [ctc.best_path(lp, len(lp), blank)[0] for lp in scaled], blank)
+    def text_log_probs(self, logits: list[np.ndarray], temperature: float, strings: list[list[int]],
+                       blank: int) -> np.ndarray:
+        """Each field's log-probability of ``strings`` at ``temperature``. Fitting a temperature scores the
+        best paths' strings, decoded once: no temperature moves a step's most likely class."""
+        return ctc.string_log_probs([log_softmax(z / temperature, axis=1) for z in logits], strings, blank)
 
     def read(self, logits: list[np.ndarray], temperature: float, labels: list[str]) -> list[tuple[str, list[float], float]]:
         """Each field's digit string, each digit's confidence (the surest of its steps), and the field's
@@ -205,18 +206,21 @@ class FieldReader:
         labels, blank = list(cfg.labels), len(cfg.labels)
         val_logits = self.step_logits(model, val[0], cfg.mean, cfg.std, device)
         val_truth = ["".join(labels[d] for d in t) for t in val[1]]
-        val_right = np.array([r[0] == t for r, t in zip(self.read(val_logits, 1.0, labels), val_truth)], bool)
+        val_reads = self.read(val_logits, 1.0, labels)
+        val_right = np.array([r[0] == t for r, t in zip(val_reads, val_truth)], bool)
+        val_strings = [[labels.index(c) for c in r[0]] for r in val_reads]
         temperature = calibration.fit_temperature(calibration.right_or_wrong(
-            lambda t: self.text_log_probs(val_logits, t, blank), val_right), len(val_right))
+            lambda t: self.text_log_probs(val_logits, t, val_strings, blank), val_right), len(val_right))
         sets, raw = {}, None
         for name, (strips, truth) in tests.items():
             start = time.perf_counter()
             logits = self.step_logits(model, strips, cfg.mean, cfg.std, device)
-            sets[name] = field_scores(truth, self.read(logits, temperature, labels))
+            reads = self.read(logits, temperature, labels)
+            sets[name] = field_scores(truth, reads)
             sets[name]["fields_per_s"] = len(strips) / max(time.perf_counter() - start, 1e-9)
             if name == "fields":
-                raw = np.exp(self.text_log_probs(logits, 1.0, blank))
-        val_conf = np.exp(self.text_log_probs(val_logits, temperature, blank))
+                raw = np.exp(self.text_log_probs(logits, 1.0, [[labels.index(c) for c in r[0]] for r in reads], blank))
+        val_conf = np.exp(self.text_log_probs(val_logits, temperature, val_strings, blank))
         row, curves = calibration.report((val_conf, val_right), (sets["fields"]["confidence"], sets["fields"]["right"]),
                                          raw, temperature)
         row = field_row(sets) | {"params": models.count_params(model)} | row
@@ -228,16 +232,30 @@ def field_scores(truth: list[str], reads: list[tuple[str, list[float], float]]) 
     were right and their confidences, for the risk-coverage curves."""
     texts = [r[0] for r in reads]
     out = ctc.field_metrics(truth, texts)
-    return out | {"right": np.array([t == r for t, r in zip(truth, texts)], bool),
+    return out | {"right": np.array([t == r for t, r in zip(truth, texts)], bool), "texts": texts,
                   "confidence": np.array([r[2] for r in reads])}
 
 
+def read_rate(val: tuple[np.ndarray, np.ndarray], test: tuple[np.ndarray, np.ndarray],
+              target: float = READ_RATE_ERROR) -> tuple[float, float]:
+    """The share of ``test`` answers accepted at the threshold that ``val`` gives for ``target`` error, and
+    the error among them: each (confidence, right). Form-reading products quote this operating point."""
+    _, threshold = calibration.coverage_at(calibration.risk_coverage(*val), target)
+    return calibration.accepted(*test, threshold)
+
+
 def field_row(sets: dict[str, dict]) -> dict:
-    """A field reader's metrics columns from its two test sets: ``accuracy`` is per character (1 - CER),
-    to stand beside the digit models' per-digit accuracy; the field accuracies say what a field costs."""
+    """A field reader's metrics columns from its test sets: ``accuracy`` is per character (1 - CER),
+    to stand beside the digit models' per-digit accuracy; the field accuracies say what a field costs;
+    the read rate is the 5-digit scans' at 1 % error, its threshold from the validation scans."""
     f, s = sets["fields"], sets["scans"]
-    return {"accuracy": f["char_accuracy"], "field_accuracy": f["field_accuracy"], "cer": f["cer"],
-            "field_accuracy_5": s["field_accuracy"], "cer_5": s["cer"], "infer_images_per_s": f["fields_per_s"]}
+    row = {"accuracy": f["char_accuracy"], "field_accuracy": f["field_accuracy"], "cer": f["cer"],
+           "field_accuracy_5": s["field_accuracy"], "cer_5": s["cer"], "infer_images_per_s": f["fields_per_s"]}
+    if "val_scans" in sets:
+        v = sets["val_scans"]
+        row["read_rate_at_0.01"], row["read_error_at_0.01"] = read_rate((v["confidence"], v["right"]),
+                                                                        (s["confidence"], s["right"]))
+    return row
 
 
 READERS = {r.kind: r for r in (DigitReader(), FieldReader())}

@@ -42,8 +42,8 @@ class TrainConfig:
     lr_decay: float = 0.0          # per-step decay for the inverse-time schedule
     label_smoothing: float = 0.0
     # the two architecture knobs a sweep turns
-    width: float = setting(1.0, "multiplies the recipe's channels (cnn) or hidden size (lstm) "
-                                "(default: %(default)s)", type=float)
+    width: float = setting(1.0, "multiplies the recipe's channels (cnn, crnn) and hidden size (lstm, crnn) "
+                                "(default: each model's recipe: 1.5 for crnn, else 1)", type=float)
     dropout: float | None = setting(None, "dropout before the classifier (default: each model's recipe)",
                                     type=float)
     # lstm: image rows per time step; 1, what checkpoints from before the setting were trained with

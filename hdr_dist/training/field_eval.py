@@ -22,6 +22,10 @@ from hdr_dist.models import checkpoints
 
 SCAN_DIGITS = 5
 SCAN_HEIGHTS = (28, 64)
+# Each validation digit in this many 5-digit scans, each pass grouped and drawn afresh. A 1 % threshold
+# read on one pass (1,200 scans, 12 errors allowed) moved the test read rate from 77.6 % to 82.8 % with
+# the seed that made the scans; more scans steady it.
+VAL_SCAN_PASSES = 4
 
 
 def scan_strips(x: np.ndarray, y: np.ndarray, count: int, seed: int) -> tuple[list[np.ndarray], list[str]]:
@@ -39,10 +43,17 @@ def scan_strips(x: np.ndarray, y: np.ndarray, count: int, seed: int) -> tuple[li
 
 
 def test_sets(ds, seed: int) -> dict[str, tuple[list[np.ndarray], list[str]]]:
-    """The test fields of 1 to 12 digits, and the 5-digit scans; each as (strips, digit strings)."""
+    """The test fields of 1 to 12 digits, and the 5-digit scans; each as (strips, digit strings). Beside
+    them, 5-digit scans of the validation digits (``val_scans``, ``VAL_SCAN_PASSES`` of them): the scans'
+    reject threshold for an error target is read on them, as ``score --target-error`` reads it on
+    validation answers."""
     strips, digits = fields.fixed_set(ds.test.x, ds.test.y, seed + 1)
     scans = scan_strips(ds.test.x, ds.test.y, max(1, len(ds.test.y) // SCAN_DIGITS), seed + 2)
-    return {"fields": (strips, ["".join(ds.labels[d] for d in t) for t in digits]), "scans": scans}
+    passes = [scan_strips(ds.val.x, ds.val.y, max(1, len(ds.val.y) // SCAN_DIGITS), seed + 3 + k)
+              for k in range(VAL_SCAN_PASSES)]
+    val_scans = ([s for p in passes for s in p[0]], [t for p in passes for t in p[1]])
+    return {"fields": (strips, ["".join(ds.labels[d] for d in t) for t in digits]), "scans": scans,
+            "val_scans": val_scans}
 
 
 def segmented(state: dict, tests: dict) -> dict:

