@@ -85,3 +85,19 @@ def test_field_temperature_recovers_the_true_one():
     for temp in (0.3, 2.0, 7.0):
         assert [r[0] for r in ctc_paths([z / temp for z in logits[:500]])] == strings[:500]
     assert calibration.fit_temperature(calibration.right_or_wrong(lambda temp: np.zeros(0), np.zeros(0, bool)), 0) == 1.0
+
+
+def test_read_rate_takes_the_threshold_from_validation_and_counts_on_test():
+    """Validation: the 100 surest answers right, then wrong, right, wrong...: at 1 % error the threshold is
+    the 102nd confidence (1 wrong of 102; the 103rd makes 2 of 103). Test: what clears it, counted by hand."""
+    from hdr_dist.inference.readers import read_rate
+
+    val_conf = np.linspace(1.0, 0.01, 200)
+    val_right = np.r_[np.ones(100, bool), np.arange(100) % 2 == 1]
+    test_conf = np.array([0.99, 0.8, 0.6, 0.51, 0.5, 0.2, 0.1, 0.05])
+    test_right = np.array([True, True, False, True, True, True, False, True])
+    rate, error = read_rate((val_conf, val_right), (test_conf, test_right))
+    threshold = val_conf[101]
+    assert threshold == pytest.approx(0.4975, abs=1e-3) and (test_conf >= threshold).sum() == 5
+    assert (rate, error) == (5 / 8, 1 / 5)  # 0.99, 0.8, 0.6 (wrong), 0.51 and 0.5 accepted
+    assert read_rate((val_conf, np.zeros(200, bool)), (test_conf, test_right)) == (0.0, 0.0)  # none clears 1 %

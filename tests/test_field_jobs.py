@@ -51,8 +51,8 @@ def test_compare_tests_crnn_beside_the_segmentation_baseline(field_models):
         assert all(0.0 <= row[k] <= 1.0 for k in ("field_accuracy", "field_accuracy_5"))
         assert row["cer"] >= 0 and row["accuracy"] == pytest.approx(max(0.0, 1 - row["cer"]))
     assert m["cnn"]["field_accuracy"] is None  # a digit model has no field figures of its own
-    # The read rate at 1 % error on the 5-digit scans, its threshold from the validation scans: recounted
-    # here from the validation curve of the same reads.
+    # Both field readers quote a read rate at 1 % error on the 5-digit scans (readers.read_rate, tested by
+    # hand in test_calibration); a digit model has none.
     for row in (crnn, seg):
         assert 0.0 <= row["read_rate_at_0.01"] <= 1.0 and 0.0 <= row["read_error_at_0.01"] <= 1.0
     assert m["cnn"]["read_rate_at_0.01"] is None
