@@ -1,26 +1,39 @@
-"""A 200,000-image set of archives, scored to completion: wall time and peak memory.
+"""Scoring at archive scale: the whole ``hdr score`` job against a plain loop, at 20,000, 50,000 and
+``--images`` scans in archives; memory, time to the first row written, and every row present.
 
     python benchmarks/score_scale.py [--model results] [--images 200000] [--archives 8]
 
-The images are MNIST's 70,000 digits rendered as scans (dark ink on white
-paper; 28 or 64 px; PNG or JPEG), cycled to the requested count and split over
-``--archives`` archives, alternately .tar.gz and .zip (made once, then reused).
-``jobs/score.py`` runs as a user would run it, in its own process with its own
-local Ray. Memory is sampled every half second two ways: the resident memory of
-the job's whole process tree (driver, Ray's daemons and workers; shared pages
-such as the object store are counted once per process that maps them, so this
-over-counts), and the machine's used memory above what it was before the start.
-The last line is JSON.
+The scans are MNIST's 70,000 digits rendered as scans (dark ink on white paper; 28 or 64 px; PNG
+or JPEG), cycled to each size and split over ``--archives`` archives, alternately .tar.gz and .zip
+(made once under ``--folder``, then reused). For each size, in one run:
+
+- the plain loop, what one would write without Ray, in a process of its own: open each archive
+  with ``tarfile`` or ``zipfile``, decode each member with Pillow, the same preprocessing, batched
+  torch inference on all the cores;
+- ``hdr score`` on the archives, in this process, against a local Ray that is already up (as a
+  cluster would be), timed from the call to the written output, as a user runs it (its defaults).
+  Memory is sampled every half second over this process and Ray's (the job's driver and every
+  worker): the peak of their summed resident memory (shared pages such as the object store are
+  counted once per process that maps them, so this over-counts) and the machine's used memory above
+  where it was. The time to the first row is until the first Parquet piece is on disk. The rows
+  are read back and counted.
+
+``whole_vs_plain`` is the job's rate over its whole wall time against the plain loop's, at the
+largest size. The last line is JSON.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
+import tarfile
 import tempfile
+import threading
 import time
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +43,8 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks.peak_memory import Peak  # noqa: E402
 from hdr_dist.data import datasets, samples  # noqa: E402
+
+SIZES = (20_000, 50_000)  # measured beside --images
 
 
 def make_archives(folder: Path, n: int, count: int) -> list[Path]:
@@ -54,38 +69,131 @@ def make_archives(folder: Path, n: int, count: int) -> list[Path]:
     return paths
 
 
+def members(path: Path):
+    """Each file's bytes, as one reads an archive without a framework."""
+    if path.suffix == ".zip":
+        with zipfile.ZipFile(path) as z:
+            for info in z.infolist():
+                if not info.is_dir():
+                    yield z.read(info)
+    else:
+        with tarfile.open(path, "r:*") as t:
+            for m in t:
+                if m.isfile():
+                    yield t.extractfile(m).read()
+
+
+def plain(archives: list[Path], model_path: str, batch_size: int) -> dict:
+    """The loop one would write without Ray (run in a process of its own: ``--plain``)."""
+    import torch
+
+    from hdr_dist.imaging import images, preprocess
+    from hdr_dist.inference import evaluate
+    from hdr_dist.inference.device import for_inference
+    from hdr_dist.models import checkpoints
+
+    start = time.perf_counter()
+    state, _, _ = checkpoints.for_scoring(model_path, None)
+    model, cfg = checkpoints.model_from_state(state)
+    model = for_inference(model)
+    batch, n, preds = [], 0, 0
+
+    def infer():
+        with torch.no_grad():
+            x = torch.from_numpy(np.stack(batch))
+            return len(evaluate.logits(model, x, cfg.mean, cfg.std, torch.device("cpu")).argmax(1))
+
+    for path in archives:
+        for data in members(path):
+            for *_, gray, error in images.decode(data):
+                n += 1
+                if error is None:
+                    batch.append(preprocess.to_mnist(gray))
+                if len(batch) == batch_size:
+                    preds += infer()
+                    batch.clear()
+    if batch:
+        preds += infer()
+    seconds = time.perf_counter() - start
+    return {"images": n, "predicted": preds, "seconds": seconds, "images_per_s": n / seconds}
+
+
+def first_piece(out: Path, start: float, found: dict, stop: threading.Event) -> None:
+    """Seconds from ``start`` until the first Parquet piece of rows is on disk (in the output or its
+    work folder)."""
+    while not stop.wait(0.2):
+        if any(next(p.glob("predictions/*.parquet"), None) for p in (out, out.with_name(out.name + ".partial"))):
+            found["seconds"] = time.perf_counter() - start
+            return
+
+
+def job(archives: list[Path], model: str) -> dict:
+    import pyarrow.dataset as pads
+
+    from hdr_dist.jobs import score
+
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "out"
+        found, stop = {}, threading.Event()
+        start = time.perf_counter()
+        watcher = threading.Thread(target=first_piece, args=(out, start, found, stop), daemon=True)
+        watcher.start()
+        with Peak(os.getpid(), interval=0.5) as peak:
+            code = score.main([*map(str, archives), "--model", model, "--output", str(out),
+                               "--labels-from", "dirname"])
+        seconds = time.perf_counter() - start
+        stop.set()
+        if code != 0:
+            raise SystemExit(f"hdr score failed with status {code}")
+        summary = json.loads((out / "summary.json").read_text())
+        rows = pads.dataset(out / "predictions", format="parquet").count_rows()
+    return {"images": summary["images"], "rows": rows, "scored": summary["scored"], "failed": summary["failed"],
+            "seconds": round(seconds, 1), "images_per_s": round(summary["images"] / seconds, 1),
+            "startup_seconds": summary["startup_seconds"], "steady_images_per_s": summary["steady_images_per_s"],
+            "first_row_seconds": round(found.get("seconds", seconds), 1),
+            "peak_tree_rss_gib": round(peak.tree / 2**30, 3), "peak_machine_used_gib": round(peak.machine / 2**30, 3)}
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--model", default="results", help="compare output folder or model.pt (default: %(default)s)")
     p.add_argument("--images", type=int, default=200_000)
     p.add_argument("--archives", type=int, default=8)
     p.add_argument("--folder", type=Path, default=Path("results-bench/scale"))
+    p.add_argument("--batch-size", type=int, default=512, help="the plain loop's batch (default: %(default)s)")
+    p.add_argument("--plain", nargs="+", type=Path, help=argparse.SUPPRESS)  # the plain loop's own process
     args = p.parse_args()
-    archives = make_archives(args.folder, args.images, args.archives)
-    size = sum(a.stat().st_size for a in archives)
-    print(f"{args.images:,} images in {len(archives)} archives, {size / 2**20:,.0f} MiB")
+    if args.plain:
+        print(json.dumps(plain(args.plain, args.model, args.batch_size)))
+        return 0
 
-    with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp) / "out"
-        start = time.perf_counter()
-        job = subprocess.Popen([sys.executable, str(ROOT / "jobs" / "score.py"), *map(str, archives),
-                                "--model", args.model, "--output", str(out), "--labels-from", "dirname"])
-        with Peak(job.pid, interval=0.5) as peak:
-            job.wait()
-        seconds = time.perf_counter() - start
-        peak_tree, peak_used = peak.tree, peak.machine
-        if job.returncode != 0:
-            raise SystemExit(f"jobs/score.py failed with status {job.returncode}")
-        summary = json.loads((out / "summary.json").read_text())
-    print(f"scored {summary['scored']:,}, failed {summary['failed']:,} of {summary['images']:,} images in "
-          f"{seconds:.0f} s wall ({summary['images'] / seconds:,.0f} img/s; start-up {summary['startup_seconds']:.0f} s, "
-          f"then {summary['steady_images_per_s']:,.0f} img/s); peak memory: process tree "
-          f"{peak_tree / 2**30:.2f} GiB, machine used +{peak_used / 2**30:.2f} GiB")
-    print(json.dumps({"images": summary["images"], "scored": summary["scored"], "failed": summary["failed"],
-                      "wall_seconds": round(seconds, 1), "images_per_s": round(summary["images"] / seconds, 1),
-                      "startup_seconds": summary["startup_seconds"], "steady_images_per_s": summary["steady_images_per_s"],
-                      "peak_tree_rss_gib": round(peak_tree / 2**30, 3),
-                      "peak_machine_used_gib": round(peak_used / 2**30, 3), "archive_mib": round(size / 2**20, 1)}))
+    from hdr_dist.common import cluster
+
+    sizes = sorted({s for s in SIZES if s < args.images} | {args.images})
+    sets = {n: make_archives(args.folder / f"{n}", n, args.archives) for n in sizes}
+    cluster.connect(None)  # a local Ray, up before any clock starts, as a cluster would be
+    figures = {"cpus": os.cpu_count(), "archives": args.archives}
+    for n in sizes:
+        mib = sum(a.stat().st_size for a in sets[n]) / 2**20
+        done = subprocess.run([sys.executable, __file__, "--model", args.model, "--batch-size", str(args.batch_size),
+                               "--plain", *map(str, sets[n])], check=True, capture_output=True, text=True)
+        base = json.loads(done.stdout.strip().splitlines()[-1])
+        r = job(sets[n], args.model)
+        r |= {"archive_mib": round(mib, 1), "plain_images_per_s": round(base["images_per_s"], 1),
+              "whole_vs_plain": round(r["images_per_s"] / base["images_per_s"], 3),
+              "steady_vs_plain": round(r["steady_images_per_s"] / base["images_per_s"], 3),
+              "every_row": r["rows"] == n == r["images"]}
+        print(f"{n:,} scans ({mib:,.0f} MiB of archives): plain loop {base['images_per_s']:,.0f} img/s; the job "
+              f"{r['images_per_s']:,.0f} img/s whole ({r['whole_vs_plain']:.2f}x), first row written at "
+              f"{r['first_row_seconds']:.1f} s, start-up {r['startup_seconds']:.1f} s, then "
+              f"{r['steady_images_per_s']:,.0f} img/s ({r['steady_vs_plain']:.2f}x); {r['rows']:,} rows, "
+              f"{r['failed']:,} errors; peak memory: tree {r['peak_tree_rss_gib']:.2f} GiB, "
+              f"machine +{r['peak_machine_used_gib']:.2f} GiB", flush=True)
+        figures[str(n)] = r
+    top = figures[str(args.images)]
+    figures |= {"images": args.images, "whole_vs_plain": top["whole_vs_plain"],
+                "every_row": all(figures[str(n)]["every_row"] for n in sizes)}
+    print(json.dumps(figures))
     return 0
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import sys
@@ -13,7 +14,7 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from hdr_dist.common import tables
+from hdr_dist.common import cluster, tables
 from hdr_dist.data import datasets
 from hdr_dist.inference import calibration, readers
 from hdr_dist.jobs import compare
@@ -37,11 +38,39 @@ def test_metrics_parquet_schema_and_values(compared):
     m = table(compared, "metrics")
     assert set(tables.METRIC_COLUMNS) <= set(m)
     assert m["model"] == ["cnn", "lstm"] and m["dataset"] == ["mnist", "mnist"]
+    # --workers auto on the session's one node of 2 CPUs: a worker per core, one torch thread each.
     assert m["epochs"] == [2, 2] and m["num_workers"] == [2, 2] and m["device"] == ["cpu", "cpu"]
-    assert m["num_nodes"] == [1, 1]
+    assert m["threads_per_worker"] == [1, 1] and m["num_nodes"] == [1, 1]
     assert m["accuracy"][0] > 0.8 and m["accuracy"][1] > 0.3  # chance is 0.1
     assert all(0 < v <= 1 for v in m["f1_macro"] + m["precision_weighted"])
     assert all(v > 0 for v in m["train_seconds"] + m["infer_images_per_s"] + m["params"])
+
+
+def test_timings_say_where_the_wall_time_went(compared):
+    timings = json.loads((compared / compare.TIMINGS).read_text())
+    seconds, share = timings["seconds"], timings["share"]
+    assert list(seconds) == [*compare.Phases.ORDER, "other"]
+    # Two models trained and tested: each phase took time (the temperature fit on 180 validation images,
+    # under a millisecond, may round to 0), and the phases add up to the whole.
+    assert all(seconds[k] > 0 for k in ("data", "ray_start", "train_start", "epochs", "evaluation", "report"))
+    assert seconds["calibration"] >= 0
+    assert sum(seconds.values()) == pytest.approx(timings["total_seconds"], rel=0.01)
+    assert sum(share.values()) == pytest.approx(1, abs=0.01)
+    history = table(compared, "history")
+    assert seconds["epochs"] >= sum(history["seconds"]) - 0.1  # training, and validation beside it
+
+
+def test_workers_auto_and_a_number():
+    nodes = [{"CPU": 2.0}, {"CPU": 2.0}]
+    assert cluster.auto_workers(nodes, use_gpu=False) == cluster.Workers(4, 1, False)
+    assert cluster.auto_workers([{"CPU": 16.0, "GPU": 2.0}, {"CPU": 8.0, "GPU": 1.0}], use_gpu=True) == \
+        cluster.Workers(3, 8, True)
+    assert cluster.auto_workers([{"CPU": 0.0}], use_gpu=False) == cluster.Workers(1, 1, False)  # a bare head
+    args = compare.parser().parse_args([])
+    assert args.workers is None and args.cpus_per_worker is None  # auto, decided on the cluster
+    assert compare.parser().parse_args(["--workers", "3"]).workers == 3
+    with pytest.raises(SystemExit):
+        compare.parser().parse_args(["--workers", "many"])
 
 
 def test_report_has_every_models_figures(compared):
@@ -154,7 +183,7 @@ def run_cli(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
     (["--dataset", "emnist-letters"], "--dataset emnist-letters needs --data-dir"),
     (["--data-dir", "/nonexistent/mnist"], "--data-dir /nonexistent/mnist: no such folder"),
     (["--epochs", "0"], "argument --epochs: must be at least 1, got 0"),
-    (["--workers", "two"], "argument --workers: invalid positive value: 'two'"),
+    (["--workers", "two"], "argument --workers: must be a number of workers or auto, got 'two'"),
     (["--gpu", "maybe"], "argument --gpu: invalid choice: 'maybe'"),
     (["--address", "127.0.0.1:9", "--limit-train", "500"], "--address 127.0.0.1:9: no Ray cluster answers there"),
 ])

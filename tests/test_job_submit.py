@@ -108,8 +108,7 @@ SMALL = ["--limit-train", "400", "--limit-test", "100", "--epochs", "1", "--mode
 
 def test_compare_then_score_spread_over_two_nodes(cluster, tmp_path):
     out = tmp_path / "results"
-    result = submit(cluster, ["jobs/compare.py", *SMALL, "--workers", "2", "--cpus-per-worker", "2",
-                              "--output", str(out)])
+    result = submit(cluster, ["jobs/compare.py", *SMALL, "--output", str(out)])  # --workers auto
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "succeeded" in result.stdout + result.stderr
     # Ray's note on Train's PreemptionWatcher is not about the run: it is in the output's log, not the job's.
@@ -117,8 +116,9 @@ def test_compare_then_score_spread_over_two_nodes(cluster, tmp_path):
     assert "PreemptionWatcher" in (out / "ray-notices.log").read_text()
     metrics = pq.read_table(out / "metrics.parquet").to_pydict()
     assert metrics["model"] == ["cnn"] and metrics["epochs"] == [1]
-    # A worker takes a whole node's CPUs, so the two cannot share one; the run says where they ran.
-    assert metrics["num_workers"] == [2] and metrics["num_nodes"] == [2]
+    # auto: a worker per core of every node, so both nodes train; the run says where its workers ran.
+    assert metrics["num_workers"] == [4] and metrics["threads_per_worker"] == [1] and metrics["num_nodes"] == [2]
+    assert "Ray Train: 4 worker(s) x 1 CPU(s)" in result.stdout + result.stderr
     assert Path(metrics["checkpoint"][0]).is_file()
 
     ds = datasets.load("mnist", limit_test=1200)

@@ -35,6 +35,14 @@ def test_the_datasource_api_takes_what_reading_gives_it():
     where("Datasource.get_read_tasks", lambda: callable(Datasource.get_read_tasks))
 
 
+def test_the_train_controller_still_reads_the_settings_the_driver_passes_on():
+    from ray.train.v2._internal.constants import ENV_VARS_TO_PROPAGATE
+
+    for name, _ in (ray_compat.TRAIN_POLL, ray_compat.PREEMPTION_WATCHER):
+        where(f"{name} in ray.train.v2._internal.constants.ENV_VARS_TO_PROPAGATE",
+              lambda name=name: name in ENV_VARS_TO_PROPAGATE)
+
+
 def test_tunes_train_callback_is_importable():
     module, name = ray_compat.TUNE_REPORT_CALLBACK
     where(f"{module}.{name}", lambda: isinstance(getattr(importlib.import_module(module), name), type))

@@ -156,3 +156,18 @@ print(json.dumps([before[0] == after[0], before[1], after[1], before[2] == after
     same_env, backend_before, backend_after, same_logs, logs_before, logs_after = json.loads(result.stdout.splitlines()[-1])
     assert same_env and backend_before == backend_after and same_logs, (backend_before, backend_after, logs_before,
                                                                         logs_after)
+
+
+def test_the_inference_actor_imports_no_training_code():
+    """What a score actor imports (its class's module) starts every actor: it takes no training code,
+    no Ray Train or Tune, and none of the report's or classical models' libraries."""
+    import subprocess
+    import sys
+
+    script = ("import sys, hdr_dist.scoring.pipeline as p; assert p.Predictor; print(sorted({m.split('.')[0] if "
+              "not m.startswith(('hdr_dist.', 'ray.')) else '.'.join(m.split('.')[:2]) for m in sys.modules}))")
+    loaded = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True, cwd=ROOT).stdout
+    for heavy in ("hdr_dist.training", "hdr_dist.jobs", "hdr_dist.reports", "ray.train", "ray.tune", "matplotlib",
+                  "sklearn", "mlflow"):
+        assert f"'{heavy}'" not in loaded, f"the inference actor's module imports {heavy}"
+    assert "'torch'" in loaded and "'hdr_dist.inference'" in loaded  # the test reads what was loaded

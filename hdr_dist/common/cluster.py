@@ -12,6 +12,7 @@ import os
 import socket
 import time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
 from rich.console import Console
@@ -41,6 +42,7 @@ def connect(address: str | None, log_to_driver: bool = True) -> None:
             socket.create_connection((host, int(port)), timeout=5).close()
         except OSError as e:
             raise UserError(f"--address {address}: no Ray cluster answers there ({e.strerror or e})") from None
+    ray_compat.train_controller_settings(private=address == "local")
     ray.init(address=address, logging_level="WARNING", log_to_driver=log_to_driver)
 
 
@@ -48,6 +50,34 @@ def alive_nodes() -> list[dict]:
     import ray
 
     return [n for n in ray.nodes() if n.get("Alive")]
+
+
+@dataclass(frozen=True)
+class Workers:
+    """Where a training run's Ray Train workers go, once the cluster has room: ``count`` workers of
+    ``cpus`` CPUs (and as many torch threads) each, with a GPU each when ``gpu``."""
+    count: int
+    cpus: int
+    gpu: bool
+
+
+def auto_workers(nodes: list[dict], use_gpu: bool) -> Workers:
+    """``--workers auto`` on these nodes (each a ``ray.nodes()`` resources dict).
+
+    With GPUs: one worker per GPU, each with its share of its node's CPUs. On CPU-only
+    nodes: one worker per core, each with one CPU and one torch thread, rather than one
+    worker per node with all its cores. On one 2-core node, ``benchmarks/train_throughput.py``
+    (three rounds, alternated; AMD EPYC) measured two one-core workers at 1.19x a plain
+    PyTorch loop on both cores (medians; 3,341-3,435 img/s against 2,771-3,383) and one
+    two-core worker at 0.99x (2,448-2,863): the all-reduce between the two costs less
+    than torch's two threads lose inside each small convolution. A cluster with no CPUs
+    yet (an autoscaler's head) gets one worker, which ``placement`` then waits for.
+    """
+    if use_gpu:
+        gpu_nodes = [n for n in nodes if n.get("GPU", 0) >= 1]
+        cpus = min((int(n.get("CPU", 0) // n["GPU"]) for n in gpu_nodes), default=1)
+        return Workers(sum(int(n["GPU"]) for n in gpu_nodes) or 1, max(1, cpus), True)
+    return Workers(max(1, slots(nodes, 1, False)), 1, False)
 
 
 def slots(nodes: list[dict], cpus_per_worker: float, use_gpu: bool) -> int:
@@ -59,8 +89,11 @@ def slots(nodes: list[dict], cpus_per_worker: float, use_gpu: bool) -> int:
     return total
 
 
-def placement(workers: int, cpus_per_worker: int, gpu: str, timeout: float | None, console: Console) -> bool:
-    """Whether to use GPUs, once the cluster can place ``workers`` Train workers.
+def placement(workers: int | None, cpus_per_worker: int | None, gpu: str, timeout: float | None,
+              console: Console) -> Workers:
+    """Where the Train workers go, once the cluster can place them: ``workers`` (None: ``--workers
+    auto``, decided by ``auto_workers`` on the nodes there are) of ``cpus_per_worker`` CPUs each
+    (None: auto's choice, or 1 with a number of workers), with GPUs or not as ``gpu`` and the cluster say.
 
     A request the cluster cannot place now fails at once, unless an autoscaler
     could add the nodes or ``--placement-timeout`` was given: then the job asks
@@ -74,31 +107,39 @@ def placement(workers: int, cpus_per_worker: int, gpu: str, timeout: float | Non
     asked = False
     while True:
         nodes = alive_nodes()
-        gpus = sum(int(n["Resources"].get("GPU", 0)) for n in nodes)
-        can_get_gpus = max(gpus, (limit or {}).get("GPU", 0)) >= workers
+        resources = [n["Resources"] for n in nodes]
+        gpus = sum(int(r.get("GPU", 0)) for r in resources)
+        if workers is None:
+            plan = auto_workers(resources, gpu == "on" or (gpu == "auto" and gpus > 0))
+            cpus = cpus_per_worker or plan.cpus
+            count = plan.count if cpus_per_worker is None else max(1, slots(resources, cpus, plan.gpu))
+            shown = f"--workers auto ({count})"
+        else:
+            count, cpus, shown = workers, cpus_per_worker or 1, f"--workers {workers}"
+        can_get_gpus = max(gpus, (limit or {}).get("GPU", 0)) >= count
         use_gpu = gpu == "on" or (gpu == "auto" and can_get_gpus)
-        need = f"--workers {workers} x --cpus-per-worker {cpus_per_worker}" + (" with one GPU each" if use_gpu else "")
+        need = f"{shown} x --cpus-per-worker {cpus}" + (" with one GPU each" if use_gpu else "")
         if gpu == "on" and not can_get_gpus:
-            raise UserError(f"--gpu on with --workers {workers} needs {workers} GPUs; the Ray cluster has {gpus}"
+            raise UserError(f"--gpu on with {shown} needs {count} GPUs; the Ray cluster has {gpus}"
                             + (f" and its autoscaler can reach {limit.get('GPU', 0)}" if limit else ""))
-        if limit and (workers * cpus_per_worker > limit.get("CPU", 0)):
-            raise UserError(f"{need} needs {workers * cpus_per_worker} CPUs; the cluster's autoscaler can reach "
+        if limit and (count * cpus > limit.get("CPU", 0)):
+            raise UserError(f"{need} needs {count * cpus} CPUs; the cluster's autoscaler can reach "
                             f"{limit.get('CPU', 0)}")
-        have = slots([n["Resources"] for n in nodes], cpus_per_worker, use_gpu)
-        if have >= workers:
+        have = slots(resources, cpus, use_gpu)
+        if have >= count:
             if asked:
                 request_resources(bundles=[])  # withdraw the request: Ray Train makes its own
-            return use_gpu
-        cpus = sum(n["Resources"].get("CPU", 0) for n in nodes)
+            return Workers(count, cpus, use_gpu)
+        cpu_total = sum(r.get("CPU", 0) for r in resources)
         now = (f"the Ray cluster's {len(nodes)} node(s) hold {have} such workers "
-               f"({cpus:g} CPUs{f', {gpus} GPUs' if use_gpu else ''})")
+               f"({cpu_total:g} CPUs{f', {gpus} GPUs' if use_gpu else ''})")
         if time.monotonic() >= deadline:
             hint = (f"waited {wait:g} s (--placement-timeout) for nodes to join" if wait else
                     "add nodes, lower --workers, or pass --placement-timeout SECONDS to wait for nodes to join")
             raise UserError(f"{need}: {now}; {hint}")
         if not asked:
-            bundle = {"CPU": cpus_per_worker} | ({"GPU": 1} if use_gpu else {})
-            request_resources(bundles=[bundle] * workers)
+            bundle = {"CPU": cpus} | ({"GPU": 1} if use_gpu else {})
+            request_resources(bundles=[bundle] * count)
             asked = True
             console.print(f"waiting up to {wait:g} s for nodes: {need}, and {now}")
         time.sleep(2)

@@ -43,8 +43,13 @@ def unsafe(name: str) -> str | None:
 
 
 def tidy(path: str) -> str:
-    """``./3/a.png`` and ``3//a.png`` name ``3/a.png``, as tar and a person writing a CSV may spell it."""
-    return path if path.startswith("/") else PurePosixPath(path).as_posix()
+    """``./3/a.png`` and ``3//a.png`` name ``3/a.png``, as tar and a person writing a CSV may spell it.
+    A name with no empty or ``.`` part is already tidy and is returned without parsing it: listing
+    200,000 archive members asks this three times each, and parsing was a fifth of the listing's time."""
+    if path.startswith("/"):
+        return path
+    parts = path.split("/")
+    return path if "" not in parts and "." not in parts else PurePosixPath(path).as_posix()
 
 
 def escape(name: str) -> str:

@@ -15,7 +15,8 @@ import pyarrow.parquet as pq
 
 METRIC_COLUMNS = ("dataset", "model", "accuracy", "precision_macro", "recall_macro", "f1_macro",
                   "precision_weighted", "recall_weighted", "f1_weighted", "train_seconds", "epochs",
-                  "params", "num_workers", "num_nodes", "device", "infer_images_per_s", "checkpoint", "method", "approximation")
+                  "params", "num_workers", "threads_per_worker", "num_nodes", "device", "infer_images_per_s", "checkpoint",
+                  "method", "approximation")
 # What a field model's row adds (and the segmentation baseline's; readers.field_row): its ``accuracy`` is
 # per character; field accuracy and CER on the test fields of 1 to 12 digits, then on the 5-digit scans,
 # and the scans' read rate at 1 % error (the share accepted at the validation scans' threshold) with the
@@ -58,13 +59,14 @@ def metrics_row(dataset: str, model: str, scores: dict, **extra) -> dict:
     return row | extra
 
 
-def trained_row(dataset: str, model: str, scores: dict, history: list[dict], *, workers: int, use_gpu: bool,
-                checkpoint: str, method: str) -> dict:
-    """A deep model's metrics row: its test scores and what its training cost."""
+def trained_row(dataset: str, model: str, scores: dict, history: list[dict], *, workers, checkpoint: str,
+                method: str) -> dict:
+    """A deep model's metrics row: its test scores and what its training cost; ``workers`` is the
+    run's ``cluster.Workers``."""
     return metrics_row(dataset, model, scores, train_seconds=sum(h["seconds"] for h in history),
-                       epochs=len(history), num_workers=workers, num_nodes=history[-1].get("nodes"),
-                       device="gpu" if use_gpu else "cpu", checkpoint=checkpoint, method=method,
-                       approximation="")
+                       epochs=len(history), num_workers=workers.count, threads_per_worker=workers.cpus,
+                       num_nodes=history[-1].get("nodes"), device="gpu" if workers.gpu else "cpu",
+                       checkpoint=checkpoint, method=method, approximation="")
 
 
 def per_class_rows(dataset: str, model: str, scores: dict, labels: list[str]) -> list[dict]:

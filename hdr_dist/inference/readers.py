@@ -209,8 +209,10 @@ class FieldReader:
         val_reads = self.read(val_logits, 1.0, labels)
         val_right = np.array([r[0] == t for r, t in zip(val_reads, val_truth)], bool)
         val_strings = [[labels.index(c) for c in r[0]] for r in val_reads]
+        fitting = time.perf_counter()
         temperature = calibration.fit_temperature(calibration.right_or_wrong(
             lambda t: self.text_log_probs(val_logits, t, val_strings, blank), val_right), len(val_right))
+        fitting = time.perf_counter() - fitting
         sets, raw = {}, None
         for name, (strips, truth) in tests.items():
             start = time.perf_counter()
@@ -224,7 +226,8 @@ class FieldReader:
         row, curves = calibration.report((val_conf, val_right), (sets["fields"]["confidence"], sets["fields"]["right"]),
                                          raw, temperature)
         row = field_row(sets) | {"params": models.count_params(model)} | row
-        return {"row": row, "sets": sets, "curves": curves, "temperature": temperature}
+        return {"row": row, "sets": sets, "curves": curves, "temperature": temperature,
+                "calibration_seconds": fitting}
 
 
 def field_scores(truth: list[str], reads: list[tuple[str, list[float], float]]) -> dict:

@@ -8,8 +8,10 @@ Run locally it starts Ray on this machine; under ``ray job submit`` (or with
 
 from __future__ import annotations
 
+import json
 import os
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 from rich.console import Console
@@ -30,6 +32,7 @@ from hdr_dist.reports.html_report import write_report
 from hdr_dist.training import classical, field_eval, kinds, train
 
 DEFAULT_MODELS = "cnn,lstm"
+TIMINGS = "timings.json"  # where the run's wall time went (``Phases``)
 # The whole HDaLR comparison (seed study 002): this project's deep models, then 002's classical ones.
 ALL_MODELS = ("cnn", "lstm", *classical.MODELS)
 
@@ -37,7 +40,7 @@ ALL_MODELS = ("cnn", "lstm", *classical.MODELS)
 def parser(prog: str = "hdr compare") -> Parser:
     p = Parser(prog=prog, description="Train each model with Ray Train, test it once on the test split, "
                                       "print the results beside the seeds' figures and write them as Parquet.",
-               parents=[flags.data_flags(), flags.ray_flags(workers=2),
+               parents=[flags.data_flags(), flags.ray_flags(workers="auto"),
                         flags.output_flags("results", "ray_train", "Ray Train checkpoint storage")])
     g = p.add_argument_group("models and training")
     g.add_argument("--models", default=DEFAULT_MODELS,
@@ -62,28 +65,77 @@ def model_names(text: str) -> list[str]:
     return list(dict.fromkeys(names))
 
 
-def train_config(name: str, ds: datasets.Dataset, args) -> TrainConfig:
+def train_config(name: str, ds: datasets.Dataset, args, workers: cluster.Workers) -> TrainConfig:
     """The recipe of ``name`` with the flags the user set on top."""
-    return TrainConfig.from_recipe(name, ds, seed=args.seed, cpus_per_worker=args.cpus_per_worker,
+    return TrainConfig.from_recipe(name, ds, seed=args.seed, cpus_per_worker=workers.cpus,
                                    **flags.train_settings(args))
 
 
-def train_and_test(name: str, ds: datasets.Dataset, args, images, location: str, use_gpu: bool, field_tests=None):
+class Phases:
+    """Where a compare run's wall time went, phase by phase: the closing line and ``timings.json``
+    show it, so a slow run says which part to look at."""
+
+    ORDER = ("data", "ray_start", "train_start", "epochs", "evaluation", "calibration", "report")
+
+    def __init__(self):
+        self.started = time.perf_counter()
+        self.seconds = dict.fromkeys(self.ORDER, 0.0)
+
+    @contextmanager
+    def timing(self, name: str):
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.add(name, time.perf_counter() - start)
+
+    def add(self, name: str, seconds: float) -> None:
+        self.seconds[name] += seconds
+
+    def fit(self, started_at: float, history: list[dict]) -> None:
+        """A Train run started at ``started_at`` (``time.time()``): the training and validation of the
+        epochs it trained (not those of a run it resumed) are the epochs; the rest of its wall time
+        (workers starting, the data reaching them, checkpoints) is Train's start."""
+        wall = time.time() - started_at
+        epochs = sum(h["seconds"] + h.get("val_seconds", 0.0) for h in history if h.get("ended_at", 0) >= started_at)
+        self.add("epochs", epochs)
+        self.add("train_start", max(0.0, wall - epochs))
+
+    def summary(self) -> dict:
+        """Seconds and share of the whole per phase; ``other`` is the rest (classical models, the
+        segmentation baseline, start-up of this process)."""
+        total = time.perf_counter() - self.started
+        seconds = self.seconds | {"other": max(0.0, total - sum(self.seconds.values()))}
+        return {"total_seconds": round(total, 3), "seconds": {k: round(v, 3) for k, v in seconds.items()},
+                "share": {k: round(v / total, 4) for k, v in seconds.items()}}
+
+    def line(self) -> str:
+        s = self.summary()
+        return f"time ({s['total_seconds']:.0f} s): " + ", ".join(
+            f"{k.replace('_', ' ')} {v:.0f} s" for k, v in s["seconds"].items())
+
+
+def train_and_test(name: str, ds: datasets.Dataset, args, images, location: str, workers: cluster.Workers,
+                   phases: Phases, field_tests=None):
     """Ray Train one model, then score its best checkpoint (by validation accuracy) on the test split:
     a digit model on the test digits, a field model on ``field_tests`` (``field_eval.test_sets``): its
     kind's ``tested``."""
-    cfg = train_config(name, ds, args)
-    run = storage.run_name(f"{cfg.dataset}-{cfg.model}", cfg.as_dict() | {"workers": args.workers})
+    cfg = train_config(name, ds, args, workers)
+    run = storage.run_name(f"{cfg.dataset}-{cfg.model}", cfg.as_dict() | {"workers": workers.count})
+    started_at = time.time()
     try:
-        result = train.fit(cfg, images, workers=args.workers, use_gpu=use_gpu, storage_path=location, name=run,
+        result = train.fit(cfg, images, workers=workers.count, use_gpu=workers.gpu, storage_path=location, name=run,
                            max_failures=args.max_failures)
     except SystemExit:  # Ray Train's own Ctrl-C handler aborts the run, then exits
         raise KeyboardInterrupt from None
     best = max(result.best_checkpoints, key=lambda cm: cm[1]["val_acc"])[0]
     history = checkpoints.load_ray(result.checkpoint)["history"]
+    phases.fit(started_at, history)
     state = checkpoints.load_ray(best)
-    trained = dict(workers=args.workers, use_gpu=use_gpu, checkpoint=checkpoints.uri(best), method=f"{name} recipe")
+    trained = dict(workers=workers, checkpoint=checkpoints.uri(best), method=f"{name} recipe")
     tested = kinds.of(cfg).tested(state, ds, field_tests)
+    for phase, seconds in tested["seconds"].items():
+        phases.add(phase, seconds)
     checkpoints.set_calibration(checkpoints.uri(best), tested["temperature"], tested["curves"]["val"])
     row = tables.trained_row(ds.name, name, tested["scores"], history, **trained) | tested["row"]
     return row, tested["scores"], history
@@ -96,7 +148,8 @@ def segmented_row(ds: datasets.Dataset, digit_row: dict, field_tests) -> tuple[d
     tested = field_eval.segmented(state, field_tests)
     row = tables.metrics_row(ds.name, name, tested["row"], train_seconds=digit_row["train_seconds"],
                              epochs=digit_row["epochs"], params=state["params"], num_workers=digit_row["num_workers"],
-                             num_nodes=digit_row["num_nodes"], device=digit_row["device"], checkpoint=None,
+                             threads_per_worker=digit_row["threads_per_worker"], num_nodes=digit_row["num_nodes"],
+                             device=digit_row["device"], checkpoint=None,
                              method=f"connected components of ink, each read by {digit_row['model']}",
                              approximation="") | tested["row"]
     return row, {"lengths": tables.length_rows(ds.name, name, tested["sets"]["fields"]["by_length"])}
@@ -106,7 +159,8 @@ def classical_row(name: str, ds: datasets.Dataset, result: dict) -> tuple[dict, 
     scores = evaluate.metrics(ds.test.y, result["pred"], ds.num_classes)
     row = tables.metrics_row(ds.name, name, scores | {"infer_images_per_s": result["infer_images_per_s"]},
                              train_seconds=result["train_seconds"], epochs=None, params=None, num_workers=1,
-                             num_nodes=1, device="cpu", checkpoint=None, method=result["method"],
+                             threads_per_worker=result["threads"], num_nodes=1, device="cpu", checkpoint=None,
+                             method=result["method"],
                              approximation=classical.APPROXIMATIONS.get(name, ""))
     return row, scores
 
@@ -134,13 +188,13 @@ def start_classical(names: list[str], ds: datasets.Dataset, args, images, locati
     import ray
 
     test_x = ray.put(ds.test.x)
-    pending = classical.start([n for n in names if n != "svm-rbf"], images, test_x, args.seed,
-                              args.cpus_per_worker, None)
+    cpus = args.cpus_per_worker or 1
+    pending = classical.start([n for n in names if n != "svm-rbf"], images, test_x, args.seed, cpus, None)
     if "svm-rbf" in names:
         params, grid = classical.search_svm(ds, args.seed, args.cv_limit, location, console)
         results.tables["svm_rbf_cv"] = grid
         console.print(escape("[svm-rbf]") + f" best of the grid: C={params['C']:g}, gamma={params['gamma']:g}")
-        pending |= classical.start(["svm-rbf"], images, test_x, args.seed, args.cpus_per_worker, params)
+        pending |= classical.start(["svm-rbf"], images, test_x, args.seed, cpus, params)
     if pending:
         console.print(f"classical models {', '.join(pending.values())}: one Ray task each")
     return pending
@@ -162,40 +216,47 @@ def collect(pending: dict, ds: datasets.Dataset, results: Results, console: Cons
 
 
 def run(args, console: Console) -> int:
-    started = time.perf_counter()
+    phases = Phases()
     names = model_names(args.models)
     output = storage.prepare_output(args.output)
     with ray_notices.kept_off_the_terminal(output / ray_notices.LOG_FILE):
-        return compare(args, names, output, console, started)
+        return compare(args, names, output, console, phases)
 
 
-def compare(args, names: list[str], output: Path, console: Console, started: float) -> int:
+def compare(args, names: list[str], output: Path, console: Console, phases: Phases) -> int:
     """Each model trained (deep: Ray Train; classical: a Ray task) and tested, then the table and report."""
     deep = [n for n in names if n not in classical.MODELS]
     shallow = [n for n in names if n in classical.MODELS]
     location = storage.storage_location(args.storage_path, output / "ray_train")
-    ds = datasets.load(args.dataset, args.data_dir, seed=args.seed, limit_train=args.limit_train,
-                   limit_test=args.limit_test, scan_preprocess=args.preprocess == "scan")
+    with phases.timing("data"):
+        ds = datasets.load(args.dataset, args.data_dir, seed=args.seed, limit_train=args.limit_train,
+                           limit_test=args.limit_test, scan_preprocess=args.preprocess == "scan")
     console.print(f"[bold]{ds.name}[/]: {len(ds.train.y):,} train / {len(ds.val.y):,} validation / "
                   f"{len(ds.test.y):,} test images, {ds.num_classes} classes; models {', '.join(names)}")
-    cluster.connect(args.address)
-    use_gpu = (cluster.placement(args.workers, args.cpus_per_worker, args.gpu, args.placement_timeout, console)
-               if deep else False)
-    if shallow:
-        cluster.placement(1, args.cpus_per_worker, "off", args.placement_timeout, console)
-    cluster.require_shared(storage.shared_locations(args.storage_path, output, location))
+    with phases.timing("ray_start"):
+        cluster.connect(args.address)
+        workers = (cluster.placement(args.workers, args.cpus_per_worker, args.gpu, args.placement_timeout, console)
+                   if deep else None)
+        if shallow:
+            cluster.placement(1, args.cpus_per_worker or 1, "off", args.placement_timeout, console)
+        cluster.require_shared(storage.shared_locations(args.storage_path, output, location))
 
-    import ray
+        import ray
 
-    images = ray.put(train.arrays_of(ds))  # one copy in the object store, read by every worker and task
+        images = ray.put(train.arrays_of(ds))  # one copy in the object store, read by every worker and task
+    if deep:
+        console.print(f"Ray Train: {workers.count} worker(s) x {workers.cpus} CPU(s) (torch threads)"
+                      + (" and a GPU each" if workers.gpu else ""))
     results = Results(output, ds)
     pending = start_classical(shallow, ds, args, images, location, results, console)
     field_models = [n for n in deep if models.recipe(n).kind == "field"]
-    field_tests = field_eval.test_sets(ds, args.seed) if field_models else None
+    with phases.timing("data"):
+        field_tests = field_eval.test_sets(ds, args.seed) if field_models else None
     for name in deep:
-        row, scores, history = train_and_test(name, ds, args, images, location, use_gpu, field_tests)
+        row, scores, history = train_and_test(name, ds, args, images, location, workers, phases, field_tests)
         console.print(display.calibration_line(row), markup=False, highlight=False)
-        results.record(name, row, scores, history)
+        with phases.timing("report"):
+            results.record(name, row, scores, history)
         collect(pending, ds, results, console, timeout=0)
     # The segmentation baseline: the first digit cnn of this run, read on the field models' test fields.
     if field_models and (cnn := next((r for r in results.tables["metrics"]
@@ -205,9 +266,12 @@ def compare(args, names: list[str], output: Path, console: Console, started: flo
         names.append(row["model"])
     collect(pending, ds, results, console, timeout=None)
     order = {n: i for i, n in enumerate(names)}
-    display.print_table(sorted(results.tables["metrics"], key=lambda r: order[r["model"]]), console)
-    console.print(f"report: {write_report(output)}")
-    console.print(f"results in {output} ({time.perf_counter() - started:.0f} s)")
+    with phases.timing("report"):
+        display.print_table(sorted(results.tables["metrics"], key=lambda r: order[r["model"]]), console)
+        console.print(f"report: {write_report(output)}")
+    (output / TIMINGS).write_text(json.dumps(phases.summary(), indent=2) + "\n")
+    console.print(phases.line())
+    console.print(f"results in {output} ({phases.summary()['total_seconds']:.0f} s)")
     return 0
 
 

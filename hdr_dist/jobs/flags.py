@@ -100,16 +100,28 @@ def data_flags() -> Parser:
     return p
 
 
-def ray_flags(workers: int | None = None, per: str = "") -> Parser:
+def worker_count(text: str) -> int | None:
+    """--workers: a number, or ``auto`` (None), which ``cluster.placement`` decides on the cluster."""
+    if text == "auto":
+        return None
+    try:
+        return positive(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number of workers or auto, got {text!r}") from None
+
+
+def ray_flags(workers: int | str | None = None, per: str = "") -> Parser:
     """The Ray cluster a job joins and, with ``workers`` (the default of --workers), how many Ray
     Train workers it places there; ``per`` says what the workers belong to, as in "per trial"."""
     p = Parser(add_help=False)
     g = p.add_argument_group("Ray")
     if workers is not None:
-        g.add_argument("--workers", type=positive, default=workers,
-                  help=f"Ray Train workers, data-parallel processes{per} (default: %(default)s)")
-        g.add_argument("--cpus-per-worker", type=positive, default=1,
-                  help="CPUs, and threads, per Train worker and per classical model's task (default: %(default)s)")
+        g.add_argument("--workers", type=worker_count, default=str(workers), metavar="N|auto",
+                  help=f"Ray Train workers, data-parallel processes{per}; auto: one per GPU, or on CPU-only "
+                       "nodes one per core (default: %(default)s)")
+        g.add_argument("--cpus-per-worker", type=positive,
+                  help="CPUs, and torch threads, per Train worker and per classical model's task "
+                       "(default: with --workers auto, what it picks; else 1)")
         g.add_argument("--gpu", choices=("auto", "on", "off"), default="auto",
                   help="auto: one GPU per worker when the cluster has enough (default: %(default)s)")
         g.add_argument("--placement-timeout", type=float, metavar="SECONDS",

@@ -89,7 +89,7 @@ def best_config(row: dict, args) -> dict:
     return {k: (round(v, 6) if isinstance(v, float) else v) for k, v in out.items()}
 
 
-def score_best(row: dict, ds: datasets.Dataset, location: str, workers: int, use_gpu: bool) -> tuple[dict, dict]:
+def score_best(row: dict, ds: datasets.Dataset, location: str, workers: cluster.Workers) -> tuple[dict, dict]:
     """The best trial's best checkpoint, scored once on the test split: its tables, and its metrics row."""
     from ray.train import Checkpoint
 
@@ -98,28 +98,28 @@ def score_best(row: dict, ds: datasets.Dataset, location: str, workers: int, use
     scores = readers.DIGIT.test(state, ds.test.x, ds.test.y)
     history = state["history"]  # up to the best epoch: the checkpoint was taken then
     model = state["config"]["model"]
-    metrics = tables.trained_row(ds.name, model, scores, history, workers=workers, use_gpu=use_gpu,
+    metrics = tables.trained_row(ds.name, model, scores, history, workers=workers,
                                  checkpoint=checkpoints.uri(checkpoint),
                                  method=f"{model} recipe with sweep trial {row['trial_id']}'s settings")
     return {"metrics": [metrics]} | tables.model_tables(ds.name, model, ds.labels, scores, history,
                                                         (ds.test.x, ds.test.y)), metrics
 
 
-def run_sweep(args, ds: datasets.Dataset, location: str, use_gpu: bool, console: Console):
+def run_sweep(args, ds: datasets.Dataset, location: str, workers: cluster.Workers, console: Console):
     """Run (or resume) the sweep to its end: Tune's results, and the folder they are kept in."""
     import ray
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler
     from ray.tune.search.basic_variant import BasicVariantGenerator
 
-    at_once = sweep.concurrency(args.workers, args.cpus_per_worker, use_gpu, args.max_concurrent)
+    at_once = sweep.concurrency(workers.count, workers.cpus, workers.gpu, args.max_concurrent)
     base = TrainConfig.from_recipe(args.model, ds, epochs=args.epochs, seed=args.seed,
-                                   cpus_per_worker=args.cpus_per_worker, log_progress=False)
+                                   cpus_per_worker=workers.cpus, log_progress=False)
     name = sweep_name(args, base)
     # The images' reference goes in a list: with_parameters would fetch a bare reference's value and
     # hand every trial, and so every Train worker, its own copy of the arrays.
     trainable = tune.with_parameters(sweep.trial, base=base, images=[ray.put(train.arrays_of(ds))], sweep=name,
-                                     workers=args.workers, use_gpu=use_gpu, location=location)
+                                     workers=workers.count, use_gpu=workers.gpu, location=location)
     # A trial's driver only waits on its Train run: it holds memory for its process, not a CPU.
     trainable = tune.with_resources(trainable, {"CPU": 0, "memory": DRIVER_MEMORY})
     tuner, restored = start_or_restore(
@@ -133,7 +133,8 @@ def run_sweep(args, ds: datasets.Dataset, location: str, use_gpu: bool, console:
         tune.RunConfig(name=name, storage_path=location, verbose=0, callbacks=[sweep.progress(args.num_samples, job_console)]))
     console.print(f"[bold]{'resuming' if restored else 'sweeping'}[/] {args.model} on {ds.name}: "
                   f"{args.num_samples} trials of up to {args.epochs} epochs, {at_once} at a time, "
-                  f"{args.workers} worker(s) each; {len(ds.train.y):,} train / {len(ds.val.y):,} validation images")
+                  f"{workers.count} worker(s) x {workers.cpus} CPU(s) each; {len(ds.train.y):,} train / "
+                  f"{len(ds.val.y):,} validation images")
     results = tuner.fit()
     if len(results) < args.num_samples or results.num_terminated + results.num_errors < len(results):
         raise KeyboardInterrupt  # Tune ends a sweep on Ctrl-C by saving it and returning
@@ -151,9 +152,9 @@ def run(args, console: Console) -> int:
     ds = datasets.load(args.dataset, args.data_dir, seed=args.seed, limit_train=args.limit_train,
                    limit_test=args.limit_test)
     cluster.connect(args.address, log_to_driver=False)  # many trials' Ray logs would bury the progress lines
-    use_gpu = cluster.placement(args.workers, args.cpus_per_worker, args.gpu, args.placement_timeout, console)
+    workers = cluster.placement(args.workers, args.cpus_per_worker, args.gpu, args.placement_timeout, console)
     cluster.require_shared(storage.shared_locations(args.storage_path, output, location))
-    results, where = run_sweep(args, ds, location, use_gpu, console)
+    results, where = run_sweep(args, ds, location, workers, console)
 
     rows = sweep.trial_rows(results, args.epochs)
     tables.write_tables(output, {"trials": rows})
@@ -162,7 +163,7 @@ def run(args, console: Console) -> int:
         raise UserError(f"no trial reported a result; see the trials' logs under {where}")
     best = max(scored, key=lambda r: r["best_val_acc"])
     (output / "best_config.json").write_text(json.dumps(best_config(best, args), indent=2) + "\n")
-    best_tables, metrics = score_best(best, ds, location, args.workers, use_gpu)
+    best_tables, metrics = score_best(best, ds, location, workers)
     tables.write_tables(output, best_tables)
     display.print_trials(rows, console)
     display.print_table([metrics], console)

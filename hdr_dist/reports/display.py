@@ -13,13 +13,20 @@ from hdr_dist.inference.calibration import ERROR_TARGETS
 # Precision and recall (macro and weighted) are in metrics.parquet; the table keeps F1, to leave room for
 # what a whole field costs.
 RESULT_COLUMNS = ("dataset", "model", "accuracy %", "F1 macro", "field acc %", "5-digit field %",
-                  "train s", "epochs", "workers", "infer img/s", "ECE % raw → calibrated", "seed figure", "Δ pp",
+                  "train s", "epochs", "workers × threads", "infer img/s", "ECE % raw → calibrated", "seed figure",
+                  "Δ pp",
                   "approximation")
 TEXT_COLUMNS = ("dataset", "model", "seed figure", "approximation", "trial", "status")
 
 
 def percent(value) -> str:
     return "" if value is None else f"{100 * value:.2f}"
+
+
+def workers_cell(r: dict) -> str:
+    """Workers x torch threads each; results from before threads were recorded show the workers alone."""
+    threads = r.get("threads_per_worker")
+    return f"{r['num_workers']}" + (f" × {threads}" if threads else "")
 
 
 def result_cells(r: dict) -> tuple[list[str], str | None]:
@@ -35,7 +42,7 @@ def result_cells(r: dict) -> tuple[list[str], str | None]:
     five = (percent(r["field_accuracy_5"]) if r.get("field_accuracy_5") is not None
             else f"≈{acc ** 5 / 1e8:.2f}")
     cells = [r["dataset"], r["model"], f"{acc:.2f}", percent(r.get("f1_macro")), percent(r.get("field_accuracy")), five,
-             f"{r['train_seconds']:.0f}", str(r.get("epochs") or ""), str(r["num_workers"]),
+             f"{r['train_seconds']:.0f}", str(r.get("epochs") or ""), workers_cell(r),
              f"{r['infer_images_per_s']:,.0f}",
              f"{100 * r['ece_before']:.2f} → {100 * r['ece_after']:.2f}" if r.get("ece_after") is not None else "",
              f"{figure[0]} {figure[1]:.2f}" if figure else "", f"{acc - figure[1]:+.2f}" if figure else "",

@@ -27,6 +27,7 @@ PASSED_ON = ("source", "member", "occurrence", "page", "pages", "true_label", "e
 ACTOR_START_TIMEOUT_S = 600
 NODE = "node"  # the column naming the node whose actor scored the row: counted, not written
 OUTPUT_SCHEMA = tables.PREDICTION_SCHEMA.append(pa.field(NODE, pa.string()))
+OUT_BLOCK_BYTES = 4 * 2**20  # a block a read task hands on: about 1,700 small scans, or a slice of large ones
 
 
 class Predictor:
@@ -107,5 +108,10 @@ def configure(context, nodes: int) -> None:
     node, inference starts once every actor is up, so work spreads over all of them and their nodes
     from the first batch, and actors the cluster has no room for end the job instead of stalling it.
     Not on one node: there the wait would hold back reading and decoding too, which otherwise run
-    while the actors start."""
+    while the actors start.
+
+    Blocks leave a read task once they reach ``OUT_BLOCK_BYTES``: at Ray Data's default (128 MiB) a
+    read task held back everything it read until it ended, so an archive of 25,000 small scans
+    (18 MiB) reached decoding only once it had been read to its end, and inference waited for it."""
     ray_compat.configure_data_context(context, ACTOR_START_TIMEOUT_S if nodes > 1 else None)
+    context.target_max_block_size = OUT_BLOCK_BYTES

@@ -78,6 +78,7 @@ def finish(work: Path, output: Path, state: dict, checkpoint: str, cfg: ScoreCon
         results["metrics"][0] |= {
             "train_seconds": sum(h["seconds"] for h in history), "epochs": len(history),
             "device": "gpu" if cfg.use_gpu else "cpu", "num_workers": cfg.concurrency,
+            "threads_per_worker": cfg.threads,
             "num_nodes": len(this_run["images_by_node"]), "checkpoint": checkpoint,
             "infer_images_per_s": rates["images_per_s"], "params": state["params"],
             "method": f"{model.model} checkpoint, scored by hdr score", "approximation": ""}

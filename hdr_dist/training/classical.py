@@ -82,7 +82,7 @@ def fit_and_predict(name: str, arrays: dict, test_x: np.ndarray, seed: int, thre
         pred = model.predict(tx)
         infer_seconds = time.perf_counter() - start
     return {"pred": np.asarray(pred, dtype=np.int64), "train_seconds": train_seconds,
-            "infer_images_per_s": len(tx) / max(infer_seconds, 1e-9), "method": describe(model)}
+            "infer_images_per_s": len(tx) / max(infer_seconds, 1e-9), "method": describe(model), "threads": threads}
 
 
 def describe(model) -> str:

@@ -5,6 +5,8 @@ its test after training. Training and compare ask ``of(cfg)`` and never branch o
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -67,15 +69,22 @@ class DigitTraining(DigitReader):
     def tested(self, state: dict, ds, field_tests=None) -> dict:
         """After training: the temperature fitted on the hold-out, the test split at it, the calibration
         columns and both risk-coverage curves. ``scores`` hold what compare's tables are made of,
-        ``row`` the columns calibration adds to the metrics row."""
+        ``row`` the columns calibration adds to the metrics row; ``seconds``: what inference and what
+        calibration took."""
+        t0 = time.perf_counter()
         val = self.test(state, ds.val.x, ds.val.y)
+        t1 = time.perf_counter()
         temperature = calibration.fit_temperature(calibration.class_nll(val["logits"], ds.val.y), len(ds.val.y))
+        t2 = time.perf_counter()
         scores = self.test(state, ds.test.x, ds.test.y, temperature=temperature)
+        t3 = time.perf_counter()
         row, scores["curves"] = calibration.report(
             calibration.answers(val["logits"], ds.val.y, temperature),
             calibration.answers(scores["logits"], ds.test.y, temperature),
             calibration.calibrated(scores["logits"], 1.0).max(1), temperature)
-        return {"row": row, "scores": scores, "temperature": temperature, "curves": scores["curves"]}
+        seconds = {"evaluation": t1 - t0 + t3 - t2, "calibration": t2 - t1 + time.perf_counter() - t3}
+        return {"row": row, "scores": scores, "temperature": temperature, "curves": scores["curves"],
+                "seconds": seconds}
 
 
 class FieldTraining(FieldReader):
@@ -133,11 +142,14 @@ class FieldTraining(FieldReader):
 
     def tested(self, state: dict, ds, field_tests=None) -> dict:
         """After training: ``test`` on the validation fields and the test sets (``field_eval.test_sets``)."""
+        start = time.perf_counter()
         cfg = TrainConfig.from_dict(state["config"])
         val = self.validation(cfg, torch.from_numpy(ds.val.x), torch.from_numpy(ds.val.y))
         tested = self.test(state, val, field_tests)
         lengths = tables.length_rows(ds.name, cfg.model, tested["sets"]["fields"]["by_length"])
-        return tested | {"scores": tested["row"] | {"curves": tested["curves"], "lengths": lengths}}
+        fit = tested.pop("calibration_seconds")
+        return tested | {"scores": tested["row"] | {"curves": tested["curves"], "lengths": lengths},
+                         "seconds": {"evaluation": time.perf_counter() - start - fit, "calibration": fit}}
 
 
 def similar_lengths(picks: list[np.ndarray], size: int, rng: np.random.Generator,

@@ -165,8 +165,10 @@ def train_loop_per_worker(loop_config: dict) -> None:
     for epoch in range(start_epoch, cfg.epochs):
         show = print_progress(cfg, epoch) if rank == 0 else None
         stats = train_epoch(model, opt, sched, x, y, cfg, epoch, rank, world, device, generator, show)
-        stats |= kinds.of(cfg).validate(model, val, cfg, rank, world, device) | {"epoch": epoch + 1,
-                                                                                 "nodes": len(set(nodes))}
+        validating = time.perf_counter()
+        stats |= kinds.of(cfg).validate(model, val, cfg, rank, world, device)
+        stats |= {"epoch": epoch + 1, "nodes": len(set(nodes)), "val_seconds": time.perf_counter() - validating,
+                  "ended_at": time.time()}  # which epochs a resumed run trained itself
         history.append(stats)
         if rank == 0:
             log.info(epoch_line(cfg, stats))
