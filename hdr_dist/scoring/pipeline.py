@@ -27,7 +27,7 @@ PASSED_ON = ("source", "member", "occurrence", "page", "pages", "true_label", "e
 ACTOR_START_TIMEOUT_S = 600
 NODE = "node"  # the column naming the node whose actor scored the row: counted, not written
 OUTPUT_SCHEMA = tables.PREDICTION_SCHEMA.append(pa.field(NODE, pa.string()))
-OUT_BLOCK_BYTES = 4 * 2**20  # a block a read task hands on: about 1,700 small scans, or a slice of large ones
+OUT_BLOCK_BYTES = 2**20  # a block a read task hands on: about 1,700 small scans, or a slice of large ones
 
 
 class Predictor:
