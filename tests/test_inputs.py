@@ -343,3 +343,14 @@ def test_a_folder_thousands_of_levels_deep_never_stops_the_listing(deep, scans):
     assert found[3].source.startswith(f"{tmp_path}/d/d/") and len(found[3].source) >= 4096 - len("/d")
     got = rows(found)
     assert [r["error"] for r in got][:3] == [None, None, None] and got[2]["data"] == scans[0][1]
+
+
+@pytest.mark.parametrize("name", ["3/a.png", "./3/a.png", "3//a.png", "3/a/", "", ".", "..", "a/../b", "/x/y",
+                                  "a/./b", "x", "a/.hidden/b.png", "...", "a..b/c"])
+def test_tidy_names_as_pathlib_does(name):
+    """Names already tidy are returned without parsing; the rest as pathlib normalises them."""
+    from pathlib import PurePosixPath
+
+    from hdr_dist.common.names import tidy
+
+    assert tidy(name) == (name if name.startswith("/") else PurePosixPath(name).as_posix())

@@ -67,11 +67,11 @@ def auto_workers(nodes: list[dict], use_gpu: bool) -> Workers:
     With GPUs: one worker per GPU, each with its share of its node's CPUs. On CPU-only
     nodes: one worker per core, each with one CPU and one torch thread, rather than one
     worker per node with all its cores. On one 2-core node, ``benchmarks/train_throughput.py``
-    (three rounds, alternated; AMD EPYC) measured two one-core workers at 1.19x a plain
-    PyTorch loop on both cores (medians; 3,341-3,435 img/s against 2,771-3,383) and one
-    two-core worker at 0.99x (2,448-2,863): the all-reduce between the two costs less
-    than torch's two threads lose inside each small convolution. A cluster with no CPUs
-    yet (an autoscaler's head) gets one worker, which ``placement`` then waits for.
+    (three rounds, alternated; AMD EPYC; medians against a plain PyTorch loop on both cores)
+    measured two one-core workers at 1.19x and 1.01x in two runs, one two-core worker at
+    0.99x and 0.97x: the all-reduce between the two costs less than torch's two threads
+    lose inside each small convolution. A cluster with no CPUs yet (an autoscaler's head)
+    gets one worker, which ``placement`` then waits for.
     """
     if use_gpu:
         gpu_nodes = [n for n in nodes if n.get("GPU", 0) >= 1]

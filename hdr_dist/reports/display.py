@@ -14,8 +14,7 @@ from hdr_dist.inference.calibration import ERROR_TARGETS
 # what a whole field costs.
 RESULT_COLUMNS = ("dataset", "model", "accuracy %", "F1 macro", "field acc %", "5-digit field %",
                   "train s", "epochs", "workers × threads", "infer img/s", "ECE % raw → calibrated", "seed figure",
-                  "Δ pp",
-                  "approximation")
+                  "Δ pp", "approximation")
 TEXT_COLUMNS = ("dataset", "model", "seed figure", "approximation", "trial", "status")
 
 
