@@ -83,41 +83,6 @@ def members(path: Path):
                     yield t.extractfile(m).read()
 
 
-def plain(archives: list[Path], model_path: str, batch_size: int) -> dict:
-    """The loop one would write without Ray (run in a process of its own: ``--plain``)."""
-    import torch
-
-    from hdr_dist.imaging import images, preprocess
-    from hdr_dist.inference import evaluate
-    from hdr_dist.inference.device import for_inference
-    from hdr_dist.models import checkpoints
-
-    start = time.perf_counter()
-    state, _, _ = checkpoints.for_scoring(model_path, None)
-    model, cfg = checkpoints.model_from_state(state)
-    model = for_inference(model)
-    batch, n, preds = [], 0, 0
-
-    def infer():
-        with torch.no_grad():
-            x = torch.from_numpy(np.stack(batch))
-            return len(evaluate.logits(model, x, cfg.mean, cfg.std, torch.device("cpu")).argmax(1))
-
-    for path in archives:
-        for data in members(path):
-            for *_, gray, error in images.decode(data):
-                n += 1
-                if error is None:
-                    batch.append(preprocess.to_mnist(gray))
-                if len(batch) == batch_size:
-                    preds += infer()
-                    batch.clear()
-    if batch:
-        preds += infer()
-    seconds = time.perf_counter() - start
-    return {"images": n, "predicted": preds, "seconds": seconds, "images_per_s": n / seconds}
-
-
 def first_piece(out: Path, start: float, found: dict, stop: threading.Event) -> None:
     """Seconds from ``start`` until the first Parquet piece of rows is on disk (in the output or its
     work folder)."""
@@ -164,7 +129,9 @@ def main() -> int:
     p.add_argument("--plain", nargs="+", type=Path, help=argparse.SUPPRESS)  # the plain loop's own process
     args = p.parse_args()
     if args.plain:
-        print(json.dumps(plain(args.plain, args.model, args.batch_size)))
+        from benchmarks.score_throughput import plain_loop
+
+        print(json.dumps(plain_loop((d for a in args.plain for d in members(a)), args.model, args.batch_size)))
         return 0
 
     from hdr_dist.common import cluster

@@ -109,10 +109,11 @@ class Phases:
         return {"total_seconds": round(total, 3), "seconds": {k: round(v, 3) for k, v in seconds.items()},
                 "share": {k: round(v / total, 4) for k, v in seconds.items()}}
 
-    def line(self) -> str:
-        s = self.summary()
-        return f"time ({s['total_seconds']:.0f} s): " + ", ".join(
-            f"{k.replace('_', ' ')} {v:.0f} s" for k, v in s["seconds"].items())
+    @staticmethod
+    def line(summary: dict) -> str:
+        """The closing line of a ``summary``: the same figures as ``timings.json``."""
+        return f"time ({summary['total_seconds']:.0f} s): " + ", ".join(
+            f"{k.replace('_', ' ')} {v:.0f} s" for k, v in summary["seconds"].items())
 
 
 def train_and_test(name: str, ds: datasets.Dataset, args, images, location: str, workers: cluster.Workers,
@@ -269,9 +270,10 @@ def compare(args, names: list[str], output: Path, console: Console, phases: Phas
     with phases.timing("report"):
         display.print_table(sorted(results.tables["metrics"], key=lambda r: order[r["model"]]), console)
         console.print(f"report: {write_report(output)}")
-    (output / TIMINGS).write_text(json.dumps(phases.summary(), indent=2) + "\n")
-    console.print(phases.line())
-    console.print(f"results in {output} ({phases.summary()['total_seconds']:.0f} s)")
+    timings = phases.summary()
+    (output / TIMINGS).write_text(json.dumps(timings, indent=2) + "\n")
+    console.print(Phases.line(timings))
+    console.print(f"results in {output} ({timings['total_seconds']:.0f} s)")
     return 0
 
 
