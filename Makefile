@@ -14,6 +14,11 @@ $(VENV)/.installed: pyproject.toml
 
 install: $(VENV)/.installed
 
+# The optional extras (MLflow, ONNX) are tested too; `make run` does without them.
+$(VENV)/.extras: $(VENV)/.installed
+	$(PY) -m pip install --quiet -e '.[test,mlflow,onnx]'
+	touch $@
+
 # The review page's test opens it in a real browser: Debian's chromium, driven by playwright.
 browser:
 	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || \
@@ -22,11 +27,11 @@ browser:
 run: install
 	$(PY) jobs/compare.py $(ARGS)
 
-test: install browser
+test: install browser $(VENV)/.extras
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 # The unit tests alone (no Ray, no cluster, no browser): a few minutes, for the edit-test loop.
-test-fast: install
+test-fast: install $(VENV)/.extras
 	$(PY) -m pytest -m "not ray and not cluster and not browser" $(PYTEST_ARGS)
 
 bench: install

@@ -14,12 +14,14 @@ long job runs at. The plain loop runs before and after the Ray runs; its mean
 is the baseline. (c) is the cost of committing rows as they come (the default,
 a piece every 2,000 rows or 10 s) against one piece written at the end
 (``--commit-rows`` and ``--commit-seconds`` too large to be reached), two runs
-of each, alternating. The last line is JSON.
+of each, alternating. (d), with ``--runtime-onnx``: the job with ``--runtime onnx`` (the model exported
+and run by onnxruntime in the actors) twice, around one more run with torch. The last line is JSON.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import sys
@@ -97,22 +99,34 @@ NO_COMMITS = ("--commit-rows", str(10**12), "--commit-seconds", str(10**12))  # 
 
 
 def with_ray(folder: Path, model_path: str, batch_size: int, concurrency: int, actor_cpus: float,
-             threshold: float | None = None, extra: tuple = ("--labels-from", "dirname")) -> dict:
-    """Images/s over the whole job, and after its start-up (from summary.json); ``extra``: more flags
-    of hdr score (where the labels come from, which model)."""
+             variant: tuple = (), extra: tuple = ("--labels-from", "dirname")) -> dict:
+    """Images/s over the whole job, and after its start-up (from summary.json); ``variant`` and ``extra``:
+    more flags of hdr score (the variant timed, where the labels come from)."""
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "out"
         start = time.perf_counter()
-        reject = ["--threshold", str(threshold)] if threshold is not None else []
         code = score.main([str(folder), "--model", model_path, "--output", str(out), *extra,
                            "--batch-size", str(batch_size), "--concurrency", str(concurrency),
-                           "--cpus-per-actor", str(actor_cpus), *reject])
+                           "--cpus-per-actor", str(actor_cpus), *variant])
         seconds = time.perf_counter() - start
         if code != 0:
             raise SystemExit(f"hdr score failed with status {code}")
         summary = json.loads((out / "summary.json").read_text())
     return {"images_per_s": round(summary["images"] / seconds, 1), "startup_seconds": summary["startup_seconds"],
             "steady_images_per_s": summary["steady_images_per_s"], "review": summary["review"]}
+
+
+def variant_cost(args, concurrency: int, run: dict, variant: tuple) -> tuple[dict, list[dict]]:
+    """A variant of the job (``variant``: its flags) run twice, around one more run without it: its rate
+    against the runs without, after start-up and over the whole job, and its runs."""
+    timed = functools.partial(with_ray, args.folder, args.model, args.batch_size, concurrency, args.cpus_per_actor)
+    runs = [timed(variant)]
+    without = timed()
+    runs.append(timed(variant))
+    ratios = {}
+    for rate, key in (("steady_images_per_s", "steady"), ("images_per_s", "whole_job")):
+        ratios[key] = round(sum(x[rate] for x in runs) / 2 / ((run[rate] + without[rate]) / 2), 3)
+    return ratios, runs
 
 
 def commit_cost(args) -> dict:
@@ -146,6 +160,8 @@ def main() -> int:
     p.add_argument("--cpus-per-actor", type=float, default=1.0, help="passed to hdr score (default: 1)")
     p.add_argument("--threshold", type=float,
                    help="also time the reject option: each run again with --threshold T, the two alternating")
+    p.add_argument("--runtime-onnx", action="store_true",
+                   help="also time score --runtime onnx: each run again with it, alternating with torch")
     p.add_argument("--no-commit-cost", dest="commit_cost", action="store_false",
                    help="skip (c), the cost of committing rows as they come")
     args = p.parse_args()
@@ -161,17 +177,18 @@ def main() -> int:
         print(f"(b) Ray Data, --concurrency {c}: {r['images_per_s']:,.0f} img/s whole job; after "
               f"{r['startup_seconds']:.1f} s of start-up, {r['steady_images_per_s']:,.0f} img/s")
         if args.threshold is not None:
-            rejecting = [with_ray(args.folder, args.model, args.batch_size, c, args.cpus_per_actor, args.threshold)]
-            plain_again = with_ray(args.folder, args.model, args.batch_size, c, args.cpus_per_actor)
-            rejecting.append(with_ray(args.folder, args.model, args.batch_size, c, args.cpus_per_actor,
-                                      args.threshold))
             # After start-up: the decisions themselves. Whole job: also writing the review queue and its page.
-            for rate, key in (("steady_images_per_s", "reject_ratio"), ("images_per_s", "reject_ratio_whole_job")):
-                without = (r[rate] + plain_again[rate]) / 2
-                r[key] = round(sum(x[rate] for x in rejecting) / 2 / without, 3)
+            ratios, rejecting = variant_cost(args, c, r, ("--threshold", str(args.threshold)))
+            r["reject_ratio"], r["reject_ratio_whole_job"] = ratios["steady"], ratios["whole_job"]
             print(f"(c) --threshold {args.threshold:g}, twice, between the runs without: {r['reject_ratio']:.3f}x "
                   f"after start-up, {r['reject_ratio_whole_job']:.3f}x over the whole job "
                   f"({rejecting[0]['review']:,} images to review)")
+        if args.runtime_onnx:
+            ratios, onnx_runs = variant_cost(args, c, r, ("--runtime", "onnx"))
+            r["onnx_ratio"], r["onnx_ratio_whole_job"] = ratios["steady"], ratios["whole_job"]
+            rates = ", ".join(f"{x['steady_images_per_s']:,.0f}" for x in onnx_runs)
+            print(f"(d) --runtime onnx, twice, between the runs with torch: {r['onnx_ratio']:.3f}x after start-up "
+                  f"({rates} img/s), {r['onnx_ratio_whole_job']:.3f}x over the whole job")
     commits = commit_cost(args) if args.commit_cost else None
     import ray
 

@@ -25,8 +25,24 @@ def table(folder, name: str) -> dict:
 @pytest.fixture(scope="module")
 def fitted(ray_cluster, tmp_path_factory):
     out = tmp_path_factory.mktemp("classical")
-    assert compare.main([*SMALL, "--models", ",".join(classical.MODELS), "--output", str(out)]) == 0
+    assert compare.main([*SMALL, "--models", ",".join(classical.MODELS), "--output", str(out),
+                         "--mlflow", str(out / "mlruns")]) == 0
     return out
+
+
+def test_each_classical_model_is_an_mlflow_run(fitted):
+    from mlflow import MlflowClient
+
+    client = MlflowClient((fitted / "mlruns").as_uri())
+    runs = client.search_runs([client.get_experiment_by_name(fitted.name).experiment_id])
+    m = table(fitted, "metrics")
+    assert sorted(r.info.run_name for r in runs) == sorted(classical.MODELS)
+    for run in runs:
+        row = m["model"].index(run.info.run_name)
+        assert run.data.params["method"] == m["method"][row] and run.info.status == "FINISHED"
+        assert run.data.metrics["accuracy"] == pytest.approx(m["accuracy"][row])
+        assert not client.get_metric_history(run.info.run_id, "val_acc")  # one fit, no epochs
+        assert "report.html" in {a.path for a in client.list_artifacts(run.info.run_id)}
 
 
 def test_every_classical_model_writes_compare_rows(fitted):

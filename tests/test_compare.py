@@ -23,14 +23,13 @@ from tests.helpers import ROOT, checkpoint_files, driver_with_a_checkpoint, tabl
 
 # Enough steps (2 x 56 batches) for BatchNorm's running statistics to settle, still seconds per model.
 SMALL = ["--limit-train", "2000", "--limit-test", "200", "--epochs", "2", "--batch-size", "32"]
-
-
+STORE = "mlruns"  # the MLflow file store the compare run below logs to, inside its output folder
 
 
 @pytest.fixture(scope="module")
 def compared(ray_cluster, tmp_path_factory):
     out = tmp_path_factory.mktemp("compare")
-    assert compare.main([*SMALL, "--models", "cnn,lstm", "--output", str(out)]) == 0
+    assert compare.main([*SMALL, "--models", "cnn,lstm", "--output", str(out), "--mlflow", str(out / STORE)]) == 0
     return out
 
 
@@ -130,16 +129,48 @@ def test_checkpoint_loads_weights_only_and_reproduces_accuracy(compared):
 
 def test_rerun_resumes_instead_of_retraining(compared, capsys):
     before = table(compared, "history")
-    assert compare.main([*SMALL, "--models", "cnn,lstm", "--output", str(compared)]) == 0
+    assert compare.main([*SMALL, "--models", "cnn,lstm", "--output", str(compared),
+                         "--mlflow", str(compared / STORE)]) == 0
     after = table(compared, "history")
     # Epoch timings are measured, so equal values mean the epochs were not run again.
     assert after["seconds"] == before["seconds"]
 
 
+def test_each_model_is_an_mlflow_run_read_back_by_mlflow(compared):
+    """Read with MLflow's own client, whether or not the rerun above went first: a resumed run logs on
+    to the same MLflow run, so each deep model still has one run, with one step per epoch."""
+    from mlflow import MlflowClient
 
-
-
-
+    client = MlflowClient((compared / STORE).as_uri())
+    experiment = client.get_experiment_by_name(compared.name)
+    runs = client.search_runs([experiment.experiment_id])
+    by_model = {}
+    for run in runs:
+        by_model.setdefault(run.info.run_name, []).append(run)
+    assert set(by_model) == {"cnn", "lstm"} and len(by_model["cnn"]) == len(by_model["lstm"]) == 1
+    metrics = table(compared, "metrics")
+    history = table(compared, "history")
+    for model in ("cnn", "lstm"):
+        run = by_model[model][0]
+        assert run.info.status == "FINISHED"
+        assert run.data.params["model"] == model and run.data.params["epochs"] == "2"
+        assert run.data.params["batch_size"] == "32" and json.loads(run.data.params["labels"]) == list("0123456789")
+        assert run.data.params["workers"] == str(metrics["num_workers"][metrics["model"].index(model)])
+        logged = {name: client.get_metric_history(run.info.run_id, name)
+                  for name in ("train_loss", "train_acc", "val_loss", "val_acc", "images_per_s")}
+        mine = [i for i, m in enumerate(history["model"]) if m == model]
+        for name, steps in logged.items():
+            assert [m.step for m in steps] == [1, 2], name
+        assert [m.value for m in logged["val_acc"]] == pytest.approx([history["val_acc"][i] for i in mine])
+        row = metrics["model"].index(model)
+        for name in ("accuracy", "f1_macro", "ece_before", "ece_after", "coverage_at_0.01", "coverage_at_0.005",
+                     "coverage_at_0.001"):
+            assert run.data.metrics[name] == pytest.approx(metrics[name][row]), name
+        files = {a.path for folder in ("", "figures", "checkpoint")
+                 for a in client.list_artifacts(run.info.run_id, folder or None)}
+        assert {"report.html", "checkpoint/model.pt", f"figures/curves_{model}.png", "figures/comparison.png"} <= files
+        saved = Path(client.download_artifacts(run.info.run_id, "checkpoint/model.pt"))
+        assert torch.load(saved, weights_only=True)["config"]["model"] == model
 
 
 def test_killed_driver_resumes_from_last_checkpoint(ray_cluster, tmp_path):
@@ -186,6 +217,8 @@ def run_cli(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
     (["--workers", "two"], "argument --workers: must be a number of workers or auto, got 'two'"),
     (["--gpu", "maybe"], "argument --gpu: invalid choice: 'maybe'"),
     (["--address", "127.0.0.1:9", "--limit-train", "500"], "--address 127.0.0.1:9: no Ray cluster answers there"),
+    (["--mlflow", "http://127.0.0.1:9", "--limit-train", "500"], "--mlflow http://127.0.0.1:9: cannot log there"),
+    (["--mlflow", "nosuch://tracker"], "--mlflow nosuch://tracker: cannot log there"),
 ])
 def test_bad_flags_give_one_line(args, message):
     result = run_cli(*args)
@@ -263,4 +296,4 @@ def test_console_script():
     assert result.returncode == 2 and result.stderr == "hdr compare: error: unknown model 'nope'; " \
         "choose from cnn, lstm, crnn, cnn-seed, cnn-emnist-seed, lstm-seed\n"
     result = subprocess.run([str(hdr)], capture_output=True, text=True)
-    assert result.returncode == 2 and "usage: hdr {compare,score,forms,tune,report}" in result.stderr
+    assert result.returncode == 2 and "usage: hdr {compare,score,forms,tune,report,export}" in result.stderr

@@ -8,10 +8,11 @@ import re
 
 import pytest
 
-from hdr_dist.jobs import compare, forms, score, tune
+from hdr_dist.jobs import compare, export, forms, score, tune
 from tests.helpers import ROOT
 
-PARSERS = {"compare": compare.parser, "tune": tune.parser, "score": score.parser, "forms": forms.parser}
+PARSERS = {"compare": compare.parser, "tune": tune.parser, "score": score.parser, "forms": forms.parser,
+           "export": export.parser}
 PROSE_NONE = ("none", "off", "required", "all", "the model's recipe")
 
 

@@ -26,7 +26,7 @@ ALLOWED = {
     "jobs": {"common", "imaging", "data", "models", "inference", "training", "scoring", "review", "reports", "forms"},
 }
 SHIMS = {"train": {"jobs"}, "samples": {"data"}}  # `python -m hdr_dist.train` and `-m hdr_dist.samples`
-JOBS = {"jobs.compare", "jobs.tune", "jobs.score", "jobs.report", "jobs.train", "jobs.forms"}
+JOBS = {"jobs.compare", "jobs.tune", "jobs.score", "jobs.report", "jobs.train", "jobs.forms", "jobs.export"}
 
 
 def modules() -> dict[str, ast.Module]:

@@ -31,7 +31,7 @@ def table(folder: Path, name: str) -> dict:
 @pytest.fixture(scope="module")
 def swept(ray_cluster, tmp_path_factory):
     out = tmp_path_factory.mktemp("tune")
-    assert tune.main([*SWEEP, "--output", str(out)]) == 0
+    assert tune.main([*SWEEP, "--output", str(out), "--mlflow", str(out / "mlruns")]) == 0
     return out
 
 
@@ -47,6 +47,37 @@ def test_trials_parquet_has_one_row_per_trial(swept):
     first = {k: t[k][0] for k in SWEPT}  # --recipe-first: trial 0 is the recipe's own settings
     assert first == pytest.approx(sweep.recipe_point("cnn"))
     assert len({(t["lr"][i], t["width"][i]) for i in range(3)}) == 3  # the others were sampled
+
+
+def test_the_sweep_is_an_mlflow_run_with_each_trial_nested(swept):
+    from mlflow import MlflowClient
+
+    client = MlflowClient((swept / "mlruns").as_uri())
+    experiment = client.get_experiment_by_name(swept.name)
+    runs = client.search_runs([experiment.experiment_id])
+    parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    assert len(parents) == 1 and parents[0].info.run_name.startswith("sweep-mnist-cnn")
+    parent = parents[0]
+    trials = table(swept, "trials")
+    children = {r.info.run_name: r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id}
+    assert set(children) == {f"trial {t}" for t in trials["trial_id"]}
+    for i, trial_id in enumerate(trials["trial_id"]):
+        run = children[f"trial {trial_id}"]
+        assert run.info.status == "FINISHED" and run.data.tags["hdr.outcome"] == trials["status"][i]
+        assert float(run.data.params["lr"]) == pytest.approx(trials["lr"][i])
+        assert run.data.params["model"] == "cnn"
+        steps = sorted(client.get_metric_history(run.info.run_id, "val_acc"), key=lambda m: m.step)
+        # Rank 0 logs each epoch as it ends; when ASHA stops a trial, its worker may have finished one
+        # more epoch than Tune counted.
+        assert [m.step for m in steps] == list(range(1, len(steps) + 1)) and len(steps) >= trials["epochs"][i]
+        assert max(m.value for m in steps[:trials["epochs"][i]]) == pytest.approx(trials["best_val_acc"][i])
+    best = table(swept, "metrics")
+    assert parent.info.status == "FINISHED"
+    assert parent.data.metrics["accuracy"] == pytest.approx(best["accuracy"][0])
+    assert parent.data.metrics["best_val_acc"] == pytest.approx(max(trials["best_val_acc"]))
+    assert parent.data.params["num_samples"] == "3"
+    files = {a.path for folder in (None, "checkpoint") for a in client.list_artifacts(parent.info.run_id, folder)}
+    assert {"report.html", "figures", "checkpoint/model.pt"} <= files
 
 
 def test_report_plots_each_hyperparameter(swept):
@@ -182,6 +213,7 @@ def run_cli(*args: str) -> subprocess.CompletedProcess:
     (["--num-samples", "0"], "argument --num-samples: must be at least 1, got 0"),
     (["--epochs", "2", "--grace-period", "3"], "--grace-period 3 is longer than --epochs 2"),
     (["--reduction-factor", "1"], "--reduction-factor must be at least 2"),
+    (["--mlflow", "http://127.0.0.1:9"], "--mlflow http://127.0.0.1:9: cannot log there"),
 ])
 def test_bad_flags_give_one_line(args, message, tmp_path):
     result = run_cli(*args, "--output", str(tmp_path))

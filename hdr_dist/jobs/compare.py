@@ -29,7 +29,7 @@ from hdr_dist.models import checkpoints
 from hdr_dist.models.config import TrainConfig
 from hdr_dist.reports import display
 from hdr_dist.reports.html_report import write_report
-from hdr_dist.training import classical, field_eval, kinds, train
+from hdr_dist.training import classical, field_eval, kinds, tracking, train
 
 DEFAULT_MODELS = "cnn,lstm"
 TIMINGS = "timings.json"  # where the run's wall time went (``Phases``)
@@ -41,7 +41,8 @@ def parser(prog: str = "hdr compare") -> Parser:
     p = Parser(prog=prog, description="Train each model with Ray Train, test it once on the test split, "
                                       "print the results beside the seeds' figures and write them as Parquet.",
                parents=[flags.data_flags(), flags.ray_flags(workers="auto"),
-                        flags.output_flags("results", "ray_train", "Ray Train checkpoint storage")])
+                        flags.output_flags("results", "ray_train", "Ray Train checkpoint storage"),
+                        flags.tracking_flags()])
     g = p.add_argument_group("models and training")
     g.add_argument("--models", default=DEFAULT_MODELS,
                    help=f"comma list from: deep {', '.join(models.RECIPES)}; classical {', '.join(classical.MODELS)}; "
@@ -117,16 +118,19 @@ class Phases:
 
 
 def train_and_test(name: str, ds: datasets.Dataset, args, images, location: str, workers: cluster.Workers,
-                   phases: Phases, field_tests=None):
+                   phases: Phases, field_tests=None, tracker: tracking.Tracker | None = None):
     """Ray Train one model, then score its best checkpoint (by validation accuracy) on the test split:
     a digit model on the test digits, a field model on ``field_tests`` (``field_eval.test_sets``): its
-    kind's ``tested``."""
+    kind's ``tested``. With ``tracker``, its MLflow run (found again when the Train run resumes) gets the
+    settings, and every epoch from rank 0; the run's tracker is returned last."""
     cfg = train_config(name, ds, args, workers)
     run = storage.run_name(f"{cfg.dataset}-{cfg.model}", cfg.as_dict() | {"workers": workers.count})
+    if tracker is not None:
+        tracker = tracker.start(name, run, cfg.as_dict() | {"workers": workers.count})
     started_at = time.time()
     try:
         result = train.fit(cfg, images, workers=workers.count, use_gpu=workers.gpu, storage_path=location, name=run,
-                           max_failures=args.max_failures)
+                           max_failures=args.max_failures, tracker=tracker)
     except SystemExit:  # Ray Train's own Ctrl-C handler aborts the run, then exits
         raise KeyboardInterrupt from None
     best = max(result.best_checkpoints, key=lambda cm: cm[1]["val_acc"])[0]
@@ -139,7 +143,7 @@ def train_and_test(name: str, ds: datasets.Dataset, args, images, location: str,
         phases.add(phase, seconds)
     checkpoints.set_calibration(checkpoints.uri(best), tested["temperature"], tested["curves"]["val"])
     row = tables.trained_row(ds.name, name, tested["scores"], history, **trained) | tested["row"]
-    return row, tested["scores"], history
+    return row, tested["scores"], history, tracker
 
 
 def segmented_row(ds: datasets.Dataset, digit_row: dict, field_tests) -> tuple[dict, dict]:
@@ -216,15 +220,29 @@ def collect(pending: dict, ds: datasets.Dataset, results: Results, console: Cons
         results.record(name, row, scores)
 
 
+def log_runs(tracker: tracking.Tracker, runs: dict, rows: list[dict], output: Path) -> None:
+    """Each model's test figures and artefacts to its MLflow run (``runs``: the deep models' runs;
+    the others get one now): the metrics row's numbers, the figures, report.html and the checkpoint."""
+    figures = sorted((output / "figures").glob("*.png"))
+    for row in rows:
+        run = runs.get(row["model"]) or tracker.start(row["model"], f"{output.name}-{row['model']}-{time.time_ns()}",
+                                                       {"method": row["method"]})
+        if run is not None:
+            run.finish(row, {"figures": figures, None: [output / "report.html"],
+                             "checkpoint": [row["checkpoint"]] if row["checkpoint"] else []})
+
+
 def run(args, console: Console) -> int:
     phases = Phases()
     names = model_names(args.models)
     output = storage.prepare_output(args.output)
+    tracker = None if args.mlflow is None else tracking.open_tracker(args.mlflow, output.name, output)
     with ray_notices.kept_off_the_terminal(output / ray_notices.LOG_FILE):
-        return compare(args, names, output, console, phases)
+        return compare(args, names, output, console, phases, tracker)
 
 
-def compare(args, names: list[str], output: Path, console: Console, phases: Phases) -> int:
+def compare(args, names: list[str], output: Path, console: Console, phases: Phases,
+            tracker: tracking.Tracker | None = None) -> int:
     """Each model trained (deep: Ray Train; classical: a Ray task) and tested, then the table and report."""
     deep = [n for n in names if n not in classical.MODELS]
     shallow = [n for n in names if n in classical.MODELS]
@@ -240,7 +258,8 @@ def compare(args, names: list[str], output: Path, console: Console, phases: Phas
                    if deep else None)
         if shallow:
             cluster.placement(1, args.cpus_per_worker or 1, "off", args.placement_timeout, console)
-        cluster.require_shared(storage.shared_locations(args.storage_path, output, location))
+        cluster.require_shared(storage.shared_locations(args.storage_path, output, location)
+                               | (tracker.shared() if tracker else {}))
 
         import ray
 
@@ -253,8 +272,10 @@ def compare(args, names: list[str], output: Path, console: Console, phases: Phas
     field_models = [n for n in deep if models.recipe(n).kind == "field"]
     with phases.timing("data"):
         field_tests = field_eval.test_sets(ds, args.seed) if field_models else None
+    runs = {}  # each deep model's MLflow run
     for name in deep:
-        row, scores, history = train_and_test(name, ds, args, images, location, workers, phases, field_tests)
+        row, scores, history, runs[name] = train_and_test(name, ds, args, images, location, workers, phases,
+                                                          field_tests, tracker)
         console.print(display.calibration_line(row), markup=False, highlight=False)
         with phases.timing("report"):
             results.record(name, row, scores, history)
@@ -270,6 +291,9 @@ def compare(args, names: list[str], output: Path, console: Console, phases: Phas
     with phases.timing("report"):
         display.print_table(sorted(results.tables["metrics"], key=lambda r: order[r["model"]]), console)
         console.print(f"report: {write_report(output)}")
+        if tracker is not None:
+            log_runs(tracker, runs, results.tables["metrics"], output)
+            console.print(f"MLflow: experiment {output.name!r} at {tracker.uri}")
     timings = phases.summary()
     (output / TIMINGS).write_text(json.dumps(timings, indent=2) + "\n")
     console.print(Phases.line(timings))

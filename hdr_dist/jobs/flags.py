@@ -17,7 +17,9 @@ from pathlib import Path
 from hdr_dist.common import cluster
 from hdr_dist.common.errors import UserError
 from hdr_dist.data import datasets
+from hdr_dist.imaging.images import DEFAULT_MAX_PIXELS
 from hdr_dist.models import config
+from hdr_dist.scoring.committer import COMMIT_SECONDS
 
 
 class Parser(argparse.ArgumentParser):
@@ -139,6 +141,41 @@ def output_flags(default: str, storage: str, what: str) -> Parser:
     g.add_argument("--output", default=default, help="folder for the results (default: %(default)s)")
     g.add_argument("--storage-path", help=f"{what}: a folder or a pyarrow URI such as s3://bucket/path "
                                         f"(default: OUTPUT/{storage})")
+    return p
+
+
+def bulk_flags(item: str, *, batch: int, cpus_per_actor: float, cpus_note: str, commit_rows: int) -> Parser:
+    """A bulk job over files and archives (score, forms): its inference actors, how its rows are made
+    durable as it runs, resuming, and the largest image it decodes; ``item`` is what a row holds
+    (an image, a page)."""
+    p = Parser(add_help=False)
+    g = p.add_argument_group("Ray Data")
+    g.add_argument("--batch-size", type=positive, default=batch,
+                   help=f"{item}s per inference batch (default: %(default)s)")
+    g.add_argument("--concurrency", type=positive,
+                   help="inference actors (default: one per GPU, else one per 4 CPUs of the cluster, at least 1)")
+    g.add_argument("--cpus-per-actor", type=float, default=cpus_per_actor,
+                   help=f"CPUs each inference actor reserves on a CPU-only cluster; {cpus_note} (default: %(default)s)")
+    g.add_argument("--gpu", choices=("auto", "on", "off"), default="auto",
+                   help="auto: a GPU per inference actor when the cluster has one (default: %(default)s)")
+    g.add_argument("--resume", action="store_true", help="keep what OUTPUT (or OUTPUT.partial) already holds")
+    g.add_argument("--commit-rows", type=positive, default=commit_rows, metavar="N",
+                   help=f"{item}s are made durable in pieces of at most N, so a killed run loses at most that many "
+                        "(default: %(default)s)")
+    g.add_argument("--commit-seconds", type=positive_float, default=COMMIT_SECONDS, metavar="T",
+                   help=f"and no {item} waits longer than T seconds to be made durable (default: %(default)s)")
+    g.add_argument("--max-pixels", type=positive, default=DEFAULT_MAX_PIXELS,
+                   help=f"larger {item}s are refused as decompression bombs (default: %(default)s)")
+    return p
+
+
+def tracking_flags() -> Parser:
+    """MLflow tracking of a training job's runs (compare, tune)."""
+    p = Parser(add_help=False)
+    p.add_argument_group("tracking").add_argument(
+        "--mlflow", nargs="?", const="", metavar="URI",
+        help="log each model's (or trial's) run to MLflow at URI: a server or a folder; without URI, "
+             "MLFLOW_TRACKING_URI, else ./mlruns (default: off; needs pip install 'hdr-dist[mlflow]')")
     return p
 
 

@@ -21,14 +21,13 @@ from hdr_dist.common import cluster, ray_compat
 from hdr_dist.common.errors import UserError, disk_full
 from hdr_dist.forms import pipeline, records, review, summary, template as templates, truth, zones
 from hdr_dist.forms.config import FormsConfig
-from hdr_dist.imaging import images
 from hdr_dist.inference import calibration
 from hdr_dist.jobs import flags
 from hdr_dist.jobs.cli import run_job
 from hdr_dist.jobs.flags import Parser, positive
 from hdr_dist.models import checkpoints
 from hdr_dist.scoring import driver, inputs, outputs
-from hdr_dist.scoring.committer import COMMIT_SECONDS, Committer
+from hdr_dist.scoring.committer import Committer
 
 COMMIT_PAGES = 200   # a forms piece: pages, each with its zones
 FIELD_MODEL = "crnn"
@@ -37,7 +36,9 @@ FIELD_MODEL = "crnn"
 def parser(prog: str = "hdr forms") -> Parser:
     p = Parser(prog=prog, description="Read scanned forms by a template: one row per zone and one per form, "
                                       "each field with a calibrated confidence and a decision.",
-               parents=[flags.ray_flags()])
+               parents=[flags.ray_flags(),
+                        flags.bulk_flags("page", batch=16, cpus_per_actor=0.5, commit_rows=COMMIT_PAGES,
+                                         cpus_note="registration takes the rest")])
     p.add_argument("inputs", nargs="*", metavar="INPUT",
                    help="folders (recursive), image or PDF files, .zip/.tar/.tar.gz/.tgz archives, in any mix")
     p.add_argument("--template", metavar="FORM.yaml", help="the form's template (required)")
@@ -57,21 +58,8 @@ def parser(prog: str = "hdr forms") -> Parser:
                         "(cells cut inside their walls, a field's lines removed) (default: %(default)s)")
     p.add_argument("--length-constraint", action=argparse.BooleanOptionalAction, default=True,
                    help="decode a field under its template length (default: on)")
-    p.add_argument("--batch-size", type=positive, default=16, help="pages per inference batch (default: %(default)s)")
-    p.add_argument("--concurrency", type=positive, help="inference actors (default: one per GPU, else one per 4 CPUs)")
-    p.add_argument("--cpus-per-actor", type=float, default=0.5,
-                   help="CPUs each inference actor reserves; registration takes the rest (default: %(default)s)")
-    p.add_argument("--gpu", choices=("auto", "on", "off"), default="auto",
-                   help="auto: a GPU per inference actor when the cluster has one (default: %(default)s)")
-    p.add_argument("--resume", action="store_true", help="keep what OUTPUT (or OUTPUT.partial) already read")
-    p.add_argument("--commit-rows", type=positive, default=COMMIT_PAGES, metavar="N",
-                   help="pages are made durable in pieces of at most N (default: %(default)s)")
-    p.add_argument("--commit-seconds", type=flags.positive_float, default=COMMIT_SECONDS, metavar="T",
-                   help="and no page waits longer than T seconds to be made durable (default: %(default)s)")
     p.add_argument("--review-rows", type=positive, default=500, metavar="N",
                    help="the fields OUTPUT/review/review.html shows, least confident first (default: %(default)s)")
-    p.add_argument("--max-pixels", type=positive, default=images.DEFAULT_MAX_PIXELS,
-                   help="larger pages are refused as decompression bombs (default: %(default)s)")
     return p
 
 

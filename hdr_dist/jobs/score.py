@@ -20,8 +20,7 @@ from rich.console import Console
 
 from hdr_dist.common import cluster, ray_compat, tables
 from hdr_dist.common.errors import UserError, disk_full
-from hdr_dist.imaging import images
-from hdr_dist.inference import calibration, readers
+from hdr_dist.inference import calibration, onnx_runtime, readers
 from hdr_dist.jobs import flags
 from hdr_dist.jobs.cli import run_job
 from hdr_dist.jobs.flags import Parser, positive
@@ -30,14 +29,16 @@ from hdr_dist.models.config import TrainConfig
 from hdr_dist.reports.html_report import write_report
 from hdr_dist.review import queue
 from hdr_dist.scoring import driver, inputs, labels, outputs, pipeline, summary
-from hdr_dist.scoring.committer import COMMIT_ROWS, COMMIT_SECONDS
+from hdr_dist.scoring.committer import COMMIT_ROWS
 from hdr_dist.scoring.config import ScoreConfig
 
 
 def parser(prog: str = "hdr score") -> Parser:
     p = Parser(prog=prog, description="Score image folders and archives with a model trained by compare; "
                                       "write one Parquet row per image (prediction or error).",
-               parents=[flags.ray_flags()])
+               parents=[flags.ray_flags(),
+                        flags.bulk_flags("image", batch=512, cpus_per_actor=1.0, commit_rows=COMMIT_ROWS,
+                                         cpus_note="torch uses as many threads")])
     p.add_argument("inputs", nargs="+", metavar="INPUT",
                    help="folders (recursive), image files, .zip/.tar/.tar.gz/.tgz archives, in any mix")
     p.add_argument("--model", required=True, help="a compare --output folder, or a model.pt checkpoint")
@@ -47,21 +48,7 @@ def parser(prog: str = "hdr score") -> Parser:
     g = p.add_mutually_exclusive_group()
     g.add_argument("--labels", metavar="FILE", help="true labels: a CSV (header path,label) or Parquet file")
     g.add_argument("--labels-from", choices=("dirname",), help="dirname: each image's folder name is its label")
-    p.add_argument("--batch-size", type=positive, default=512, help="images per inference batch (default: %(default)s)")
-    p.add_argument("--concurrency", type=positive,
-                   help="inference actors (default: one per GPU, else one per 4 CPUs of the cluster, at least 1)")
-    p.add_argument("--cpus-per-actor", type=float, default=1.0,
-                   help="CPUs each inference actor reserves on a CPU-only cluster; torch uses as many threads "
-                        "(default: %(default)s)")
-    p.add_argument("--gpu", choices=("auto", "on", "off"), default="auto",
-                   help="auto: a GPU per inference actor when the cluster has one (default: %(default)s)")
     p.add_argument("--top-k", type=positive, default=3, help="labels and probabilities kept per image (default: %(default)s)")
-    p.add_argument("--resume", action="store_true", help="keep what OUTPUT (or OUTPUT.partial) already scored")
-    p.add_argument("--commit-rows", type=positive, default=COMMIT_ROWS, metavar="N",
-                   help="rows are made durable in pieces of at most N, so a killed run loses at most that many "
-                        "(default: %(default)s)")
-    p.add_argument("--commit-seconds", type=flags.positive_float, default=COMMIT_SECONDS, metavar="T",
-                   help="and no row waits longer than T seconds to be made durable (default: %(default)s)")
     reject = p.add_argument_group("reject option and review queue")
     g = reject.add_mutually_exclusive_group()
     g.add_argument("--target-error", type=flags.open_fraction, metavar="E",
@@ -73,8 +60,9 @@ def parser(prog: str = "hdr score") -> Parser:
     reject.add_argument("--review-rows", type=positive, default=500, metavar="N",
                         help="the rows OUTPUT/review/review.html shows, least confident first; queue.parquet "
                              "beside it holds every row to review (default: %(default)s)")
-    p.add_argument("--max-pixels", type=positive, default=images.DEFAULT_MAX_PIXELS,
-                   help="larger images are refused as decompression bombs (default: %(default)s)")
+    p.add_argument("--runtime", choices=("torch", "onnx"), default="torch",
+                   help="what runs the model: torch, or onnx (the model exported as hdr export does, run by "
+                        "onnxruntime on the CPU; needs hdr-dist[onnx]) (default: %(default)s)")
     return p
 
 
@@ -141,6 +129,8 @@ def run(args, console: Console) -> int:
     cluster.connect(args.address)
     cfg = score_config(args, driver.resource_plan(args.gpu, args.concurrency, args.cpus_per_actor,
                                                          pipeline.DECODE_CPUS), rule)
+    if args.runtime == "onnx":
+        state["onnx"] = onnx_runtime.for_actors(state, cfg.use_gpu)
     cluster.require_shared({"--output": str(output)},
                            {"INPUT": [os.path.realpath(os.path.expanduser(i)) for i in args.inputs]})
     work, held = outputs.prepare(output, args.resume, state["identity"])
@@ -148,6 +138,7 @@ def run(args, console: Console) -> int:
         done = outputs.already_scored(work / "predictions", tables.PREDICTION_SCHEMA)
         items, skipped = outputs.skip_scored(items, done)
         console.print(f"scoring {len(items):,} inputs with {model.model} ({checkpoint})"
+                      + (" on onnxruntime" if args.runtime == "onnx" else "")
                       + (f"; {skipped:,} already scored" if skipped else ""))
         ray_compat.quiet_ray_data()
         this_run = driver.execute(items, state, cfg, reader, work, console)

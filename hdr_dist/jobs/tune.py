@@ -16,6 +16,7 @@ import argparse
 import json
 import os
 import time
+from pathlib import Path
 
 from rich.console import Console
 
@@ -31,7 +32,7 @@ from hdr_dist.models import checkpoints
 from hdr_dist.models.config import TrainConfig
 from hdr_dist.reports import display
 from hdr_dist.reports.html_report import write_report
-from hdr_dist.training import sweep, train
+from hdr_dist.training import sweep, tracking, train
 from hdr_dist.training.tuner import start_or_restore
 
 DRIVER_MEMORY = 256 * 2**20  # bytes Ray reserves for each trial's driver process
@@ -41,7 +42,8 @@ def parser(prog: str = "hdr tune") -> Parser:
     p = Parser(prog=prog, description="Sweep a deep model's hyperparameters with Ray Tune: each trial a Ray Train "
                                       "run, ASHA stopping the weak ones early; the best model is tested once.",
                parents=[flags.data_flags(), flags.ray_flags(workers=1, per=" per trial"),
-                        flags.output_flags("results-tune", "ray_tune", "Ray Tune and Train storage")])
+                        flags.output_flags("results-tune", "ray_tune", "Ray Tune and Train storage"),
+                        flags.tracking_flags()])
     g = p.add_argument_group("sweep")
     g.add_argument("--model", default="cnn", choices=list(models.RECIPES), help="(default: %(default)s)")
     g.add_argument("--num-samples", type=positive, default=16, help="trials (default: %(default)s)")
@@ -59,27 +61,11 @@ def parser(prog: str = "hdr tune") -> Parser:
     return p
 
 
-
-
-
-
-
-
-
-
-
-
-
-
-
-
 def sweep_name(args, base: TrainConfig) -> str:
     """Same command -> same name -> the sweep resumes; changed settings start a new one."""
     keys = ("num_samples", "epochs", "grace_period", "reduction_factor", "recipe_first", "seed", "limit_train")
     settings = base.as_dict() | {k: getattr(args, k) for k in keys} | {"workers": args.workers}
     return storage.run_name(f"sweep-{base.dataset}-{base.model}", settings)
-
-
 
 
 def best_config(row: dict, args) -> dict:
@@ -105,8 +91,10 @@ def score_best(row: dict, ds: datasets.Dataset, location: str, workers: cluster.
                                                         (ds.test.x, ds.test.y)), metrics
 
 
-def run_sweep(args, ds: datasets.Dataset, location: str, workers: cluster.Workers, console: Console):
-    """Run (or resume) the sweep to its end: Tune's results, and the folder they are kept in."""
+def run_sweep(args, ds: datasets.Dataset, location: str, workers: cluster.Workers, console: Console,
+              tracker: tracking.Tracker | None = None):
+    """Run (or resume) the sweep to its end: Tune's results, the folder they are kept in, and with
+    ``tracker`` the sweep's MLflow run, under which each trial's run is nested."""
     import ray
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler
@@ -116,10 +104,13 @@ def run_sweep(args, ds: datasets.Dataset, location: str, workers: cluster.Worker
     base = TrainConfig.from_recipe(args.model, ds, epochs=args.epochs, seed=args.seed,
                                    cpus_per_worker=workers.cpus, log_progress=False)
     name = sweep_name(args, base)
+    if tracker is not None:
+        keys = ("num_samples", "grace_period", "reduction_factor", "recipe_first")  # what names the sweep
+        tracker = tracker.start(name, name, base.as_dict() | {k: getattr(args, k) for k in keys})
     # The images' reference goes in a list: with_parameters would fetch a bare reference's value and
     # hand every trial, and so every Train worker, its own copy of the arrays.
     trainable = tune.with_parameters(sweep.trial, base=base, images=[ray.put(train.arrays_of(ds))], sweep=name,
-                                     workers=workers.count, use_gpu=workers.gpu, location=location)
+                                     workers=workers.count, use_gpu=workers.gpu, location=location, tracker=tracker)
     # A trial's driver only waits on its Train run: it holds memory for its process, not a CPU.
     trainable = tune.with_resources(trainable, {"CPU": 0, "memory": DRIVER_MEMORY})
     tuner, restored = start_or_restore(
@@ -138,7 +129,7 @@ def run_sweep(args, ds: datasets.Dataset, location: str, workers: cluster.Worker
     results = tuner.fit()
     if len(results) < args.num_samples or results.num_terminated + results.num_errors < len(results):
         raise KeyboardInterrupt  # Tune ends a sweep on Ctrl-C by saving it and returning
-    return results, f"{location}/{name}"
+    return results, f"{location}/{name}", tracker
 
 
 def run(args, console: Console) -> int:
@@ -148,13 +139,15 @@ def run(args, console: Console) -> int:
     if args.reduction_factor < 2:
         raise UserError("--reduction-factor must be at least 2")
     output = storage.prepare_output(args.output)
+    tracker = None if args.mlflow is None else tracking.open_tracker(args.mlflow, output.name, output)
     location = storage.storage_location(args.storage_path, output / "ray_tune")
     ds = datasets.load(args.dataset, args.data_dir, seed=args.seed, limit_train=args.limit_train,
                    limit_test=args.limit_test)
     cluster.connect(args.address, log_to_driver=False)  # many trials' Ray logs would bury the progress lines
     workers = cluster.placement(args.workers, args.cpus_per_worker, args.gpu, args.placement_timeout, console)
-    cluster.require_shared(storage.shared_locations(args.storage_path, output, location))
-    results, where = run_sweep(args, ds, location, workers, console)
+    cluster.require_shared(storage.shared_locations(args.storage_path, output, location)
+                           | (tracker.shared() if tracker else {}))
+    results, where, sweep_run = run_sweep(args, ds, location, workers, console, tracker)
 
     rows = sweep.trial_rows(results, args.epochs)
     tables.write_tables(output, {"trials": rows})
@@ -171,6 +164,12 @@ def run(args, console: Console) -> int:
                   f"test acc {100 * metrics['accuracy']:.2f} %; `hdr compare --config {output / 'best_config.json'}` "
                   f"trains it again")
     console.print(f"report: {write_report(output)}")
+    if sweep_run is not None:
+        sweep_run.end_children({sweep.trial_run(Path(where).name, r["trial_id"]): r["status"] for r in rows})
+        sweep_run.finish(metrics | {"best_val_acc": best["best_val_acc"]},
+                         {"figures": sorted((output / "figures").glob("*.png")), None: [output / "report.html"],
+                          "checkpoint": [metrics["checkpoint"]]})
+        console.print(f"MLflow: experiment {output.name!r} at {sweep_run.uri}")
     console.print(f"results in {output} ({time.perf_counter() - started:.0f} s)")
     return 0
 

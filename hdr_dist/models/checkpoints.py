@@ -79,9 +79,10 @@ def model_from_state(state: dict) -> tuple[torch.nn.Module, TrainConfig]:
     return model, cfg
 
 
-def resolve(path: str, name: str | None) -> str:
+def resolve(path: str, name: str | None, flag: str = "--model") -> str:
     """``--model`` (a compare output folder, a checkpoint folder or file, a URI) -> the checkpoint file.
-    In a compare output, ``--model-name`` picks the model, else the most accurate digit model."""
+    In a compare output, ``--model-name`` picks the model, else the most accurate digit model. ``flag``
+    names the path in a message (export's is an argument, RESULTS)."""
     import pyarrow.parquet as pq
 
     if name is not None and "," in name:
@@ -91,7 +92,7 @@ def resolve(path: str, name: str | None) -> str:
         return path
     where = Path(path).expanduser()
     if not where.exists():
-        raise UserError(f"--model {path}: no such file or folder")
+        raise UserError(f"{flag} {path}: no such file or folder")
     if where.is_dir() and (where / "metrics.parquet").is_file():
         rows = pq.read_table(where / "metrics.parquet").to_pylist()
         if name is not None:
@@ -100,7 +101,7 @@ def resolve(path: str, name: str | None) -> str:
                 raise UserError(f"--model-name {name}: not in {where / 'metrics.parquet'}")
         rows = [r for r in rows if r["checkpoint"]]  # the classical models keep none
         if not rows:
-            raise UserError(f"--model {path}: {where / 'metrics.parquet'} names no model with a checkpoint "
+            raise UserError(f"{flag} {path}: {where / 'metrics.parquet'} names no model with a checkpoint "
                             "(score takes the deep models)")
         # A field model's accuracy is per character, not per image: it is taken when named, or alone.
         digits = [r for r in rows if r.get("field_accuracy") is None]
@@ -139,21 +140,21 @@ def vet_state(state) -> None:
         raise ValueError(f"its history has more than {MAX_HISTORY:,} epochs")
 
 
-def for_scoring(path: str, name: str | None) -> tuple[dict, TrainConfig, str]:
+def for_scoring(path: str, name: str | None, flag: str = "--model") -> tuple[dict, TrainConfig, str]:
     """``--model`` -> (the weights and history, the config, the checkpoint's path); any problem is one line.
 
     The state also carries the model's size and the checkpoint's identity (path and
     sha256), which a resumed output must match.
     """
-    checkpoint = resolve(path, name)
+    checkpoint = resolve(path, name, flag)
     try:
         size = storage.size_of(checkpoint)
     except ValueError as e:
-        raise UserError(f"--model {path}: {checkpoint}: {e}") from None
+        raise UserError(f"{flag} {path}: {checkpoint}: {e}") from None
     except OSError as e:
-        raise UserError(f"--model {path}: {checkpoint}: cannot read ({e.strerror or one_line(e)})") from None
+        raise UserError(f"{flag} {path}: {checkpoint}: cannot read ({e.strerror or one_line(e)})") from None
     if size > MAX_CHECKPOINT_BYTES:
-        raise UserError(f"--model {path}: {checkpoint} is {size:,} bytes, more than a checkpoint holds "
+        raise UserError(f"{flag} {path}: {checkpoint} is {size:,} bytes, more than a checkpoint holds "
                         f"(limit {MAX_CHECKPOINT_BYTES:,})")
     try:
         raw = storage.read_bytes(checkpoint)
@@ -162,7 +163,7 @@ def for_scoring(path: str, name: str | None) -> tuple[dict, TrainConfig, str]:
         vet_state(state)
         model, cfg = model_from_state(state)
     except Exception as e:  # noqa: BLE001 - missing, corrupt or foreign: all the user's --model
-        raise UserError(f"--model {path}: {checkpoint} is not a readable hdr-dist checkpoint "
+        raise UserError(f"{flag} {path}: {checkpoint} is not a readable hdr-dist checkpoint "
                         f"({one_line(e)})") from None
     if name is not None and cfg.model != name:
         raise UserError(f"--model-name {name}: the checkpoint holds model {cfg.model}")

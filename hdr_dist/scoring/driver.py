@@ -112,7 +112,7 @@ def execute(items: list[Item], state: dict, cfg: ScoreConfig, reader, work: Path
     import ray
 
     def rows():
-        weights = ray.put({k: state[k] for k in ("model", "config", "temperature")})
+        weights = ray.put({k: state[k] for k in ("model", "config", "temperature", "onnx") if k in state})
         return pipeline.build(items, weights, cfg, len(cluster.alive_nodes()), reader)
 
     committer = Committer(work / "predictions", tables.PREDICTION_SCHEMA, cfg.commit_rows, cfg.commit_seconds)

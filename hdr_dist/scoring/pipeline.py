@@ -15,6 +15,7 @@ from hdr_dist.common import ray_compat, tables
 from hdr_dist.imaging import images
 from hdr_dist.inference import readers
 from hdr_dist.inference.device import for_inference
+from hdr_dist.inference.onnx_runtime import OnnxModel
 from hdr_dist.models import checkpoints
 from hdr_dist.scoring import reading
 from hdr_dist.scoring.config import ScoreConfig
@@ -32,7 +33,8 @@ OUT_BLOCK_BYTES = 2**20  # a block a read task hands on: about 1,700 small scans
 
 class Predictor:
     """One per inference actor: the model is built once, then scores batch after batch; what the
-    answers are is the model's reader's (``readers.of``)."""
+    answers are is the model's reader's (``readers.of``). A state carrying the model exported to ONNX
+    (``state["onnx"]``, ``score --runtime onnx``) is run by onnxruntime instead of torch."""
 
     def __init__(self, state, top_k: int, use_gpu: bool, threads: int = 1, threshold: float | None = None):
         import ray
@@ -42,7 +44,8 @@ class Predictor:
         if not use_gpu:
             torch.set_num_threads(threads)  # as many as the actor reserved; more would steal decoding's
         model, self.cfg = checkpoints.model_from_state(state)
-        self.model = for_inference(model, self.device)
+        self.model = (OnnxModel(state["onnx"], threads, getattr(model, "step", 1)) if state.get("onnx")
+                      else for_inference(model, self.device))
         self.reader = readers.of(self.cfg)
         self.temperature = state.get("temperature") or 1.0  # calibrated confidence; 1 for older checkpoints
         self.top_k = top_k

@@ -51,6 +51,8 @@ def mistakes(folder: Path, dataset: str, model: str, max_pixels: int) -> list[di
     table = pads.dataset(outputs.prediction_files(folder), format="parquet",
                          schema=tables.PREDICTION_SCHEMA).to_table(columns=columns)
     table = table.filter(pc.and_(table["true_label"].is_valid(), pc.not_equal(table["true_label"], table["pred_label"])))
+    if table.num_rows == 0:  # pyarrow 25's select_k raises on an empty table
+        return []
     wrong = table.take(pc.select_k_unstable(table, tables.MISTAKES, [("confidence", "descending")])).to_pylist()
     crops = reading.pages_again(wrong, max_pixels, lambda _, gray: images.to_mnist(gray)[0])
     return [{"dataset": dataset, "model": model, "item": r["source"] + (f"::{r['member']}" if r["member"] else "")

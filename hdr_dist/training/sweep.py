@@ -51,13 +51,26 @@ def settings(sample: dict) -> dict:
             **{k: config.defaults()[k] * s for k in ("rotation", "shift", "zoom")}}
 
 
-def trial(sample: dict, base: TrainConfig, images: list, sweep: str, workers: int, use_gpu: bool, location: str) -> None:
-    """One trial, run by Tune: a Ray Train run of the sampled settings that reports to Tune."""
+def trial_run(sweep: str, trial_id: str) -> str:
+    """A trial's Train run (and MLflow run key): a restored trial resumes the run of this name."""
+    return f"{sweep}-trial-{trial_id}"
+
+
+def trial(sample: dict, base: TrainConfig, images: list, sweep: str, workers: int, use_gpu: bool, location: str,
+          tracker=None) -> None:
+    """One trial, run by Tune: a Ray Train run of the sampled settings that reports to Tune. With
+    ``tracker`` (the sweep's MLflow run), the trial is a run nested under it."""
     from ray import tune
 
-    name = f"{sweep}-trial-{tune.get_context().get_trial_id()}"  # a restored trial resumes this run
-    train.fit(replace(base, **settings(sample)), images[0], workers=workers, use_gpu=use_gpu, storage_path=location,
-              name=name, callbacks=[ray_compat.tune_report_callback()])
+    trial_id = tune.get_context().get_trial_id()
+    name = trial_run(sweep, trial_id)
+    cfg = replace(base, **settings(sample))
+    if tracker is not None:
+        tracker = tracker.start(f"trial {trial_id}", name, cfg.as_dict() | {"workers": workers}, parent=tracker.run_id)
+    train.fit(cfg, images[0], workers=workers, use_gpu=use_gpu, storage_path=location, name=name,
+              callbacks=[ray_compat.tune_report_callback()], tracker=tracker)
+    if tracker is not None:
+        tracker.end()
 
 
 def concurrency(workers: int, cpus_per_worker: int, use_gpu: bool, requested: int | None) -> int:

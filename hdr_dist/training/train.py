@@ -131,7 +131,7 @@ def train_loop_per_worker(loop_config: dict) -> None:
     # every report at INFO on the root logger's handlers; keep the terminal to our own progress
     # lines (``log`` is INFO on its own, so it still gets through).
     logging.getLogger().setLevel(logging.WARNING)
-    cfg = loop_config["config"]
+    cfg, tracker = loop_config["config"], loop_config.get("tracker")  # tracking.Tracker of this run, or None
     log.setLevel(logging.INFO if cfg.log_progress else logging.WARNING)
     ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
@@ -172,6 +172,8 @@ def train_loop_per_worker(loop_config: dict) -> None:
         history.append(stats)
         if rank == 0:
             log.info(epoch_line(cfg, stats))
+            if tracker is not None:
+                tracker.log_epoch(stats)
         with tempfile.TemporaryDirectory() as folder:
             if rank == 0:
                 checkpoints.save(folder, model, opt, sched, cfg, epoch, history)
@@ -180,7 +182,7 @@ def train_loop_per_worker(loop_config: dict) -> None:
 
 
 def fit(cfg: TrainConfig, data, *, workers: int, use_gpu: bool, storage_path: str, name: str, max_failures: int = 0,
-        callbacks=()):
+        callbacks=(), tracker=None):
     """Run ``train_loop_per_worker`` on ``workers`` Ray Train workers and return the ``Result``;
     ``data`` is the object-store reference of ``arrays_of(dataset)``, which every worker reads.
 
@@ -188,6 +190,7 @@ def fit(cfg: TrainConfig, data, *, workers: int, use_gpu: bool, storage_path: st
     kept. A run directory that already holds this ``name`` is resumed from its
     latest checkpoint (Train V2 restores its checkpoint manager from storage).
     ``callbacks`` are Train callbacks: a sweep passes Tune's, which hands each report to its trial.
+    ``tracker`` (``tracking.Tracker`` of an MLflow run) gets every epoch from rank 0.
     """
     from ray.train import (
         CheckpointConfig,
@@ -200,7 +203,7 @@ def fit(cfg: TrainConfig, data, *, workers: int, use_gpu: bool, storage_path: st
 
     resources = {"CPU": cfg.cpus_per_worker} | ({"GPU": 1} if use_gpu else {})
     trainer = TorchTrainer(
-        train_loop_per_worker, train_loop_config={"config": cfg, "data": data},
+        train_loop_per_worker, train_loop_config={"config": cfg, "data": data, "tracker": tracker},
         scaling_config=ScalingConfig(num_workers=workers, use_gpu=use_gpu, resources_per_worker=resources),
         run_config=RunConfig(
             name=name, storage_path=storage_path, failure_config=FailureConfig(max_failures=max_failures),
