@@ -39,11 +39,9 @@ TARGETS = {"read_rate_at_0.01": 0.85, "field_accuracy_5": 0.95, "cer_5": 0.01, "
 def operating_points(results: Path) -> dict:
     """crnn's read rate at 1 % error alone, voting with cnn-segmented, and decoding a known length, on the
     test sets compare made (the same seed), each threshold read on the validation scans."""
-    from scipy.special import log_softmax
-
     from hdr_dist.data import datasets
     from hdr_dist.inference import ctc
-    from hdr_dist.inference.readers import FIELD, read_rate
+    from hdr_dist.inference.readers import FIELD, read_rate, reads
     from hdr_dist.models import checkpoints
     from hdr_dist.training import field_eval
 
@@ -58,11 +56,10 @@ def operating_points(results: Path) -> dict:
     labels, blank, temperature = list(cfg.labels), len(cfg.labels), crnn_state.get("temperature") or 1.0
     out, answers = {}, {}
     for name, (strips, truth) in sets.items():
-        logits = FIELD.step_logits(model, strips, cfg.mean, cfg.std)
-        reads = FIELD.read(logits, temperature, labels)
-        texts, conf = [r[0] for r in reads], np.array([r[2] for r in reads])
+        scaled, paths = FIELD.best_paths(FIELD.step_logits(model, strips, cfg.mean, cfg.std), temperature, blank)
+        read = reads(scaled, paths, labels)
+        texts, conf = [r[0] for r in read], np.array([r[2] for r in read])
         agree = np.array([t == s for t, s in zip(texts, seg[name]["texts"])])
-        scaled = [log_softmax(z / temperature, axis=1) for z in logits]
         known = [ctc.best_path_of_length(lp, blank, 5, 5) for lp in scaled]
         known = [k[0] if k else [] for k in known]
         known_conf = np.exp(ctc.string_log_probs(scaled, known, blank))

@@ -156,25 +156,26 @@ class FieldReader:
         best paths' strings, decoded once: no temperature moves a step's most likely class."""
         return ctc.string_log_probs([log_softmax(z / temperature, axis=1) for z in logits], strings, blank)
 
+    def best_paths(self, logits: list[np.ndarray], temperature: float, blank: int) -> tuple[list, list]:
+        """Each field's log-probabilities at ``temperature``, and its best path: (classes, each digit's
+        confidence, the surest of its steps, ...)."""
+        scaled = [log_softmax(z / temperature, axis=1) for z in logits]
+        return scaled, [ctc.best_path(lp, len(lp), blank) for lp in scaled]
+
     def read(self, logits: list[np.ndarray], temperature: float, labels: list[str]) -> list[tuple[str, list[float], float]]:
         """Each field's digit string, each digit's confidence (the surest of its steps), and the field's
         (the probability of its string), calibrated at ``temperature``."""
-        blank = len(labels)
-        scaled = [log_softmax(z / temperature, axis=1) for z in logits]
-        paths = [ctc.best_path(lp, len(lp), blank) for lp in scaled]
-        strings = np.exp(ctc.string_log_probs(scaled, [classes for classes, _, _ in paths], blank))
-        return [("".join(labels[c] for c in classes), confidences, float(p))
-                for (classes, confidences, _), p in zip(paths, strings)]
+        return reads(*self.best_paths(logits, temperature, len(labels)), labels)
 
     def answer(self, model, column: pa.Array, ok: np.ndarray, cfg, temperature: float, top_k: int,
                device) -> tuple[np.ndarray, dict]:
         n, data = len(column), column.to_pylist()
         strips = [images.strip_of(data[i]) for i in np.flatnonzero(ok)]
-        reads = iter(self.read(self.step_logits(model, strips, cfg.mean, cfg.std, device), temperature,
-                               list(cfg.labels)))
+        answers = iter(self.read(self.step_logits(model, strips, cfg.mean, cfg.std, device), temperature,
+                                 list(cfg.labels)))
         text, chars, confidence = [None] * n, [None] * n, np.zeros(n, np.float32)
         for i in np.flatnonzero(ok):
-            text[i], chars[i], confidence[i] = next(reads)
+            text[i], chars[i], confidence[i] = next(answers)
         return confidence, {"pred_label": pa.array(text, pa.string()), "text": pa.array(text, pa.string()),
                             "char_confidences": pa.array(chars, pa.list_(pa.float32()))}
 
@@ -206,9 +207,10 @@ class FieldReader:
         labels, blank = list(cfg.labels), len(cfg.labels)
         val_logits = self.step_logits(model, val[0], cfg.mean, cfg.std, device)
         val_truth = ["".join(labels[d] for d in t) for t in val[1]]
-        val_reads = self.read(val_logits, 1.0, labels)
+        val_scaled, val_paths = self.best_paths(val_logits, 1.0, blank)
+        val_reads = reads(val_scaled, val_paths, labels)
         val_right = np.array([r[0] == t for r, t in zip(val_reads, val_truth)], bool)
-        val_strings = [[labels.index(c) for c in r[0]] for r in val_reads]
+        val_strings = [classes for classes, _, _ in val_paths]
         fitting = time.perf_counter()
         temperature = calibration.fit_temperature(calibration.right_or_wrong(
             lambda t: self.text_log_probs(val_logits, t, val_strings, blank), val_right), len(val_right))
@@ -217,17 +219,24 @@ class FieldReader:
         for name, (strips, truth) in tests.items():
             start = time.perf_counter()
             logits = self.step_logits(model, strips, cfg.mean, cfg.std, device)
-            reads = self.read(logits, temperature, labels)
-            sets[name] = field_scores(truth, reads)
+            scaled, paths = self.best_paths(logits, temperature, blank)
+            sets[name] = field_scores(truth, reads(scaled, paths, labels))
             sets[name]["fields_per_s"] = len(strips) / max(time.perf_counter() - start, 1e-9)
             if name == "fields":
-                raw = np.exp(self.text_log_probs(logits, 1.0, [[labels.index(c) for c in r[0]] for r in reads], blank))
+                raw = np.exp(self.text_log_probs(logits, 1.0, [classes for classes, _, _ in paths], blank))
         val_conf = np.exp(self.text_log_probs(val_logits, temperature, val_strings, blank))
         row, curves = calibration.report((val_conf, val_right), (sets["fields"]["confidence"], sets["fields"]["right"]),
                                          raw, temperature)
         row = field_row(sets) | {"params": models.count_params(model)} | row
         return {"row": row, "sets": sets, "curves": curves, "temperature": temperature,
                 "calibration_seconds": fitting}
+
+
+def reads(scaled: list[np.ndarray], paths: list, labels: list[str]) -> list[tuple[str, list[float], float]]:
+    """Best paths (``FieldReader.best_paths``) as (digit string, digit confidences, field confidence)."""
+    strings = np.exp(ctc.string_log_probs(scaled, [classes for classes, _, _ in paths], len(labels)))
+    return [("".join(labels[c] for c in classes), confidences, float(p))
+            for (classes, confidences, _), p in zip(paths, strings)]
 
 
 def field_scores(truth: list[str], reads: list[tuple[str, list[float], float]]) -> dict:

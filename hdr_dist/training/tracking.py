@@ -3,8 +3,8 @@ trial nested under its sweep's run.
 
 The job opens the tracker before anything trains (``open_tracker``), so a missing package, a server
 that does not answer or a store that cannot be written is one line and costs nothing. It then
-creates each run itself and hands its id to the Train workers: rank 0 logs the settings and every
-epoch live, and the job adds the test figures and artefacts at the end. Ray's ``setup_mlflow``
+creates each run itself, with the settings as params, and hands its id to the Train workers: rank 0
+logs every epoch live, and the job adds the test figures and artefacts at the end. Ray's ``setup_mlflow``
 starts a new run in each worker process instead, so a resumed Train run would become a second MLflow
 run, and the job could not add its test figures to it; here a run is found again by the Train run's
 name (``RUN_TAG``), and a resumed job logs on where it stopped.
@@ -55,7 +55,10 @@ def impatient():
         yield
     finally:
         for key, value in saved.items():
-            os.environ.pop(key) if value is None else os.environ.__setitem__(key, value)
+            if value is None:
+                del os.environ[key]
+            else:
+                os.environ[key] = value
 
 
 @dataclass(frozen=True)
