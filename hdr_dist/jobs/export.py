@@ -27,22 +27,6 @@ def parser(prog: str = "hdr export") -> Parser:
     return p
 
 
-def check_name(results: str, name: str | None) -> None:
-    """An unknown ``--model-name`` is told which names the folder has, and which of them export takes."""
-    import pyarrow.parquet as pq
-
-    table = Path(results).expanduser() / "metrics.parquet"
-    if name is None or "," in name or not table.is_file():
-        return
-    rows = pq.read_table(table, columns=["model", "checkpoint"]).to_pylist()
-    exportable = [r["model"] for r in rows if r["checkpoint"]]
-    if name not in exportable:
-        has = f"{', '.join(exportable) or 'no model'} to export"
-        if name in {r["model"] for r in rows}:
-            raise UserError(f"--model-name {name}: a classical model, which keeps no checkpoint; {table} has {has}")
-        raise UserError(f"--model-name {name}: {table} has no such model; it has {has}")
-
-
 def check_output(output: str) -> Path:
     path = Path(output).expanduser()
     folder = path.parent
@@ -57,8 +41,7 @@ def check_output(output: str) -> Path:
 
 def run(args: argparse.Namespace, console: Console) -> int:
     output = check_output(args.output)
-    check_name(args.results, args.model_name)
-    state, cfg, checkpoint = checkpoints.for_scoring(args.results, args.model_name, flag="RESULTS")
+    state, cfg, checkpoint = checkpoints.for_scoring(args.results, args.model_name, "RESULTS", "export")
     try:
         export.write(state, output, args.format)
     except OSError as e:

@@ -79,30 +79,32 @@ def model_from_state(state: dict) -> tuple[torch.nn.Module, TrainConfig]:
     return model, cfg
 
 
-def resolve(path: str, name: str | None, flag: str = "--model") -> str:
+def resolve(path: str, name: str | None, flag: str = "--model", job: str = "score") -> str:
     """``--model`` (a compare output folder, a checkpoint folder or file, a URI) -> the checkpoint file.
     In a compare output, ``--model-name`` picks the model, else the most accurate digit model. ``flag``
-    names the path in a message (export's is an argument, RESULTS)."""
+    names the path in a message (export's is an argument, RESULTS), ``job`` what takes the model."""
     import pyarrow.parquet as pq
 
     if name is not None and "," in name:
         raise UserError(f"--model-name {name}: names one model; averaging several did not raise the coverage at a "
-                        "fixed error on the validation split (README, Ensembles), so score takes one")
+                        f"fixed error on the validation split (README, Ensembles), so {job} takes one")
     if storage.is_uri(path):
         return path
     where = Path(path).expanduser()
     if not where.exists():
         raise UserError(f"{flag} {path}: no such file or folder")
-    if where.is_dir() and (where / "metrics.parquet").is_file():
-        rows = pq.read_table(where / "metrics.parquet").to_pylist()
-        if name is not None:
-            rows = [r for r in rows if r["model"] == name]
-            if not rows:
-                raise UserError(f"--model-name {name}: not in {where / 'metrics.parquet'}")
-        rows = [r for r in rows if r["checkpoint"]]  # the classical models keep none
+    table = where / "metrics.parquet"
+    if where.is_dir() and table.is_file():
+        rows = pq.read_table(table).to_pylist()
+        kept = [r for r in rows if r["checkpoint"]]  # the classical models keep none
+        if name is not None and name not in {r["model"] for r in kept}:
+            has = f"{', '.join(r['model'] for r in kept) or 'no model'} to {job}"
+            if name in {r["model"] for r in rows}:
+                raise UserError(f"--model-name {name}: a classical model, which keeps no checkpoint; {table} has {has}")
+            raise UserError(f"--model-name {name}: {table} has no such model; it has {has}")
+        rows = [r for r in kept if name is None or r["model"] == name]
         if not rows:
-            raise UserError(f"{flag} {path}: {where / 'metrics.parquet'} names no model with a checkpoint "
-                            "(score takes the deep models)")
+            raise UserError(f"{flag} {path}: {table} names no model with a checkpoint ({job} takes the deep models)")
         # A field model's accuracy is per character, not per image: it is taken when named, or alone.
         digits = [r for r in rows if r.get("field_accuracy") is None]
         return max(digits or rows, key=lambda r: r["accuracy"])["checkpoint"]
@@ -140,13 +142,14 @@ def vet_state(state) -> None:
         raise ValueError(f"its history has more than {MAX_HISTORY:,} epochs")
 
 
-def for_scoring(path: str, name: str | None, flag: str = "--model") -> tuple[dict, TrainConfig, str]:
+def for_scoring(path: str, name: str | None, flag: str = "--model",
+                job: str = "score") -> tuple[dict, TrainConfig, str]:
     """``--model`` -> (the weights and history, the config, the checkpoint's path); any problem is one line.
 
     The state also carries the model's size and the checkpoint's identity (path and
     sha256), which a resumed output must match.
     """
-    checkpoint = resolve(path, name, flag)
+    checkpoint = resolve(path, name, flag, job)
     try:
         size = storage.size_of(checkpoint)
     except ValueError as e:
