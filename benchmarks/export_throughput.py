@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import sys
 import time
@@ -29,10 +28,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks.train_throughput import cpu_model  # noqa: E402
 from hdr_dist.data import datasets, fields  # noqa: E402
 from hdr_dist.inference import readers  # noqa: E402
 from hdr_dist.inference.device import for_inference, normalise, pad  # noqa: E402
-from hdr_dist.inference.onnx_runtime import OnnxModel  # noqa: E402
+from hdr_dist.inference.onnx_runtime import OnnxModel, for_actors  # noqa: E402
 from hdr_dist.models import recipes  # noqa: E402
 from hdr_dist.models.config import TrainConfig  # noqa: E402
 
@@ -70,7 +70,7 @@ def measure(name: str, ds, reps: int, digits: int, n_fields: int) -> dict:
     torch.manual_seed(0)
     model = for_inference(recipes.from_config(cfg))
     state = {"model": model.state_dict(), "config": cfg.as_dict()}
-    onnx = OnnxModel.of_state(state, threads=1)
+    onnx = OnnxModel(for_actors(state, use_gpu=False), threads=1)  # as score --runtime onnx builds it
     inputs = batches(cfg.kind, ds, cfg, digits, n_fields)
     items = sum(len(args[0]) for args in inputs)
     timed(model, inputs[:1]), timed(onnx, inputs[:1])  # warm-up: first-call allocations are not speed
@@ -85,14 +85,6 @@ def measure(name: str, ds, reps: int, digits: int, n_fields: int) -> dict:
             "spread": {k: round((max(v) - min(v)) / statistics.median(v), 3) for k, v in seconds.items()}}
 
 
-def cpu_name() -> str:
-    try:
-        return next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                    if line.startswith("model name"))
-    except (OSError, StopIteration):
-        return platform.processor() or "unknown"
-
-
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--reps", type=int, default=7)
@@ -105,7 +97,7 @@ def main() -> None:
     import onnxruntime
 
     ds = datasets.load("mnist")
-    print(f"{cpu_name()}; {os.cpu_count()} CPUs; one thread each; torch {torch.__version__}, "
+    print(f"{cpu_model()}; {os.cpu_count()} CPUs; one thread each; torch {torch.__version__}, "
           f"onnxruntime {onnxruntime.__version__}; medians of {args.reps} alternating passes")
     rows = [measure(name, ds, args.reps, args.digits, args.fields) for name in args.models.split(",")]
     print(f"{'model':<6} {'items':>6} {'batch':>6} {'torch /s':>10} {'onnxruntime /s':>15} {'ratio':>7}  spread")
@@ -114,7 +106,7 @@ def main() -> None:
         print(f"{r['model']:<6} {r['items']:>6} {r['batch']:>6} {r['torch_per_s']:>10,.0f} {r['ort_per_s']:>15,.0f} "
               f"{r['ort_vs_torch']:>6.2f}x  torch {r['spread']['torch']:.0%}, ort {r['spread']['onnxruntime']:.0%}"
               f" ({unit})")
-    print(json.dumps({"cpu": cpu_name(), "cpus": os.cpu_count(), "threads": 1, "torch": torch.__version__,
+    print(json.dumps({"cpu": cpu_model(), "cpus": os.cpu_count(), "threads": 1, "torch": torch.__version__,
                       "onnxruntime": onnxruntime.__version__, "reps": args.reps, "models": rows}))
 
 

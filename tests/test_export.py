@@ -249,7 +249,7 @@ def test_the_readers_run_the_onnx_model_as_score_actors_do(results, data, name):
 
     state, cfg, _ = checkpoints.for_scoring(str(results), name)
     torch_model = for_inference(checkpoints.model_from_state(state)[0])
-    onnx_model = OnnxModel(for_actors(state, use_gpu=False), threads=1, step=getattr(torch_model, "step", 1))
+    onnx_model = OnnxModel(for_actors(state, use_gpu=False), threads=1)
     reader = readers.of(cfg)
     if cfg.kind == "digit":
         column = pa.array([x.tobytes() for x in data.test.x[:300]], pa.binary(28 * 28))

@@ -42,16 +42,11 @@ def for_actors(state: dict, use_gpu: bool) -> bytes:
 class OnnxModel:
     """A torch model's stand-in for the readers: ``model(x)`` or ``model(x, widths)`` -> logits."""
 
-    def __init__(self, model: bytes | str, threads: int = 1, step: int = 1):
+    def __init__(self, model: bytes | str, threads: int = 1):
         self.session = session(model, threads)
-        self.step = step  # the strip columns each output step covers (``CRNN.step``)
+        # The strip columns each output step covers (``CRNN.step``), as the export wrote it; 1 for digits.
+        self.step = int(self.session.get_modelmeta().custom_metadata_map.get("step", "1"))
         self.inputs = [i.name for i in self.session.get_inputs()]
-
-    @classmethod
-    def of_state(cls, state: dict, threads: int = 1) -> OnnxModel:
-        """A checkpoint's state exported in memory: what a score actor runs under ``--runtime onnx``."""
-        data, meta = export.exported(state, "onnx")
-        return cls(data, threads, int(meta.get("step", "1")))
 
     def eval(self) -> OnnxModel:
         return self

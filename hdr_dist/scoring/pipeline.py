@@ -44,8 +44,7 @@ class Predictor:
         if not use_gpu:
             torch.set_num_threads(threads)  # as many as the actor reserved; more would steal decoding's
         model, self.cfg = checkpoints.model_from_state(state)
-        self.model = (OnnxModel(state["onnx"], threads, getattr(model, "step", 1)) if state.get("onnx")
-                      else for_inference(model, self.device))
+        self.model = OnnxModel(state["onnx"], threads) if state.get("onnx") else for_inference(model, self.device)
         self.reader = readers.of(self.cfg)
         self.temperature = state.get("temperature") or 1.0  # calibrated confidence; 1 for older checkpoints
         self.top_k = top_k
