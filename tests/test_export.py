@@ -66,18 +66,15 @@ def inputs(cfg: TrainConfig, data, n: int) -> tuple[torch.Tensor, ...]:
     """A batch as score feeds the model: standardised digits, or padded strips with their widths."""
     if cfg.kind == "digit":
         return (((torch.from_numpy(data.test.x[:n]).float() / 255 - cfg.mean) / cfg.std).unsqueeze(1),)
-    xb, widths = fields.pad(test_strips(data, n))
+    xb, widths = fields.pad(field_strips(data, n))
     return (xb - cfg.mean) / cfg.std, widths
 
 
-def test_strips(data, n: int = FIELDS) -> list[np.ndarray]:
+def field_strips(data, n: int = FIELDS) -> list[np.ndarray]:
     """``n`` test fields of 1 to 12 digits as score holds them: uint8 strips, white ink on black."""
     counts = fields.lengths(n, np.random.default_rng(0))
     strips, _ = fields.fixed_set(data.test.x, data.test.y, seed=1, counts=counts)
     return [(s * 255).round().astype(np.uint8) for s in strips]
-
-
-test_strips.__test__ = False  # a helper, not a test
 
 
 def export_job(*argv) -> int:
@@ -132,7 +129,7 @@ def test_crnn_matches_torch_on_200_test_fields_of_any_width(results, data, tmp_p
     assert export_job(results, "--model-name", "crnn", "--format", fmt, "--output", out) == 0
     run, meta = runner(out, fmt)
     model = checkpoints.model_from_state(checkpoints.for_scoring(str(results), "crnn")[0])[0].eval()
-    strips = test_strips(data)
+    strips = field_strips(data)
     assert len({s.shape[1] for s in strips}) > 50
     got, expected = [], []
     for i, n in ((0, 1), (1, 2), (3, 64), (67, FIELDS - 67)):
@@ -254,7 +251,7 @@ def test_the_readers_run_the_onnx_model_as_score_actors_do(results, data, name):
     if cfg.kind == "digit":
         column = pa.array([x.tobytes() for x in data.test.x[:300]], pa.binary(28 * 28))
     else:
-        column = pa.array([s.tobytes() for s in test_strips(data)], pa.binary())
+        column = pa.array([s.tobytes() for s in field_strips(data)], pa.binary())
     ok = np.ones(len(column), bool)
     with torch.inference_mode():
         answers = [reader.answer(m, column, ok, cfg, TEMPERATURE, 3, torch.device("cpu"))
