@@ -198,6 +198,17 @@ def test_a_field_zone_without_a_field_model_is_one_line(batch, tmp_path, capsys)
     assert not (tmp_path / "out").exists() and not (tmp_path / "out.partial").exists()
 
 
+@pytest.mark.parametrize("flag", ["--digit-model-name", "--field-model-name"])
+def test_a_model_name_the_folder_lacks_is_one_line_naming_the_flag_given(models, batch, tmp_path, capsys, flag):
+    assert run(batch / "batch.zip", "--template", batch / "claim-v1.yaml", "--model", models, flag, "rnn",
+               "--output", tmp_path / "out") == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert f"{flag} rnn: {models / 'metrics.parquet'} has no such model; it has cnn, crnn" in err
+    assert "--model-name rnn" not in err.replace(flag, "")
+    assert not (tmp_path / "out").exists() and not (tmp_path / "out.partial").exists()
+
+
 def test_ctrl_c_then_resume_reads_every_page_once(ray_cluster, models, batch, tmp_path):
     out = tmp_path / "out"
     # The pages twice (the folder and the zip of it), read two at a time: still running at the first piece.

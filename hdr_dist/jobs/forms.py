@@ -78,13 +78,13 @@ def models(args, template) -> tuple[dict | None, dict | None]:
     kinds = {z.kind for z in template.zones}
     digit = field = None
     if kinds & {"comb", "digit"}:
-        digit, cfg, _ = checkpoints.for_scoring(args.model, args.digit_model_name)
+        digit, cfg, _ = checkpoints.for_scoring(args.model, args.digit_model_name, name_flag="--digit-model-name")
         if cfg.kind != "digit":
             raise UserError(f"--digit-model-name {cfg.model}: reads fields, not one digit")
     if "field" in kinds:
         names = [z.name for z in template.zones if z.kind == "field"]
         try:
-            field, cfg, _ = checkpoints.for_scoring(args.model, args.field_model_name)
+            field, cfg, _ = checkpoints.for_scoring(args.model, args.field_model_name, name_flag="--field-model-name")
         except UserError as e:
             raise UserError(f"--template {args.template}: its field zones ({', '.join(names)}) need a field model, "
                             f"and --model {args.model} has none named {args.field_model_name} ({e}); train one with "

@@ -79,14 +79,16 @@ def model_from_state(state: dict) -> tuple[torch.nn.Module, TrainConfig]:
     return model, cfg
 
 
-def resolve(path: str, name: str | None, flag: str = "--model", job: str = "score") -> str:
+def resolve(path: str, name: str | None, flag: str = "--model", job: str = "score",
+            name_flag: str = "--model-name") -> str:
     """``--model`` (a compare output folder, a checkpoint folder or file, a URI) -> the checkpoint file.
-    In a compare output, ``--model-name`` picks the model, else the most accurate digit model. ``flag``
-    names the path in a message (export's is an argument, RESULTS), ``job`` what takes the model."""
+    In a compare output, ``--model-name`` picks the model, else the most accurate digit model. A message
+    names the path by ``flag`` (export's is an argument, RESULTS) and the name by ``name_flag`` (forms
+    has two), and says that ``job`` takes the model."""
     import pyarrow.parquet as pq
 
     if name is not None and "," in name:
-        raise UserError(f"--model-name {name}: names one model; averaging several did not raise the coverage at a "
+        raise UserError(f"{name_flag} {name}: names one model; averaging several did not raise the coverage at a "
                         f"fixed error on the validation split (README, Ensembles), so {job} takes one")
     if storage.is_uri(path):
         return path
@@ -100,8 +102,8 @@ def resolve(path: str, name: str | None, flag: str = "--model", job: str = "scor
         if name is not None and name not in {r["model"] for r in kept}:
             has = f"{', '.join(r['model'] for r in kept) or 'no model'} to {job}"
             if name in {r["model"] for r in rows}:
-                raise UserError(f"--model-name {name}: a classical model, which keeps no checkpoint; {table} has {has}")
-            raise UserError(f"--model-name {name}: {table} has no such model; it has {has}")
+                raise UserError(f"{name_flag} {name}: a classical model, which keeps no checkpoint; {table} has {has}")
+            raise UserError(f"{name_flag} {name}: {table} has no such model; it has {has}")
         rows = [r for r in kept if name is None or r["model"] == name]
         if not rows:
             raise UserError(f"{flag} {path}: {table} names no model with a checkpoint ({job} takes the deep models)")
@@ -142,14 +144,14 @@ def vet_state(state) -> None:
         raise ValueError(f"its history has more than {MAX_HISTORY:,} epochs")
 
 
-def for_scoring(path: str, name: str | None, flag: str = "--model",
-                job: str = "score") -> tuple[dict, TrainConfig, str]:
+def for_scoring(path: str, name: str | None, flag: str = "--model", job: str = "score",
+                name_flag: str = "--model-name") -> tuple[dict, TrainConfig, str]:
     """``--model`` -> (the weights and history, the config, the checkpoint's path); any problem is one line.
 
     The state also carries the model's size and the checkpoint's identity (path and
     sha256), which a resumed output must match.
     """
-    checkpoint = resolve(path, name, flag, job)
+    checkpoint = resolve(path, name, flag, job, name_flag)
     try:
         size = storage.size_of(checkpoint)
     except ValueError as e:
@@ -169,7 +171,7 @@ def for_scoring(path: str, name: str | None, flag: str = "--model",
         raise UserError(f"{flag} {path}: {checkpoint} is not a readable hdr-dist checkpoint "
                         f"({one_line(e)})") from None
     if name is not None and cfg.model != name:
-        raise UserError(f"--model-name {name}: the checkpoint holds model {cfg.model}")
+        raise UserError(f"{name_flag} {name}: the checkpoint holds model {cfg.model}")
     state = {"model": state["model"], "config": cfg.as_dict(), "history": state.get("history", []),
              "params": models.count_params(model),
              # None: written before calibration; its confidences are the plain softmax (temperature 1)
