@@ -1,0 +1,197 @@
+"""score and forms write what they wrote before the bulk engine took its shape: the same rows, columns,
+types, answers and decisions, with confidences within 1e-6, on a fixed set of inputs.
+
+The inputs are kept in ``tests/data/kept/`` with the ``cnn`` and ``crnn`` checkpoints beside them; the
+expected outputs (``tests/data/kept/expected.json``) were written by the code before the change. A
+change that alters an output on purpose regenerates them in the same commit and says why:
+
+    python -m tests.test_outputs_kept            # rewrites tests/data/kept/expected.json
+
+Run-dependent values (seconds, rates, node ids, absolute paths, timestamps) are left out.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.dataset as pads
+import pyarrow.parquet as pq
+import pytest
+
+from tests.helpers import ROOT
+
+DATA = ROOT / "tests" / "data"
+KEPT = DATA / "kept"
+EXPECTED = KEPT / "expected.json"
+TOLERANCE = 1e-6
+# Columns and summary keys that differ from run to run, or name where the run happened.
+# Paths are kept, with the test data's folder and the run's written as <data> and <out>.
+RUN_DEPENDENT = {"images_by_node", "pages_by_node", "node", "nodes", "started", "finished"}
+
+
+def run_dependent(key: str) -> bool:
+    return key in RUN_DEPENDENT or "seconds" in key or "_per_s" in key
+RUNS = {
+    "score-digits": ["score", "digits-before-the-layout.zip", "kept/hostile.zip", "--model",
+                     "cnn-before-the-layout.pt", "--target-error", "0.01", "--labels", "kept/digit-labels.csv"],
+    "score-fields": ["score", "fields-before-the-layout.zip", "--model", "crnn-before-the-layout.pt",
+                     "--threshold", "0.5", "--top-k", "2"],
+    "forms": ["forms", "kept/forms.zip", "--template", "kept/claim-v1.yaml", "--model", "{models}",
+              "--target-error", "0.01", "--labels", "kept/truth.csv"],
+}
+
+
+def models_folder(folder: Path) -> Path:
+    """A compare-style folder naming the two kept checkpoints, as forms takes them."""
+    rows = [{"dataset": "mnist", "model": "cnn", "accuracy": 0.99, "field_accuracy": None,
+             "checkpoint": str(DATA / "cnn-before-the-layout.pt")},
+            {"dataset": "mnist", "model": "crnn", "accuracy": 0.9, "field_accuracy": 0.5,
+             "checkpoint": str(DATA / "crnn-before-the-layout.pt")}]
+    folder.mkdir(parents=True, exist_ok=True)
+    pq.write_table(pa.Table.from_pylist(rows), folder / "metrics.parquet")
+    return folder
+
+
+def run_job(name: str, tmp: Path) -> Path:
+    from hdr_dist.jobs import forms, score
+
+    job, *args = RUNS[name]
+    out = tmp / name
+    argv = [str(DATA / a) if (DATA / a).exists() else a for a in args]
+    argv = [str(models_folder(tmp / "models")) if a == "{models}" else a for a in argv]
+    assert {"score": score.main, "forms": forms.main}[job]([*argv, "--output", str(out)]) == 0
+    return out
+
+
+def plain(value, out: Path):
+    """A value as JSON holds it, with run-dependent keys of nested records left out."""
+    if isinstance(value, dict):
+        return {k: plain(v, out) for k, v in sorted(value.items()) if not run_dependent(k)}
+    if isinstance(value, (list, tuple)):
+        return [plain(v, out) for v in value]
+    if isinstance(value, str):
+        return value.replace(str(out.parent), "<out>").replace(str(DATA), "<data>")
+    if isinstance(value, bytes):
+        return f"<{len(value)} bytes>"
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    return value
+
+
+def table_of(table: pa.Table, out: Path) -> dict:
+    """A table's schema (names and types) and its rows in a stable order."""
+    keep = [f for f in table.schema if not run_dependent(f.name)]
+    rows = [plain(r, out) for r in table.select([f.name for f in keep]).to_pylist()]
+    return {"schema": [[f.name, str(f.type)] for f in keep],
+            "rows": sorted(rows, key=lambda r: json.dumps(r, sort_keys=True, default=str))}
+
+
+def outputs_of(out: Path) -> dict:
+    """Every Parquet table and JSON file an output holds, by its path under the output."""
+    found = {}
+    for folder in ("predictions", "fields", "forms"):
+        if (out / folder).is_dir():
+            found[folder] = table_of(pads.dataset(out / folder).to_table(), out)
+    for path in sorted(out.rglob("*.parquet")):
+        if path.relative_to(out).parts[0] not in ("predictions", "fields", "forms"):
+            found[str(path.relative_to(out))] = table_of(pq.read_table(path), out)
+    for path in sorted(out.rglob("*.json")):
+        found[str(path.relative_to(out))] = plain(json.loads(path.read_text()), out)
+    for path in sorted(out.glob("*.csv")):
+        found[str(path.relative_to(out))] = plain(path.read_text().splitlines(), out)
+    return found
+
+
+def differences(expected, got, where: str = "") -> list[str]:
+    """Where two outputs differ: values equal, numbers within ``TOLERANCE``."""
+    if isinstance(expected, dict) and isinstance(got, dict):
+        keys = sorted(set(expected) | set(got))
+        return [d for k in keys for d in differences(expected.get(k, "<absent>"), got.get(k, "<absent>"),
+                                                     f"{where}/{k}")]
+    if isinstance(expected, list) and isinstance(got, list):
+        if len(expected) != len(got):
+            return [f"{where}: {len(expected)} items expected, {len(got)} found"]
+        return [d for i, (e, g) in enumerate(zip(expected, got)) for d in differences(e, g, f"{where}[{i}]")]
+    numbers = (int, float)
+    if isinstance(expected, numbers) and isinstance(got, numbers) and not isinstance(expected, bool):
+        return [] if abs(expected - got) <= TOLERANCE else [f"{where}: {expected!r} expected, {got!r} found"]
+    return [] if expected == got else [f"{where}: {expected!r} expected, {got!r} found"]
+
+
+def test_differences_finds_a_changed_confidence_and_a_missing_row():
+    assert differences({"a": [1.0, 2.0]}, {"a": [1.0, 2.0 + 1e-7]}) == []
+    assert differences({"a": [1.0]}, {"a": [1.1]}) == ["/a[0]: 1.0 expected, 1.1 found"]
+    assert differences({"a": [1, 2]}, {"a": [1]}) == ["/a: 2 items expected, 1 found"]
+    assert differences({"a": "x"}, {}) == ["/a: 'x' expected, '<absent>' found"]
+
+
+@pytest.mark.parametrize("name", sorted(RUNS))
+def test_a_bulk_job_writes_what_it_wrote_before(ray_cluster, tmp_path, name):
+    expected = json.loads(EXPECTED.read_text())[name]
+    found = differences(expected, outputs_of(run_job(name, tmp_path)))
+    assert not found, f"{len(found)} differences, the first: " + "; ".join(found[:10])
+
+
+def regenerate() -> None:
+    import ray
+
+    ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="WARNING")
+    with tempfile.TemporaryDirectory() as tmp:
+        expected = {name: outputs_of(run_job(name, Path(tmp))) for name in sorted(RUNS)}
+    EXPECTED.write_text(json.dumps(expected, indent=1, sort_keys=True, default=str) + "\n")
+    print(f"wrote {EXPECTED}")
+
+
+def make_inputs() -> None:
+    """The kept inputs: a few sample form pages in several formats with odd pages among them, hostile
+    files for score, and labels. Run once; the files are kept, so later changes to the samples do not
+    move them."""
+    import csv
+    import zipfile
+
+    import numpy as np
+
+    from hdr_dist.forms import samples
+
+    KEPT.mkdir(exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        samples.write(root, pages=9, seed=11)
+        for big in [*(root / "pages").glob("*.png"), *(root / "pages").glob("*-tiff.tif")]:
+            big.unlink()  # noisy full pages take megabytes; JPEG, G4 TIFF and PDF are kept
+        (root / "pages" / "garbage.png").write_bytes(np.random.default_rng(1).bytes(3000))
+        (root / "pages" / "empty.tif").write_bytes(b"")
+        with zipfile.ZipFile(KEPT / "forms.zip", "w") as z:
+            for f in sorted((root / "pages").iterdir()):
+                z.write(f, f.name)
+        shutil.copy(root / "claim-v1.yaml", KEPT / "claim-v1.yaml")
+        shutil.copy(root / "claim-v1.png", KEPT / "claim-v1.png")
+        kept = {p.name for p in (root / "pages").iterdir()}
+        with open(root / "truth.csv") as f:
+            rows = [r for r in csv.reader(f) if r[0] == "path" or r[0] in kept]
+        with open(KEPT / "truth.csv", "w", newline="") as f:
+            csv.writer(f).writerows(rows)
+    with zipfile.ZipFile(KEPT / "hostile.zip", "w") as z:
+        z.writestr("garbage.png", np.random.default_rng(2).bytes(500))
+        z.writestr("empty.png", b"")
+        z.writestr("notes.txt", b"not an image")
+    with zipfile.ZipFile(DATA / "digits-before-the-layout.zip") as z:
+        names = sorted(n for n in z.namelist() if n.endswith(".png"))
+    expected = json.loads((DATA / "before-the-layout.json").read_text())["cnn"]
+    labels = {e["member"]: e["pred_label"] for e in expected}
+    with open(KEPT / "digit-labels.csv", "w", newline="") as f:
+        rows = [[n, labels[n] if i % 7 else "0"]
+                for i, n in enumerate(names)]
+        csv.writer(f).writerows([["path", "label"], *rows])
+
+
+if __name__ == "__main__":
+    if "--inputs" in sys.argv:
+        make_inputs()
+    regenerate()
