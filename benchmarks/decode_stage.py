@@ -58,7 +58,9 @@ def main() -> int:
         return images.grayscale(Image.open(io.BytesIO(b)))
 
     def tv(b):
-        return decode_image(torch.frombuffer(bytearray(b), dtype=torch.uint8), mode=ImageReadMode.GRAY)[0].numpy()
+        return decode_image(torch.frombuffer(bytearray(b), dtype=torch.uint8), mode=ImageReadMode.GRAY)[
+            0
+        ].numpy()
 
     def stage(b):
         for *_, gray, _ in images.decode(b):
@@ -72,12 +74,23 @@ def main() -> int:
     best_gain = 1 / (1 - share * (1 - pillow_rate / tv_rate))
     print(f"(a) Pillow decode:      {pillow_rate:,.0f} img/s")
     print(f"(b) torchvision decode: {tv_rate:,.0f} img/s ({tv_rate / pillow_rate:.2f}x Pillow)")
-    print(f"(c) whole decode stage: {stage_rate:,.0f} img/s; decoding is {100 * share:.0f} % of it, so "
-          f"torchvision would make the stage at most {best_gain:.2f}x faster")
-    print(json.dumps({"images": len(blobs), "pillow_images_per_s": round(pillow_rate, 1),
-                      "torchvision_images_per_s": round(tv_rate, 1), "ratio": round(tv_rate / pillow_rate, 3),
-                      "stage_images_per_s": round(stage_rate, 1), "decode_share": round(share, 3),
-                      "stage_gain_at_most": round(best_gain, 3)}))
+    print(
+        f"(c) whole decode stage: {stage_rate:,.0f} img/s; decoding is {100 * share:.0f} % of it, so "
+        f"torchvision would make the stage at most {best_gain:.2f}x faster"
+    )
+    print(
+        json.dumps(
+            {
+                "images": len(blobs),
+                "pillow_images_per_s": round(pillow_rate, 1),
+                "torchvision_images_per_s": round(tv_rate, 1),
+                "ratio": round(tv_rate / pillow_rate, 3),
+                "stage_images_per_s": round(stage_rate, 1),
+                "decode_share": round(share, 3),
+                "stage_gain_at_most": round(best_gain, 3),
+            }
+        )
+    )
     return 0
 
 

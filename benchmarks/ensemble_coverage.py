@@ -34,8 +34,14 @@ def coverages(val_probs, val_y, test_probs, test_y) -> dict:
     out = {}
     for target in calibration.ERROR_TARGETS:
         coverage, threshold = calibration.coverage_at(val_curve, target)
-        test_coverage, test_error = calibration.accepted(test_probs.max(1), test_probs.argmax(1) == test_y, threshold)
-        out[f"{target:g}"] = {"val_coverage": coverage, "test_coverage": test_coverage, "test_error": test_error}
+        test_coverage, test_error = calibration.accepted(
+            test_probs.max(1), test_probs.argmax(1) == test_y, threshold
+        )
+        out[f"{target:g}"] = {
+            "val_coverage": coverage,
+            "test_coverage": test_coverage,
+            "test_error": test_error,
+        }
     return out
 
 
@@ -51,8 +57,9 @@ def main() -> int:
         state, cfg, checkpoint = checkpoints.for_scoring(args.model, name)
         ds = ds or datasets.load(cfg.dataset, seed=cfg.seed)
         t = state["temperature"] or 1.0
-        probs[name] = [readers.DIGIT.test(state, split.x, split.y, temperature=t)["probs"]
-                       for split in (ds.val, ds.test)]
+        probs[name] = [
+            readers.DIGIT.test(state, split.x, split.y, temperature=t)["probs"] for split in (ds.val, ds.test)
+        ]
         print(f"{name}: {checkpoint}, temperature {t:.3f}")
     probs["+".join(names)] = [np.mean([probs[n][i] for n in names], axis=0) for i in (0, 1)]
     # The average of calibrated models is not calibrated itself: also their mean log-probability,
@@ -64,23 +71,50 @@ def main() -> int:
     results = {name: coverages(v, ds.val.y, t, ds.test.y) for name, (v, t) in probs.items()}
 
     print(f"{'model':<12} {'accuracy':>9} " + " ".join(f"{'@' + k:>26}" for k in results[names[0]]))
-    print(f"{'':<12} {'(test)':>9} " + " ".join(f"{'val cov / test cov / err':>26}" for _ in results[names[0]]))
+    print(
+        f"{'':<12} {'(test)':>9} " + " ".join(f"{'val cov / test cov / err':>26}" for _ in results[names[0]])
+    )
     for name, row in results.items():
         accuracy = (probs[name][1].argmax(1) == ds.test.y).mean()
-        print(f"{name:<12} {100 * accuracy:>8.2f}% " + " ".join(
-            f"{100 * r['val_coverage']:>8.2f}%/{100 * r['test_coverage']:>6.2f}%/{100 * r['test_error']:>5.3f}%"
-            for r in row.values()))
+        print(
+            f"{name:<12} {100 * accuracy:>8.2f}% "
+            + " ".join(
+                f"{100 * r['val_coverage']:>8.2f}%/{100 * r['test_coverage']:>6.2f}%/{100 * r['test_error']:>5.3f}%"
+                for r in row.values()
+            )
+        )
     best = max(names, key=lambda n: sum(r["val_coverage"] for r in results[n].values()))
-    ensemble = max(results.keys() - set(names), key=lambda n: sum(r["val_coverage"] for r in results[n].values()))
-    ratio = {k: results[ensemble][k]["val_coverage"] / max(results[best][k]["val_coverage"], 1e-12)
-             for k in results[best]}
+    ensemble = max(
+        results.keys() - set(names), key=lambda n: sum(r["val_coverage"] for r in results[n].values())
+    )
+    ratio = {
+        k: results[ensemble][k]["val_coverage"] / max(results[best][k]["val_coverage"], 1e-12)
+        for k in results[best]
+    }
     pays = [k for k, r in ratio.items() if r > 1]
-    verdict = ("pays at every target" if len(pays) == len(ratio) else "pays at no target" if not pays
-               else f"pays only at {', '.join(pays)}")
-    print(f"the better ensemble ({ensemble}) vs the best single model ({best}), validation coverage: "
-          + ", ".join(f"@{k} {v:.4f}x" for k, v in ratio.items()) + f": {verdict}")
-    print(json.dumps({"best_single": best, "best_ensemble": ensemble, "ratio_val_coverage": ratio,
-                      "pays_at": pays, "results": results}))
+    verdict = (
+        "pays at every target"
+        if len(pays) == len(ratio)
+        else "pays at no target"
+        if not pays
+        else f"pays only at {', '.join(pays)}"
+    )
+    print(
+        f"the better ensemble ({ensemble}) vs the best single model ({best}), validation coverage: "
+        + ", ".join(f"@{k} {v:.4f}x" for k, v in ratio.items())
+        + f": {verdict}"
+    )
+    print(
+        json.dumps(
+            {
+                "best_single": best,
+                "best_ensemble": ensemble,
+                "ratio_val_coverage": ratio,
+                "pays_at": pays,
+                "results": results,
+            }
+        )
+    )
     return 0
 
 

@@ -44,14 +44,16 @@ def batches(kind: str, ds, cfg: TrainConfig, digits: int, n_fields: int) -> list
     widths with their widths, in score's order (``FieldReader.step_logits``)."""
     if kind == "digit":
         x = normalise(torch.from_numpy(ds.test.x[:digits]), cfg.mean, cfg.std)
-        return [(x[i:i + DIGIT_BATCH].contiguous(memory_format=torch.channels_last),)
-                for i in range(0, len(x), DIGIT_BATCH)]
+        return [
+            (x[i : i + DIGIT_BATCH].contiguous(memory_format=torch.channels_last),)
+            for i in range(0, len(x), DIGIT_BATCH)
+        ]
     counts = fields.lengths(n_fields, np.random.default_rng(0))
     strips, _ = fields.fixed_set(ds.test.x, ds.test.y, seed=1, counts=counts)
     strips = sorted(strips, key=lambda s: s.shape[1])
     out = []
     for i in range(0, len(strips), readers.FIELD_BATCH):
-        xb, widths = pad(strips[i:i + readers.FIELD_BATCH])
+        xb, widths = pad(strips[i : i + readers.FIELD_BATCH])
         out.append(((xb - cfg.mean) / cfg.std, widths))
     return out
 
@@ -79,10 +81,16 @@ def measure(name: str, ds, reps: int, digits: int, n_fields: int) -> dict:
         seconds["torch"].append(timed(model, inputs))
         seconds["onnxruntime"].append(timed(onnx, inputs))
     rate = {k: items / statistics.median(v) for k, v in seconds.items()}
-    return {"model": name, "kind": cfg.kind, "items": items, "batch": len(inputs[0][0]),
-            "torch_per_s": round(rate["torch"], 1), "ort_per_s": round(rate["onnxruntime"], 1),
-            "ort_vs_torch": round(rate["onnxruntime"] / rate["torch"], 3),
-            "spread": {k: round((max(v) - min(v)) / statistics.median(v), 3) for k, v in seconds.items()}}
+    return {
+        "model": name,
+        "kind": cfg.kind,
+        "items": items,
+        "batch": len(inputs[0][0]),
+        "torch_per_s": round(rate["torch"], 1),
+        "ort_per_s": round(rate["onnxruntime"], 1),
+        "ort_vs_torch": round(rate["onnxruntime"] / rate["torch"], 3),
+        "spread": {k: round((max(v) - min(v)) / statistics.median(v), 3) for k, v in seconds.items()},
+    }
 
 
 def main() -> None:
@@ -97,17 +105,34 @@ def main() -> None:
     import onnxruntime
 
     ds = datasets.load("mnist")
-    print(f"{cpu_model()}; {os.cpu_count()} CPUs; one thread each; torch {torch.__version__}, "
-          f"onnxruntime {onnxruntime.__version__}; medians of {args.reps} alternating passes")
+    print(
+        f"{cpu_model()}; {os.cpu_count()} CPUs; one thread each; torch {torch.__version__}, "
+        f"onnxruntime {onnxruntime.__version__}; medians of {args.reps} alternating passes"
+    )
     rows = [measure(name, ds, args.reps, args.digits, args.fields) for name in args.models.split(",")]
-    print(f"{'model':<6} {'items':>6} {'batch':>6} {'torch /s':>10} {'onnxruntime /s':>15} {'ratio':>7}  spread")
+    print(
+        f"{'model':<6} {'items':>6} {'batch':>6} {'torch /s':>10} {'onnxruntime /s':>15} {'ratio':>7}  spread"
+    )
     for r in rows:
         unit = "strips" if r["kind"] == "field" else "images"
-        print(f"{r['model']:<6} {r['items']:>6} {r['batch']:>6} {r['torch_per_s']:>10,.0f} {r['ort_per_s']:>15,.0f} "
-              f"{r['ort_vs_torch']:>6.2f}x  torch {r['spread']['torch']:.0%}, ort {r['spread']['onnxruntime']:.0%}"
-              f" ({unit})")
-    print(json.dumps({"cpu": cpu_model(), "cpus": os.cpu_count(), "threads": 1, "torch": torch.__version__,
-                      "onnxruntime": onnxruntime.__version__, "reps": args.reps, "models": rows}))
+        print(
+            f"{r['model']:<6} {r['items']:>6} {r['batch']:>6} {r['torch_per_s']:>10,.0f} {r['ort_per_s']:>15,.0f} "
+            f"{r['ort_vs_torch']:>6.2f}x  torch {r['spread']['torch']:.0%}, ort {r['spread']['onnxruntime']:.0%}"
+            f" ({unit})"
+        )
+    print(
+        json.dumps(
+            {
+                "cpu": cpu_model(),
+                "cpus": os.cpu_count(),
+                "threads": 1,
+                "torch": torch.__version__,
+                "onnxruntime": onnxruntime.__version__,
+                "reps": args.reps,
+                "models": rows,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -89,21 +89,35 @@ def plain(folder: Path, model_path: str, batch_size: int) -> float:
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--model", required=True, help="compare output folder holding a crnn, or its model.pt")
-    p.add_argument("--folder", type=Path, default=Path("results-bench/fields-12k"),
-                   help="where the field folder is made once (default: %(default)s)")
+    p.add_argument(
+        "--folder",
+        type=Path,
+        default=Path("results-bench/fields-12k"),
+        help="where the field folder is made once (default: %(default)s)",
+    )
     p.add_argument("--fields", type=int, default=12_000)
     p.add_argument("--batch-size", type=int, default=512)
     p.add_argument("--concurrency", type=int, default=1)
     args = p.parse_args()
     labels = make_folder(args.folder, args.fields)
-    print(f"{args.fields:,} fields in {args.folder}; {os.cpu_count()} CPUs; torch threads {torch.get_num_threads()}")
+    print(
+        f"{args.fields:,} fields in {args.folder}; {os.cpu_count()} CPUs; torch threads {torch.get_num_threads()}"
+    )
     before = plain(args.folder, args.model, args.batch_size)
     print(f"(a) plain loop: {before:,.1f} fields/s")
     cluster.connect(None)  # a local Ray, up before the clock starts, as a cluster would be
-    r = with_ray(args.folder, args.model, args.batch_size, args.concurrency, 1.0,
-                 extra=["--model-name", MODEL, "--labels", str(labels)])
-    print(f"(b) Ray Data, --concurrency {args.concurrency}: {r['images_per_s']:,.1f} fields/s whole job; after "
-          f"{r['startup_seconds']:.1f} s of start-up, {r['steady_images_per_s']:,.1f} fields/s")
+    r = with_ray(
+        args.folder,
+        args.model,
+        args.batch_size,
+        args.concurrency,
+        1.0,
+        extra=["--model-name", MODEL, "--labels", str(labels)],
+    )
+    print(
+        f"(b) Ray Data, --concurrency {args.concurrency}: {r['images_per_s']:,.1f} fields/s whole job; after "
+        f"{r['startup_seconds']:.1f} s of start-up, {r['steady_images_per_s']:,.1f} fields/s"
+    )
     import ray
 
     ray.shutdown()
@@ -112,9 +126,20 @@ def main() -> int:
     r["ratio"] = round(r["images_per_s"] / baseline, 3)
     r["steady_ratio"] = round(r["steady_images_per_s"] / baseline, 3)
     print(f"(a) plain loop again: {after:,.1f} fields/s; baseline {baseline:,.1f} fields/s")
-    print(f"Ray Data: {r['ratio']:.2f}x the plain loop over the whole job, {r['steady_ratio']:.2f}x after start-up")
-    print(json.dumps({"fields": args.fields, "cpus": os.cpu_count(), "plain_fields_per_s": round(baseline, 1),
-                      "plain_runs": [round(before, 1), round(after, 1)], **r}))
+    print(
+        f"Ray Data: {r['ratio']:.2f}x the plain loop over the whole job, {r['steady_ratio']:.2f}x after start-up"
+    )
+    print(
+        json.dumps(
+            {
+                "fields": args.fields,
+                "cpus": os.cpu_count(),
+                "plain_fields_per_s": round(baseline, 1),
+                "plain_runs": [round(before, 1), round(after, 1)],
+                **r,
+            }
+        )
+    )
     return 0
 
 

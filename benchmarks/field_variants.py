@@ -29,7 +29,7 @@ from torch import nn
 from hdr_dist.models.architectures import CRNN
 
 VARIANTS = {
-    "base": {},                                                     # the crnn recipe at width 1
+    "base": {},  # the crnn recipe at width 1
     "mid": dict(blocks=((24, 2, True), (48, 2, True)), hidden=192),  # the crnn recipe at width 1.5
     "wide": dict(blocks=((32, 2, True), (64, 2, True)), features=256),
     "dense": dict(blocks=((32, 2, True), (64, 2, True)), features=256, context="dense"),
@@ -43,9 +43,14 @@ class DenseContext(nn.Module):
 
     def __init__(self, features: int, growth: int = 128, layers: int = 2, kernel: int = 5):
         super().__init__()
-        self.convs = nn.ModuleList(nn.Sequential(nn.Conv1d(features + i * growth, growth, kernel, padding=kernel // 2,
-                                                           bias=False), nn.BatchNorm1d(growth), nn.ReLU(inplace=True))
-                                   for i in range(layers))
+        self.convs = nn.ModuleList(
+            nn.Sequential(
+                nn.Conv1d(features + i * growth, growth, kernel, padding=kernel // 2, bias=False),
+                nn.BatchNorm1d(growth),
+                nn.ReLU(inplace=True),
+            )
+            for i in range(layers)
+        )
         self.width = features + layers * growth
 
     def forward(self, seq, steps):
@@ -66,8 +71,11 @@ class DenseCRNN(CRNN):
 
     def forward(self, x, widths=None):
         seq = self.dropout(self.window(self.features(x))[:, :, 0].transpose(1, 2))
-        steps = torch.full((len(x),), seq.shape[1]) if widths is None else torch.div(widths, self.step,
-                                                                                     rounding_mode="floor")
+        steps = (
+            torch.full((len(x),), seq.shape[1])
+            if widths is None
+            else torch.div(widths, self.step, rounding_mode="floor")
+        )
         return self.classifier(self.dropout(self.rnn(seq, steps)))
 
 
@@ -106,11 +114,17 @@ def race(name: str, seconds: float) -> None:
                 break
             if t > next_reading:
                 began = time.perf_counter()
-                print(json.dumps({"variant": name, "seconds": round(t), "fields": seen, "val_5": accuracy(600)}),
-                      flush=True)
+                print(
+                    json.dumps(
+                        {"variant": name, "seconds": round(t), "fields": seen, "val_5": accuracy(600)}
+                    ),
+                    flush=True,
+                )
                 paused, next_reading = paused + time.perf_counter() - began, next_reading + EVERY
             for group in opt.param_groups:  # 10 % warm-up, then cosine to zero at the end of the race
-                group["lr"] = cfg.lr * min(1.0, t / seconds / 0.1) * 0.5 * (1 + math.cos(math.pi * t / seconds))
+                group["lr"] = (
+                    cfg.lr * min(1.0, t / seconds / 0.1) * 0.5 * (1 + math.cos(math.pi * t / seconds))
+                )
             strips, labels = fields.strips(x, y, batch, fields.FieldStyle(), rng, generator)
             xb, widths = pad(strips)
             model.train()
@@ -120,14 +134,20 @@ def race(name: str, seconds: float) -> None:
             opt.step()
             seen += len(batch)
     params = sum(p.numel() for p in model.parameters())
-    print(json.dumps({"variant": name, "end": True, "fields": seen, "params": params, "val_5": accuracy(1200)}),
-          flush=True)
+    print(
+        json.dumps({"variant": name, "end": True, "fields": seen, "params": params, "val_5": accuracy(1200)}),
+        flush=True,
+    )
 
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--variants", default="base,mid,wide,dense", help="comma-separated, of " + ", ".join(VARIANTS))
-    p.add_argument("--seconds", type=float, default=720, help="training wall time of each (default: %(default)s)")
+    p.add_argument(
+        "--variants", default="base,mid,wide,dense", help="comma-separated, of " + ", ".join(VARIANTS)
+    )
+    p.add_argument(
+        "--seconds", type=float, default=720, help="training wall time of each (default: %(default)s)"
+    )
     p.add_argument("--one", help=argparse.SUPPRESS)  # a variant's own process
     args = p.parse_args()
     if args.one:
@@ -139,16 +159,27 @@ def main() -> int:
     if "base" not in names:
         names.insert(0, "base")
     print(f"{os.cpu_count()} CPUs; {len(names)} variants, {args.seconds:.0f} s each, all at once")
-    procs = {n: subprocess.Popen([sys.executable, __file__, "--one", n, "--seconds", str(args.seconds)],
-                                 stdout=subprocess.PIPE, text=True) for n in names}
+    procs = {
+        n: subprocess.Popen(
+            [sys.executable, __file__, "--one", n, "--seconds", str(args.seconds)],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for n in names
+    }
     ends = {}
     for name, proc in procs.items():
         for line in proc.stdout:
             row = json.loads(line)
-            print(f"  {name:6s} " + (f"end: {row['fields']:,} fields, {row['params']:,} parameters, "
-                                     f"{100 * row['val_5']:.2f} % of 1,200 validation 5-digit fields"
-                                     if row.get("end") else f"{row['seconds']:4d} s {row['fields']:7,} fields "
-                                     f"{100 * row['val_5']:.2f} %"))
+            print(
+                f"  {name:6s} "
+                + (
+                    f"end: {row['fields']:,} fields, {row['params']:,} parameters, "
+                    f"{100 * row['val_5']:.2f} % of 1,200 validation 5-digit fields"
+                    if row.get("end")
+                    else f"{row['seconds']:4d} s {row['fields']:7,} fields {100 * row['val_5']:.2f} %"
+                )
+            )
             if row.get("end"):
                 ends[name] = row
         if proc.wait():

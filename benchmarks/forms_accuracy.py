@@ -60,8 +60,10 @@ def make_pages(folder: Path, pages: int) -> None:
         return
     start = time.perf_counter()
     made = samples.write(folder, pages, seed=0)
-    print(f"made {made['pages']:,} pages ({made['forms']:,} forms) in {made['files']:,} files under {folder} "
-          f"in {time.perf_counter() - start:.0f} s")
+    print(
+        f"made {made['pages']:,} pages ({made['forms']:,} forms) in {made['files']:,} files under {folder} "
+        f"in {time.perf_counter() - start:.0f} s"
+    )
 
 
 def plain(folder: Path, model: str, batch_size: int) -> dict:
@@ -70,12 +72,27 @@ def plain(folder: Path, model: str, batch_size: int) -> dict:
     template_path = str(folder / f"{samples.NAME}.yaml")
     template, reference, drop = pipeline.prepared_template(template_path, "reference")
     states = [checkpoints.for_scoring(model, name)[0] for name in (None, forms.FIELD_MODEL)]
-    cfg = FormsConfig(inputs=(), template=template_path, labelled=False, dropout="reference",
-                      length_constraint=True, batch_size=batch_size, max_pixels=images.DEFAULT_MAX_PIXELS,
-                      commit_rows=1, commit_seconds=1.0, review_rows=0, use_gpu=False, concurrency=1,
-                      cpus_per_actor=os.cpu_count(), read_tasks=1, target_error=None, thresholds=None)
-    reader = pipeline.FormReader(*[{k: s[k] for k in ("model", "config", "temperature")} for s in states],
-                                 template_path, cfg)
+    cfg = FormsConfig(
+        inputs=(),
+        template=template_path,
+        labelled=False,
+        dropout="reference",
+        length_constraint=True,
+        batch_size=batch_size,
+        max_pixels=images.DEFAULT_MAX_PIXELS,
+        commit_rows=1,
+        commit_seconds=1.0,
+        review_rows=0,
+        use_gpu=False,
+        concurrency=1,
+        cpus_per_actor=os.cpu_count(),
+        read_tasks=1,
+        target_error=None,
+        thresholds=None,
+    )
+    reader = pipeline.FormReader(
+        *[{k: s[k] for k in ("model", "config", "temperature")} for s in states], template_path, cfg
+    )
     stages = dict.fromkeys(("decode", "registration", "dropout", "reading"), 0.0)
     pending, n, fields = [], 0, 0
 
@@ -103,22 +120,41 @@ def plain(folder: Path, model: str, batch_size: int) -> dict:
             mapped = registration.onto_reference(gray, reg, template.size) if reg and reg.matched else None
             stages["registration"] += time.perf_counter() - t
             t = time.perf_counter()
-            reads = [r.__dict__ for r in zones.read_zones(mapped, template, drop)] if mapped is not None else []
+            reads = (
+                [r.__dict__ for r in zones.read_zones(mapped, template, drop)] if mapped is not None else []
+            )
             boxes = [zones.page_box(z, reg) for z in template.zones] if mapped is not None else []
             stages["dropout"] += time.perf_counter() - t
             if error is None and mapped is None:
                 error = f"does not match template {template.name}"
-            pending.append({"source": str(f), "member": "", "occurrence": 0, "page": page, "pages": total,
-                            "width": w, "height": h, "error": error,
-                            "registration": reg.as_dict() if reg else None, "boxes": boxes, "reads": reads})
+            pending.append(
+                {
+                    "source": str(f),
+                    "member": "",
+                    "occurrence": 0,
+                    "page": page,
+                    "pages": total,
+                    "width": w,
+                    "height": h,
+                    "error": error,
+                    "registration": reg.as_dict() if reg else None,
+                    "boxes": boxes,
+                    "reads": reads,
+                }
+            )
             if len(pending) == batch_size:
                 read()
             t = time.perf_counter()
     if pending:
         read()
     seconds = time.perf_counter() - start
-    return {"pages_per_s": round(n / seconds, 3), "pages": n, "fields": fields, "seconds": round(seconds, 1),
-            "stage_seconds_per_page": {k: round(v / n, 4) for k, v in stages.items()}}
+    return {
+        "pages_per_s": round(n / seconds, 3),
+        "pages": n,
+        "fields": fields,
+        "seconds": round(seconds, 1),
+        "stage_seconds_per_page": {k: round(v / n, 4) for k, v in stages.items()},
+    }
 
 
 def job(folder: Path, model: str, *extra: str) -> dict:
@@ -126,16 +162,32 @@ def job(folder: Path, model: str, *extra: str) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "out"
         start = time.perf_counter()
-        code = forms.main([str(folder / "pages"), "--template", str(folder / f"{samples.NAME}.yaml"),
-                           "--model", model, "--output", str(out), "--labels", str(folder / "truth.csv"), *extra])
+        code = forms.main(
+            [
+                str(folder / "pages"),
+                "--template",
+                str(folder / f"{samples.NAME}.yaml"),
+                "--model",
+                model,
+                "--output",
+                str(out),
+                "--labels",
+                str(folder / "truth.csv"),
+                *extra,
+            ]
+        )
         seconds = time.perf_counter() - start
         if code != 0:
             raise SystemExit(f"hdr forms failed with status {code}")
         summary = json.loads((out / "summary.json").read_text())
-        return {"seconds": seconds, "pages_per_s": summary["pages"] / seconds, "summary": summary,
-                "forms": pads.dataset(out / "forms").to_table().to_pylist(),
-                "fields": pads.dataset(out / "fields").to_table().to_pylist(),
-                "metrics": pq.read_table(out / "metrics.parquet").to_pylist()}
+        return {
+            "seconds": seconds,
+            "pages_per_s": summary["pages"] / seconds,
+            "summary": summary,
+            "forms": pads.dataset(out / "forms").to_table().to_pylist(),
+            "fields": pads.dataset(out / "fields").to_table().to_pylist(),
+            "metrics": pq.read_table(out / "metrics.parquet").to_pylist(),
+        }
 
 
 def recount(folder: Path, run: dict, cnn_accuracy: float) -> dict:
@@ -152,21 +204,34 @@ def recount(folder: Path, run: dict, cnn_accuracy: float) -> dict:
         key = (f["member"] or Path(f["source"]).name, f["page"], f["field"])
         if key in truth:
             by_field[f["field"]].append((truth[key], f))
-    out = {"pages": len(kinds), "rows": len(run["forms"]), "form_pages": len(form_pages),
-           "registered": round(matched / len(form_pages), 5),
-           "strays": len(strays), "strays_rejected": sum((rows[k]["error"] or "").startswith(
-               "does not match template") for k in strays), "fields": {}}
+    out = {
+        "pages": len(kinds),
+        "rows": len(run["forms"]),
+        "form_pages": len(form_pages),
+        "registered": round(matched / len(form_pages), 5),
+        "strays": len(strays),
+        "strays_rejected": sum(
+            (rows[k]["error"] or "").startswith("does not match template") for k in strays
+        ),
+        "fields": {},
+    }
     for z in template.zones:
         pairs = by_field[z.name]
         written = [(t, f) for t, f in pairs if t != ""]
         empty = [(t, f) for t, f in pairs if t == ""]
-        entry = {"kind": z.kind, "written": len(written),
-                 "exact": round(sum(t == f["text"] for t, f in written) / max(1, len(written)), 4)}
+        entry = {
+            "kind": z.kind,
+            "written": len(written),
+            "exact": round(sum(t == f["text"] for t, f in written) / max(1, len(written)), 4),
+        }
         if z.kind == "comb":
             entry["target"] = round(0.99 * cnn_accuracy ** len(z.cells), 4)
         if empty:
-            entry |= {"empty": len(empty), "empty_read_empty": round(sum(f["text"] == "" for _, f in empty) / len(empty), 4),
-                      "empty_invented": round(sum(bool(f["text"]) for _, f in empty) / len(empty), 4)}
+            entry |= {
+                "empty": len(empty),
+                "empty_read_empty": round(sum(f["text"] == "" for _, f in empty) / len(empty), 4),
+                "empty_invented": round(sum(bool(f["text"]) for _, f in empty) / len(empty), 4),
+            }
         out["fields"][z.name] = entry
     empties = [(t, f) for pairs in by_field.values() for t, f in pairs if t == ""]
     out["empty_read_empty"] = round(sum(f["text"] == "" for _, f in empties) / max(1, len(empties)), 4)
@@ -185,8 +250,17 @@ def memory(folder: Path, model: str, pages: int) -> dict:
     peak is no higher than the first third's."""
     make_pages(folder, pages)
     with tempfile.TemporaryDirectory() as tmp:
-        argv = [sys.executable, str(ROOT / "jobs" / "forms.py"), str(folder / "pages"), "--template",
-                str(folder / f"{samples.NAME}.yaml"), "--model", model, "--output", str(Path(tmp) / "out")]
+        argv = [
+            sys.executable,
+            str(ROOT / "jobs" / "forms.py"),
+            str(folder / "pages"),
+            "--template",
+            str(folder / f"{samples.NAME}.yaml"),
+            "--model",
+            model,
+            "--output",
+            str(Path(tmp) / "out"),
+        ]
         start = time.perf_counter()
         job_process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         with Peak(job_process.pid, interval=0.5, timeline=True) as peak:
@@ -196,18 +270,26 @@ def memory(folder: Path, model: str, pages: int) -> dict:
             raise SystemExit(f"the {pages}-page run failed with status {job_process.returncode}")
     third = len(peak.timeline) // 3
     first, last = (max(v for _, v in peak.timeline[a:b]) for a, b in ((0, third), (-third, None)))
-    return peak.gib() | {"pages": pages, "seconds": round(seconds, 1), "pages_per_s": round(pages / seconds, 3),
-                         "tree_peak_first_third_gib": round(first / 2**30, 3),
-                         "tree_peak_last_third_gib": round(last / 2**30, 3)}
+    return peak.gib() | {
+        "pages": pages,
+        "seconds": round(seconds, 1),
+        "pages_per_s": round(pages / seconds, 3),
+        "tree_peak_first_third_gib": round(first / 2**30, 3),
+        "tree_peak_last_third_gib": round(last / 2**30, 3),
+    }
 
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--model", default="results", help="compare output folder with a cnn and a crnn")
     p.add_argument("--pages", type=int, default=500)
-    p.add_argument("--folder", type=Path, help="where the pages are made once (default: results-bench/forms-PAGES)")
+    p.add_argument(
+        "--folder", type=Path, help="where the pages are made once (default: results-bench/forms-PAGES)"
+    )
     p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--memory-pages", type=int, default=0, help="also (e): a run over this many pages, its memory")
+    p.add_argument(
+        "--memory-pages", type=int, default=0, help="also (e): a run over this many pages, its memory"
+    )
     p.add_argument("--only-memory", action="store_true", help="run (e) alone")
     p.add_argument("--no-variants", dest="variants", action="store_false", help="skip (c) and (d)")
     args = p.parse_args()
@@ -223,8 +305,10 @@ def main() -> int:
     cnn_accuracy, crnn_fields = metrics["cnn"]["accuracy"], metrics["crnn"].get("field_accuracy")
 
     before = plain(folder, args.model, args.batch_size)
-    print(f"(a) plain loop: {before['pages_per_s']:.3f} pages/s; seconds per page by stage "
-          f"{before['stage_seconds_per_page']}")
+    print(
+        f"(a) plain loop: {before['pages_per_s']:.3f} pages/s; seconds per page by stage "
+        f"{before['stage_seconds_per_page']}"
+    )
     cluster.connect(None)  # a local Ray, up before the clock starts, as a cluster would be
     main_run = job(folder, args.model, "--target-error", "0.01")
     figures = recount(folder, main_run, cnn_accuracy)
@@ -232,37 +316,65 @@ def main() -> int:
     variants = {}
     if args.variants:
         free = recount(folder, job(folder, args.model, "--no-length-constraint"), cnn_accuracy)
-        print(f"(c) without the length constraint: amount exact {free['fields']['amount']['exact']:.4f} "
-              f"against {figures['fields']['amount']['exact']:.4f} with it")
+        print(
+            f"(c) without the length constraint: amount exact {free['fields']['amount']['exact']:.4f} "
+            f"against {figures['fields']['amount']['exact']:.4f} with it"
+        )
         lines = recount(folder, job(folder, args.model, "--dropout", "lines"), cnn_accuracy)
-        print(f"(d) --dropout lines: all fields exact {lines['exact_all_fields']:.4f} against "
-              f"{figures['exact_all_fields']:.4f} with reference; per field "
-              f"{ {k: v['exact'] for k, v in lines['fields'].items()} }")
-        variants = {"no_length_constraint": {"amount_exact": free["fields"]["amount"]["exact"],
-                                             "exact_all_fields": free["exact_all_fields"]},
-                    "lines_dropout": {"exact_all_fields": lines["exact_all_fields"],
-                                      "fields": {k: v["exact"] for k, v in lines["fields"].items()},
-                                      "empty_read_empty": lines["empty_read_empty"]}}
+        print(
+            f"(d) --dropout lines: all fields exact {lines['exact_all_fields']:.4f} against "
+            f"{figures['exact_all_fields']:.4f} with reference; per field "
+            f"{ {k: v['exact'] for k, v in lines['fields'].items()} }"
+        )
+        variants = {
+            "no_length_constraint": {
+                "amount_exact": free["fields"]["amount"]["exact"],
+                "exact_all_fields": free["exact_all_fields"],
+            },
+            "lines_dropout": {
+                "exact_all_fields": lines["exact_all_fields"],
+                "fields": {k: v["exact"] for k, v in lines["fields"].items()},
+                "empty_read_empty": lines["empty_read_empty"],
+            },
+        }
     import ray
 
     ray.shutdown()
     after = plain(folder, args.model, args.batch_size)
     baseline = (before["pages_per_s"] + after["pages_per_s"]) / 2
     ratio = main_run["pages_per_s"] / baseline
-    print(f"(a) plain loop again: {after['pages_per_s']:.3f} pages/s; baseline {baseline:.3f}; "
-          f"the job {ratio:.2f}x")
-    mem = memory(ROOT / f"results-bench/forms-{args.memory_pages}", args.model, args.memory_pages) \
-        if args.memory_pages else None
+    print(
+        f"(a) plain loop again: {after['pages_per_s']:.3f} pages/s; baseline {baseline:.3f}; "
+        f"the job {ratio:.2f}x"
+    )
+    mem = (
+        memory(ROOT / f"results-bench/forms-{args.memory_pages}", args.model, args.memory_pages)
+        if args.memory_pages
+        else None
+    )
     if mem:
         print(f"(e) {args.memory_pages:,} pages: {json.dumps(mem)}")
-    print(json.dumps({
-        "cpus": os.cpu_count(), "pages": args.pages, "cnn_accuracy": cnn_accuracy, "crnn_field_accuracy": crnn_fields,
-        "plain_pages_per_s": round(baseline, 3), "plain_runs": [before["pages_per_s"], after["pages_per_s"]],
-        "plain_stage_seconds_per_page": before["stage_seconds_per_page"],
-        "job_pages_per_s": round(main_run["pages_per_s"], 3), "ratio": round(ratio, 3),
-        "job_startup_seconds": main_run["summary"].get("startup_seconds"),
-        "job_seconds": round(main_run["seconds"], 1), "job_pipeline_seconds": main_run["summary"]["seconds"],
-        "reference_dropout": figures, **variants, "memory": mem}))
+    print(
+        json.dumps(
+            {
+                "cpus": os.cpu_count(),
+                "pages": args.pages,
+                "cnn_accuracy": cnn_accuracy,
+                "crnn_field_accuracy": crnn_fields,
+                "plain_pages_per_s": round(baseline, 3),
+                "plain_runs": [before["pages_per_s"], after["pages_per_s"]],
+                "plain_stage_seconds_per_page": before["stage_seconds_per_page"],
+                "job_pages_per_s": round(main_run["pages_per_s"], 3),
+                "ratio": round(ratio, 3),
+                "job_startup_seconds": main_run["summary"].get("startup_seconds"),
+                "job_seconds": round(main_run["seconds"], 1),
+                "job_pipeline_seconds": main_run["summary"]["seconds"],
+                "reference_dropout": figures,
+                **variants,
+                "memory": mem,
+            }
+        )
+    )
     return 0
 
 

@@ -18,9 +18,13 @@ class Peak:
     """``with Peak(pid) as peak: ...`` samples ``pid`` and its descendants every ``interval`` s;
     with ``descendants_only``, not ``pid`` itself (a test process sampling the Ray it started)."""
 
-    def __init__(self, pid: int, interval: float = 0.1, descendants_only: bool = False, timeline: bool = False):
+    def __init__(
+        self, pid: int, interval: float = 0.1, descendants_only: bool = False, timeline: bool = False
+    ):
         self.root, self.interval, self.descendants_only = psutil.Process(pid), interval, descendants_only
-        self.timeline: list[tuple[float, int]] | None = [] if timeline else None  # (seconds, tree RSS) samples
+        self.timeline: list[tuple[float, int]] | None = (
+            [] if timeline else None
+        )  # (seconds, tree RSS) samples
         self.process = self.tree = self.machine = 0
         self.process_name = ""
         self._stop = threading.Event()
@@ -51,7 +55,7 @@ class Peak:
         except psutil.Error:
             return []
 
-    def __enter__(self) -> "Peak":
+    def __enter__(self) -> Peak:
         self._thread.start()
         return self
 
@@ -60,5 +64,9 @@ class Peak:
         self._thread.join()
 
     def gib(self) -> dict:
-        return {"peak_process_gib": round(self.process / 2**30, 3), "peak_process": self.process_name,
-                "peak_tree_rss_gib": round(self.tree / 2**30, 3), "peak_machine_used_gib": round(self.machine / 2**30, 3)}
+        return {
+            "peak_process_gib": round(self.process / 2**30, 3),
+            "peak_process": self.process_name,
+            "peak_tree_rss_gib": round(self.tree / 2**30, 3),
+            "peak_machine_used_gib": round(self.machine / 2**30, 3),
+        }

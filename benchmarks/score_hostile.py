@@ -48,14 +48,25 @@ from hdr_dist.data import (  # noqa: E402
 def make(folder: Path, members: int, pages: int) -> dict[str, Path]:
     """Each case's INPUT, made once (a ``.done`` marker beside it says it is whole)."""
     ds = datasets.load("mnist", limit_test=2000)
-    cases = {"polite": folder / "polite", "zip-bomb": folder / "zip-bomb.zip",
-             "million-members-zip": folder / f"members-{members}.zip",
-             "million-members-tar": folder / f"members-{members}.tar",
-             "extreme-aspect": folder / "extreme-aspect.png", "tiff-pages": folder / f"pages-{pages}.tif"}
+    cases = {
+        "polite": folder / "polite",
+        "zip-bomb": folder / "zip-bomb.zip",
+        "million-members-zip": folder / f"members-{members}.zip",
+        "million-members-tar": folder / f"members-{members}.tar",
+        "extreme-aspect": folder / "extreme-aspect.png",
+        "tiff-pages": folder / f"pages-{pages}.tif",
+    }
     makers = {
-        "polite": lambda p: samples.write(p, ((f"{ds.labels[ds.test.y[i % 2000]]}/{i:05d}.png",
-                                               samples.render(ds.test.x[i % 2000], (28, 64)[i % 2]))
-                                              for i in range(20_000))),
+        "polite": lambda p: samples.write(
+            p,
+            (
+                (
+                    f"{ds.labels[ds.test.y[i % 2000]]}/{i:05d}.png",
+                    samples.render(ds.test.x[i % 2000], (28, 64)[i % 2]),
+                )
+                for i in range(20_000)
+            ),
+        ),
         "zip-bomb": lambda p: zip_bomb(p),
         "million-members-zip": lambda p: tiny_zip(p, members),
         "million-members-tar": lambda p: tiny_tar(p, members),
@@ -76,10 +87,14 @@ def make(folder: Path, members: int, pages: int) -> dict[str, Path]:
 def zip_bomb(path: Path) -> None:
     payload, crc = hostile.deflated_zeros(hostile.BOMB_MEMBER)
     looks_png, png_crc = hostile.deflated_zeros(hostile.BOMB_MEMBER, b"\x89PNG\r\n\x1a\n")
-    entries = [hostile.Entry(f"zeros-{i:03d}.bin".encode(), payload, hostile.BOMB_MEMBER, crc, method=8)
-               for i in range(96)]
-    entries += [hostile.Entry(f"looks-like-{i}.png".encode(), looks_png, hostile.BOMB_MEMBER, png_crc, method=8)
-                for i in range(4)]
+    entries = [
+        hostile.Entry(f"zeros-{i:03d}.bin".encode(), payload, hostile.BOMB_MEMBER, crc, method=8)
+        for i in range(96)
+    ]
+    entries += [
+        hostile.Entry(f"looks-like-{i}.png".encode(), looks_png, hostile.BOMB_MEMBER, png_crc, method=8)
+        for i in range(4)
+    ]
     hostile.write_zip(path, entries)
 
 
@@ -107,21 +122,40 @@ def score(case: Path, model: str) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "out"
         start = time.perf_counter()
-        job = subprocess.Popen([sys.executable, str(ROOT / "jobs" / "score.py"), str(case), "--model", model,
-                                "--output", str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        job = subprocess.Popen(
+            [
+                sys.executable,
+                str(ROOT / "jobs" / "score.py"),
+                str(case),
+                "--model",
+                model,
+                "--output",
+                str(out),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         with Peak(job.pid, interval=0.2) as peak:
             _, err = job.communicate()
         seconds = time.perf_counter() - start
         if job.returncode != 0:
             raise SystemExit(f"jobs/score.py {case} failed with status {job.returncode}: {err[-2000:]}")
         summary = json.loads((out / "summary.json").read_text())
-    return {"rows": summary["images"], "scored": summary["scored"], "failed": summary["failed"],
-            "wall_seconds": round(seconds, 1), **peak.gib()}
+    return {
+        "rows": summary["images"],
+        "scored": summary["scored"],
+        "failed": summary["failed"],
+        "wall_seconds": round(seconds, 1),
+        **peak.gib(),
+    }
 
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--model", default="results", help="compare output folder or model.pt (default: %(default)s)")
+    p.add_argument(
+        "--model", default="results", help="compare output folder or model.pt (default: %(default)s)"
+    )
     p.add_argument("--members", type=int, default=1_000_000, help="members of each tiny-member archive")
     p.add_argument("--pages", type=int, default=10_000, help="pages of the TIFF")
     p.add_argument("--folder", type=Path, default=Path("results-bench/hostile"))
@@ -134,10 +168,13 @@ def main() -> int:
         r = results[name] = score(cases[name], args.model)
         r["peak_process_vs_polite"] = round(r["peak_process_gib"] / results["polite"]["peak_process_gib"], 2)
         r["wall_vs_polite"] = round(r["wall_seconds"] / results["polite"]["wall_seconds"], 2)
-        print(f"{name:20s} {r['rows']:>9,} rows ({r['failed']:,} errors) in {r['wall_seconds']:6.1f} s "
-              f"({r['wall_vs_polite']:.2f}x polite); peak: largest process {r['peak_process_gib']:.2f} GiB "
-              f"({r['peak_process']}, {r['peak_process_vs_polite']:.2f}x polite), tree {r['peak_tree_rss_gib']:.2f} GiB, "
-              f"machine +{r['peak_machine_used_gib']:.2f} GiB", flush=True)
+        print(
+            f"{name:20s} {r['rows']:>9,} rows ({r['failed']:,} errors) in {r['wall_seconds']:6.1f} s "
+            f"({r['wall_vs_polite']:.2f}x polite); peak: largest process {r['peak_process_gib']:.2f} GiB "
+            f"({r['peak_process']}, {r['peak_process_vs_polite']:.2f}x polite), tree {r['peak_tree_rss_gib']:.2f} GiB, "
+            f"machine +{r['peak_machine_used_gib']:.2f} GiB",
+            flush=True,
+        )
     print(json.dumps(results))
     return 0
 

@@ -38,8 +38,20 @@ PROGRESS = re.compile(r"^scored ([\d,]+)/([\d,]+) images \((\d+) %\)")
 
 
 def job(folder: Path, model: str, out: Path, address: str, *flags: str) -> list[str]:
-    return [sys.executable, str(ROOT / "jobs" / "score.py"), str(folder), "--model", model, "--output", str(out),
-            "--labels-from", "dirname", "--address", address, *flags]
+    return [
+        sys.executable,
+        str(ROOT / "jobs" / "score.py"),
+        str(folder),
+        "--model",
+        model,
+        "--output",
+        str(out),
+        "--labels-from",
+        "dirname",
+        "--address",
+        address,
+        *flags,
+    ]
 
 
 def killed_at(command: list[str], share: float) -> tuple[float, int, float]:
@@ -65,9 +77,15 @@ def timed(command: list[str]) -> float:
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--model", default="results", help="compare output folder or model.pt (default: %(default)s)")
-    p.add_argument("--folder", type=Path, default=Path("results-bench/score-25k"),
-                   help="where the image folder is made once (default: %(default)s)")
+    p.add_argument(
+        "--model", default="results", help="compare output folder or model.pt (default: %(default)s)"
+    )
+    p.add_argument(
+        "--folder",
+        type=Path,
+        default=Path("results-bench/score-25k"),
+        help="where the image folder is made once (default: %(default)s)",
+    )
     p.add_argument("--images", type=int, default=25_000)
     p.add_argument("--at", type=float, default=0.4, help="kill when the progress line reaches this share")
     args = p.parse_args()
@@ -88,14 +106,25 @@ def main() -> int:
         rows = pads.dataset(out / "predictions", format="parquet").to_table(columns=["source", "page"])
         keys = set(zip(rows["source"].to_pylist(), rows["page"].to_pylist()))
     kept = summary["skipped_already_scored"]
-    result = {"images": args.images, "cpus": os.cpu_count(), "killed_at_share": round(said, 4),
-              "kept_inputs": kept, "kept_share": round(kept / args.images, 4),
-              "rows": rows.num_rows, "distinct_rows": len(keys), "every_input_once": rows.num_rows == len(keys) ==
-              args.images, "uninterrupted_seconds": round(whole, 1), "killed_run_seconds": round(first, 1),
-              "resume_seconds": round(second, 1), "resume_vs_uninterrupted": round(second / whole, 3)}
-    print(f"kept {kept:,} of {args.images:,} inputs ({result['kept_share']:.1%}); the resume took {second:.1f} s, "
-          f"{result['resume_vs_uninterrupted']:.2f}x an uninterrupted run; every input once: "
-          f"{result['every_input_once']}")
+    result = {
+        "images": args.images,
+        "cpus": os.cpu_count(),
+        "killed_at_share": round(said, 4),
+        "kept_inputs": kept,
+        "kept_share": round(kept / args.images, 4),
+        "rows": rows.num_rows,
+        "distinct_rows": len(keys),
+        "every_input_once": rows.num_rows == len(keys) == args.images,
+        "uninterrupted_seconds": round(whole, 1),
+        "killed_run_seconds": round(first, 1),
+        "resume_seconds": round(second, 1),
+        "resume_vs_uninterrupted": round(second / whole, 3),
+    }
+    print(
+        f"kept {kept:,} of {args.images:,} inputs ({result['kept_share']:.1%}); the resume took {second:.1f} s, "
+        f"{result['resume_vs_uninterrupted']:.2f}x an uninterrupted run; every input once: "
+        f"{result['every_input_once']}"
+    )
     print(json.dumps(result))
     return 0
 

@@ -49,10 +49,18 @@ def plain(cfg: TrainConfig, arrays: dict, threads: int) -> float:
     return steady(history)
 
 
-def ray_train(cfg: TrainConfig, data_ref, workers: int, cpus: int, storage: str, name: str) -> tuple[float, float]:
+def ray_train(
+    cfg: TrainConfig, data_ref, workers: int, cpus: int, storage: str, name: str
+) -> tuple[float, float]:
     start = time.perf_counter()
-    result = train.fit(replace(cfg, cpus_per_worker=cpus), data_ref, workers=workers, use_gpu=False,
-                       storage_path=storage, name=name)
+    result = train.fit(
+        replace(cfg, cpus_per_worker=cpus),
+        data_ref,
+        workers=workers,
+        use_gpu=False,
+        storage_path=storage,
+        name=name,
+    )
     wall = time.perf_counter() - start
     return steady(checkpoints.load(result.checkpoint.path)["history"]), wall
 
@@ -64,7 +72,9 @@ def spread(values: list[float]) -> dict:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--model", default="cnn")
-    p.add_argument("--rounds", type=int, default=3, help="rounds of all three configurations (default: %(default)s)")
+    p.add_argument(
+        "--rounds", type=int, default=3, help="rounds of all three configurations (default: %(default)s)"
+    )
     p.add_argument("--epochs", type=int, default=3)
     p.add_argument("--batch-size", type=int, help="global batch (default: the model's recipe)")
     p.add_argument("--limit-train", type=int, default=20000)
@@ -72,7 +82,9 @@ def main() -> None:
     logging.basicConfig(level=logging.WARNING)
     cores = os.cpu_count() or 1
     ds = datasets.load("mnist", limit_train=args.limit_train)
-    cfg = TrainConfig.from_recipe(args.model, ds, epochs=args.epochs, batch_size=args.batch_size, log_progress=False)
+    cfg = TrainConfig.from_recipe(
+        args.model, ds, epochs=args.epochs, batch_size=args.batch_size, log_progress=False
+    )
     arrays = train.arrays_of(ds)
     cluster.connect(None)  # a local Ray started exactly as `jobs/compare.py` starts it
     auto = cluster.auto_workers([n["Resources"] for n in cluster.alive_nodes()], use_gpu=False)
@@ -84,7 +96,7 @@ def main() -> None:
     order = list(shapes)
     with tempfile.TemporaryDirectory() as storage:
         for r in range(args.rounds):
-            for name in order[r % len(order):] + order[:r % len(order)]:
+            for name in order[r % len(order) :] + order[: r % len(order)]:
                 if shapes[name] is None:
                     ips[name].append(plain(cfg, arrays, cores))
                 else:
@@ -95,25 +107,43 @@ def main() -> None:
     ray.shutdown()
 
     default = next(name for name, shape in shapes.items() if shape == (auto.count, auto.cpus))
-    figures = {"model": args.model, "global_batch": cfg.batch_size, "epochs": args.epochs, "rounds": args.rounds,
-               "train_images": len(ds.train.y), "cores": cores, "cpu": cpu_model(),
-               "default": f"{auto.count} worker(s) x {auto.cpus} CPU(s)"}
+    figures = {
+        "model": args.model,
+        "global_batch": cfg.batch_size,
+        "epochs": args.epochs,
+        "rounds": args.rounds,
+        "train_images": len(ds.train.y),
+        "cores": cores,
+        "cpu": cpu_model(),
+        "default": f"{auto.count} worker(s) x {auto.cpus} CPU(s)",
+    }
     for name in shapes:
         s = spread(ips[name])
-        figures |= {f"{name}_images_per_s": round(s["median"], 1), f"{name}_low": round(s["low"], 1),
-                    f"{name}_high": round(s["high"], 1)}
+        figures |= {
+            f"{name}_images_per_s": round(s["median"], 1),
+            f"{name}_low": round(s["low"], 1),
+            f"{name}_high": round(s["high"], 1),
+        }
         if name != "plain":
             ratio = s["median"] / statistics.median(ips["plain"])
             paired = statistics.median(a / b for a, b in zip(ips[name], ips["plain"]))
-            figures |= {f"{name}_vs_plain": round(ratio, 3), f"{name}_vs_plain_paired": round(paired, 3),
-                        f"{name}_fit_wall_s": round(statistics.median(walls[name]), 1)}
+            figures |= {
+                f"{name}_vs_plain": round(ratio, 3),
+                f"{name}_vs_plain_paired": round(paired, 3),
+                f"{name}_fit_wall_s": round(statistics.median(walls[name]), 1),
+            }
     figures["default_vs_plain"] = figures[f"{default}_vs_plain"]
     figures["default_vs_plain_paired"] = figures[f"{default}_vs_plain_paired"]
     for name in shapes:
-        print(f"{name:>5}: median {figures[f'{name}_images_per_s']:,.0f} img/s "
-              f"(spread {figures[f'{name}_low']:,.0f}-{figures[f'{name}_high']:,.0f}) over {args.rounds} rounds"
-              + (f"; {figures[f'{name}_vs_plain']:.3f}x plain, paired {figures[f'{name}_vs_plain_paired']:.3f}x"
-                 if name != "plain" else ""))
+        print(
+            f"{name:>5}: median {figures[f'{name}_images_per_s']:,.0f} img/s "
+            f"(spread {figures[f'{name}_low']:,.0f}-{figures[f'{name}_high']:,.0f}) over {args.rounds} rounds"
+            + (
+                f"; {figures[f'{name}_vs_plain']:.3f}x plain, paired {figures[f'{name}_vs_plain_paired']:.3f}x"
+                if name != "plain"
+                else ""
+            )
+        )
     print(f"--workers auto here: {figures['default']}; default_vs_plain {figures['default_vs_plain']:.3f}x")
     print(json.dumps(figures))
 

@@ -53,10 +53,22 @@ def main() -> None:
 
     output = Path(args.output)
     shutil.rmtree(output, ignore_errors=True)  # a leftover sweep would be resumed, not run
-    command = [sys.executable, str(ROOT / "jobs" / "tune.py"), "--model", args.model,
-               "--num-samples", str(args.num_samples), "--epochs", str(args.epochs),
-               "--limit-train", str(args.limit_train), "--cpus-per-worker", str(args.cpus_per_worker),
-               "--output", str(output)]
+    command = [
+        sys.executable,
+        str(ROOT / "jobs" / "tune.py"),
+        "--model",
+        args.model,
+        "--num-samples",
+        str(args.num_samples),
+        "--epochs",
+        str(args.epochs),
+        "--limit-train",
+        str(args.limit_train),
+        "--cpus-per-worker",
+        str(args.cpus_per_worker),
+        "--output",
+        str(output),
+    ]
     print("$", " ".join(command), flush=True)
     start = time.perf_counter()
     subprocess.run(command, check=True)
@@ -66,11 +78,17 @@ def main() -> None:
     best = max(trials, key=lambda t: t["best_val_acc"] or 0)
     recipe = trials[0]  # trial 00000: the recipe's own settings (--recipe-first)
     figures = {
-        "model": args.model, "trials": len(trials), "epochs": args.epochs, "train_images": len(ds.train.y),
-        "baseline_wall_s": baseline_wall, "baseline_val_acc": baseline_val,
-        "sweep_wall_s": sweep_wall, "sweep_minutes": sweep_wall / 60,
+        "model": args.model,
+        "trials": len(trials),
+        "epochs": args.epochs,
+        "train_images": len(ds.train.y),
+        "baseline_wall_s": baseline_wall,
+        "baseline_val_acc": baseline_val,
+        "sweep_wall_s": sweep_wall,
+        "sweep_minutes": sweep_wall / 60,
         "sweep_vs_baseline_wall": sweep_wall / baseline_wall,
-        "best_val_acc": best["best_val_acc"], "best_minus_baseline_pp": 100 * (best["best_val_acc"] - baseline_val),
+        "best_val_acc": best["best_val_acc"],
+        "best_minus_baseline_pp": 100 * (best["best_val_acc"] - baseline_val),
         "best_is_recipe_trial": best["trial_id"] == recipe["trial_id"],
         "recipe_trial_val_acc": recipe["best_val_acc"],
         "stopped_early": sum(t["status"] == "stopped early" for t in trials),

@@ -37,8 +37,14 @@ def ray_cluster():
     import ray
 
     # A port of its own: a `ray start` head in another test takes the default.
-    ctx = ray.init(address="local", num_cpus=2, include_dashboard=True, dashboard_host="127.0.0.1",
-                   dashboard_port=free_port(), logging_level="WARNING")
+    ctx = ray.init(
+        address="local",
+        num_cpus=2,
+        include_dashboard=True,
+        dashboard_host="127.0.0.1",
+        dashboard_port=free_port(),
+        logging_level="WARNING",
+    )
     yield ctx
     ray.shutdown()
 

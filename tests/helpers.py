@@ -53,7 +53,9 @@ def fit_small(ds, folder: Path) -> Path:
     checkpoint = folder / "model.pt"
     torch.save({"model": model.state_dict(), "config": cfg.as_dict(), "history": history}, checkpoint)
     scores = readers.DIGIT.test(torch.load(checkpoint, weights_only=True), ds.test.x, ds.test.y)
-    tables.write_tables(folder, {"metrics": [tables.metrics_row(ds.name, "cnn", scores, checkpoint=str(checkpoint))]})
+    tables.write_tables(
+        folder, {"metrics": [tables.metrics_row(ds.name, "cnn", scores, checkpoint=str(checkpoint))]}
+    )
     return folder
 
 
@@ -122,7 +124,9 @@ def min_height(folder: Path, name: str) -> int:
     if not name.startswith("mistakes_"):
         return 200
     model = name.removeprefix("mistakes_").removesuffix(".png")
-    count = sum(m == model for m in pq.read_table(folder / "mistakes.parquet", columns=["model"])["model"].to_pylist())
+    count = sum(
+        m == model for m in pq.read_table(folder / "mistakes.parquet", columns=["model"])["model"].to_pylist()
+    )
     return 150 * max(1, -(-count // 8))
 
 
@@ -140,9 +144,11 @@ def check_report(folder: Path, expected: set[str]) -> str:
             assert im.width >= 300 and im.height >= min_height(folder, name), name
             low, high = im.convert("L").getextrema()
             assert low < 100 < high, name  # ink on paper, not a blank canvas
-        embedded = re.search(rf'<img src="data:image/png;base64,([^"]+)" alt="figures/{re.escape(name)}">', page)
+        embedded = re.search(
+            rf'<img src="data:image/png;base64,([^"]+)" alt="figures/{re.escape(name)}">', page
+        )
         assert embedded and base64.b64decode(embedded.group(1)) == png, name
-    assert page.count("<img ") == len(expected) and "src=\"http" not in page  # self-contained
+    assert page.count("<img ") == len(expected) and 'src="http' not in page  # self-contained
     if "<h2>Results on " in page:
         assert page.index("<table>") < page.index("<img ")
     return page
@@ -163,9 +169,17 @@ def registered(folder: Path) -> bool:
 
 def driver_with_a_checkpoint(ray_cluster, args: list[str], output: Path, **popen) -> subprocess.Popen:
     """Start compare as a separate driver on the session's cluster; return once it has a checkpoint."""
-    driver = subprocess.Popen([sys.executable, str(ROOT / "jobs" / "compare.py"), *args,
-                               "--address", ray_cluster.address_info["address"]],
-                              env=os.environ | {"PYTHONPATH": str(ROOT)}, **({"stdout": subprocess.DEVNULL} | popen))
+    driver = subprocess.Popen(
+        [
+            sys.executable,
+            str(ROOT / "jobs" / "compare.py"),
+            *args,
+            "--address",
+            ray_cluster.address_info["address"],
+        ],
+        env=os.environ | {"PYTHONPATH": str(ROOT)},
+        **({"stdout": subprocess.DEVNULL} | popen),
+    )
     deadline = time.time() + 240
     while not registered(output) and time.time() < deadline and driver.poll() is None:
         time.sleep(0.5)

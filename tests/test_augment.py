@@ -32,7 +32,7 @@ def test_samples_stay_in_order_so_labels_still_match():
     x = torch.zeros(6, 1, 28, 28)
     for i, side in enumerate(range(2, 14, 2)):
         lo = 14 - side // 2
-        x[i, 0, lo:lo + side, lo:lo + side] = 1
+        x[i, 0, lo : lo + side, lo : lo + side] = 1
     order = torch.randperm(6, generator=torch.Generator().manual_seed(1))
     for seed in range(5):
         y = augment(x[order], AugmentRanges(15, 0.1, 0.05), torch.Generator().manual_seed(seed))

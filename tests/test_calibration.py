@@ -50,9 +50,12 @@ def test_risk_coverage_curve():
 def test_report_reads_thresholds_off_validation_and_measures_them_on_test():
     z, y = drawn(2.0, n=40_000)
     t = calibration.fit_temperature(calibration.class_nll(z[:20_000], y[:20_000]), 20_000)
-    row, curves = calibration.report(calibration.answers(z[:20_000], y[:20_000], t),
-                                     calibration.answers(z[20_000:], y[20_000:], t),
-                                     calibration.calibrated(z[20_000:], 1.0).max(1), t)
+    row, curves = calibration.report(
+        calibration.answers(z[:20_000], y[:20_000], t),
+        calibration.answers(z[20_000:], y[20_000:], t),
+        calibration.calibrated(z[20_000:], 1.0).max(1),
+        t,
+    )
     assert set(curves) == {"val", "test"} and row["temperature"] == t
     assert row["ece_after"] < row["ece_before"]
     for target in calibration.ERROR_TARGETS:
@@ -64,6 +67,7 @@ def ctc_paths(logits):
     from scipy.special import log_softmax
 
     from hdr_dist.inference import ctc
+
     return [ctc.best_path(lp, len(lp), 10) for lp in (log_softmax(z, axis=1) for z in logits)]
 
 
@@ -84,7 +88,12 @@ def test_field_temperature_recovers_the_true_one():
     # The strings are decoded once: the best path at any temperature is the one at 1.
     for temp in (0.3, 2.0, 7.0):
         assert [r[0] for r in ctc_paths([z / temp for z in logits[:500]])] == strings[:500]
-    assert calibration.fit_temperature(calibration.right_or_wrong(lambda temp: np.zeros(0), np.zeros(0, bool)), 0) == 1.0
+    assert (
+        calibration.fit_temperature(
+            calibration.right_or_wrong(lambda temp: np.zeros(0), np.zeros(0, bool)), 0
+        )
+        == 1.0
+    )
 
 
 def test_read_rate_takes_the_threshold_from_validation_and_counts_on_test():
@@ -100,4 +109,7 @@ def test_read_rate_takes_the_threshold_from_validation_and_counts_on_test():
     threshold = val_conf[101]
     assert threshold == pytest.approx(0.4975, abs=1e-3) and (test_conf >= threshold).sum() == 5
     assert (rate, error) == (5 / 8, 1 / 5)  # 0.99, 0.8, 0.6 (wrong), 0.51 and 0.5 accepted
-    assert read_rate((val_conf, np.zeros(200, bool)), (test_conf, test_right)) == (0.0, 0.0)  # none clears 1 %
+    assert read_rate((val_conf, np.zeros(200, bool)), (test_conf, test_right)) == (
+        0.0,
+        0.0,
+    )  # none clears 1 %

@@ -25,8 +25,20 @@ def table(folder, name: str) -> dict:
 @pytest.fixture(scope="module")
 def fitted(ray_cluster, tmp_path_factory):
     out = tmp_path_factory.mktemp("classical")
-    assert compare.main([*SMALL, "--models", ",".join(classical.MODELS), "--output", str(out),
-                         "--mlflow", str(out / "mlruns")]) == 0
+    assert (
+        compare.main(
+            [
+                *SMALL,
+                "--models",
+                ",".join(classical.MODELS),
+                "--output",
+                str(out),
+                "--mlflow",
+                str(out / "mlruns"),
+            ]
+        )
+        == 0
+    )
     return out
 
 
@@ -66,7 +78,9 @@ def test_per_class_and_confusion_agree_with_metrics(fitted):
     m, pc, cm = (table(fitted, n) for n in ("metrics", "per_class", "confusion"))
     assert len(pc["model"]) == 70 and len(cm["model"]) == 700
     for model, acc in zip(m["model"], m["accuracy"]):
-        cells = [(t, p, c) for mm, t, p, c in zip(cm["model"], cm["true"], cm["pred"], cm["count"]) if mm == model]
+        cells = [
+            (t, p, c) for mm, t, p, c in zip(cm["model"], cm["true"], cm["pred"], cm["count"]) if mm == model
+        ]
         assert sum(c for _, _, c in cells) == 300
         assert sum(c for t, p, c in cells if t == p) / 300 == pytest.approx(acc)
 
@@ -88,13 +102,24 @@ def test_task_result_is_scikit_learns_own(ray_cluster):
     ds = datasets.load("mnist", limit_train=1000, limit_test=200)
     out = classical.fit_and_predict("dt", train.arrays_of(ds), ds.test.x, seed=0, threads=1)
     from sklearn.tree import DecisionTreeClassifier
+
     direct = DecisionTreeClassifier(random_state=0).fit(classical.flatten(ds.train.x), ds.train.y)
     assert np.array_equal(out["pred"], direct.predict(classical.flatten(ds.test.x)))
 
 
 def test_all_means_the_whole_hdalr_comparison():
     assert compare.model_names("all") == ["cnn", "lstm", *classical.MODELS]
-    assert compare.model_names("nb,all") == ["nb", "cnn", "lstm", "dt", "rf", "knn", "svm-linear", "svm-rbf", "mlp"]
+    assert compare.model_names("nb,all") == [
+        "nb",
+        "cnn",
+        "lstm",
+        "dt",
+        "rf",
+        "knn",
+        "svm-linear",
+        "svm-rbf",
+        "mlp",
+    ]
 
 
 def test_table_shows_each_seed_figure_and_the_difference(fitted):

@@ -18,8 +18,13 @@ from ray.autoscaler._private.util import prepare_config, validate_config
 from hdr_dist.jobs import compare, forms, report, score, tune
 from tests.helpers import ROOT
 
-PARSERS = {"compare": compare.parser, "score": score.parser, "tune": tune.parser, "report": report.parser,
-           "forms": forms.parser}
+PARSERS = {
+    "compare": compare.parser,
+    "score": score.parser,
+    "tune": tune.parser,
+    "report": report.parser,
+    "forms": forms.parser,
+}
 
 
 def launcher_config() -> dict:
@@ -52,20 +57,32 @@ def test_cluster_yaml_passes_rays_validation():
 def test_the_worker_role_reaches_one_bucket_and_nothing_else():
     policy = json.loads((ROOT / "deploy" / "aws" / "worker-policy.json").read_text())
     trust = json.loads((ROOT / "deploy" / "aws" / "worker-trust.json").read_text())
-    assert trust["Statement"] == [{"Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"},
-                                   "Action": "sts:AssumeRole"}]
+    assert trust["Statement"] == [
+        {"Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"}
+    ]
     for statement in policy["Statement"]:
         actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
         assert statement["Effect"] == "Allow" and all(a.startswith("s3:") and "*" not in a for a in actions)
         assert statement["Resource"] in ("arn:aws:s3:::BUCKET", "arn:aws:s3:::BUCKET/*")
     assert {"s3:GetObject", "s3:PutObject", "s3:ListBucket"} <= {
-        a for st in policy["Statement"] for a in st["Action"]}
+        a for st in policy["Statement"] for a in st["Action"]
+    }
     passing = json.loads((ROOT / "deploy" / "aws" / "head-pass-worker-role.json").read_text())["Statement"]
-    assert passing == [{"Sid": "LaunchWorkersWithTheirOwnRole", "Effect": "Allow", "Action": "iam:PassRole",
-                        "Resource": "arn:aws:iam::ACCOUNT:role/hdr-dist-worker"}]
+    assert passing == [
+        {
+            "Sid": "LaunchWorkersWithTheirOwnRole",
+            "Effect": "Allow",
+            "Action": "iam:PassRole",
+            "Resource": "arn:aws:iam::ACCOUNT:role/hdr-dist-worker",
+        }
+    ]
     readme = (ROOT / "docs" / "cluster.md").read_text()
-    for needed in ("file://deploy/aws/worker-trust.json", "deploy/aws/worker-policy.json",
-                   "--instance-profile-name hdr-dist-worker", "deploy/aws/head-pass-worker-role.json"):
+    for needed in (
+        "file://deploy/aws/worker-trust.json",
+        "deploy/aws/worker-policy.json",
+        "--instance-profile-name hdr-dist-worker",
+        "deploy/aws/head-pass-worker-role.json",
+    ):
         assert needed in readme, needed
 
 
@@ -115,8 +132,12 @@ def test_rayjob_runs_compare_from_the_image_deploy_builds():
         assert set(mounts.values()) <= claims
         for path in (args.output, args.storage_path):
             assert any(path.startswith(m + "/") for m in mounts), (path, mounts)
-    assert any(g.get("maxReplicas", 0) > g.get("minReplicas", 0) for g in spec["rayClusterSpec"]["workerGroupSpecs"])
-    assert next(d for d in docs if d["kind"] == "PersistentVolumeClaim")["spec"]["accessModes"] == ["ReadWriteMany"]
+    assert any(
+        g.get("maxReplicas", 0) > g.get("minReplicas", 0) for g in spec["rayClusterSpec"]["workerGroupSpecs"]
+    )
+    assert next(d for d in docs if d["kind"] == "PersistentVolumeClaim")["spec"]["accessModes"] == [
+        "ReadWriteMany"
+    ]
 
 
 def readme_job_commands() -> list[tuple[str, list[str]]]:
@@ -141,8 +162,13 @@ def test_every_job_command_in_the_readme_parses(tmp_path, monkeypatch):
             (tmp_path / path).write_text("{}")
     assert {name for name, _ in commands} == set(PARSERS)
     cluster_section = (ROOT / "docs" / "cluster.md").read_text()
-    for needed in ("ray up cluster.yaml", "ray down cluster.yaml", "RAY_AUTH_MODE=token", "--storage-path s3://",
-                   "kubectl apply -f deploy/rayjob.yaml"):
+    for needed in (
+        "ray up cluster.yaml",
+        "ray down cluster.yaml",
+        "RAY_AUTH_MODE=token",
+        "--storage-path s3://",
+        "kubectl apply -f deploy/rayjob.yaml",
+    ):
         assert needed in cluster_section, needed
     for name, argv in commands:
         if {"-h", "--help"} & set(argv):

@@ -29,7 +29,10 @@ STORE = "mlruns"  # the MLflow file store the compare run below logs to, inside 
 @pytest.fixture(scope="module")
 def compared(ray_cluster, tmp_path_factory):
     out = tmp_path_factory.mktemp("compare")
-    assert compare.main([*SMALL, "--models", "cnn,lstm", "--output", str(out), "--mlflow", str(out / STORE)]) == 0
+    assert (
+        compare.main([*SMALL, "--models", "cnn,lstm", "--output", str(out), "--mlflow", str(out / STORE)])
+        == 0
+    )
     return out
 
 
@@ -62,8 +65,9 @@ def test_timings_say_where_the_wall_time_went(compared):
 def test_workers_auto_and_a_number():
     nodes = [{"CPU": 2.0}, {"CPU": 2.0}]
     assert cluster.auto_workers(nodes, use_gpu=False) == cluster.Workers(4, 1, False)
-    assert cluster.auto_workers([{"CPU": 16.0, "GPU": 2.0}, {"CPU": 8.0, "GPU": 1.0}], use_gpu=True) == \
-        cluster.Workers(3, 8, True)
+    assert cluster.auto_workers(
+        [{"CPU": 16.0, "GPU": 2.0}, {"CPU": 8.0, "GPU": 1.0}], use_gpu=True
+    ) == cluster.Workers(3, 8, True)
     assert cluster.auto_workers([{"CPU": 0.0}], use_gpu=False) == cluster.Workers(1, 1, False)  # a bare head
     args = compare.parser().parse_args([])
     assert args.workers is None and args.cpus_per_worker is None  # auto, decided on the cluster
@@ -75,9 +79,15 @@ def test_workers_auto_and_a_number():
 def test_report_has_every_models_figures(compared):
     from tests.helpers import check_report
 
-    check_report(compared, {"comparison.png", "calibration.png"}
-                 | {f"{kind}_{m}.png" for m in ("cnn", "lstm")
-                    for kind in ("curves", "confusion", "per_class", "mistakes", "risk_coverage")})
+    check_report(
+        compared,
+        {"comparison.png", "calibration.png"}
+        | {
+            f"{kind}_{m}.png"
+            for m in ("cnn", "lstm")
+            for kind in ("curves", "confusion", "per_class", "mistakes", "risk_coverage")
+        },
+    )
 
 
 def test_tables_agree_with_each_other(compared):
@@ -86,13 +96,22 @@ def test_tables_agree_with_each_other(compared):
     assert len(cm["model"]) == 200 and {"model", "true", "pred", "count"} <= set(cm)
     for i, model in enumerate(m["model"]):
         counts = [c for c, mm in zip(cm["count"], cm["model"]) if mm == model]
-        diag = [c for c, mm, t, p in zip(cm["count"], cm["model"], cm["true"], cm["pred"]) if mm == model and t == p]
+        diag = [
+            c
+            for c, mm, t, p in zip(cm["count"], cm["model"], cm["true"], cm["pred"])
+            if mm == model and t == p
+        ]
         assert sum(counts) == 200
         assert sum(diag) / 200 == pytest.approx(m["accuracy"][i])
         support = [s for s, mm in zip(pc["support"], pc["model"]) if mm == model]
         assert sum(support) == 200
     assert set(tables.HISTORY_COLUMNS) <= set(h)
-    assert [(mo, e) for mo, e in zip(h["model"], h["epoch"])] == [("cnn", 1), ("cnn", 2), ("lstm", 1), ("lstm", 2)]
+    assert [(mo, e) for mo, e in zip(h["model"], h["epoch"])] == [
+        ("cnn", 1),
+        ("cnn", 2),
+        ("lstm", 1),
+        ("lstm", 2),
+    ]
 
 
 def test_calibration_is_stored_with_the_checkpoint_and_its_curves_written(compared):
@@ -103,15 +122,20 @@ def test_calibration_is_stored_with_the_checkpoint_and_its_curves_written(compar
         state = checkpoints.load(row["checkpoint"])
         assert state["temperature"] == pytest.approx(row["temperature"]) and 0.05 <= row["temperature"] <= 20
         val = readers.DIGIT.test(state, ds.val.x, ds.val.y)  # the temperature was fitted here
-        assert calibration.nll(val["logits"], ds.val.y, row["temperature"]) <= calibration.nll(val["logits"],
-                                                                                                ds.val.y, 1.0)
+        assert calibration.nll(val["logits"], ds.val.y, row["temperature"]) <= calibration.nll(
+            val["logits"], ds.val.y, 1.0
+        )
         for split, n in (("val", len(ds.val.y)), ("test", 200)):
-            curve = sorted((r for r in curves if r["model"] == row["model"] and r["split"] == split),
-                           key=lambda r: -r["threshold"])
+            curve = sorted(
+                (r for r in curves if r["model"] == row["model"] and r["split"] == split),
+                key=lambda r: -r["threshold"],
+            )
             assert [r["coverage"] for r in curve] == sorted(r["coverage"] for r in curve)
             assert curve[-1]["coverage"] == 1.0 and round(curve[0]["coverage"] * n) >= 1
             if split == "val":  # kept with the checkpoint too: score --target-error reads its threshold there
-                assert state["val_risk_coverage"]["threshold"] == pytest.approx([r["threshold"] for r in curve])
+                assert state["val_risk_coverage"]["threshold"] == pytest.approx(
+                    [r["threshold"] for r in curve]
+                )
         assert curve[-1]["risk"] == pytest.approx(1 - row["accuracy"])  # the test split, all accepted
 
 
@@ -124,13 +148,18 @@ def test_checkpoint_loads_weights_only_and_reproduces_accuracy(compared):
         again = readers.DIGIT.test(state, ds.test.x, ds.test.y)
         assert again["accuracy"] == pytest.approx(acc)
         from sklearn.metrics import f1_score
+
         assert again["f1_macro"] == pytest.approx(f1_score(ds.test.y, again["pred"], average="macro"))
 
 
 def test_rerun_resumes_instead_of_retraining(compared, capsys):
     before = table(compared, "history")
-    assert compare.main([*SMALL, "--models", "cnn,lstm", "--output", str(compared),
-                         "--mlflow", str(compared / STORE)]) == 0
+    assert (
+        compare.main(
+            [*SMALL, "--models", "cnn,lstm", "--output", str(compared), "--mlflow", str(compared / STORE)]
+        )
+        == 0
+    )
     after = table(compared, "history")
     # Epoch timings are measured, so equal values mean the epochs were not run again.
     assert after["seconds"] == before["seconds"]
@@ -154,29 +183,58 @@ def test_each_model_is_an_mlflow_run_read_back_by_mlflow(compared):
         run = by_model[model][0]
         assert run.info.status == "FINISHED"
         assert run.data.params["model"] == model and run.data.params["epochs"] == "2"
-        assert run.data.params["batch_size"] == "32" and json.loads(run.data.params["labels"]) == list("0123456789")
+        assert run.data.params["batch_size"] == "32" and json.loads(run.data.params["labels"]) == list(
+            "0123456789"
+        )
         assert run.data.params["workers"] == str(metrics["num_workers"][metrics["model"].index(model)])
-        logged = {name: client.get_metric_history(run.info.run_id, name)
-                  for name in ("train_loss", "train_acc", "val_loss", "val_acc", "images_per_s")}
+        logged = {
+            name: client.get_metric_history(run.info.run_id, name)
+            for name in ("train_loss", "train_acc", "val_loss", "val_acc", "images_per_s")
+        }
         mine = [i for i, m in enumerate(history["model"]) if m == model]
         for name, steps in logged.items():
             assert [m.step for m in steps] == [1, 2], name
         assert [m.value for m in logged["val_acc"]] == pytest.approx([history["val_acc"][i] for i in mine])
         row = metrics["model"].index(model)
-        for name in ("accuracy", "f1_macro", "ece_before", "ece_after", "coverage_at_0.01", "coverage_at_0.005",
-                     "coverage_at_0.001"):
+        for name in (
+            "accuracy",
+            "f1_macro",
+            "ece_before",
+            "ece_after",
+            "coverage_at_0.01",
+            "coverage_at_0.005",
+            "coverage_at_0.001",
+        ):
             assert run.data.metrics[name] == pytest.approx(metrics[name][row]), name
-        files = {a.path for folder in ("", "figures", "checkpoint")
-                 for a in client.list_artifacts(run.info.run_id, folder or None)}
-        assert {"report.html", "checkpoint/model.pt", f"figures/curves_{model}.png", "figures/comparison.png"} <= files
+        files = {
+            a.path
+            for folder in ("", "figures", "checkpoint")
+            for a in client.list_artifacts(run.info.run_id, folder or None)
+        }
+        assert {
+            "report.html",
+            "checkpoint/model.pt",
+            f"figures/curves_{model}.png",
+            "figures/comparison.png",
+        } <= files
         saved = Path(client.download_artifacts(run.info.run_id, "checkpoint/model.pt"))
         assert torch.load(saved, weights_only=True)["config"]["model"] == model
 
 
 def test_killed_driver_resumes_from_last_checkpoint(ray_cluster, tmp_path):
     """Kill the job's driver mid-run; the same command then continues after the last checkpoint."""
-    args = ["--limit-train", "2000", "--limit-test", "200", "--epochs", "4", "--models", "cnn",
-            "--output", str(tmp_path)]
+    args = [
+        "--limit-train",
+        "2000",
+        "--limit-test",
+        "200",
+        "--epochs",
+        "4",
+        "--models",
+        "cnn",
+        "--output",
+        str(tmp_path),
+    ]
     driver = driver_with_a_checkpoint(ray_cluster, args, tmp_path, stderr=subprocess.DEVNULL)
     driver.send_signal(signal.SIGKILL)
     driver.wait()
@@ -192,8 +250,18 @@ def test_killed_driver_resumes_from_last_checkpoint(ray_cluster, tmp_path):
 
 def test_ctrl_c_stops_with_a_resume_hint(ray_cluster, tmp_path):
     """Ctrl-C mid-training: Ray Train aborts the run, the job says how to resume, status 130."""
-    args = ["--models", "cnn", "--limit-train", "3000", "--limit-test", "200", "--epochs", "8",
-            "--output", str(tmp_path)]
+    args = [
+        "--models",
+        "cnn",
+        "--limit-train",
+        "3000",
+        "--limit-test",
+        "200",
+        "--epochs",
+        "8",
+        "--output",
+        str(tmp_path),
+    ]
     driver = driver_with_a_checkpoint(ray_cluster, args, tmp_path, stderr=subprocess.PIPE, text=True)
     driver.send_signal(signal.SIGINT)
     _, err = driver.communicate(timeout=120)
@@ -203,23 +271,37 @@ def test_ctrl_c_stops_with_a_resume_hint(ray_cluster, tmp_path):
 
 
 def run_cli(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(ROOT / "jobs" / "compare.py"), *args], cwd=cwd,
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, str(ROOT / "jobs" / "compare.py"), *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--models", "cnn,resnet"], "unknown model 'resnet'"),
-    (["--models", ","], "--models is empty"),
-    (["--dataset", "cifar"], "argument --dataset: invalid choice: 'cifar'"),
-    (["--dataset", "emnist-letters"], "--dataset emnist-letters needs --data-dir"),
-    (["--data-dir", "/nonexistent/mnist"], "--data-dir /nonexistent/mnist: no such folder"),
-    (["--epochs", "0"], "argument --epochs: must be at least 1, got 0"),
-    (["--workers", "two"], "argument --workers: must be a number of workers or auto, got 'two'"),
-    (["--gpu", "maybe"], "argument --gpu: invalid choice: 'maybe'"),
-    (["--address", "127.0.0.1:9", "--limit-train", "500"], "--address 127.0.0.1:9: no Ray cluster answers there"),
-    (["--mlflow", "http://127.0.0.1:9", "--limit-train", "500"], "--mlflow http://127.0.0.1:9: cannot log there"),
-    (["--mlflow", "nosuch://tracker"], "--mlflow nosuch://tracker: cannot log there"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--models", "cnn,resnet"], "unknown model 'resnet'"),
+        (["--models", ","], "--models is empty"),
+        (["--dataset", "cifar"], "argument --dataset: invalid choice: 'cifar'"),
+        (["--dataset", "emnist-letters"], "--dataset emnist-letters needs --data-dir"),
+        (["--data-dir", "/nonexistent/mnist"], "--data-dir /nonexistent/mnist: no such folder"),
+        (["--epochs", "0"], "argument --epochs: must be at least 1, got 0"),
+        (["--workers", "two"], "argument --workers: must be a number of workers or auto, got 'two'"),
+        (["--gpu", "maybe"], "argument --gpu: invalid choice: 'maybe'"),
+        (
+            ["--address", "127.0.0.1:9", "--limit-train", "500"],
+            "--address 127.0.0.1:9: no Ray cluster answers there",
+        ),
+        (
+            ["--mlflow", "http://127.0.0.1:9", "--limit-train", "500"],
+            "--mlflow http://127.0.0.1:9: cannot log there",
+        ),
+        (["--mlflow", "nosuch://tracker"], "--mlflow nosuch://tracker: cannot log there"),
+    ],
+)
 def test_bad_flags_give_one_line(args, message):
     result = run_cli(*args)
     assert result.returncode == 2
@@ -257,17 +339,36 @@ def test_more_workers_than_the_cluster_can_place(ray_cluster, tmp_path, capsys):
     out, err = capsys.readouterr()
     assert err.count("\n") == 1 and err.startswith(
         "hdr compare: error: --workers 3 x --cpus-per-worker 1: the Ray cluster's 1 node(s) hold 2 such workers "
-        "(2 CPUs); add nodes, lower --workers, or pass --placement-timeout SECONDS")
+        "(2 CPUs); add nodes, lower --workers, or pass --placement-timeout SECONDS"
+    )
     assert "waiting" not in out  # it did not wait for nodes: no autoscaler, no --placement-timeout
     started = time.monotonic()
-    assert compare.main([*SMALL, "--workers", "2", "--cpus-per-worker", "2", "--placement-timeout", "3",
-                         "--output", str(tmp_path)]) == 2
+    assert (
+        compare.main(
+            [
+                *SMALL,
+                "--workers",
+                "2",
+                "--cpus-per-worker",
+                "2",
+                "--placement-timeout",
+                "3",
+                "--output",
+                str(tmp_path),
+            ]
+        )
+        == 2
+    )
     out, err = capsys.readouterr()
     assert time.monotonic() - started >= 3
     assert "waiting up to 3 s for nodes: --workers 2 x --cpus-per-worker 2" in out
     assert err.count("\n") == 1 and "hold 1 such workers (2 CPUs); waited 3 s (--placement-timeout)" in err
-    assert compare.main([*SMALL, "--workers", "1", "--cpus-per-worker", "2", "--gpu", "on",
-                         "--output", str(tmp_path)]) == 2
+    assert (
+        compare.main(
+            [*SMALL, "--workers", "1", "--cpus-per-worker", "2", "--gpu", "on", "--output", str(tmp_path)]
+        )
+        == 2
+    )
     assert "--gpu on with --workers 1 needs 1 GPUs; the Ray cluster has 0" in capsys.readouterr().err
 
 
@@ -275,9 +376,27 @@ def test_emnist_47_classes_end_to_end(ray_cluster, tmp_path):
     from tests.helpers import shared
 
     folder = shared("emnist-bymerge")
-    assert compare.main(["--dataset", "emnist-bymerge", "--data-dir", str(folder), "--models", "cnn",
-                         "--limit-train", "3000", "--limit-test", "470", "--epochs", "1",
-                         "--output", str(tmp_path)]) == 0
+    assert (
+        compare.main(
+            [
+                "--dataset",
+                "emnist-bymerge",
+                "--data-dir",
+                str(folder),
+                "--models",
+                "cnn",
+                "--limit-train",
+                "3000",
+                "--limit-test",
+                "470",
+                "--epochs",
+                "1",
+                "--output",
+                str(tmp_path),
+            ]
+        )
+        == 0
+    )
     m, pc = table(tmp_path, "metrics"), table(tmp_path, "per_class")
     assert m["dataset"] == ["emnist-bymerge-test-resplit"]  # never called "EMNIST Balanced"
     assert len(pc["label"]) == 47 and pc["label"][10] == "A" and pc["label"][36] == "a"
@@ -286,6 +405,7 @@ def test_emnist_47_classes_end_to_end(ray_cluster, tmp_path):
     from PIL import (
         Image,  # the report's 47-class confusion matrix grows to stay readable
     )
+
     with Image.open(tmp_path / "figures" / "confusion_cnn.png") as im:
         assert im.width >= 1200 and im.height >= 1200
 
@@ -293,7 +413,11 @@ def test_emnist_47_classes_end_to_end(ray_cluster, tmp_path):
 def test_console_script():
     hdr = Path(sys.executable).parent / "hdr"
     result = subprocess.run([str(hdr), "compare", "--models", "nope"], capture_output=True, text=True)
-    assert result.returncode == 2 and result.stderr == "hdr compare: error: unknown model 'nope'; " \
+    assert (
+        result.returncode == 2
+        and result.stderr
+        == "hdr compare: error: unknown model 'nope'; "
         "choose from cnn, lstm, crnn, cnn-seed, cnn-emnist-seed, lstm-seed\n"
+    )
     result = subprocess.run([str(hdr)], capture_output=True, text=True)
     assert result.returncode == 2 and "usage: hdr {compare,score,forms,tune,report,export}" in result.stderr

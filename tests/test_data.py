@@ -78,7 +78,9 @@ def test_idx_reader_accepts_valid_and_rejects_bad(tmp_path: Path):
 
     truncated = tmp_path / "truncated-images-idx3-ubyte"
     truncated.write_bytes(idx(2051, (2, 28, 28), bytes(1000)))
-    with pytest.raises(UserError, match=r"truncated-images-idx3-ubyte: header says 1568 bytes.*file has 1000"):
+    with pytest.raises(
+        UserError, match=r"truncated-images-idx3-ubyte: header says 1568 bytes.*file has 1000"
+    ):
         datasets.read_idx(truncated, datasets.IDX_IMAGES)
 
     corrupt = tmp_path / "corrupt-images-idx3-ubyte.gz"
@@ -124,7 +126,8 @@ def balanced_dir(tmp_path: Path) -> Path:
         what = "images-idx3" if "images" in src.name else "labels-idx1"
         (folder / f"emnist-balanced-{kind}-{what}-ubyte.gz").write_bytes(src.read_bytes())
     (folder / "emnist-balanced-mapping.txt").write_bytes(
-        shared("emnist-balanced", "emnist-balanced-mapping.txt").read_bytes())
+        shared("emnist-balanced", "emnist-balanced-mapping.txt").read_bytes()
+    )
     return folder
 
 
@@ -141,14 +144,18 @@ def test_emnist_official_files_upright_with_characters(tmp_path: Path):
 
 
 def test_emnist_partial_folder_is_incomplete():
-    with pytest.raises(UserError, match="incomplete emnist-balanced folder, missing emnist-balanced-train-images"):
+    with pytest.raises(
+        UserError, match="incomplete emnist-balanced folder, missing emnist-balanced-train-images"
+    ):
         datasets.load("emnist-balanced", shared("emnist-balanced"))
 
 
 def test_emnist_unknown_label(tmp_path: Path):
     folder = balanced_dir(tmp_path)
     (folder / "emnist-balanced-mapping.txt").write_text("0 48\n1 49\n")
-    with pytest.raises(UserError, match=r"emnist-balanced-train-labels-idx1-ubyte.gz: label \d+ is not in the mapping file"):
+    with pytest.raises(
+        UserError, match=r"emnist-balanced-train-labels-idx1-ubyte.gz: label \d+ is not in the mapping file"
+    ):
         datasets.load("emnist-balanced", folder)
 
 

@@ -11,8 +11,13 @@ import pytest
 from hdr_dist.jobs import compare, export, forms, score, tune
 from tests.helpers import ROOT
 
-PARSERS = {"compare": compare.parser, "tune": tune.parser, "score": score.parser, "forms": forms.parser,
-           "export": export.parser}
+PARSERS = {
+    "compare": compare.parser,
+    "tune": tune.parser,
+    "score": score.parser,
+    "forms": forms.parser,
+    "export": export.parser,
+}
 PROSE_NONE = ("none", "off", "required", "all", "the model's recipe")
 
 
@@ -33,8 +38,14 @@ def flag_rows(path) -> list[tuple[list[str], str]]:
 
 def same(documented: str, action: argparse.Action) -> bool:
     literal = re.fullmatch(r"`([^`]*)`", documented)
-    if literal is None:  # prose: "on" for a switch on by default, else the flag has no literal default of its own
-        return action.default is True if documented == "on" else action.default in (None, False) or action.required
+    if (
+        literal is None
+    ):  # prose: "on" for a switch on by default, else the flag has no literal default of its own
+        return (
+            action.default is True
+            if documented == "on"
+            else action.default in (None, False) or action.required
+        )
     text = literal.group(1)
     if isinstance(action.default, (int, float)) and not isinstance(action.default, bool):
         try:
@@ -54,10 +65,15 @@ def test_every_documented_flag_exists_with_its_default(job):
     for flags, default in rows:
         for flag in flags:
             assert flag in actions, f"docs/{job}.md: {flag} is not a flag of {job}"
-            assert same(default, actions[flag]), f"docs/{job}.md: {flag} default {default} != {actions[flag].default!r}"
+            assert same(default, actions[flag]), (
+                f"docs/{job}.md: {flag} default {default} != {actions[flag].default!r}"
+            )
             documented |= set(actions[flag].option_strings)
-    undocumented = {o for o, a in actions.items() if o not in documented and a.dest != "help"
-                    and not o.startswith("--no-")}
+    undocumented = {
+        o
+        for o, a in actions.items()
+        if o not in documented and a.dest != "help" and not o.startswith("--no-")
+    }
     assert not undocumented, f"docs/{job}.md lacks {sorted(undocumented)}"
 
 

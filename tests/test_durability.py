@@ -36,17 +36,43 @@ PIECE = 250  # --commit-rows: 12 pieces, so a kill has several committed pieces 
 def scans(mnist, tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("durable-scans")
     x, y = mnist.test.x, mnist.test.y
-    samples.write(folder, ((f"{mnist.labels[y[i % len(y)]]}/{i:05d}.png", samples.render(x[i % len(x)], 64))
-                           for i in range(IMAGES)))
+    samples.write(
+        folder,
+        (
+            (f"{mnist.labels[y[i % len(y)]]}/{i:05d}.png", samples.render(x[i % len(x)], 64))
+            for i in range(IMAGES)
+        ),
+    )
     return folder
 
 
 def driver(ray_cluster, scans: Path, model: Path, out: Path, *flags: str, **popen) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, str(ROOT / "jobs" / "score.py"), str(scans), "--model", str(model),
-                             "--output", str(out), "--batch-size", "64", "--commit-rows", str(PIECE),
-                             "--labels-from", "dirname", "--threshold", "0.99",
-                             "--address", ray_cluster.address_info["address"], *flags],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, **popen)
+    return subprocess.Popen(
+        [
+            sys.executable,
+            str(ROOT / "jobs" / "score.py"),
+            str(scans),
+            "--model",
+            str(model),
+            "--output",
+            str(out),
+            "--batch-size",
+            "64",
+            "--commit-rows",
+            str(PIECE),
+            "--labels-from",
+            "dirname",
+            "--threshold",
+            "0.99",
+            "--address",
+            ray_cluster.address_info["address"],
+            *flags,
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        **popen,
+    )
 
 
 def pieces(folder: Path) -> dict[str, int]:
@@ -69,7 +95,9 @@ def wait_for(job: subprocess.Popen, ready, timeout: float = 240) -> None:
 
 
 def assert_each_input_once(out: Path) -> dict:
-    t = pads.dataset(out / "predictions", format="parquet").to_table(columns=["source", "page", "error", "true_label"])
+    t = pads.dataset(out / "predictions", format="parquet").to_table(
+        columns=["source", "page", "error", "true_label"]
+    )
     keys = list(zip(t["source"].to_pylist(), t["page"].to_pylist()))
     assert len(keys) == len(set(keys)) == IMAGES and t["error"].null_count == IMAGES
     summary = json.loads((out / "summary.json").read_text())
@@ -94,14 +122,32 @@ def test_a_killed_driver_keeps_every_committed_piece(ray_cluster, scans, digits_
     job.wait()
     kept = pieces(preds)
     kept_bytes = {name: (preds / name).read_bytes() for name in kept}
-    assert not out.exists() and (len(kept) == 0 if when.startswith("before") else 0 < sum(kept.values()))
+    assert not out.exists() and (len(kept) == 0 if when.startswith("before") else sum(kept.values()) > 0)
     if when == "mid-way":
         assert sum(kept.values()) < IMAGES
 
     time.sleep(2)  # let Ray reap the dead driver's actors
-    assert score.main([str(scans), "--model", str(digits_model), "--output", str(out), "--batch-size", "64",
-                       "--commit-rows", str(PIECE), "--labels-from", "dirname", "--threshold", "0.99",
-                       "--resume"]) == 0
+    assert (
+        score.main(
+            [
+                str(scans),
+                "--model",
+                str(digits_model),
+                "--output",
+                str(out),
+                "--batch-size",
+                "64",
+                "--commit-rows",
+                str(PIECE),
+                "--labels-from",
+                "dirname",
+                "--threshold",
+                "0.99",
+                "--resume",
+            ]
+        )
+        == 0
+    )
     summary = assert_each_input_once(out)
     # Every piece committed before the kill is kept as it was, and its images were not scored again.
     assert {name: (out / "predictions" / name).read_bytes() for name in kept} == kept_bytes
@@ -115,8 +161,24 @@ def test_rows_are_committed_in_bounded_pieces(ray_cluster, scans, digits_model, 
     """Pieces of exactly --commit-rows rows (the last one fewer); with --commit-seconds short, rows
     are committed as they come, long before --commit-rows of them have."""
     out = tmp_path / "out"
-    assert score.main([str(scans), "--model", str(digits_model), "--output", str(out), "--batch-size", "64",
-                       "--commit-rows", str(rows), "--commit-seconds", str(seconds)]) == 0
+    assert (
+        score.main(
+            [
+                str(scans),
+                "--model",
+                str(digits_model),
+                "--output",
+                str(out),
+                "--batch-size",
+                "64",
+                "--commit-rows",
+                str(rows),
+                "--commit-seconds",
+                str(seconds),
+            ]
+        )
+        == 0
+    )
     sizes = list(pieces(out / "predictions").values())
     assert sum(sizes) == IMAGES == pads.dataset(out / "predictions", format="parquet").count_rows()
     if rows < IMAGES:
@@ -127,10 +189,16 @@ def test_rows_are_committed_in_bounded_pieces(ray_cluster, scans, digits_model, 
 
 def in_namespace(script: str) -> subprocess.CompletedProcess:
     """``script`` as root of a user and mount namespace of its own, where it may mount a tmpfs."""
-    if subprocess.run(["unshare", "--user", "--map-root-user", "--mount", "true"], capture_output=True).returncode:
+    if subprocess.run(
+        ["unshare", "--user", "--map-root-user", "--mount", "true"], capture_output=True
+    ).returncode:
         pytest.fail("the full-disk test needs `unshare --user --mount` (util-linux) to mount a real tmpfs")
-    return subprocess.run(["unshare", "--user", "--map-root-user", "--mount", "bash", "-c", script],
-                          capture_output=True, text=True, timeout=900)
+    return subprocess.run(
+        ["unshare", "--user", "--map-root-user", "--mount", "bash", "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
 
 
 def test_a_full_disk_is_one_line_and_resume_finishes(ray_cluster, scans, digits_model, tmp_path):
@@ -138,9 +206,23 @@ def test_a_full_disk_is_one_line_and_resume_finishes(ray_cluster, scans, digits_
     is freed, --resume completes with every row once."""
     disk = tmp_path / "disk"
     disk.mkdir()
-    job = [sys.executable, str(ROOT / "jobs" / "score.py"), str(scans), "--model", str(digits_model),
-           "--output", str(disk / "out"), "--batch-size", "64", "--commit-rows", "100", "--labels-from", "dirname",
-           "--address", ray_cluster.address_info["address"]]
+    job = [
+        sys.executable,
+        str(ROOT / "jobs" / "score.py"),
+        str(scans),
+        "--model",
+        str(digits_model),
+        "--output",
+        str(disk / "out"),
+        "--batch-size",
+        "64",
+        "--commit-rows",
+        "100",
+        "--labels-from",
+        "dirname",
+        "--address",
+        ray_cluster.address_info["address"],
+    ]
     command = " ".join(shlex.quote(a) for a in job)
     script = f"""set -u
 mount -t tmpfs -o size=4m tmpfs {disk}
@@ -154,21 +236,32 @@ cp -r {disk}/out {tmp_path}/out
     assert "first=2" in result.stdout and "second=0" in result.stdout, result.stdout + result.stderr
     # One line of ours. Ray's core worker, in C++ below Python, also notes the inference actors' restart
     # setting once per run on the driver's stderr: that line is Ray's and is left alone.
-    first = [line for line in (tmp_path / "first.err").read_text().strip().splitlines()
-             if "core_worker.cc" not in line]
+    first = [
+        line
+        for line in (tmp_path / "first.err").read_text().strip().splitlines()
+        if "core_worker.cc" not in line
+    ]
     assert len(first) == 1, first
-    assert first[0].startswith(f"jobs/score.py: error: --output {disk / 'out'}: the disk is full") and \
-        "--resume" in first[0]
+    assert (
+        first[0].startswith(f"jobs/score.py: error: --output {disk / 'out'}: the disk is full")
+        and "--resume" in first[0]
+    )
     assert_each_input_once(tmp_path / "out")
 
 
 def run_line(*argv: str) -> tuple[int, list[str], int]:
     """A score process's exit status, its stderr lines and its peak memory (KiB), however it ends."""
-    wrapper = ("import resource, subprocess, sys; r = subprocess.run(sys.argv[1:], capture_output=True, text=True, "
-               "timeout=120); sys.stderr.write(r.stderr); "
-               "print(r.returncode, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")
-    result = subprocess.run([sys.executable, "-c", wrapper, sys.executable, str(ROOT / "jobs" / "score.py"), *argv],
-                            capture_output=True, text=True, timeout=180)
+    wrapper = (
+        "import resource, subprocess, sys; r = subprocess.run(sys.argv[1:], capture_output=True, text=True, "
+        "timeout=120); sys.stderr.write(r.stderr); "
+        "print(r.returncode, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", wrapper, sys.executable, str(ROOT / "jobs" / "score.py"), *argv],
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
     code, peak = result.stdout.split()
     return int(code), result.stderr.strip().splitlines(), int(peak)
 
@@ -188,10 +281,14 @@ def giant_pickle(model: Path, path: Path) -> None:
 @pytest.mark.parametrize("kind", ["fifo", "device", "oversized", "giant config", "giant pickle", "not a zip"])
 def test_an_impossible_model_is_one_line(scans, digits_model, tmp_path, kind):
     path = tmp_path / "model.pt"
-    expect = {"fifo": "not a regular file (a FIFO): not opened",
-              "device": "not a regular file (a device): not opened",
-              "oversized": "more than a checkpoint holds", "giant config": "its config is larger than",
-              "giant pickle": "its config and history take", "not a zip": "not a torch checkpoint"}[kind]
+    expect = {
+        "fifo": "not a regular file (a FIFO): not opened",
+        "device": "not a regular file (a device): not opened",
+        "oversized": "more than a checkpoint holds",
+        "giant config": "its config is larger than",
+        "giant pickle": "its config and history take",
+        "not a zip": "not a torch checkpoint",
+    }[kind]
     if kind == "fifo":
         os.mkfifo(path)
     elif kind == "device":
@@ -203,11 +300,16 @@ def test_an_impossible_model_is_one_line(scans, digits_model, tmp_path, kind):
         giant_config(digits_model, path)
     elif kind == "giant pickle":
         giant_pickle(digits_model, path)
-        assert next(e.file_size for e in zipfile.ZipFile(path).infolist() if e.filename.endswith("data.pkl")) > 8 << 20
+        assert (
+            next(e.file_size for e in zipfile.ZipFile(path).infolist() if e.filename.endswith("data.pkl"))
+            > 8 << 20
+        )
     else:
         path.write_bytes(b"PK not really a checkpoint" * 100)
     code, lines, peak_kib = run_line(str(scans), "--model", str(path), "--output", str(tmp_path / "out"))
-    assert code == 2 and len(lines) == 1 and lines[0].startswith(f"jobs/score.py: error: --model {path}"), lines
+    assert code == 2 and len(lines) == 1 and lines[0].startswith(f"jobs/score.py: error: --model {path}"), (
+        lines
+    )
     assert expect in lines[0], lines
     assert not (tmp_path / "out").exists() and not (tmp_path / "out.partial").exists()
     assert peak_kib < 2 * 2**20, f"{peak_kib} KiB to refuse it"  # refused before anything large is built
@@ -220,8 +322,7 @@ def test_no_helper_actor_of_the_job_can_stop_it(ray_cluster, scans, digits_model
     out = tmp_path / "out"
     job = driver(ray_cluster, scans, digits_model, out, "--commit-rows", "1000")
     wait_for(job, lambda: len(pieces(out.with_name("out.partial") / "predictions")) >= 1)
-    helpers = [p for p in psutil.Process().children(recursive=True)
-               if "_StatsActor" in " ".join(p.cmdline())]
+    helpers = [p for p in psutil.Process().children(recursive=True) if "_StatsActor" in " ".join(p.cmdline())]
     assert helpers, "Ray Data's statistics actor was not found"
     for p in helpers:
         p.send_signal(signal.SIGKILL)

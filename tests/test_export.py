@@ -53,10 +53,18 @@ def results(data, tmp_path_factory) -> Path:
             model(*inputs(cfg, data, 64)) if cfg.kind == "field" else model(inputs(cfg, data, 64)[0])
         path = folder / name / "model.pt"
         path.parent.mkdir()
-        torch.save({"model": model.state_dict(), "config": cfg.as_dict(), "history": [],
-                    "temperature": TEMPERATURE}, path)
-        rows.append({"model": name, "checkpoint": str(path), "accuracy": 0.5,
-                     "field_accuracy": 0.5 if cfg.kind == "field" else None})
+        torch.save(
+            {"model": model.state_dict(), "config": cfg.as_dict(), "history": [], "temperature": TEMPERATURE},
+            path,
+        )
+        rows.append(
+            {
+                "model": name,
+                "checkpoint": str(path),
+                "accuracy": 0.5,
+                "field_accuracy": 0.5 if cfg.kind == "field" else None,
+            }
+        )
     rows.append({"model": "cnn-segmented", "checkpoint": None, "accuracy": 0.4, "field_accuracy": 0.4})
     pq.write_table(pa.Table.from_pylist(rows), folder / "metrics.parquet")
     return folder
@@ -94,6 +102,7 @@ def runner(path: Path, fmt: str):
     def run(feeds):  # the graph executor's optimising passes take seconds a shape here, and change nothing
         with torch.inference_mode(), torch.jit.optimized_execution(False):
             return module(*[torch.from_numpy(v) for v in feeds.values()]).numpy()
+
     return run, meta
 
 
@@ -111,9 +120,15 @@ def test_digit_model_matches_torch_on_1000_test_images(results, data, tmp_path, 
     state, cfg, _ = checkpoints.for_scoring(str(results), name)
     model = for_inference(checkpoints.model_from_state(state)[0])
     with torch.inference_mode():  # score's torch path: uint8 in, standardised, channels-last
-        expected = evaluate.logits(model, torch.from_numpy(data.test.x), cfg.mean, cfg.std, torch.device("cpu")).numpy()
-    got = np.concatenate([run({"x": standardised(data.test.x[i:i + n], meta)[:, None]})
-                          for i, n in ((0, 1), (1, 511), (512, DIGITS - 512))])  # batch sizes: dynamic
+        expected = evaluate.logits(
+            model, torch.from_numpy(data.test.x), cfg.mean, cfg.std, torch.device("cpu")
+        ).numpy()
+    got = np.concatenate(
+        [
+            run({"x": standardised(data.test.x[i : i + n], meta)[:, None]})
+            for i, n in ((0, 1), (1, 511), (512, DIGITS - 512))
+        ]
+    )  # batch sizes: dynamic
     assert got.shape == expected.shape == (DIGITS, 10)
     assert np.abs(got - expected).max() <= TOLERANCE
     assert np.array_equal(got.argmax(1), expected.argmax(1))
@@ -133,20 +148,25 @@ def test_crnn_matches_torch_on_200_test_fields_of_any_width(results, data, tmp_p
     assert len({s.shape[1] for s in strips}) > 50
     got, expected = [], []
     for i, n in ((0, 1), (1, 2), (3, 64), (67, FIELDS - 67)):
-        batch = strips[i:i + n]
+        batch = strips[i : i + n]
         widths = np.array([s.shape[1] for s in batch], np.int64)
         x = np.zeros((n, 1, preprocess.STRIP_HEIGHT, widths.max()), np.float32)
         for row, s in zip(x, batch):
-            row[0, :, :s.shape[1]] = standardised(s, meta)
+            row[0, :, : s.shape[1]] = standardised(s, meta)
         z = run({"x": x, "widths": widths})
         assert z.shape == (n, widths.max() // meta["step"], len(meta["labels"]) + 1)
         with torch.inference_mode():
             reference = model(torch.from_numpy(x), torch.from_numpy(widths)).numpy()
-        got += [row[:w // meta["step"]] for row, w in zip(z, widths)]
-        expected += [row[:w // meta["step"]] for row, w in zip(reference, widths)]
+        got += [row[: w // meta["step"]] for row, w in zip(z, widths)]
+        expected += [row[: w // meta["step"]] for row, w in zip(reference, widths)]
     assert len(got) == FIELDS and max(np.abs(g - e).max() for g, e in zip(got, expected)) <= TOLERANCE
-    reads = [[ctc.best_path(log_softmax(z / meta["temperature"], axis=1), len(z), meta["blank"])[0]
-              for z in logits] for logits in (got, expected)]
+    reads = [
+        [
+            ctc.best_path(log_softmax(z / meta["temperature"], axis=1), len(z), meta["blank"])[0]
+            for z in logits
+        ]
+        for logits in (got, expected)
+    ]
     assert reads[0] == reads[1] and sum(map(len, reads[0])) > FIELDS  # strings, not all blank
 
 
@@ -159,7 +179,12 @@ def test_metadata_is_the_same_in_both_formats_and_complete(results, tmp_path):
     assert found["onnx"] == found["torchscript"]
     meta = found["onnx"]
     assert meta["labels"] == list("0123456789") and meta["blank"] == 10 and meta["step"] == 4
-    assert (meta["temperature"], meta["scale"], meta["mean"], meta["std"]) == (TEMPERATURE, 1 / 255, 0.0, cfg.std)
+    assert (meta["temperature"], meta["scale"], meta["mean"], meta["std"]) == (
+        TEMPERATURE,
+        1 / 255,
+        0.0,
+        cfg.std,
+    )
     assert meta["recipe"] == cfg.as_dict() and meta["recipe"]["width"] == 1.5
     assert meta["input"]["x"]["shape"] == [None, 1, 32, None] and meta["input"]["widths"]["dtype"] == "int64"
     digit = export.metadata(checkpoints.for_scoring(str(results), "cnn")[1], None)
@@ -181,27 +206,44 @@ def test_the_docs_example_reads_a_scan_as_score_does(results, data, tmp_path, mo
     gray = next(images.decode((tmp_path / "digit.png").read_bytes()))[4]
     x = torch.from_numpy(preprocess.to_mnist(gray)[None])
     with torch.inference_mode():
-        z = evaluate.logits(for_inference(checkpoints.model_from_state(state)[0]), x, cfg.mean, cfg.std,
-                            torch.device("cpu"))
+        z = evaluate.logits(
+            for_inference(checkpoints.model_from_state(state)[0]), x, cfg.mean, cfg.std, torch.device("cpu")
+        )
     p = torch.softmax(z / TEMPERATURE, 1)[0]
-    assert label == cfg.labels[int(p.argmax())] and float(confidence) == pytest.approx(float(p.max()), abs=1e-3)
+    assert label == cfg.labels[int(p.argmax())] and float(confidence) == pytest.approx(
+        float(p.max()), abs=1e-3
+    )
 
 
 BAD = [
     (["{tmp}/nope", "--output", "{tmp}/m.onnx"], "RESULTS {tmp}/nope: no such file or folder"),
-    (["{results}", "--model-name", "rnn", "--output", "{tmp}/m.onnx"],
-     "--model-name rnn: {results}/metrics.parquet has no such model; it has cnn, lstm, crnn to export"),
-    (["{results}", "--model-name", "cnn-segmented", "--output", "{tmp}/m.onnx"],
-     "--model-name cnn-segmented: a classical model, which keeps no checkpoint; {results}/metrics.parquet has cnn, "
-     "lstm, crnn to export"),
-    (["{results}", "--format", "pdf", "--output", "{tmp}/m.onnx"],
-     "argument --format: invalid choice: 'pdf' (choose from onnx, torchscript) (see --help)"),
-    (["{results}", "--output", "{tmp}/no/m.onnx"], "--output {tmp}/no/m.onnx: no folder {tmp}/no to write it in"),
-    (["{results}", "--output", "{tmp}/junk.pt/m.onnx"],
-     "--output {tmp}/junk.pt/m.onnx: no folder {tmp}/junk.pt to write it in"),
+    (
+        ["{results}", "--model-name", "rnn", "--output", "{tmp}/m.onnx"],
+        "--model-name rnn: {results}/metrics.parquet has no such model; it has cnn, lstm, crnn to export",
+    ),
+    (
+        ["{results}", "--model-name", "cnn-segmented", "--output", "{tmp}/m.onnx"],
+        "--model-name cnn-segmented: a classical model, which keeps no checkpoint; {results}/metrics.parquet has cnn, "
+        "lstm, crnn to export",
+    ),
+    (
+        ["{results}", "--format", "pdf", "--output", "{tmp}/m.onnx"],
+        "argument --format: invalid choice: 'pdf' (choose from onnx, torchscript) (see --help)",
+    ),
+    (
+        ["{results}", "--output", "{tmp}/no/m.onnx"],
+        "--output {tmp}/no/m.onnx: no folder {tmp}/no to write it in",
+    ),
+    (
+        ["{results}", "--output", "{tmp}/junk.pt/m.onnx"],
+        "--output {tmp}/junk.pt/m.onnx: no folder {tmp}/junk.pt to write it in",
+    ),
     (["{results}", "--output", "{tmp}"], "--output {tmp}: a folder; name the file to write"),
-    (["{tmp}/junk.pt", "--output", "{tmp}/m.onnx"], "RESULTS {tmp}/junk.pt: {tmp}/junk.pt is not a readable hdr-dist "
-     "checkpoint (not a torch checkpoint (not a zip archive))"),
+    (
+        ["{tmp}/junk.pt", "--output", "{tmp}/m.onnx"],
+        "RESULTS {tmp}/junk.pt: {tmp}/junk.pt is not a readable hdr-dist "
+        "checkpoint (not a torch checkpoint (not a zip archive))",
+    ),
 ]
 
 
@@ -221,18 +263,39 @@ def test_bad_input_is_one_line(results, tmp_path, capsys, argv, message):
 
 def test_without_onnx_installed_onnx_export_says_what_to_install(results, tmp_path):
     """A Python where ``import onnx`` fails (``sys.modules[name] = None`` is how Python blocks an import)."""
-    script = ("import sys; sys.modules['onnx'] = None; from hdr_dist.jobs.cli import main; "
-              f"raise SystemExit(main(['export', {str(results)!r}, '--output', {str(tmp_path / 'm.onnx')!r}]))")
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT, timeout=300)
-    assert (done.returncode, done.stderr) == (2, "hdr export: error: --format onnx needs the onnx package: "
-                                                 "pip install 'hdr-dist[onnx]'\n")
+    script = (
+        "import sys; sys.modules['onnx'] = None; from hdr_dist.jobs.cli import main; "
+        f"raise SystemExit(main(['export', {str(results)!r}, '--output', {str(tmp_path / 'm.onnx')!r}]))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT, timeout=300
+    )
+    assert (done.returncode, done.stderr) == (
+        2,
+        "hdr export: error: --format onnx needs the onnx package: pip install 'hdr-dist[onnx]'\n",
+    )
     assert not (tmp_path / "m.onnx").exists() and not (tmp_path / "m.onnx.partial").exists()
 
 
 def test_the_job_script_exports_torchscript_and_says_where(results, tmp_path):
     out = tmp_path / "cnn.pt"
-    done = subprocess.run([sys.executable, "jobs/export.py", str(results), "--model-name", "cnn", "--format",
-                           "torchscript", "--output", str(out)], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "jobs/export.py",
+            str(results),
+            "--model-name",
+            "cnn",
+            "--format",
+            "torchscript",
+            "--output",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr
     assert "export: " in done.stdout and "torchscript, model cnn" in done.stdout
     assert export.read_metadata(out)["model"] == "cnn" and torch.jit.load(io.BytesIO(out.read_bytes()))
@@ -254,8 +317,10 @@ def test_the_readers_run_the_onnx_model_as_score_actors_do(results, data, name):
         column = pa.array([s.tobytes() for s in field_strips(data)], pa.binary())
     ok = np.ones(len(column), bool)
     with torch.inference_mode():
-        answers = [reader.answer(m, column, ok, cfg, TEMPERATURE, 3, torch.device("cpu"))
-                   for m in (torch_model, onnx_model)]
+        answers = [
+            reader.answer(m, column, ok, cfg, TEMPERATURE, 3, torch.device("cpu"))
+            for m in (torch_model, onnx_model)
+        ]
     (p_torch, a_torch), (p_onnx, a_onnx) = answers
     assert np.abs(p_torch - p_onnx).max() <= TOLERANCE
     assert a_torch["pred_label"].to_pylist() == a_onnx["pred_label"].to_pylist()
@@ -265,18 +330,40 @@ def test_the_readers_run_the_onnx_model_as_score_actors_do(results, data, name):
 def test_score_runtime_onnx_writes_the_torch_rows(ray_cluster, mnist, digits_model, tmp_path):
     from hdr_dist.jobs import score
 
-    samples.write(tmp_path / "in", samples.entries(mnist.test.x[:60], mnist.test.y[:60], mnist.labels, (28, 64),
-                                                   ("PNG",)))
+    samples.write(
+        tmp_path / "in",
+        samples.entries(mnist.test.x[:60], mnist.test.y[:60], mnist.labels, (28, 64), ("PNG",)),
+    )
     rows = {}
     for runtime in ("torch", "onnx"):
         out = tmp_path / runtime
-        assert score.main([str(tmp_path / "in"), "--model", str(digits_model), "--output", str(out), "--labels-from",
-                           "dirname", "--batch-size", "16", "--runtime", runtime]) == 0
+        assert (
+            score.main(
+                [
+                    str(tmp_path / "in"),
+                    "--model",
+                    str(digits_model),
+                    "--output",
+                    str(out),
+                    "--labels-from",
+                    "dirname",
+                    "--batch-size",
+                    "16",
+                    "--runtime",
+                    runtime,
+                ]
+            )
+            == 0
+        )
         table = pq.read_table(out / "predictions").sort_by([("source", "ascending")])
-        rows[runtime] = table.select(["source", "pred", "pred_label", "topk_labels", "confidence"]).to_pylist()
+        rows[runtime] = table.select(
+            ["source", "pred", "pred_label", "topk_labels", "confidence"]
+        ).to_pylist()
     assert len(rows["onnx"]) == 120
     for a, b in zip(rows["torch"], rows["onnx"]):
-        assert {k: v for k, v in a.items() if k != "confidence"} == {k: v for k, v in b.items() if k != "confidence"}
+        assert {k: v for k, v in a.items() if k != "confidence"} == {
+            k: v for k, v in b.items() if k != "confidence"
+        }
         assert b["confidence"] == pytest.approx(a["confidence"], abs=TOLERANCE)
     # Other kernels round differently: were every confidence bit-identical, torch would have run twice.
     assert any(a["confidence"] != b["confidence"] for a, b in zip(rows["torch"], rows["onnx"]))

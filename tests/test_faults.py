@@ -40,7 +40,9 @@ def kill_when_running(driver: subprocess.Popen, title: str, timeout: float = 180
         p = ray_process(title)
         if p is not None:
             p.send_signal(signal.SIGKILL)
-            assert driver.poll() is None, "the job had ended before the kill: not a fault in the middle of a run"
+            assert driver.poll() is None, (
+                "the job had ended before the kill: not a fault in the middle of a run"
+            )
             return p.pid
         time.sleep(0.01)
     raise AssertionError(f"no process ran {title!r} while the job ran")
@@ -51,16 +53,32 @@ def scans(mnist, tmp_path_factory) -> Path:
     """8,000 scans, 64 and 200 px: enough work that a fault lands in the middle of it."""
     folder = tmp_path_factory.mktemp("fault-scans")
     x = mnist.test.x
-    samples.write(folder, ((f"{i % 10}/{i:05d}.png", samples.render(x[i % len(x)], (64, 200)[i % 2]))
-                           for i in range(IMAGES)))
+    samples.write(
+        folder,
+        ((f"{i % 10}/{i:05d}.png", samples.render(x[i % len(x)], (64, 200)[i % 2])) for i in range(IMAGES)),
+    )
     return folder
 
 
 def score_driver(ray_cluster, scans: Path, model: Path, out: Path) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, str(ROOT / "jobs" / "score.py"), str(scans), "--model", str(model),
-                             "--output", str(out), "--batch-size", "64",
-                             "--address", ray_cluster.address_info["address"]],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [
+            sys.executable,
+            str(ROOT / "jobs" / "score.py"),
+            str(scans),
+            "--model",
+            str(model),
+            "--output",
+            str(out),
+            "--batch-size",
+            "64",
+            "--address",
+            ray_cluster.address_info["address"],
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def assert_each_input_once(out: Path) -> None:
@@ -72,8 +90,11 @@ def assert_each_input_once(out: Path) -> None:
     assert sum(summary["images_by_node"].values()) == IMAGES
 
 
-@pytest.mark.parametrize("title", ["MapBatches(Predictor)", "MapBatches(decode_batch)"],
-                         ids=["inference-actor", "decode-task-worker"])
+@pytest.mark.parametrize(
+    "title",
+    ["MapBatches(Predictor)", "MapBatches(decode_batch)"],
+    ids=["inference-actor", "decode-task-worker"],
+)
 def test_a_killed_score_process_costs_no_input(ray_cluster, scans, digits_model, tmp_path, title):
     driver = score_driver(ray_cluster, scans, digits_model, tmp_path / "out")
     if title == "MapBatches(Predictor)":
@@ -91,10 +112,23 @@ def test_a_killed_score_process_costs_no_input(ray_cluster, scans, digits_model,
 
 def test_a_killed_train_worker_resumes_from_its_checkpoint(ray_cluster, tmp_path):
     """--max-failures 1: Ray Train restarts the workers, which go on from the last checkpoint."""
-    args = ["--models", "cnn", "--limit-train", "3000", "--limit-test", "200", "--epochs", "3", "--max-failures", "1",
-            "--output", str(tmp_path)]
-    driver = driver_with_a_checkpoint(ray_cluster, args, tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                      text=True)
+    args = [
+        "--models",
+        "cnn",
+        "--limit-train",
+        "3000",
+        "--limit-test",
+        "200",
+        "--epochs",
+        "3",
+        "--max-failures",
+        "1",
+        "--output",
+        str(tmp_path),
+    ]
+    driver = driver_with_a_checkpoint(
+        ray_cluster, args, tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
     time.sleep(1)  # into epoch 2
     kill_when_running(driver, "ray::RayTrainWorker")
     out, _ = driver.communicate(timeout=600)

@@ -62,18 +62,42 @@ def test_compare_tests_crnn_beside_the_segmentation_baseline(field_models):
     assert state["temperature"] == pytest.approx(crnn["temperature"]) and state["val_risk_coverage"]["risk"]
     # Accuracy by length: both readers, on the same test fields (each of the 200 test digits once).
     lengths = pq.read_table(field_models / "field_lengths.parquet").to_pylist()
-    counts = {name: {r["length"]: r["fields"] for r in lengths if r["model"] == name} for name in ("crnn", "cnn-segmented")}
-    assert counts["crnn"] == counts["cnn-segmented"] and set(counts["crnn"]) <= set(range(1, fields.MAX_DIGITS + 1))
+    counts = {
+        name: {r["length"]: r["fields"] for r in lengths if r["model"] == name}
+        for name in ("crnn", "cnn-segmented")
+    }
+    assert counts["crnn"] == counts["cnn-segmented"] and set(counts["crnn"]) <= set(
+        range(1, fields.MAX_DIGITS + 1)
+    )
     assert 150 <= sum(n * k for n, k in counts["crnn"].items()) <= 200
-    assert {r["split"] for r in pq.read_table(field_models / "risk_coverage.parquet").to_pylist()
-            if r["model"] == "crnn"} == {"val", "test"}
+    assert {
+        r["split"]
+        for r in pq.read_table(field_models / "risk_coverage.parquet").to_pylist()
+        if r["model"] == "crnn"
+    } == {"val", "test"}
     page = (field_models / "report.html").read_text()
-    assert "field_lengths.png" in page and "5-digit field %" in page and (field_models / "figures/field_lengths.png").is_file()
+    assert (
+        "field_lengths.png" in page
+        and "5-digit field %" in page
+        and (field_models / "figures/field_lengths.png").is_file()
+    )
 
 
 def test_crnn_training_resumes_after_ctrl_c(ray_cluster, tmp_path):
-    args = ["--models", "crnn", "--limit-train", "2000", "--limit-test", "100", "--epochs", "3", "--batch-size", "16",
-            "--output", str(tmp_path)]
+    args = [
+        "--models",
+        "crnn",
+        "--limit-train",
+        "2000",
+        "--limit-test",
+        "100",
+        "--epochs",
+        "3",
+        "--batch-size",
+        "16",
+        "--output",
+        str(tmp_path),
+    ]
     driver = driver_with_a_checkpoint(ray_cluster, args, tmp_path, stderr=subprocess.PIPE, text=True)
     driver.send_signal(signal.SIGINT)
     _, err = driver.communicate(timeout=120)
@@ -102,8 +126,9 @@ def field_zip(mnist, tmp_path_factory) -> tuple[Path, Path, dict]:
     folder = tmp_path_factory.mktemp("field-zip")
     rng = np.random.default_rng(4)
     picks = fields.picks_of(rng.permutation(len(mnist.test.y)), np.arange(1, 13))
-    scans = fields.scans(mnist.test.x, mnist.test.y, picks, [28 + 3 * i for i in range(12)],
-                         ["PNG", "JPEG"] * 6, seed=9)
+    scans = fields.scans(
+        mnist.test.x, mnist.test.y, picks, [28 + 3 * i for i in range(12)], ["PNG", "JPEG"] * 6, seed=9
+    )
     truth = {}
     archive = folder / "fields.zip"
     with zipfile.ZipFile(archive, "w") as z:
@@ -124,17 +149,37 @@ def field_zip(mnist, tmp_path_factory) -> tuple[Path, Path, dict]:
 def wide_field() -> np.ndarray:
     wide = np.full((20, 3000), 255, np.uint8)
     for left in range(10, 2990, 30):  # a hundred dots in a row: ink 2,976 wide and 6 high
-        wide[7:13, left:left + 6] = 0
+        wide[7:13, left : left + 6] = 0
     return wide
 
 
 def test_score_reads_a_zip_of_fields(ray_cluster, field_models, field_zip, tmp_path, capsys):
     archive, labels, truth = field_zip
     out = tmp_path / "out"
-    assert score.main([str(archive), "--model", str(field_models), "--model-name", "crnn", "--output", str(out),
-                       "--labels", str(labels), "--threshold", "0.5", "--batch-size", "5"]) == 0
+    assert (
+        score.main(
+            [
+                str(archive),
+                "--model",
+                str(field_models),
+                "--model-name",
+                "crnn",
+                "--output",
+                str(out),
+                "--labels",
+                str(labels),
+                "--threshold",
+                "0.5",
+                "--batch-size",
+                "5",
+            ]
+        )
+        == 0
+    )
     assert "character error rate" in capsys.readouterr().out
-    rows = {r["member"]: r for r in pads.dataset(out / "predictions", format="parquet").to_table().to_pylist()}
+    rows = {
+        r["member"]: r for r in pads.dataset(out / "predictions", format="parquet").to_table().to_pylist()
+    }
     assert set(rows) == set(truth) | {"blank.png", "wide.png"}  # every input has its row
     assert rows["blank.png"]["error"] == "blank image" and rows["blank.png"]["decision"] == "review"
     assert rows["wide.png"]["error"].startswith("field too wide: its ink is 2976x6 pixels")
@@ -150,10 +195,13 @@ def test_score_reads_a_zip_of_fields(ray_cluster, field_models, field_zip, tmp_p
     state = checkpoints.for_scoring(str(field_models), "crnn")[0]
     model, cfg = checkpoints.model_from_state(state)
     with zipfile.ZipFile(archive) as z:
-        strips = [images.strip_of(images.to_field(np.asarray(Image.open(z.open(name)).convert("L")))[0])
-                  for name in truth]
-    reads = FIELD.read(FIELD.step_logits(model, strips, cfg.mean, cfg.std), state["temperature"],
-                              list(cfg.labels))
+        strips = [
+            images.strip_of(images.to_field(np.asarray(Image.open(z.open(name)).convert("L")))[0])
+            for name in truth
+        ]
+    reads = FIELD.read(
+        FIELD.step_logits(model, strips, cfg.mean, cfg.std), state["temperature"], list(cfg.labels)
+    )
     assert [r[0] for r in reads] == [r["text"] for r in scored]
     assert [r[2] for r in reads] == pytest.approx([r["confidence"] for r in scored], rel=1e-3)
 
@@ -164,12 +212,15 @@ def test_score_reads_a_zip_of_fields(ray_cluster, field_models, field_zip, tmp_p
     assert m["cer"] == pytest.approx(edits / sum(len(t) for t in truth.values()))
     lengths = pq.read_table(out / "field_lengths.parquet").to_pylist()
     assert {r["length"]: r["fields"] for r in lengths} == dict.fromkeys(range(1, 13), 1)
-    assert "field_lengths.png" in (out / "report.html").read_text() and (out / "figures/field_lengths.png").is_file()
+    assert (
+        "field_lengths.png" in (out / "report.html").read_text()
+        and (out / "figures/field_lengths.png").is_file()
+    )
     summary = json.loads((out / "summary.json").read_text())
     assert summary["warnings"] == [] and summary["failed"] == 2 and summary["scored"] == 12
     queue = pq.read_table(out / "review" / "queue.parquet").to_pylist()
     assert {r["member"] for r in queue} == {r["member"] for r in rows.values() if r["decision"] == "review"}
-    assert "img class=\"strip\"" in (out / "review" / "review.html").read_text()
+    assert 'img class="strip"' in (out / "review" / "review.html").read_text()
 
 
 def test_a_digit_model_given_fields_is_warned_about(ray_cluster, digits_model, field_zip, tmp_path, capsys):
@@ -186,17 +237,35 @@ def test_field_labels_must_be_strings_of_digits(ray_cluster, field_models, field
     archive, _, truth = field_zip
     bad = tmp_path / "labels.csv"
     bad.write_text("path,label\nforms/field00.png,12a4\n")
-    assert score.main([str(archive), "--model", str(field_models), "--model-name", "crnn",
-                       "--output", str(tmp_path / "out"), "--labels", str(bad)]) == 2
+    assert (
+        score.main(
+            [
+                str(archive),
+                "--model",
+                str(field_models),
+                "--model-name",
+                "crnn",
+                "--output",
+                str(tmp_path / "out"),
+                "--labels",
+                str(bad),
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "not strings of the characters field model crnn reads" in err[0] and "'12a4'" in err[0]
+    assert (
+        len(err) == 1
+        and "not strings of the characters field model crnn reads" in err[0]
+        and "'12a4'" in err[0]
+    )
 
 
 def test_preprocessing_keeps_the_aspect_ratio_and_polarity():
     """A field 3 times as wide as high stays so, whatever its size and ink colour."""
     dark = np.full((60, 180), 230, np.uint8)
     for left in range(20, 160, 20):
-        dark[10:50, left:left + 4] = 20  # seven dark strokes on light paper: ink 124 wide, 40 high
+        dark[10:50, left : left + 4] = 20  # seven dark strokes on light paper: ink 124 wide, 40 high
     for gray in (dark, 255 - dark, np.asarray(Image.fromarray(dark).resize((90, 30)))):
         strip = preprocess.to_strip(gray)
         ink = np.flatnonzero((strip > 0.5).any(0))
@@ -209,8 +278,22 @@ def test_field_review_page_round_trip(ray_cluster, field_models, field_zip, tmp_
     digit string as its guess; a correction is a string of digits, saved as a CSV that scoring reads back."""
     archive, _, truth = field_zip
     out = tmp_path / "out"
-    assert score.main([str(archive), "--model", str(field_models), "--model-name", "crnn", "--output", str(out),
-                       "--threshold", "1"]) == 0
+    assert (
+        score.main(
+            [
+                str(archive),
+                "--model",
+                str(field_models),
+                "--model-name",
+                "crnn",
+                "--output",
+                str(out),
+                "--threshold",
+                "1",
+            ]
+        )
+        == 0
+    )
     queue = pq.read_table(out / "review" / "queue.parquet").to_pylist()
     assert len(queue) == len(truth) + 2  # at threshold 1 every field is reviewed, and the two errors
     page, trouble = open_page(browser, out / "review" / "review.html")
@@ -228,9 +311,13 @@ def test_field_review_page_round_trip(ray_cluster, field_models, field_zip, tmp_
         # A field read as no digits has no guess to click (an empty button would label it "").
         assert s["height"] == preprocess.STRIP_HEIGHT and s["guesses"] == ([r["text"]] if r["text"] else [])
         # The strip is what the model read: reading it again gives the row's digit string.
-        strip = np.asarray(Image.open(io.BytesIO(base64.b64decode(s["strip"].split(",", 1)[1]))), np.float32) / 255
-        read = FIELD.read(FIELD.step_logits(model, [strip], cfg.mean, cfg.std), state["temperature"],
-                                 list(cfg.labels))
+        strip = (
+            np.asarray(Image.open(io.BytesIO(base64.b64decode(s["strip"].split(",", 1)[1]))), np.float32)
+            / 255
+        )
+        read = FIELD.read(
+            FIELD.step_logits(model, [strip], cfg.mean, cfg.std), state["temperature"], list(cfg.labels)
+        )
         assert read[0][0] == r["text"]
     first = next(i for i, r in enumerate(queue) if r["error"] is None)
     label = page.locator("input.label").nth(first)
@@ -241,7 +328,23 @@ def test_field_review_page_round_trip(ray_cluster, field_models, field_zip, tmp_
     corrections = save_corrections(page, tmp_path / "corrections.csv")
     assert trouble == []
     again = tmp_path / "again"
-    assert score.main([str(archive), "--model", str(field_models), "--model-name", "crnn", "--output", str(again),
-                       "--labels", str(corrections)]) == 0
+    assert (
+        score.main(
+            [
+                str(archive),
+                "--model",
+                str(field_models),
+                "--model-name",
+                "crnn",
+                "--output",
+                str(again),
+                "--labels",
+                str(corrections),
+            ]
+        )
+        == 0
+    )
     labelled = [r for r in pads.dataset(again / "predictions").to_table().to_pylist() if r["true_label"]]
-    assert [(r["member"], r["true_label"]) for r in labelled] == [(queue[first]["member"], truth[queue[first]["member"]])]
+    assert [(r["member"], r["true_label"]) for r in labelled] == [
+        (queue[first]["member"], truth[queue[first]["member"]])
+    ]

@@ -29,7 +29,7 @@ def test_best_path_collapses_repeats_and_drops_blanks():
     classes, confidences, prob = ctc.best_path(lp, 10, b)
     assert classes == [3, 3, 7, 0]  # a blank between two 3s keeps both
     assert confidences == pytest.approx([0.9] * 4)
-    assert prob == pytest.approx(0.9 ** 10)
+    assert prob == pytest.approx(0.9**10)
     assert ctc.best_path(lp, 3, b)[0] == [3]  # only the field's own steps count, not the padding
     assert ctc.greedy(np.stack([lp, one_hot_path([b] * 10)]), [10, 10], b) == [[3, 3, 7, 0], []]
 
@@ -61,9 +61,11 @@ def test_fields_are_made_of_one_split_and_are_the_same_every_time(mnist):
     assert [list(a) for a in labels] == [list(b) for b in labels_again]
     assert {len(lab) for lab in labels} <= set(range(1, fields.MAX_DIGITS + 1))
     assert sum(len(lab) for lab in labels) >= len(mnist.test.y) * 0.8  # about every test digit once
-    assert all(s.shape[0] == fields.HEIGHT and s.shape[1] >= models.CRNN(10).step * len(lab)
-               for s, lab in zip(strips, labels))  # a step at least per digit
-    assert all(0 <= s.min() and s.max() <= 1 for s in strips)
+    assert all(
+        s.shape[0] == fields.HEIGHT and s.shape[1] >= models.CRNN(10).step * len(lab)
+        for s, lab in zip(strips, labels)
+    )  # a step at least per digit
+    assert all(s.min() >= 0 and s.max() <= 1 for s in strips)
 
 
 def test_crnn_reads_any_width_one_step_per_four_columns():
@@ -90,7 +92,7 @@ def test_a_blank_or_too_wide_field_is_refused():
         preprocess.to_strip(np.full((40, 200), 240, np.uint8))
     wide = np.full((20, 3000), 255, np.uint8)
     for left in range(10, 2990, 30):  # a hundred dots in a row: ink 2,976 wide and 6 high
-        wide[7:13, left:left + 6] = 0
+        wide[7:13, left : left + 6] = 0
     with pytest.raises(ValueError, match="field too wide"):
         preprocess.to_strip(wide)
 
@@ -99,7 +101,7 @@ def test_segmentation_baseline_cuts_separate_digits(mnist):
     x = mnist.test.x[:3]
     strip = np.zeros((fields.HEIGHT, 3 * 34), np.float32)
     for i, digit in enumerate(x):
-        strip[2:30, 3 + 34 * i:31 + 34 * i] = digit / 255
+        strip[2:30, 3 + 34 * i : 31 + 34 * i] = digit / 255
     digits = segment.digit_images(strip)
     assert digits.shape == (3, 28, 28)
     for got, digit in zip(digits, x):  # in order, each its own digit in MNIST space
@@ -137,6 +139,7 @@ def test_training_batches_hold_fields_of_similar_length_and_every_field_once():
 
     def padding(groups):
         return sum(len(g) * max(map(len, g)) - sum(map(len, g)) for g in groups) / sum(map(len, picks))
-    assert padding(batches) < 0.2 * padding([picks[i:i + 16] for i in range(0, len(picks), 16)])
+
+    assert padding(batches) < 0.2 * padding([picks[i : i + 16] for i in range(0, len(picks), 16)])
     lengths = [max(map(len, b)) for b in batches]
     assert lengths != sorted(lengths)  # shuffled: an epoch does not run from short fields to long ones

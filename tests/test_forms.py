@@ -24,7 +24,8 @@ import pytest
 from PIL import Image
 
 from hdr_dist.common.errors import UserError
-from hdr_dist.forms import registration, samples, template as templates
+from hdr_dist.forms import registration, samples
+from hdr_dist.forms import template as templates
 from hdr_dist.jobs import forms
 from tests.helpers import ROOT, open_page, save_corrections
 
@@ -35,10 +36,22 @@ DATA = ROOT / "tests" / "data"
 def models(tmp_path_factory) -> Path:
     """A compare-style folder naming the calibrated cnn and crnn checkpoints kept in tests/data."""
     folder = tmp_path_factory.mktemp("form-models")
-    rows = [{"dataset": "mnist", "model": "cnn", "accuracy": 0.99, "field_accuracy": None,
-             "checkpoint": str(DATA / "cnn-before-the-layout.pt")},
-            {"dataset": "mnist", "model": "crnn", "accuracy": 0.9, "field_accuracy": 0.5,
-             "checkpoint": str(DATA / "crnn-before-the-layout.pt")}]
+    rows = [
+        {
+            "dataset": "mnist",
+            "model": "cnn",
+            "accuracy": 0.99,
+            "field_accuracy": None,
+            "checkpoint": str(DATA / "cnn-before-the-layout.pt"),
+        },
+        {
+            "dataset": "mnist",
+            "model": "crnn",
+            "accuracy": 0.9,
+            "field_accuracy": 0.5,
+            "checkpoint": str(DATA / "crnn-before-the-layout.pt"),
+        },
+    ]
     pq.write_table(pa.Table.from_pylist(rows), folder / "metrics.parquet")
     return folder
 
@@ -85,13 +98,31 @@ def run(*argv) -> int:
 
 
 def truth_of(root: Path) -> dict[tuple, str]:
-    return {(r["path"], int(r["page"]), r["field"]): r["label"] for r in csv.DictReader(open(root / "truth.csv"))}
+    return {
+        (r["path"], int(r["page"]), r["field"]): r["label"] for r in csv.DictReader(open(root / "truth.csv"))
+    }
 
 
-def test_a_zip_of_pages_in_every_format_reads_one_row_per_page_and_per_zone(ray_cluster, models, batch, tmp_path):
+def test_a_zip_of_pages_in_every_format_reads_one_row_per_page_and_per_zone(
+    ray_cluster, models, batch, tmp_path
+):
     out = tmp_path / "out"
-    assert run(batch / "batch.zip", "--template", batch / "claim-v1.yaml", "--model", models, "--output", out,
-               "--labels", batch / "truth.csv", "--target-error", "0.01") == 0
+    assert (
+        run(
+            batch / "batch.zip",
+            "--template",
+            batch / "claim-v1.yaml",
+            "--model",
+            models,
+            "--output",
+            out,
+            "--labels",
+            batch / "truth.csv",
+            "--target-error",
+            "0.01",
+        )
+        == 0
+    )
     template = templates.load(batch / "claim-v1.yaml")
     kinds = {(r["path"], int(r["page"])): r["kind"] for r in csv.DictReader(open(batch / "pages.csv"))}
     formed = pads.dataset(out / "forms").to_table().to_pylist()
@@ -116,7 +147,11 @@ def test_a_zip_of_pages_in_every_format_reads_one_row_per_page_and_per_zone(ray_
     assert by_page[("empty.tif", 0)]["error"] == "empty file (0 bytes)"
     g4 = [r for r in formed if r["member"].endswith("-tiff-g4.tif")]
     pdfs = [r for r in formed if r["member"].endswith("-pdf.pdf")]
-    assert g4 and pdfs and all(r["error"] is None for r in g4 + pdfs if kinds[(r["member"], r["page"])] == "form")
+    assert (
+        g4
+        and pdfs
+        and all(r["error"] is None for r in g4 + pdfs if kinds[(r["member"], r["page"])] == "form")
+    )
     assert len(pdfs) > 1 and {r["pages"] for r in pdfs} == {len(pdfs)}
     # One field row per zone of every matched page, none for the others; each form row carries the texts.
     matched = [r for r in formed if r["error"] is None]
@@ -125,43 +160,66 @@ def test_a_zip_of_pages_in_every_format_reads_one_row_per_page_and_per_zone(ray_
         page = by_page[(f["member"], f["page"])]
         assert page[f"field_{f['field']}"] == f["text"] and len(f["box"]) == 4
         assert page["decision"] == "accept" or any(
-            g["decision"] == "review" for g in fields if (g["member"], g["page"]) == (f["member"], f["page"]))
+            g["decision"] == "review" for g in fields if (g["member"], g["page"]) == (f["member"], f["page"])
+        )
     # Metrics recounted here from the truth and the rows.
     truth = truth_of(batch)
-    labelled = [(truth[(f["member"], f["page"], f["field"])], f) for f in fields
-                if (f["member"], f["page"], f["field"]) in truth]
+    labelled = [
+        (truth[(f["member"], f["page"], f["field"])], f)
+        for f in fields
+        if (f["member"], f["page"], f["field"]) in truth
+    ]
     metrics = {(m["group"], m["name"]): m for m in pq.read_table(out / "metrics.parquet").to_pylist()}
     overall = metrics[("all", "all")]
     assert overall["fields"] == len(labelled)
     assert overall["field_accuracy"] == pytest.approx(np.mean([t == (f["text"] or "") for t, f in labelled]))
     took = [(t, f) for t, f in labelled if f["decision"] == "accept"]
     assert overall["accepted"] == len(took)
-    assert overall["accepted_error"] == pytest.approx(np.mean([t != f["text"] for t, f in took]) if took else 0.0)
+    assert overall["accepted_error"] == pytest.approx(
+        np.mean([t != f["text"] for t, f in took]) if took else 0.0
+    )
     empties = [f for t, f in labelled if t == ""]
-    assert empties and all(f["text"] == "" and f["decision"] == "accept" for f in empties)  # empty optional zones
+    assert empties and all(
+        f["text"] == "" and f["decision"] == "accept" for f in empties
+    )  # empty optional zones
     summary = json.loads((out / "summary.json").read_text())
     assert (summary["pages"], summary["forms_matched"]) == (len(formed), len(matched))
     assert summary["pages_unmatched"] == sum(k != "form" for k in kinds.values()) + 2
     assert summary["pages_failed"] == 4  # the two broken PDFs, the garbage and the empty file
     lines = list(csv.reader(open(out / "forms.csv")))
-    assert lines[0][-len(template.zones):] == [z.name for z in template.zones] and len(lines) == len(formed) + 1
+    assert (
+        lines[0][-len(template.zones) :] == [z.name for z in template.zones] and len(lines) == len(formed) + 1
+    )
 
 
 def test_bad_templates_are_one_line_naming_the_key(batch, tmp_path, capsys):
     good = (batch / "claim-v1.yaml").read_text()
     (tmp_path / "claim-v1.png").write_bytes((batch / "claim-v1.png").read_bytes())
     cases = {
-        "box outside": (good.replace("box: [330, 420, 450, 90]", "box: [1500, 420, 450, 90]"),
-                        "fields[0] (postcode).box: [1500, 420, 450, 90] is outside the 1700x2200 page"),
-        "overlap": (good.replace("box: [330, 620, 720, 90]", "box: [330, 440, 720, 90]"),
-                    "fields[1] (account).box: overlaps zone 'postcode'"),
-        "missing reference": (good.replace("reference: claim-v1.png", "reference: nowhere.png"),
-                              "reference: " + str(tmp_path / "nowhere.png") + ": no such file"),
-        "unknown kind": (good.replace("kind: digit", "kind: signature"),
-                         "fields[5] (copies).kind: unknown kind 'signature'"),
-        "no cells": (good.replace("cells: 5", "cells: 0"), "fields[0] (postcode).cells: want at least 1 cell, got 0"),
-        "uneven cells that do not fill the box": (good.replace("cells: 5", "cells: [90, 90, 90]"),
-                                                  "add up to 270, not the box's width 450"),
+        "box outside": (
+            good.replace("box: [330, 420, 450, 90]", "box: [1500, 420, 450, 90]"),
+            "fields[0] (postcode).box: [1500, 420, 450, 90] is outside the 1700x2200 page",
+        ),
+        "overlap": (
+            good.replace("box: [330, 620, 720, 90]", "box: [330, 440, 720, 90]"),
+            "fields[1] (account).box: overlaps zone 'postcode'",
+        ),
+        "missing reference": (
+            good.replace("reference: claim-v1.png", "reference: nowhere.png"),
+            "reference: " + str(tmp_path / "nowhere.png") + ": no such file",
+        ),
+        "unknown kind": (
+            good.replace("kind: digit", "kind: signature"),
+            "fields[5] (copies).kind: unknown kind 'signature'",
+        ),
+        "no cells": (
+            good.replace("cells: 5", "cells: 0"),
+            "fields[0] (postcode).cells: want at least 1 cell, got 0",
+        ),
+        "uneven cells that do not fill the box": (
+            good.replace("cells: 5", "cells: [90, 90, 90]"),
+            "add up to 270, not the box's width 450",
+        ),
         "not yaml": ("name: [unclosed", "not a YAML file"),
     }
     for name, (text, message) in cases.items():
@@ -188,20 +246,54 @@ def test_check_template_draws_the_zones(batch, capsys):
 def test_a_field_zone_without_a_field_model_is_one_line(batch, tmp_path, capsys):
     folder = tmp_path / "digits-only"
     folder.mkdir()
-    pq.write_table(pa.Table.from_pylist([{"dataset": "mnist", "model": "cnn", "accuracy": 0.99,
-                                          "checkpoint": str(DATA / "cnn-before-the-layout.pt")}]),
-                   folder / "metrics.parquet")
-    assert run(batch / "batch.zip", "--template", batch / "claim-v1.yaml", "--model", folder, "--output",
-               tmp_path / "out") == 2
+    pq.write_table(
+        pa.Table.from_pylist(
+            [
+                {
+                    "dataset": "mnist",
+                    "model": "cnn",
+                    "accuracy": 0.99,
+                    "checkpoint": str(DATA / "cnn-before-the-layout.pt"),
+                }
+            ]
+        ),
+        folder / "metrics.parquet",
+    )
+    assert (
+        run(
+            batch / "batch.zip",
+            "--template",
+            batch / "claim-v1.yaml",
+            "--model",
+            folder,
+            "--output",
+            tmp_path / "out",
+        )
+        == 2
+    )
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "its field zones (amount) need a field model" in err
     assert not (tmp_path / "out").exists() and not (tmp_path / "out.partial").exists()
 
 
 @pytest.mark.parametrize("flag", ["--digit-model-name", "--field-model-name"])
-def test_a_model_name_the_folder_lacks_is_one_line_naming_the_flag_given(models, batch, tmp_path, capsys, flag):
-    assert run(batch / "batch.zip", "--template", batch / "claim-v1.yaml", "--model", models, flag, "rnn",
-               "--output", tmp_path / "out") == 2
+def test_a_model_name_the_folder_lacks_is_one_line_naming_the_flag_given(
+    models, batch, tmp_path, capsys, flag
+):
+    assert (
+        run(
+            batch / "batch.zip",
+            "--template",
+            batch / "claim-v1.yaml",
+            "--model",
+            models,
+            flag,
+            "rnn",
+            "--output",
+            tmp_path / "out",
+        )
+        == 2
+    )
     err = capsys.readouterr().err
     assert err.count("\n") == 1
     assert f"{flag} rnn: {models / 'metrics.parquet'} has no such model; it has cnn, crnn" in err
@@ -212,28 +304,49 @@ def test_a_model_name_the_folder_lacks_is_one_line_naming_the_flag_given(models,
 def test_ctrl_c_then_resume_reads_every_page_once(ray_cluster, models, batch, tmp_path):
     out = tmp_path / "out"
     # The pages twice (the folder and the zip of it), read two at a time: still running at the first piece.
-    argv = [sys.executable, str(ROOT / "jobs" / "forms.py"), str(batch / "pages"), str(batch / "batch.zip"),
-            "--template", str(batch / "claim-v1.yaml"), "--model", str(models), "--output", str(out),
-            "--commit-rows", "2", "--batch-size", "2", "--address", ray_cluster.address_info["address"]]
+    argv = [
+        sys.executable,
+        str(ROOT / "jobs" / "forms.py"),
+        str(batch / "pages"),
+        str(batch / "batch.zip"),
+        "--template",
+        str(batch / "claim-v1.yaml"),
+        "--model",
+        str(models),
+        "--output",
+        str(out),
+        "--commit-rows",
+        "2",
+        "--batch-size",
+        "2",
+        "--address",
+        ray_cluster.address_info["address"],
+    ]
     job = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 300
     while not list((out.with_name("out.partial") / "forms").glob("part-*.parquet")):
-        assert job.poll() is None and time.time() < deadline, job.stderr.read() if job.poll() is not None else ""
+        assert job.poll() is None and time.time() < deadline, (
+            job.stderr.read() if job.poll() is not None else ""
+        )
         time.sleep(0.05)
     job.send_signal(signal.SIGINT)
     _, err = job.communicate(timeout=120)
     assert job.returncode == 130 and "interrupted; run the same command with --resume" in err, err
     kept = pads.dataset(out.with_name("out.partial") / "forms").count_rows()
-    assert 0 < kept
+    assert kept > 0
     time.sleep(2)
     assert subprocess.run([*argv, "--resume"], capture_output=True, text=True).returncode == 0
-    formed = pads.dataset(out / "forms").to_table(columns=["source", "member", "occurrence", "page"]).to_pylist()
+    formed = (
+        pads.dataset(out / "forms").to_table(columns=["source", "member", "occurrence", "page"]).to_pylist()
+    )
     keys = [(r["source"], r["member"], r["occurrence"], r["page"]) for r in formed]
     expected = 2 * (sum(1 for _ in csv.DictReader(open(batch / "pages.csv"))) + 7)  # and the odd pages
     assert len(keys) == len(set(keys)) == expected
     summary = json.loads((out / "summary.json").read_text())
     assert summary["skipped_already_read"] >= 1 and summary["pages"] == expected
-    fields = pads.dataset(out / "fields").to_table(columns=["source", "member", "occurrence", "page", "field"])
+    fields = pads.dataset(out / "fields").to_table(
+        columns=["source", "member", "occurrence", "page", "field"]
+    )
     assert len({tuple(f.values()) for f in fields.to_pylist()}) == fields.num_rows
 
 
@@ -251,8 +364,10 @@ def test_registration_recovers_a_known_rotation_scale_and_shift(seed):
     w, h = samples.SIZE
     a = math.radians(how.rotation)
     turn = np.array([[math.cos(a), -math.sin(a)], [math.sin(a), math.cos(a)]])
-    points = np.array([[x + dx, y + dy] for _, _, (x, y, bw, bh), *_ in samples.ZONES for dx in (0, bw) for dy in (0, bh)],
-                      float)
+    points = np.array(
+        [[x + dx, y + dy] for _, _, (x, y, bw, bh), *_ in samples.ZONES for dx in (0, bw) for dy in (0, bh)],
+        float,
+    )
     on_page = (points - [w / 2, h / 2]) @ (how.scale * turn).T + [w / 2 + how.dx, h / 2 + how.dy]
     if how.upside_down:
         on_page = np.array([w - 1, h - 1]) - on_page  # PIL turns pixel (x, y) to (w - 1 - x, h - 1 - y)
@@ -293,10 +408,26 @@ def test_a_length_constrained_decode_is_the_best_path_of_that_length():
         assert (found is None) == (best is None) and (best is None or found[0] == best[1])
 
 
-def test_the_review_page_shows_each_zone_and_its_corrections_read_back(ray_cluster, models, batch, tmp_path, browser):
+def test_the_review_page_shows_each_zone_and_its_corrections_read_back(
+    ray_cluster, models, batch, tmp_path, browser
+):
     out = tmp_path / "out"
-    assert run(batch / "pages", "--template", batch / "claim-v1.yaml", "--model", models, "--output", out,
-               "--target-error", "0.001", "--review-rows", "12") == 0
+    assert (
+        run(
+            batch / "pages",
+            "--template",
+            batch / "claim-v1.yaml",
+            "--model",
+            models,
+            "--output",
+            out,
+            "--target-error",
+            "0.001",
+            "--review-rows",
+            "12",
+        )
+        == 0
+    )
     queue = pq.read_table(out / "review" / "queue.parquet").to_pylist()
     assert queue and all(r["decision"] == "review" for r in queue)
     page, trouble = open_page(browser, out / "review" / "review.html")
@@ -318,8 +449,20 @@ def test_the_review_page_shows_each_zone_and_its_corrections_read_back(ray_clust
     rows = list(csv.DictReader(open(corrections)))
     assert list(rows[0]) == ["path", "page", "field", "label"] and len(rows) == 3
     again = tmp_path / "again"
-    assert run(batch / "pages", "--template", batch / "claim-v1.yaml", "--model", models, "--output", again,
-               "--labels", corrections) == 0
+    assert (
+        run(
+            batch / "pages",
+            "--template",
+            batch / "claim-v1.yaml",
+            "--model",
+            models,
+            "--output",
+            again,
+            "--labels",
+            corrections,
+        )
+        == 0
+    )
     summary = json.loads((again / "summary.json").read_text())
     metrics = {(m["group"], m["name"]): m for m in pq.read_table(again / "metrics.parquet").to_pylist()}
     assert metrics[("all", "all")]["fields"] == len(typed) and summary["labelled_forms"] >= 1
@@ -338,19 +481,26 @@ def test_a_bad_labels_file_is_one_line_and_odd_rows_are_counted(batch, tmp_path)
 
     template = templates.load(batch / "claim-v1.yaml")
     items = inputs.find([str(batch / "pages")]).items
-    cases = {"path,label\nx.png,3\n": "needs a header line 'path,page,field,label'",
-             "path,page,field,label\nblank.jpg,0,signature,1\n": "fields the template claim-v1 does not have: 'signature'",
-             "path,page,field,label\nblank.jpg,0,postcode,12a\n": "labels that are not digit strings: '12a'"}
+    cases = {
+        "path,label\nx.png,3\n": "needs a header line 'path,page,field,label'",
+        "path,page,field,label\nblank.jpg,0,signature,1\n": "fields the template claim-v1 does not have: 'signature'",
+        "path,page,field,label\nblank.jpg,0,postcode,12a\n": "labels that are not digit strings: '12a'",
+    }
     for text, message in cases.items():
         (tmp_path / "labels.csv").write_text(text)
         with pytest.raises(UserError, match=message):
             truth.read(str(tmp_path / "labels.csv"), template, items)
     with pytest.raises(UserError, match="no such file"):
         truth.read(str(tmp_path / "nowhere.csv"), template, items)
-    (tmp_path / "labels.csv").write_text("path,page,field,label\nupside-down.png,one,postcode,1\n"
-                                         "nowhere.png,0,postcode,1\nupside-down.png,0,copies,1\n"
-                                         "upside-down.png,0,copies,2\nupside-down.png,0,amount,15\n")
+    (tmp_path / "labels.csv").write_text(
+        "path,page,field,label\nupside-down.png,one,postcode,1\n"
+        "nowhere.png,0,postcode,1\nupside-down.png,0,copies,1\n"
+        "upside-down.png,0,copies,2\nupside-down.png,0,amount,15\n"
+    )
     found, problems = truth.read(str(tmp_path / "labels.csv"), template, items)
     assert list(found.values()) == ["15"]
-    assert problems == {"rows whose page is not a number": ["upside-down.png"], "rows that name no image": ["nowhere.png"],
-                        "fields given two labels (left unlabelled)": [str(batch / "pages" / "upside-down.png")]}
+    assert problems == {
+        "rows whose page is not a number": ["upside-down.png"],
+        "rows that name no image": ["nowhere.png"],
+        "fields given two labels (left unlabelled)": [str(batch / "pages" / "upside-down.png")],
+    }

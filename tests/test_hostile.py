@@ -30,8 +30,18 @@ def hostile_run(ray_cluster, mnist, digits_model, tmp_path_factory):
     cases = hostile.build(root / "in", mnist.test.x)
     out = root / "out"
     # The TIFF named a second time, as its own INPUT: scored once.
-    argv = [sys.executable, str(ROOT / "jobs" / "score.py"), str(root / "in"), str(root / "in" / "thousands-of-pages.tif"),
-            "--model", str(digits_model), "--output", str(out), "--address", ray_cluster.address_info["address"]]
+    argv = [
+        sys.executable,
+        str(ROOT / "jobs" / "score.py"),
+        str(root / "in"),
+        str(root / "in" / "thousands-of-pages.tif"),
+        "--model",
+        str(digits_model),
+        "--output",
+        str(out),
+        "--address",
+        ray_cluster.address_info["address"],
+    ]
     # Every process below this one: the job's driver, and the session cluster's daemons and workers.
     with Peak(os.getpid(), descendants_only=True) as peak:
         job = subprocess.run(argv, capture_output=True, text=True, timeout=900)
@@ -47,7 +57,11 @@ def test_every_hostile_input_finishes_with_exit_0(hostile_run):
 
 def test_each_source_has_exactly_its_rows(hostile_run):
     cases, out, *_ = hostile_run
-    rows = pads.dataset(out / "predictions", format="parquet", schema=tables.PREDICTION_SCHEMA).to_table().to_pylist()
+    rows = (
+        pads.dataset(out / "predictions", format="parquet", schema=tables.PREDICTION_SCHEMA)
+        .to_table()
+        .to_pylist()
+    )
     by_source = defaultdict(list)
     for r in rows:
         by_source[names.unescape(r["source"])].append(r)
@@ -72,13 +86,19 @@ def test_each_source_has_exactly_its_rows(hostile_run):
             if start is None:
                 assert errors[key] is None, (case.path, key, errors[key])
             else:
-                assert errors[key] is not None and errors[key].startswith(start), (case.path, key, errors[key])
+                assert errors[key] is not None and errors[key].startswith(start), (
+                    case.path,
+                    key,
+                    errors[key],
+                )
                 assert "\n" not in errors[key]
 
 
 def test_every_row_is_one_member_occurrence_and_page(hostile_run):
     _, out, *_ = hostile_run
-    t = pads.dataset(out / "predictions", format="parquet").to_table(columns=["source", "member", "occurrence", "page"])
+    t = pads.dataset(out / "predictions", format="parquet").to_table(
+        columns=["source", "member", "occurrence", "page"]
+    )
     keys = list(zip(*(t[c].to_pylist() for c in t.column_names)))
     assert len(keys) == len(set(keys))
 
@@ -88,8 +108,12 @@ def test_names_that_are_not_utf8_are_kept_losslessly(hostile_run):
     t = pads.dataset(out / "predictions", format="parquet").to_table(columns=["source", "member", "error"])
     sources = set(t["source"].to_pylist())
     latin1 = next(c.path for c in cases if b"\xe9" in bytes(c.path))
-    assert names.escape(str(latin1)) in sources and str(latin1).encode("utf-8", "surrogateescape") == bytes(latin1)
-    assert any(s.endswith("back\\\\xslash.png") for s in sources)  # a real backslash, told apart from an escape
+    assert names.escape(str(latin1)) in sources and str(latin1).encode("utf-8", "surrogateescape") == bytes(
+        latin1
+    )
+    assert any(
+        s.endswith("back\\\\xslash.png") for s in sources
+    )  # a real backslash, told apart from an escape
     assert "n\\xe4me.png" in t["member"].to_pylist()
 
 

@@ -64,7 +64,7 @@ def test_every_accepted_mode_and_format_decodes(digits, mode):
 
 
 def test_16_bit_png_is_float_in_unit_range(digits):
-    (_, _, _, _, gray, _), = images.decode(as_mode(digits[0], "I;16"))
+    ((_, _, _, _, gray, _),) = images.decode(as_mode(digits[0], "I;16"))
     assert gray.dtype == np.float32 and gray.max() == 1.0 and gray.min() < 0.1
 
 
@@ -78,7 +78,7 @@ def test_multipage_tiff_gives_every_page(digits):
 def test_float_tiff_in_unit_range_is_not_blank(digits):
     """PACKAGE BUG: a 32-bit float ("F") TIFF with values in [0, 1] is divided by 255 in grayscale."""
     raw = encode(Image.fromarray((255 - digits[0]).astype(np.float32) / 255), "TIFF")
-    (_, _, _, _, gray, error), = images.decode(raw)
+    ((_, _, _, _, gray, error),) = images.decode(raw)
     assert error is None
     assert gray.max() == pytest.approx(1.0), f"grayscale() gave max {gray.max():.5f}, expected 1.0"
 
@@ -98,13 +98,15 @@ def test_random_bytes_are_not_an_image():
 
 def test_truncated_png_is_corrupt(digits):
     raw = as_mode(digits[0], "L")
-    (error,) = errors(raw[:len(raw) // 2])
+    (error,) = errors(raw[: len(raw) // 2])
     assert error.startswith("corrupt image") and "\n" not in error
 
 
 def test_image_over_max_pixels():
     raw = encode(Image.new("L", (2000, 2000), 255), "PNG")
-    assert errors(raw, max_pixels=1_000_000) == ["image too large: 2000x2000 pixels exceeds --max-pixels 1,000,000"]
+    assert errors(raw, max_pixels=1_000_000) == [
+        "image too large: 2000x2000 pixels exceeds --max-pixels 1,000,000"
+    ]
     assert errors(raw, max_pixels=4_000_000) == [None]
 
 
@@ -115,26 +117,41 @@ def test_unsupported_format(digits, fmt):
 
 
 def read_row(source, data=None, error=None, skip=(), label=None):
-    return {"source": source, "member": None, "occurrence": 0, "true_label": label, "data": data, "error": error,
-            "skip_pages": list(skip)}
+    return {
+        "source": source,
+        "member": None,
+        "occurrence": 0,
+        "true_label": label,
+        "data": data,
+        "error": error,
+        "skip_pages": list(skip),
+    }
 
 
 def test_decode_batch(digits):
     tiff = tiff_pages(digits)
-    table = pa.Table.from_pylist([
-        read_row("good.png", as_mode(digits[0], "L"), label="7"),
-        read_row("blank.png", encode(Image.new("L", (40, 30), 255), "PNG")),
-        read_row("pages.tif", tiff),
-        read_row("denied.png", error="cannot read: Permission denied"),
-        read_row("resumed.tif", tiff, skip=[0, 1]),
-    ], schema=reading.READ_SCHEMA)
+    table = pa.Table.from_pylist(
+        [
+            read_row("good.png", as_mode(digits[0], "L"), label="7"),
+            read_row("blank.png", encode(Image.new("L", (40, 30), 255), "PNG")),
+            read_row("pages.tif", tiff),
+            read_row("denied.png", error="cannot read: Permission denied"),
+            read_row("resumed.tif", tiff, skip=[0, 1]),
+        ],
+        schema=reading.READ_SCHEMA,
+    )
     (out,) = images.decode_batch(table, images.DEFAULT_MAX_PIXELS)
     assert out.schema == images.DECODED_SCHEMA
     rows = out.to_pylist()
     assert [(r["source"], r["page"], r["pages"], r["error"]) for r in rows] == [
-        ("good.png", 0, 1, None), ("blank.png", 0, 1, "blank image"),
-        ("pages.tif", 0, 3, None), ("pages.tif", 1, 3, None), ("pages.tif", 2, 3, None),
-        ("denied.png", 0, 1, "cannot read: Permission denied"), ("resumed.tif", 2, 3, None)]
+        ("good.png", 0, 1, None),
+        ("blank.png", 0, 1, "blank image"),
+        ("pages.tif", 0, 3, None),
+        ("pages.tif", 1, 3, None),
+        ("pages.tif", 2, 3, None),
+        ("denied.png", 0, 1, "cannot read: Permission denied"),
+        ("resumed.tif", 2, 3, None),
+    ]
     assert all(len(r["image"]) == 784 for r in rows)
     assert rows[0]["image"] == preprocess.to_mnist(digits[0]).tobytes() and rows[0]["true_label"] == "7"
     assert rows[6]["image"] == rows[4]["image"] == preprocess.to_mnist(digits[2]).tobytes()

@@ -73,10 +73,13 @@ def test_find_lists_folders_and_archive_members(tree, scans):
     items = find(tree)
     root = tree.resolve()
     assert [(Path(it.source).relative_to(root).as_posix(), it.member, it.key, it.error) for it in items] == [
-        ("b.zip", scans[3][0], f"b.zip/{scans[3][0]}", None), ("b.zip", scans[4][0], f"b.zip/{scans[4][0]}", None),
-        ("c.tar.gz", scans[5][0], f"c.tar.gz/{scans[5][0]}", None), ("d.tgz", "9/x.png", "d.tgz/9/x.png", None),
+        ("b.zip", scans[3][0], f"b.zip/{scans[3][0]}", None),
+        ("b.zip", scans[4][0], f"b.zip/{scans[4][0]}", None),
+        ("c.tar.gz", scans[5][0], f"c.tar.gz/{scans[5][0]}", None),
+        ("d.tgz", "9/x.png", "d.tgz/9/x.png", None),
         ("loose.png", None, "loose.png", None),
-        *((name, None, name, None) for name, _ in sorted(scans[:2]))]  # os.walk order: files, then sorted folders
+        *((name, None, name, None) for name, _ in sorted(scans[:2])),
+    ]  # os.walk order: files, then sorted folders
     assert items == find(tree)  # stable
 
 
@@ -96,10 +99,10 @@ def test_truncated_tar_gz_lists_members_before_the_cut(tmp_path, scans):
     whole = tmp_path / "whole.tar.gz"
     samples.write(whole, scans)
     cut = tmp_path / "cut.tar.gz"
-    cut.write_bytes(whole.read_bytes()[:whole.stat().st_size // 2])
+    cut.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
     *members, last = find(cut)
     assert 0 < len(members) < len(scans)
-    assert [it.member for it in members] == [name for name, _ in scans[:len(members)]]
+    assert [it.member for it in members] == [name for name, _ in scans[: len(members)]]
     assert all(it.error is None for it in members)
     assert last.member is None and last.key == "cut.tar.gz" and last.error.startswith("corrupt archive")
 
@@ -121,8 +124,13 @@ def test_read_items_gives_one_row_per_item_with_its_bytes(tree, scans):
     read = rows(items)
     got = {key[r["source"], r["member"]]: (r["data"], r["error"]) for r in read}
     assert len(read) == len(items)
-    expected = {**dict(scans[:2]), "loose.png": scans[2][1], **{f"b.zip/{n}": raw for n, raw in scans[3:5]},
-                f"c.tar.gz/{scans[5][0]}": scans[5][1], "d.tgz/9/x.png": scans[6][1]}
+    expected = {
+        **dict(scans[:2]),
+        "loose.png": scans[2][1],
+        **{f"b.zip/{n}": raw for n, raw in scans[3:5]},
+        f"c.tar.gz/{scans[5][0]}": scans[5][1],
+        "d.tgz/9/x.png": scans[6][1],
+    }
     assert len(items) == 7 and got == {k: (raw, None) for k, raw in expected.items()}
 
 
@@ -159,8 +167,11 @@ def test_read_tasks_each_archive_whole_and_files_in_slices(tree):
     items = find(tree)
     plain = [Item(f"/scans/{i:04d}.png", None, f"{i:04d}.png") for i in range(2500)]
     tasks = reading.read_tasks(items + plain)
-    assert [[it.member for it in t] for t in tasks[:3]] == [[items[0].member, items[1].member], [items[2].member],
-                                                           [items[3].member]]
+    assert [[it.member for it in t] for t in tasks[:3]] == [
+        [items[0].member, items[1].member],
+        [items[2].member],
+        [items[3].member],
+    ]
     assert [len(t) for t in tasks[3:]] == [1000, 1000, 3 + 500]
     assert [it for t in tasks[3:] for it in t] == [*items[4:], *plain]
 
@@ -178,7 +189,9 @@ def test_read_label_file_needs_path_and_label(tmp_path):
     pq.write_table(pa.table({"file": ["a.png"], "label": ["3"]}), tmp_path / "l.parquet")
     with pytest.raises(UserError, match=r"l.csv: needs a header line 'path,label', has \['3/a.png', '3'\]"):
         labels.read_label_file(str(tmp_path / "l.csv"))
-    with pytest.raises(UserError, match=r"l.parquet: needs columns 'path' and 'label', has \['file', 'label'\]"):
+    with pytest.raises(
+        UserError, match=r"l.parquet: needs columns 'path' and 'label', has \['file', 'label'\]"
+    ):
         labels.read_label_file(str(tmp_path / "l.parquet"))
     (tmp_path / "latin1.csv").write_bytes(b"path,label\ncaf\xe9.png,3\n")
     with pytest.raises(UserError, match="latin1.csv: unreadable"):
@@ -193,8 +206,13 @@ def test_labels_from_dirname_is_the_first_folder(tmp_path, scans):
     samples.write(tmp_path / "in" / "7" / "sevens.tar", [("c.png", scans[4][1]), ("./8/d.png", scans[5][1])])
     items, problems = labels.with_labels(find(tmp_path / "in"), "dirname", None, DIGITS, "cnn")
     assert {it.key: it.label for it in items} == {
-        "3/extra/deep/a.png": "3", "loose.png": None, "batch.zip/5/b.png": "5", "batch.zip/root.png": None,
-        "7/sevens.tar/c.png": "7", "7/sevens.tar/8/d.png": "8"}
+        "3/extra/deep/a.png": "3",
+        "loose.png": None,
+        "batch.zip/5/b.png": "5",
+        "batch.zip/root.png": None,
+        "7/sevens.tar/c.png": "7",
+        "7/sevens.tar/8/d.png": "8",
+    }
     assert problems == {}
     items, _ = labels.with_labels(find(tmp_path / "in" / "batch.zip"), "dirname", None, DIGITS, "cnn")
     assert {it.key: it.label for it in items} == {"5/b.png": "5", "root.png": None}
@@ -208,8 +226,15 @@ def test_unknown_folder_name_fails(tmp_path, scans):
 
 def test_desktop_junk_is_skipped_and_counted(tmp_path, scans):
     """What macOS and Windows leave in a zip never becomes an unknown class or a row."""
-    samples.write(tmp_path / "in" / "a.zip", [("3/a.png", scans[0][1]), ("__MACOSX/3/._a.png", b"\x00\x05\x16\x07"),
-                                              ("3/.DS_Store", b"Bud1"), ("3/Thumbs.db", b"x")])
+    samples.write(
+        tmp_path / "in" / "a.zip",
+        [
+            ("3/a.png", scans[0][1]),
+            ("__MACOSX/3/._a.png", b"\x00\x05\x16\x07"),
+            ("3/.DS_Store", b"Bud1"),
+            ("3/Thumbs.db", b"x"),
+        ],
+    )
     (tmp_path / "in" / "4").mkdir()
     (tmp_path / "in" / "4" / "b.png").write_bytes(scans[1][1])
     (tmp_path / "in" / "4" / "._b.png").write_bytes(b"\x00\x05\x16\x07")
@@ -226,26 +251,48 @@ def test_label_file_matches_through_input_and_archive_never_by_bare_name(tmp_pat
     samples.write(tmp_path / "in" / "y.tar", [("a.png", scans[2][1])])
     samples.write(tmp_path / "other", [("a.png", scans[3][1])])
     items = find(tmp_path / "in", tmp_path / "other")
-    rows = [("x.zip/a.png", "1"), ("a.png", "2"), (f"{tmp_path.resolve()}/in/y.tar/a.png", "3"),
-            ("x.zip/b.png", "4"), ("x.zip/b.png", "4"), ("x.zip/b.png", "5"), ("nowhere.png", "6")]
+    rows = [
+        ("x.zip/a.png", "1"),
+        ("a.png", "2"),
+        (f"{tmp_path.resolve()}/in/y.tar/a.png", "3"),
+        ("x.zip/b.png", "4"),
+        ("x.zip/b.png", "4"),
+        ("x.zip/b.png", "5"),
+        ("nowhere.png", "6"),
+    ]
     got, problems = labels.with_labels(items, None, labels.LabelFile("l.csv", rows), DIGITS, "cnn")
-    assert {it.key: it.label for it in got} == {"x.zip/a.png": "1", "x.zip/b.png": None, "y.tar/a.png": "3",
-                                                "a.png": "2"}
-    assert problems == {"duplicate rows": ["x.zip/b.png"], "rows that name no image": ["nowhere.png"],
-                        "images given two labels (left unlabelled)": [f"{(tmp_path / 'in' / 'x.zip').resolve()}/b.png"]}
+    assert {it.key: it.label for it in got} == {
+        "x.zip/a.png": "1",
+        "x.zip/b.png": None,
+        "y.tar/a.png": "3",
+        "a.png": "2",
+    }
+    assert problems == {
+        "duplicate rows": ["x.zip/b.png"],
+        "rows that name no image": ["nowhere.png"],
+        "images given two labels (left unlabelled)": [f"{(tmp_path / 'in' / 'x.zip').resolve()}/b.png"],
+    }
     samples.write(tmp_path / "third", [("a.png", scans[4][1])])
-    got, problems = labels.with_labels(find(tmp_path / "other", tmp_path / "third"), None,
-                                       labels.LabelFile("l.csv", [("a.png", "2")]), DIGITS, "cnn")
+    got, problems = labels.with_labels(
+        find(tmp_path / "other", tmp_path / "third"),
+        None,
+        labels.LabelFile("l.csv", [("a.png", "2")]),
+        DIGITS,
+        "cnn",
+    )
     assert [it.label for it in got] == [None, None]
     assert problems == {"paths under more than one INPUT (use the absolute path)": ["a.png"]}
     report = labels.report(labels.LabelFile("l.csv", [("a.png", "2")]), problems)
-    assert report["rows"] == 1 and report["problems"]["paths under more than one INPUT (use the absolute path)"] == {
-        "count": 1, "examples": ["a.png"]}
+    assert report["rows"] == 1 and report["problems"][
+        "paths under more than one INPUT (use the absolute path)"
+    ] == {"count": 1, "examples": ["a.png"]}
 
 
 def test_label_file_with_unknown_label_fails(tree):
     items = find(tree)
-    labelled, _ = labels.with_labels(items, None, labels.LabelFile("l.csv", [("loose.png", "4")]), DIGITS, "cnn")
+    labelled, _ = labels.with_labels(
+        items, None, labels.LabelFile("l.csv", [("loose.png", "4")]), DIGITS, "cnn"
+    )
     assert [it.label for it in labelled if it.label] == ["4"]
     with pytest.raises(UserError, match="--labels has labels that are not classes of model cnn.*'Z'"):
         labels.with_labels(items, None, labels.LabelFile("l.csv", [("loose.png", "Z")]), DIGITS, "cnn")
@@ -279,9 +326,11 @@ def test_inputs_that_hold_nothing_are_one_line(tmp_path, scans):
     (tmp_path / "junk").mkdir()
     (tmp_path / "junk" / ".DS_Store").write_bytes(b"Bud1")
     samples.write(tmp_path / "dirs-only.tar", [])
-    for name, message in (("empty", "holds no files to score"),
-                          ("junk", "holds no files to score (only 1 desktop junk files, skipped)"),
-                          ("dirs-only.tar", "holds no files to score")):
+    for name, message in (
+        ("empty", "holds no files to score"),
+        ("junk", "holds no files to score (only 1 desktop junk files, skipped)"),
+        ("dirs-only.tar", "holds no files to score"),
+    ):
         with pytest.raises(UserError, match=rf"INPUT .*{re.escape(name)}: {re.escape(message)}$"):
             inputs.find([str(tmp_path / name)])
 
@@ -307,8 +356,11 @@ def test_fifo_and_device_are_refused_unopened(tmp_path, scans):
     os.symlink(tmp_path / "elsewhere.fifo", tmp_path / "in" / "link.png")
     os.symlink("/dev/zero", tmp_path / "in" / "zero.png")
     got = {Path(r["source"]).name: r["error"] for r in rows(find(tmp_path / "in"))}
-    assert got == {"pipe.png": "not a regular file (a FIFO): not opened", "link.png": "not a regular file (a FIFO): not opened",
-                   "zero.png": "not a regular file (a device): not opened"}
+    assert got == {
+        "pipe.png": "not a regular file (a FIFO): not opened",
+        "link.png": "not a regular file (a FIFO): not opened",
+        "zero.png": "not a regular file (a device): not opened",
+    }
     os.mkfifo(tmp_path / "fifo.zip")
     (item,) = find(tmp_path / "fifo.zip")
     assert item.error == "not a regular file (a FIFO): not opened"
@@ -317,18 +369,31 @@ def test_fifo_and_device_are_refused_unopened(tmp_path, scans):
 def test_a_zip_of_one_folder_reads_its_classes_one_level_below(tmp_path, scans):
     """A zip made by "compress folder" holds one top folder (batch7/3/a.png): its classes are the folders
     below it, as after unzipping. A zip of one class folder (3/a.png) keeps that folder as the class."""
-    samples.write(tmp_path / "batch7.zip", [("batch7/3/a.png", scans[0][1]), ("batch7/5/b.png", scans[1][1]),
-                                            ("batch7/loose.png", scans[2][1]),
-                                            ("__MACOSX/batch7/._a.png", b"junk"), ("batch7/.DS_Store", b"junk")])
+    samples.write(
+        tmp_path / "batch7.zip",
+        [
+            ("batch7/3/a.png", scans[0][1]),
+            ("batch7/5/b.png", scans[1][1]),
+            ("batch7/loose.png", scans[2][1]),
+            ("__MACOSX/batch7/._a.png", b"junk"),
+            ("batch7/.DS_Store", b"junk"),
+        ],
+    )
     items, problems = labels.with_labels(find(tmp_path / "batch7.zip"), "dirname", None, DIGITS, "cnn")
-    assert {it.key: it.label for it in items} == {"batch7/3/a.png": "3", "batch7/5/b.png": "5",
-                                                  "batch7/loose.png": None}
+    assert {it.key: it.label for it in items} == {
+        "batch7/3/a.png": "3",
+        "batch7/5/b.png": "5",
+        "batch7/loose.png": None,
+    }
     assert problems == {}
     samples.write(tmp_path / "in" / "3.zip", [("3/c.png", scans[3][1]), ("3/d.png", scans[4][1])])
     samples.write(tmp_path / "in" / "4" / "fours.zip", [("e.png", scans[5][1])])
     items, _ = labels.with_labels(find(tmp_path / "in"), "dirname", None, DIGITS, "cnn")
-    assert {it.key: it.label for it in items} == {"3.zip/3/c.png": "3", "3.zip/3/d.png": "3",
-                                                  "4/fours.zip/e.png": "4"}
+    assert {it.key: it.label for it in items} == {
+        "3.zip/3/c.png": "3",
+        "3.zip/3/d.png": "3",
+        "4/fours.zip/e.png": "4",
+    }
 
 
 def test_a_folder_thousands_of_levels_deep_never_stops_the_listing(deep, scans):
@@ -338,15 +403,38 @@ def test_a_folder_thousands_of_levels_deep_never_stops_the_listing(deep, scans):
     (tmp_path / "top.png").write_bytes(scans[1][1])
     found = find(tmp_path)
     assert [(len(it.source) - len(str(tmp_path)), it.error) for it in found[:3]] == [
-        (len("/top.png"), None), (len("/d/a.png"), None), (1100 * 2 + len("/a.png"), None)]
-    assert len(found) == 4 and found[3].error == "cannot list folder: File name too long; its files were not read"
+        (len("/top.png"), None),
+        (len("/d/a.png"), None),
+        (1100 * 2 + len("/a.png"), None),
+    ]
+    assert (
+        len(found) == 4
+        and found[3].error == "cannot list folder: File name too long; its files were not read"
+    )
     assert found[3].source.startswith(f"{tmp_path}/d/d/") and len(found[3].source) >= 4096 - len("/d")
     got = rows(found)
     assert [r["error"] for r in got][:3] == [None, None, None] and got[2]["data"] == scans[0][1]
 
 
-@pytest.mark.parametrize("name", ["3/a.png", "./3/a.png", "3//a.png", "3/a/", "", ".", "..", "a/../b", "/x/y",
-                                  "a/./b", "x", "a/.hidden/b.png", "...", "a..b/c"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "3/a.png",
+        "./3/a.png",
+        "3//a.png",
+        "3/a/",
+        "",
+        ".",
+        "..",
+        "a/../b",
+        "/x/y",
+        "a/./b",
+        "x",
+        "a/.hidden/b.png",
+        "...",
+        "a..b/c",
+    ],
+)
 def test_tidy_names_as_pathlib_does(name):
     """Names already tidy are returned without parsing; the rest as pathlib normalises them."""
     from pathlib import PurePosixPath

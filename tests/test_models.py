@@ -29,7 +29,7 @@ def test_seed_lstm_is_relu_lstm_with_keras_init():
     layer = model.rnn[0]
     assert isinstance(layer, models.ReluLSTMLayer)
     h = layer.hidden
-    assert torch.all(layer.inp.bias[h:2 * h] == 1) and torch.all(layer.inp.bias[:h] == 0)
+    assert torch.all(layer.inp.bias[h : 2 * h] == 1) and torch.all(layer.inp.bias[:h] == 0)
     w = layer.rec.weight  # orthogonal columns
     assert torch.allclose(w.T @ w, torch.eye(h), atol=1e-4)
 

@@ -20,10 +20,23 @@ DATA = ROOT / "tests" / "data"
 @pytest.mark.parametrize("model, inputs", [("cnn", "digits"), ("crnn", "fields")])
 def test_an_old_checkpoint_scores_as_it_did(ray_cluster, tmp_path, model, inputs):
     out = tmp_path / "out"
-    assert score.main([str(DATA / f"{inputs}-before-the-layout.zip"), "--model", str(DATA / f"{model}-before-the-layout.pt"),
-                       "--output", str(out), "--threshold", "0.9"]) == 0
+    assert (
+        score.main(
+            [
+                str(DATA / f"{inputs}-before-the-layout.zip"),
+                "--model",
+                str(DATA / f"{model}-before-the-layout.pt"),
+                "--output",
+                str(out),
+                "--threshold",
+                "0.9",
+            ]
+        )
+        == 0
+    )
     rows = sorted(pads.dataset(out / "predictions").to_table().to_pylist(), key=lambda r: r["member"])
     expected = json.loads((DATA / "before-the-layout.json").read_text())[model]
     assert [(r["member"], r["pred_label"], r["decision"]) for r in rows] == [
-        (e["member"], e["pred_label"], e["decision"]) for e in expected]
+        (e["member"], e["pred_label"], e["decision"]) for e in expected
+    ]
     assert [r["confidence"] for r in rows] == pytest.approx([e["confidence"] for e in expected], abs=1e-4)

@@ -37,22 +37,63 @@ RUN_DEPENDENT = {"images_by_node", "pages_by_node", "node", "nodes", "started", 
 
 def run_dependent(key: str) -> bool:
     return key in RUN_DEPENDENT or "seconds" in key or "_per_s" in key
+
+
 RUNS = {
-    "score-digits": ["score", "digits-before-the-layout.zip", "kept/hostile.zip", "--model",
-                     "cnn-before-the-layout.pt", "--target-error", "0.01", "--labels", "kept/digit-labels.csv"],
-    "score-fields": ["score", "fields-before-the-layout.zip", "--model", "crnn-before-the-layout.pt",
-                     "--threshold", "0.5", "--top-k", "2"],
-    "forms": ["forms", "kept/forms.zip", "--template", "kept/claim-v1.yaml", "--model", "{models}",
-              "--target-error", "0.01", "--labels", "kept/truth.csv"],
+    "score-digits": [
+        "score",
+        "digits-before-the-layout.zip",
+        "kept/hostile.zip",
+        "--model",
+        "cnn-before-the-layout.pt",
+        "--target-error",
+        "0.01",
+        "--labels",
+        "kept/digit-labels.csv",
+    ],
+    "score-fields": [
+        "score",
+        "fields-before-the-layout.zip",
+        "--model",
+        "crnn-before-the-layout.pt",
+        "--threshold",
+        "0.5",
+        "--top-k",
+        "2",
+    ],
+    "forms": [
+        "forms",
+        "kept/forms.zip",
+        "--template",
+        "kept/claim-v1.yaml",
+        "--model",
+        "{models}",
+        "--target-error",
+        "0.01",
+        "--labels",
+        "kept/truth.csv",
+    ],
 }
 
 
 def models_folder(folder: Path) -> Path:
     """A compare-style folder naming the two kept checkpoints, as forms takes them."""
-    rows = [{"dataset": "mnist", "model": "cnn", "accuracy": 0.99, "field_accuracy": None,
-             "checkpoint": str(DATA / "cnn-before-the-layout.pt")},
-            {"dataset": "mnist", "model": "crnn", "accuracy": 0.9, "field_accuracy": 0.5,
-             "checkpoint": str(DATA / "crnn-before-the-layout.pt")}]
+    rows = [
+        {
+            "dataset": "mnist",
+            "model": "cnn",
+            "accuracy": 0.99,
+            "field_accuracy": None,
+            "checkpoint": str(DATA / "cnn-before-the-layout.pt"),
+        },
+        {
+            "dataset": "mnist",
+            "model": "crnn",
+            "accuracy": 0.9,
+            "field_accuracy": 0.5,
+            "checkpoint": str(DATA / "crnn-before-the-layout.pt"),
+        },
+    ]
     folder.mkdir(parents=True, exist_ok=True)
     pq.write_table(pa.Table.from_pylist(rows), folder / "metrics.parquet")
     return folder
@@ -88,8 +129,10 @@ def table_of(table: pa.Table, out: Path) -> dict:
     """A table's schema (names and types) and its rows in a stable order."""
     keep = [f for f in table.schema if not run_dependent(f.name)]
     rows = [plain(r, out) for r in table.select([f.name for f in keep]).to_pylist()]
-    return {"schema": [[f.name, str(f.type)] for f in keep],
-            "rows": sorted(rows, key=lambda r: json.dumps(r, sort_keys=True, default=str))}
+    return {
+        "schema": [[f.name, str(f.type)] for f in keep],
+        "rows": sorted(rows, key=lambda r: json.dumps(r, sort_keys=True, default=str)),
+    }
 
 
 def outputs_of(out: Path) -> dict:
@@ -112,8 +155,11 @@ def differences(expected, got, where: str = "") -> list[str]:
     """Where two outputs differ: values equal, numbers within ``TOLERANCE``."""
     if isinstance(expected, dict) and isinstance(got, dict):
         keys = sorted(set(expected) | set(got))
-        return [d for k in keys for d in differences(expected.get(k, "<absent>"), got.get(k, "<absent>"),
-                                                     f"{where}/{k}")]
+        return [
+            d
+            for k in keys
+            for d in differences(expected.get(k, "<absent>"), got.get(k, "<absent>"), f"{where}/{k}")
+        ]
     if isinstance(expected, list) and isinstance(got, list):
         if len(expected) != len(got):
             return [f"{where}: {len(expected)} items expected, {len(got)} found"]
@@ -186,8 +232,7 @@ def make_inputs() -> None:
     expected = json.loads((DATA / "before-the-layout.json").read_text())["cnn"]
     labels = {e["member"]: e["pred_label"] for e in expected}
     with open(KEPT / "digit-labels.csv", "w", newline="") as f:
-        rows = [[n, labels[n] if i % 7 else "0"]
-                for i, n in enumerate(names)]
+        rows = [[n, labels[n] if i % 7 else "0"] for i, n in enumerate(names)]
         csv.writer(f).writerows([["path", "label"], *rows])
 
 

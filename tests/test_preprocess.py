@@ -35,7 +35,7 @@ def diff(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 def on_paper(digit: np.ndarray, side: int = 100, at: int = 10, size: int = 80) -> np.ndarray:
     """The digit as dark ink, enlarged to ``size`` px, on a white page of ``side`` px."""
     page = np.full((side, side), 255, np.uint8)
-    page[at:at + size, at:at + size] = np.asarray(Image.fromarray(255 - digit).resize((size, size)))
+    page[at : at + size, at : at + size] = np.asarray(Image.fromarray(255 - digit).resize((size, size)))
     return page
 
 
@@ -66,8 +66,12 @@ def test_colour_scan_blue_ink_on_cream_paper(digits, converted):
 
 
 def test_size_invariance_200_px(digits, converted):
-    big = np.stack([to_mnist(np.asarray(Image.fromarray(d).resize((200, 200), Image.Resampling.BICUBIC)))
-                    for d in digits])
+    big = np.stack(
+        [
+            to_mnist(np.asarray(Image.fromarray(d).resize((200, 200), Image.Resampling.BICUBIC)))
+            for d in digits
+        ]
+    )
     assert diff(big, converted).mean() < 12  # measured 8.5; different digits differ by ~44
     corr = [np.corrcoef(b.ravel(), c.ravel())[0, 1] for b, c in zip(big, converted)]
     assert np.mean(corr) > 0.9 and min(corr) > 0.6

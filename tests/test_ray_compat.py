@@ -16,22 +16,30 @@ def where(description: str, check) -> None:
     try:
         assert check()
     except Exception as e:  # noqa: BLE001 - any way of being moved is the same failure
-        pytest.fail(f"Ray moved {description} ({type(e).__name__}: {e}); update hdr_dist/common/ray_compat.py")
+        pytest.fail(
+            f"Ray moved {description} ({type(e).__name__}: {e}); update hdr_dist/common/ray_compat.py"
+        )
 
 
 def test_the_autoscaler_record_is_where_cluster_reads_it():
     from ray._private.state import state
 
-    where("ray._private.state.state.get_max_resources_from_cluster_config",
-          lambda: callable(state.get_max_resources_from_cluster_config))
+    where(
+        "ray._private.state.state.get_max_resources_from_cluster_config",
+        lambda: callable(state.get_max_resources_from_cluster_config),
+    )
 
 
 def test_the_datasource_api_takes_what_reading_gives_it():
     Datasource, ReadTask, BlockMetadata = ray_compat.datasource_api()
-    where("ReadTask(read_fn, metadata, schema=, per_task_row_limit=)",
-          lambda: {"schema", "per_task_row_limit"} <= set(inspect.signature(ReadTask).parameters))
-    where("BlockMetadata(num_rows, size_bytes, input_files, exec_stats)",
-          lambda: BlockMetadata(num_rows=1, size_bytes=None, input_files=None, exec_stats=None).num_rows == 1)
+    where(
+        "ReadTask(read_fn, metadata, schema=, per_task_row_limit=)",
+        lambda: {"schema", "per_task_row_limit"} <= set(inspect.signature(ReadTask).parameters),
+    )
+    where(
+        "BlockMetadata(num_rows, size_bytes, input_files, exec_stats)",
+        lambda: BlockMetadata(num_rows=1, size_bytes=None, input_files=None, exec_stats=None).num_rows == 1,
+    )
     where("Datasource.get_read_tasks", lambda: callable(Datasource.get_read_tasks))
 
 
@@ -39,8 +47,10 @@ def test_the_train_controller_still_reads_the_settings_the_driver_passes_on():
     from ray.train.v2._internal.constants import ENV_VARS_TO_PROPAGATE
 
     for name, _ in (ray_compat.TRAIN_POLL, ray_compat.PREEMPTION_WATCHER):
-        where(f"{name} in ray.train.v2._internal.constants.ENV_VARS_TO_PROPAGATE",
-              lambda name=name: name in ENV_VARS_TO_PROPAGATE)
+        where(
+            f"{name} in ray.train.v2._internal.constants.ENV_VARS_TO_PROPAGATE",
+            lambda name=name: name in ENV_VARS_TO_PROPAGATE,
+        )
 
 
 def test_tunes_train_callback_is_importable():
@@ -51,7 +61,9 @@ def test_tunes_train_callback_is_importable():
 def test_the_data_context_has_every_setting_the_pipelines_set():
     from ray.data import DataContext
 
-    context = DataContext.get_current().copy() if hasattr(DataContext.get_current(), "copy") else DataContext()
+    context = (
+        DataContext.get_current().copy() if hasattr(DataContext.get_current(), "copy") else DataContext()
+    )
     for name in [*ray_compat.DATA_CONTEXT, ray_compat.WAIT_FOR_ACTORS, ray_compat.RESERVATION]:
         where(f"DataContext.{name}", lambda name=name: hasattr(context, name))
     ray_compat.configure_data_context(context, 7.0)
@@ -67,5 +79,7 @@ def test_the_notice_ray_train_calls_safe_to_ignore_still_says_so():
     )
 
     marker = next(n.marker for n in ray_notices.NOTICES if n.says)
-    where(f"the wording {marker!r} of Train's autoscaling coordinator",
-          lambda: marker in inspect.getsource(autoscaling_coordinator_client))
+    where(
+        f"the wording {marker!r} of Train's autoscaling coordinator",
+        lambda: marker in inspect.getsource(autoscaling_coordinator_client),
+    )

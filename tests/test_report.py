@@ -20,22 +20,44 @@ from tests.helpers import check_report
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
-
-
-
-
 @pytest.fixture(scope="module")
 def compared(ray_cluster, tmp_path_factory):
     out = tmp_path_factory.mktemp("report")
-    assert compare.main(["--limit-train", "1500", "--limit-test", "300", "--epochs", "1", "--models", "cnn,nb",
-                         "--output", str(out)]) == 0
+    assert (
+        compare.main(
+            [
+                "--limit-train",
+                "1500",
+                "--limit-test",
+                "300",
+                "--epochs",
+                "1",
+                "--models",
+                "cnn,nb",
+                "--output",
+                str(out),
+            ]
+        )
+        == 0
+    )
     return out
 
 
 def test_compare_writes_every_figure_and_the_report(compared):
-    page = check_report(compared, {"comparison.png", "calibration.png", "curves_cnn.png", "confusion_cnn.png",
-                                   "per_class_cnn.png", "mistakes_cnn.png", "risk_coverage_cnn.png",
-                                   "confusion_nb.png", "per_class_nb.png"})
+    page = check_report(
+        compared,
+        {
+            "comparison.png",
+            "calibration.png",
+            "curves_cnn.png",
+            "confusion_cnn.png",
+            "per_class_cnn.png",
+            "mistakes_cnn.png",
+            "risk_coverage_cnn.png",
+            "confusion_nb.png",
+            "per_class_nb.png",
+        },
+    )
     metrics = pq.read_table(compared / "metrics.parquet").to_pylist()
     for r in metrics:  # the table opens the page with each model's accuracy
         assert f"<td>{100 * r['accuracy']:.2f}</td>" in page.split("<img ")[0]
@@ -45,8 +67,14 @@ def test_compare_writes_every_figure_and_the_report(compared):
 def test_mistakes_are_the_most_confident_wrong_predictions(compared):
     ds = datasets.load("mnist", limit_train=1500, limit_test=300)
     rows = pq.read_table(compared / "mistakes.parquet").to_pylist()
-    wrong = sum(1 - r["accuracy"] for r in pq.read_table(compared / "metrics.parquet").to_pylist()
-                if r["model"] == "cnn") * 300
+    wrong = (
+        sum(
+            1 - r["accuracy"]
+            for r in pq.read_table(compared / "metrics.parquet").to_pylist()
+            if r["model"] == "cnn"
+        )
+        * 300
+    )
     assert len(rows) == min(tables.MISTAKES, round(wrong)) > 0
     assert {r["model"] for r in rows} == {"cnn"}  # nb gives no probabilities
     assert [r["confidence"] for r in rows] == sorted((r["confidence"] for r in rows), reverse=True)
@@ -88,7 +116,9 @@ def test_an_unlabelled_score_output_gets_its_confidences_and_errors(compared, tm
     assert not (out / "report.html").exists()  # no labels, no automatic report
     assert report.main([str(out)]) == 0
     page = check_report(out, {"score_confidence.png", "score_errors.png"})
-    assert "<td>51</td><td>50</td><td>1</td><td>0</td><td>0</td>" in page  # images, scored, failed, labelled, wrong
+    assert (
+        "<td>51</td><td>50</td><td>1</td><td>0</td><td>0</td>" in page
+    )  # images, scored, failed, labelled, wrong
 
 
 def test_figures_for_47_classes_stay_readable(tmp_path):
@@ -113,15 +143,29 @@ def test_a_47_class_emnist_cnn_stands_beside_002s_emnist_cnn(tmp_path):
     from hdr_dist.common import studies
     from hdr_dist.reports import display, plots
 
-    row = {"dataset": "emnist-bymerge-test-resplit", "model": "cnn", "accuracy": 0.9105, "f1_macro": 0.89,
-           "train_seconds": 900.0, "epochs": 8, "num_workers": 2, "infer_images_per_s": 9000.0}
+    row = {
+        "dataset": "emnist-bymerge-test-resplit",
+        "model": "cnn",
+        "accuracy": 0.9105,
+        "f1_macro": 0.89,
+        "train_seconds": 900.0,
+        "epochs": 8,
+        "num_workers": 2,
+        "infer_images_per_s": 9000.0,
+    }
     rows = [row, row | {"model": "lstm"}, row | {"dataset": "mnist", "accuracy": 0.997}]
     console = Console(record=True, width=250)
     display.print_table(rows, console)
     lines = console.export_text().splitlines()
-    emnist_cnn, emnist_lstm, mnist_cnn = (next(line for line in lines if f"{100 * r['accuracy']:.2f}" in line
-                                               and f" {r['model']} " in line) for r in rows)
-    assert "002 CNN EMNIST Balanced 88.00" in emnist_cnn and "+3.05" in emnist_cnn and "000 CNN" not in emnist_cnn
+    emnist_cnn, emnist_lstm, mnist_cnn = (
+        next(line for line in lines if f"{100 * r['accuracy']:.2f}" in line and f" {r['model']} " in line)
+        for r in rows
+    )
+    assert (
+        "002 CNN EMNIST Balanced 88.00" in emnist_cnn
+        and "+3.05" in emnist_cnn
+        and "000 CNN" not in emnist_cnn
+    )
     assert "002 " not in emnist_lstm and "000 LSTM" not in emnist_lstm
     assert "000 CNN 99.31" in mnist_cnn
     assert studies.seed_figure("emnist-balanced", "cnn-emnist-seed") == ("002 CNN EMNIST Balanced", 88.0)
@@ -135,11 +179,20 @@ def test_accuracy_axes_stop_at_100_percent():
     and every value printed on a bar sits inside the axes."""
     from hdr_dist.reports import plots
 
-    rows = [{"dataset": "mnist", "model": m, "accuracy": a} for m, a in (("cnn", 0.9968), ("lstm", 0.9927),
-                                                                         ("nb", 0.8789), ("dt", 0.8736))]
-    figures = [plots.comparison_figure(rows),
-               plots.per_class_figure([{"class": i, "label": str(i), "accuracy": a}
-                                       for i, a in enumerate([1.0, 0.999, 0.98, 0.9968, 0.35])], "cnn")]
+    rows = [
+        {"dataset": "mnist", "model": m, "accuracy": a}
+        for m, a in (("cnn", 0.9968), ("lstm", 0.9927), ("nb", 0.8789), ("dt", 0.8736))
+    ]
+    figures = [
+        plots.comparison_figure(rows),
+        plots.per_class_figure(
+            [
+                {"class": i, "label": str(i), "accuracy": a}
+                for i, a in enumerate([1.0, 0.999, 0.98, 0.9968, 0.35])
+            ],
+            "cnn",
+        ),
+    ]
     for fig, axis in zip(figures, ("x", "y")):
         ax = fig.axes[0]
         low, high = getattr(ax, f"get_{axis}lim")()
@@ -148,4 +201,6 @@ def test_accuracy_axes_stop_at_100_percent():
         box = ax.get_window_extent()
         for text in ax.texts:
             inside = text.get_window_extent()
-            assert box.x0 - 1 <= inside.x0 and inside.x1 <= box.x1 + 1 and inside.y1 <= box.y1 + 1, text.get_text()
+            assert box.x0 - 1 <= inside.x0 and inside.x1 <= box.x1 + 1 and inside.y1 <= box.y1 + 1, (
+                text.get_text()
+            )

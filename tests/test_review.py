@@ -40,7 +40,9 @@ def inputs(folder: Path, mnist) -> dict[str, str]:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(samples.render(x[i], 28 if i % 2 else 64))
         truth[str(path)] = names[y[i]]
-    samples.write(folder / "batch.zip", ((f"m{i}.jpg", samples.render(x[i], 120, "JPEG")) for i in range(30, 36)))
+    samples.write(
+        folder / "batch.zip", ((f"m{i}.jpg", samples.render(x[i], 120, "JPEG")) for i in range(30, 36))
+    )
     truth |= {f"{folder / 'batch.zip'}/m{i}.jpg": names[y[i]] for i in range(30, 36)}
     # Two digits blended: an ambiguous image, so a weak model is unsure of it.
     (folder / HOSTILE).write_bytes(samples.render(((x[40].astype(int) + x[41]) // 2).astype(np.uint8), 40))
@@ -67,11 +69,16 @@ def test_review_queue_page_and_corrections_round_trip(ray_cluster, mnist, digits
     # queue.parquet: every review row (errors included), least confident first, errors last.
     rows = pads.dataset(out / "predictions").to_table().to_pylist()
     queue = pq.read_table(out / "review" / "queue.parquet").to_pylist()
-    assert len(queue) == sum(r["decision"] == "review" for r in rows) == json.loads(
-        (out / "summary.json").read_text())["review"]
+    assert (
+        len(queue)
+        == sum(r["decision"] == "review" for r in rows)
+        == json.loads((out / "summary.json").read_text())["review"]
+    )
     confidences = [r["confidence"] for r in queue if r["error"] is None]
     assert confidences == sorted(confidences) and queue[-1]["error"] is not None
-    assert all(r["path"] == (r["source"] if r["member"] is None else f"{r['source']}/{r['member']}") for r in queue)
+    assert all(
+        r["path"] == (r["source"] if r["member"] is None else f"{r['source']}/{r['member']}") for r in queue
+    )
     paths = {r["path"] for r in queue}
     assert str(tmp_path / "in" / HOSTILE) in paths and str(tmp_path / "in" / "pages.tif") in paths
 
@@ -97,14 +104,16 @@ def test_review_queue_page_and_corrections_round_trip(ray_cluster, mnist, digits
         # The crop is what the model saw: scoring it again gives the row's answer.
         z, pred, _ = evaluate.predict(model, picture(s["crop"])[None], cfg.mean, cfg.std)
         assert pred[0] == r["pred"] and torch.softmax(torch.from_numpy(z), 1).max().item() == pytest.approx(
-            r["confidence"], abs=1e-4)
+            r["confidence"], abs=1e-4
+        )
     assert trouble == []  # no script error, and the file name's onerror never ran
 
     # A person works through it: types labels, takes a guess, makes a typo.
     index = {s["path"]: i for i, s in enumerate(shown)}
     fields = page.locator("input.label")
-    corrections = {p: truth[p] for p in list(truth)[:5]} | {str(tmp_path / "in" / HOSTILE): truth[
-        str(tmp_path / "in" / HOSTILE)]}
+    corrections = {p: truth[p] for p in list(truth)[:5]} | {
+        str(tmp_path / "in" / HOSTILE): truth[str(tmp_path / "in" / HOSTILE)]
+    }
     for path, label in corrections.items():
         fields.nth(index[path]).fill(label)
     zip_member = f"{tmp_path / 'in' / 'batch.zip'}/m30.jpg"
@@ -131,10 +140,27 @@ def test_review_queue_page_and_corrections_round_trip(ray_cluster, mnist, digits
 
     # The loop closes: scoring again reads the corrections as true labels, exactly those images.
     again = tmp_path / "again"
-    assert run(tmp_path / "in", "--model", digits_model, "--output", again, "--labels", csv,
-               "--threshold", "1", "--review-rows", "5") == 0
-    labelled = {r["source"] if r["member"] is None else f"{r['source']}/{r['member']}": r["true_label"]
-                for r in pads.dataset(again / "predictions").to_table().to_pylist() if r["true_label"]}
+    assert (
+        run(
+            tmp_path / "in",
+            "--model",
+            digits_model,
+            "--output",
+            again,
+            "--labels",
+            csv,
+            "--threshold",
+            "1",
+            "--review-rows",
+            "5",
+        )
+        == 0
+    )
+    labelled = {
+        r["source"] if r["member"] is None else f"{r['source']}/{r['member']}": r["true_label"]
+        for r in pads.dataset(again / "predictions").to_table().to_pylist()
+        if r["true_label"]
+    }
     assert labelled == corrections
     summary = json.loads((again / "summary.json").read_text())
     assert summary["labels"]["problems"] == {} and summary["labels"]["rows"] == len(corrections)
@@ -153,8 +179,10 @@ def test_without_a_threshold_only_errors_are_queued(ray_cluster, mnist, digits_m
     Image.new("L", (60, 40), 250).save(folder / "blank.png")
     assert run(folder, "--model", digits_model, "--output", tmp_path / "out") == 0
     queue = pq.read_table(tmp_path / "out" / "review" / "queue.parquet").to_pylist()
-    assert [(Path(r["path"]).name, r["error"]) for r in queue] == [("blank.png", "blank image"),
-                                                                    ("empty.png", "empty file (0 bytes)")]
+    assert [(Path(r["path"]).name, r["error"]) for r in queue] == [
+        ("blank.png", "blank image"),
+        ("empty.png", "empty file (0 bytes)"),
+    ]
     page, trouble = open_page(browser, tmp_path / "out" / "review" / "review.html")
     rows = page.locator("tr.item")
     assert rows.count() == 2 and "empty file (0 bytes)" in rows.nth(1).inner_text()
@@ -185,6 +213,8 @@ def test_names_with_cr_lf_and_tab_keep_their_corrections(ray_cluster, mnist, dig
     assert trouble == []
     again = tmp_path / "again"
     assert run(folder, "--model", digits_model, "--output", again, "--labels", csv) == 0
-    labelled = {r["source"]: r["true_label"] for r in pads.dataset(again / "predictions").to_table().to_pylist()}
+    labelled = {
+        r["source"]: r["true_label"] for r in pads.dataset(again / "predictions").to_table().to_pylist()
+    }
     assert labelled == truth
     assert json.loads((again / "summary.json").read_text())["labels"]["problems"] == {}

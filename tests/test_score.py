@@ -47,16 +47,32 @@ def test_folder_tar_and_zip_end_to_end(ray_cluster, mnist, digits_model, tmp_pat
     n += samples.write(tmp_path / "scans.tar.gz", samples.entries(x, y, mnist.labels, (64,), ("JPEG",)))
     n += samples.write(tmp_path / "scans.zip", samples.entries(x, y, mnist.labels, (200,), ("PNG",)))
     out = tmp_path / "out"
-    assert run(tmp_path / "folder", tmp_path / "scans.tar.gz", tmp_path / "scans.zip", "--model", digits_model,
-               "--output", out, "--labels-from", "dirname", "--batch-size", 16) == 0
+    assert (
+        run(
+            tmp_path / "folder",
+            tmp_path / "scans.tar.gz",
+            tmp_path / "scans.zip",
+            "--model",
+            digits_model,
+            "--output",
+            out,
+            "--labels-from",
+            "dirname",
+            "--batch-size",
+            16,
+        )
+        == 0
+    )
 
     t = predictions(out)
     assert t.schema.equals(tables.PREDICTION_SCHEMA) and t.num_rows == n == 120
     rows = t.to_pylist()
     assert all(r["error"] is None and r["model"] == "cnn" and len(r["topk_labels"]) == 3 for r in rows)
     assert {r["member"] is None for r in rows if r["source"].endswith(".png")} == {True}
-    assert {r["source"] for r in rows if r["member"] is not None} == {str(tmp_path / "scans.tar.gz"),
-                                                                      str(tmp_path / "scans.zip")}
+    assert {r["source"] for r in rows if r["member"] is not None} == {
+        str(tmp_path / "scans.tar.gz"),
+        str(tmp_path / "scans.zip"),
+    }
     assert all(r["pred_label"] == r["topk_labels"][0] and r["confidence"] == r["topk_probs"][0] for r in rows)
     assert {(r["width"], r["height"]) for r in rows} == {(28, 28), (64, 64), (200, 200)}
 
@@ -87,13 +103,24 @@ def test_folder_tar_and_zip_end_to_end(ray_cluster, mnist, digits_model, tmp_pat
 
     wrong = sorted((r for r in rows if r["pred_label"] != r["true_label"]), key=lambda r: -r["confidence"])
     mistakes = pq.read_table(out / "mistakes.parquet").to_pylist()
-    assert [m["confidence"] for m in mistakes] == pytest.approx([r["confidence"] for r in wrong][:tables.MISTAKES])
+    assert [m["confidence"] for m in mistakes] == pytest.approx(
+        [r["confidence"] for r in wrong][: tables.MISTAKES]
+    )
     for m in mistakes:
         source, _, member = m["item"].partition("::")
         assert (source, member or None) in {(r["source"], r["member"]) for r in wrong}
         assert len(m["image"]) == 784 and m["true_label"] != m["pred_label"]
-    check_report(out, {"comparison.png", "score_confidence.png", "score_errors.png", "confusion_cnn.png",
-                       "per_class_cnn.png"} | ({"mistakes_cnn.png"} if wrong else set()))
+    check_report(
+        out,
+        {
+            "comparison.png",
+            "score_confidence.png",
+            "score_errors.png",
+            "confusion_cnn.png",
+            "per_class_cnn.png",
+        }
+        | ({"mistakes_cnn.png"} if wrong else set()),
+    )
 
 
 def bad_inputs(folder: Path, good: bytes) -> dict[str, str]:
@@ -103,8 +130,14 @@ def bad_inputs(folder: Path, good: bytes) -> dict[str, str]:
     Image.new("L", (40, 40), 255).save(blank, "PNG")
     huge = io.BytesIO()
     Image.new("1", (3000, 3000), 1).save(huge, "PNG")
-    files = {"empty.png": b"", "truncated.png": good[: len(good) // 2], "notes.txt": b"not an image\n",
-             "blank.png": blank.getvalue(), "huge.png": huge.getvalue(), "fake.zip": b"PK\x03\x04 broken"}
+    files = {
+        "empty.png": b"",
+        "truncated.png": good[: len(good) // 2],
+        "notes.txt": b"not an image\n",
+        "blank.png": blank.getvalue(),
+        "huge.png": huge.getvalue(),
+        "fake.zip": b"PK\x03\x04 broken",
+    }
     for name, content in files.items():
         (folder / name).write_bytes(content)
     os.symlink(folder / "gone.png", folder / "dangling.png")
@@ -121,18 +154,30 @@ def bad_inputs(folder: Path, good: bytes) -> dict[str, str]:
         link = tarfile.TarInfo("link.png")
         link.type, link.linkname = tarfile.SYMTYPE, "ok.png"
         t.addfile(link)
-    return {"empty.png": "empty file", "truncated.png": "corrupt image", "notes.txt": "not an image",
-            "blank.png": "blank image", "huge.png": "image too large", "fake.zip": "corrupt archive",
-            "dangling.png": "cannot read", "../escape.png": "unsafe member name",
-            "/absolute.png": "unsafe member name", "damaged.png": "broken archive member", "link.png": "archive member is a link"}
+    return {
+        "empty.png": "empty file",
+        "truncated.png": "corrupt image",
+        "notes.txt": "not an image",
+        "blank.png": "blank image",
+        "huge.png": "image too large",
+        "fake.zip": "corrupt archive",
+        "dangling.png": "cannot read",
+        "../escape.png": "unsafe member name",
+        "/absolute.png": "unsafe member name",
+        "damaged.png": "broken archive member",
+        "link.png": "archive member is a link",
+    }
 
 
-def test_confidences_are_calibrated_by_the_checkpoints_temperature(ray_cluster, mnist, digits_model, tmp_path,
-                                                                    capsys):
+def test_confidences_are_calibrated_by_the_checkpoints_temperature(
+    ray_cluster, mnist, digits_model, tmp_path, capsys
+):
     """The same images scored with the same weights at temperature 1 (a checkpoint from before
     calibration, which the job says) and at 2.5: the log-ratio of any two classes' probabilities
     is the logit gap over the temperature, so at 2.5 it is the plain one divided by 2.5."""
-    samples.write(tmp_path / "in", samples.entries(mnist.test.x[:30], mnist.test.y[:30], mnist.labels, (28,), ("PNG",)))
+    samples.write(
+        tmp_path / "in", samples.entries(mnist.test.x[:30], mnist.test.y[:30], mnist.labels, (28,), ("PNG",))
+    )
     hot = tmp_path / "calibrated-model"
     hot.mkdir()
     (hot / "model.pt").write_bytes((digits_model / "model.pt").read_bytes())
@@ -149,8 +194,9 @@ def test_confidences_are_calibrated_by_the_checkpoints_temperature(ray_cluster, 
         hot_row = runs["hot"][source]
         assert hot_row["topk_labels"] == plain["topk_labels"] and hot_row["pred"] == plain["pred"]
         gap = np.log(plain["topk_probs"][0] / plain["topk_probs"][1])
-        assert np.log(hot_row["topk_probs"][0] / hot_row["topk_probs"][1]) == pytest.approx(gap / 2.5, rel=1e-3,
-                                                                                               abs=1e-4)
+        assert np.log(hot_row["topk_probs"][0] / hot_row["topk_probs"][1]) == pytest.approx(
+            gap / 2.5, rel=1e-3, abs=1e-4
+        )
         assert hot_row["confidence"] <= plain["confidence"] + 1e-6  # T > 1 only ever lowers the top one
 
 
@@ -166,13 +212,27 @@ def test_reject_option_splits_answers_at_the_threshold(ray_cluster, mnist, digit
     (model / "model.pt").write_bytes((digits_model / "model.pt").read_bytes())
     state = checkpoints.load(model / "model.pt")
     val = readers.DIGIT.test(state, mnist.val.x, mnist.val.y)
-    temperature = calibration.fit_temperature(calibration.class_nll(val["logits"], mnist.val.y), len(mnist.val.y))
+    temperature = calibration.fit_temperature(
+        calibration.class_nll(val["logits"], mnist.val.y), len(mnist.val.y)
+    )
     curve = calibration.risk_coverage(*calibration.answers(val["logits"], mnist.val.y, temperature))
     checkpoints.set_calibration(str(model / "model.pt"), temperature, curve)
     expected_coverage, threshold = calibration.coverage_at(curve, 0.02)
 
-    assert run(tmp_path / "in", "--model", model, "--output", tmp_path / "out", "--labels-from", "dirname",
-               "--target-error", "0.02") == 0
+    assert (
+        run(
+            tmp_path / "in",
+            "--model",
+            model,
+            "--output",
+            tmp_path / "out",
+            "--labels-from",
+            "dirname",
+            "--target-error",
+            "0.02",
+        )
+        == 0
+    )
     assert "the rest: review" in capsys.readouterr().out
     rows = predictions(tmp_path / "out").to_pylist()
     assert len(rows) == 121
@@ -194,11 +254,24 @@ def test_reject_option_splits_answers_at_the_threshold(ray_cluster, mnist, digit
     assert run(tmp_path / "in", "--model", model, "--output", tmp_path / "fixed", "--threshold", "0.99") == 0
     fixed = predictions(tmp_path / "fixed").to_pylist()
     assert {r["decision"] for r in fixed if r["error"] is not None} == {"review"}
-    assert all((r["decision"] == "accept") == (r["error"] is None and r["confidence"] >= np.float32(0.99))
-               for r in fixed)
+    assert all(
+        (r["decision"] == "accept") == (r["error"] is None and r["confidence"] >= np.float32(0.99))
+        for r in fixed
+    )
     capsys.readouterr()
-    assert run(tmp_path / "in", "--model", model, "--output", tmp_path / "fixed", "--threshold", "0.5",
-               "--resume") == 2
+    assert (
+        run(
+            tmp_path / "in",
+            "--model",
+            model,
+            "--output",
+            tmp_path / "fixed",
+            "--threshold",
+            "0.5",
+            "--resume",
+        )
+        == 2
+    )
     assert "two thresholds" in capsys.readouterr().err
 
 
@@ -210,10 +283,15 @@ def test_every_bad_input_is_a_row_with_its_error(ray_cluster, mnist, digits_mode
     pages[0].save(tiff, "TIFF", save_all=True, append_images=pages[1:])
     (tmp_path / "in" / "pages.tif").write_bytes(tiff.getvalue())
     out = tmp_path / "out"
-    assert run(tmp_path / "in", "--model", digits_model / "model.pt", "--output", out, "--max-pixels", 1_000_000) == 0
+    assert (
+        run(tmp_path / "in", "--model", digits_model / "model.pt", "--output", out, "--max-pixels", 1_000_000)
+        == 0
+    )
 
     rows = predictions(out).to_pylist()
-    errors = {Path(r["member"]).as_posix() if r["member"] else Path(r["source"]).name: r["error"] for r in rows}
+    errors = {
+        Path(r["member"]).as_posix() if r["member"] else Path(r["source"]).name: r["error"] for r in rows
+    }
     for name, start in expected.items():
         key = name if name in errors else Path(name).name
         assert errors[key] is not None and errors[key].startswith(start), (name, errors.get(key))
@@ -280,14 +358,26 @@ def test_resume_after_a_crash_drops_a_cut_file_and_finishes(ray_cluster, mnist, 
     assert json.loads((out / "summary.json").read_text())["images_this_run"] == 0
 
 
-def test_killed_driver_leaves_no_complete_looking_output_and_resumes(ray_cluster, mnist, digits_model, tmp_path):
+def test_killed_driver_leaves_no_complete_looking_output_and_resumes(
+    ray_cluster, mnist, digits_model, tmp_path
+):
     folder, out = tmp_path / "in", tmp_path / "out"
-    samples.write(folder, samples.entries(mnist.test.x[:120], mnist.test.y[:120], mnist.labels, (28, 64, 200),
-                                          ("PNG", "JPEG")))
+    samples.write(
+        folder,
+        samples.entries(mnist.test.x[:120], mnist.test.y[:120], mnist.labels, (28, 64, 200), ("PNG", "JPEG")),
+    )
     args = [str(folder), "--model", str(digits_model), "--output", str(out), "--labels-from", "dirname"]
-    driver = subprocess.Popen([sys.executable, str(ROOT / "jobs" / "score.py"), *args,
-                               "--address", ray_cluster.address_info["address"]],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    driver = subprocess.Popen(
+        [
+            sys.executable,
+            str(ROOT / "jobs" / "score.py"),
+            *args,
+            "--address",
+            ray_cluster.address_info["address"],
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.time() + 120
     while not (tmp_path / "out.partial").exists() and time.time() < deadline and driver.poll() is None:
         time.sleep(0.2)
@@ -302,30 +392,38 @@ def test_killed_driver_leaves_no_complete_looking_output_and_resumes(ray_cluster
     assert pq.read_table(out / "metrics.parquet")["scored"].to_pylist() == [720]
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["{missing}", "--model", "{model}"], "no such file or folder"),
-    (["{in}", "--model", "{missing}"], "--model"),
-    (["{in}", "--model", "{junk}"], "not a readable hdr-dist checkpoint"),
-    (["{in}", "--model", "{model}", "--model-name", "lstm"], "--model-name lstm"),
-    (["{in}", "--model", "{model}", "--model-name", "cnn,lstm"], "score takes one"),
-    (["{in}", "--model", "{model}", "--review-rows", "0"], "--review-rows"),
-    (["{in}", "--model", "{model}", "--concurrency", "5"], "--concurrency 5"),
-    (["{in}", "--model", "{model}", "--gpu", "on"], "no GPU"),
-    (["{in}", "--model", "{model}", "--top-k", "0"], "--top-k"),
-    (["{in}", "--model", "{model}", "--labels", "{junk}"], "--labels"),
-    (["{in}", "--model", "{model}", "--labels-from", "dirname"], "'cat'"),
-    (["{in}", "--model", "{model}", "--target-error", "0"], "--target-error"),
-    (["{in}", "--model", "{model}", "--target-error", "1"], "--target-error"),
-    (["{in}", "--model", "{model}", "--threshold", "1.5"], "--threshold"),
-    (["{in}", "--model", "{model}", "--threshold", "-0.1"], "--threshold"),
-    (["{in}", "--model", "{model}", "--threshold", "0.5", "--target-error", "0.01"], "not allowed with"),
-    (["{in}", "--model", "{model}", "--target-error", "0.01"], "holds no validation curve"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["{missing}", "--model", "{model}"], "no such file or folder"),
+        (["{in}", "--model", "{missing}"], "--model"),
+        (["{in}", "--model", "{junk}"], "not a readable hdr-dist checkpoint"),
+        (["{in}", "--model", "{model}", "--model-name", "lstm"], "--model-name lstm"),
+        (["{in}", "--model", "{model}", "--model-name", "cnn,lstm"], "score takes one"),
+        (["{in}", "--model", "{model}", "--review-rows", "0"], "--review-rows"),
+        (["{in}", "--model", "{model}", "--concurrency", "5"], "--concurrency 5"),
+        (["{in}", "--model", "{model}", "--gpu", "on"], "no GPU"),
+        (["{in}", "--model", "{model}", "--top-k", "0"], "--top-k"),
+        (["{in}", "--model", "{model}", "--labels", "{junk}"], "--labels"),
+        (["{in}", "--model", "{model}", "--labels-from", "dirname"], "'cat'"),
+        (["{in}", "--model", "{model}", "--target-error", "0"], "--target-error"),
+        (["{in}", "--model", "{model}", "--target-error", "1"], "--target-error"),
+        (["{in}", "--model", "{model}", "--threshold", "1.5"], "--threshold"),
+        (["{in}", "--model", "{model}", "--threshold", "-0.1"], "--threshold"),
+        (["{in}", "--model", "{model}", "--threshold", "0.5", "--target-error", "0.01"], "not allowed with"),
+        (["{in}", "--model", "{model}", "--target-error", "0.01"], "holds no validation curve"),
+    ],
+)
 def test_bad_flags_and_paths_are_one_line(ray_cluster, mnist, digits_model, tmp_path, capsys, argv, message):
     (tmp_path / "in" / "cat").mkdir(parents=True)
     (tmp_path / "in" / "cat" / "a.png").write_bytes(samples.render(mnist.test.x[0]))
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
-    paths = {"missing": tmp_path / "nope", "model": digits_model, "junk": tmp_path / "junk.pt", "in": tmp_path / "in"}
+    paths = {
+        "missing": tmp_path / "nope",
+        "model": digits_model,
+        "junk": tmp_path / "junk.pt",
+        "in": tmp_path / "in",
+    }
     argv = [a.format(**paths) for a in argv] + ["--output", str(tmp_path / "out")]
     flag_error = message in ("--top-k", "--review-rows", "--target-error", "--threshold", "not allowed with")
     with pytest.raises(SystemExit) if flag_error else contextlib.nullcontext():
@@ -348,8 +446,20 @@ def test_emnist_model_scores_letters_with_their_characters(ray_cluster, tmp_path
     ds = datasets.load("emnist-bymerge", shared("emnist-bymerge"), limit_train=3000, limit_test=60)
     model = fit_small(ds, tmp_path / "model")
     samples.write(tmp_path / "in", samples.entries(ds.test.x, ds.test.y, ds.labels, (64,), ("PNG",)))
-    assert run(tmp_path / "in", "--model", model, "--output", tmp_path / "out", "--labels-from", "dirname",
-               "--top-k", 5) == 0
+    assert (
+        run(
+            tmp_path / "in",
+            "--model",
+            model,
+            "--output",
+            tmp_path / "out",
+            "--labels-from",
+            "dirname",
+            "--top-k",
+            5,
+        )
+        == 0
+    )
     rows = predictions(tmp_path / "out").to_pylist()
     assert len(rows) == 60 and all(r["error"] is None for r in rows)
     assert {r["true_label"] for r in rows} <= set(ds.labels) and len({r["true_label"] for r in rows}) > 20
@@ -358,8 +468,10 @@ def test_emnist_model_scores_letters_with_their_characters(ray_cluster, tmp_path
 
 
 def test_console_script_and_job_script(tmp_path):
-    for cmd in ([str(Path(sys.executable).parent / "hdr"), "score", "--help"],
-                [sys.executable, str(ROOT / "jobs" / "score.py"), "--help"]):
+    for cmd in (
+        [str(Path(sys.executable).parent / "hdr"), "score", "--help"],
+        [sys.executable, str(ROOT / "jobs" / "score.py"), "--help"],
+    ):
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
         assert done.returncode == 0 and "--labels-from" in done.stdout
 
@@ -385,13 +497,28 @@ def test_resume_with_another_model_is_refused(ray_cluster, mnist, digits_model, 
 
 def test_two_runs_into_one_output_at_once_are_refused(ray_cluster, mnist, digits_model, tmp_path):
     folder, out = tmp_path / "in", tmp_path / "out"
-    samples.write(folder, samples.entries(mnist.test.x[:120], mnist.test.y[:120], mnist.labels, (28, 200), ("PNG",)))
+    samples.write(
+        folder, samples.entries(mnist.test.x[:120], mnist.test.y[:120], mnist.labels, (28, 200), ("PNG",))
+    )
     args = [str(folder), "--model", str(digits_model), "--output", str(out)]
-    first = subprocess.Popen([sys.executable, str(ROOT / "jobs" / "score.py"), *args,
-                              "--address", ray_cluster.address_info["address"]],
-                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    first = subprocess.Popen(
+        [
+            sys.executable,
+            str(ROOT / "jobs" / "score.py"),
+            *args,
+            "--address",
+            ray_cluster.address_info["address"],
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.time() + 120
-    while not (tmp_path / "out.partial" / "run.json").exists() and time.time() < deadline and first.poll() is None:
+    while (
+        not (tmp_path / "out.partial" / "run.json").exists()
+        and time.time() < deadline
+        and first.poll() is None
+    ):
         time.sleep(0.05)
     assert first.poll() is None, "the first run ended before the second could start"
     # run.json is written after the lock is taken. The first run is stopped while the others try, so it
@@ -399,8 +526,18 @@ def test_two_runs_into_one_output_at_once_are_refused(ray_cluster, mnist, digits
     first.send_signal(signal.SIGSTOP)
     try:
         for extra in ([], ["--resume"]):
-            second = subprocess.run([sys.executable, str(ROOT / "jobs" / "score.py"), *args, *extra,
-                                     "--address", ray_cluster.address_info["address"]], capture_output=True, text=True)
+            second = subprocess.run(
+                [
+                    sys.executable,
+                    str(ROOT / "jobs" / "score.py"),
+                    *args,
+                    *extra,
+                    "--address",
+                    ray_cluster.address_info["address"],
+                ],
+                capture_output=True,
+                text=True,
+            )
             assert second.returncode == 2 and second.stderr.count("\n") == 1, second.stderr
             assert "another hdr score is writing into it now" in second.stderr
     finally:
@@ -425,7 +562,9 @@ def test_resume_maps_each_row_to_one_member_occurrence(ray_cluster, mnist, digit
     (work / "summary.json").unlink()
     (file,) = (work / "predictions").glob("*.parquet")
     table = pq.read_table(file)
-    pq.write_table(table.filter(pa.compute.equal(table["occurrence"], 1)), file)  # only the middle one was written
+    pq.write_table(
+        table.filter(pa.compute.equal(table["occurrence"], 1)), file
+    )  # only the middle one was written
     assert run(folder, "--model", digits_model, "--output", out, "--resume") == 0
     rows = predictions(out).to_pylist()
     assert sorted(r["occurrence"] for r in rows) == [0, 1, 2]
@@ -434,30 +573,51 @@ def test_resume_maps_each_row_to_one_member_occurrence(ray_cluster, mnist, digit
     assert json.loads((out / "summary.json").read_text())["images_this_run"] == 2
 
 
-def test_label_file_problems_are_reported_and_labels_stay_exact(ray_cluster, mnist, digits_model, tmp_path, capsys):
+def test_label_file_problems_are_reported_and_labels_stay_exact(
+    ray_cluster, mnist, digits_model, tmp_path, capsys
+):
     folder = tmp_path / "in"
-    samples.write(folder / "x.zip", [("a.png", samples.render(mnist.test.x[0])), ("b.png", samples.render(mnist.test.x[1]))])
+    samples.write(
+        folder / "x.zip",
+        [("a.png", samples.render(mnist.test.x[0])), ("b.png", samples.render(mnist.test.x[1]))],
+    )
     samples.write(folder / "y.zip", [("a.png", samples.render(mnist.test.x[2]))])
     labels_csv = tmp_path / "labels.csv"
-    labels_csv.write_text("path,label\nx.zip/a.png,1\ny.zip/a.png,2\na.png,3\nx.zip/b.png,4\nx.zip/b.png,5\n"
-                          "y.zip/a.png,2\n")
+    labels_csv.write_text(
+        "path,label\nx.zip/a.png,1\ny.zip/a.png,2\na.png,3\nx.zip/b.png,4\nx.zip/b.png,5\ny.zip/a.png,2\n"
+    )
     capsys.readouterr()
     assert run(folder, "--model", digits_model, "--output", tmp_path / "out", "--labels", labels_csv) == 0
     out = capsys.readouterr().out
-    got = {(Path(r["source"]).name, r["member"]): r["true_label"] for r in predictions(tmp_path / "out").to_pylist()}
+    got = {
+        (Path(r["source"]).name, r["member"]): r["true_label"]
+        for r in predictions(tmp_path / "out").to_pylist()
+    }
     assert got == {("x.zip", "a.png"): "1", ("x.zip", "b.png"): None, ("y.zip", "a.png"): "2"}
     problems = json.loads((tmp_path / "out" / "summary.json").read_text())["labels"]["problems"]
-    assert problems == {"duplicate rows": {"count": 1, "examples": ["y.zip/a.png"]},
-                        "rows that name no image": {"count": 1, "examples": ["a.png"]},
-                        "images given two labels (left unlabelled)": {
-                            "count": 1, "examples": [f"{(folder / 'x.zip').resolve()}/b.png"]}}
+    assert problems == {
+        "duplicate rows": {"count": 1, "examples": ["y.zip/a.png"]},
+        "rows that name no image": {"count": 1, "examples": ["a.png"]},
+        "images given two labels (left unlabelled)": {
+            "count": 1,
+            "examples": [f"{(folder / 'x.zip').resolve()}/b.png"],
+        },
+    }
     assert f"--labels {labels_csv}: 1 rows that name no image: a.png" in out
 
 
-def test_labels_from_dirname_skips_desktop_junk_and_uses_the_first_folder(ray_cluster, mnist, digits_model, tmp_path):
+def test_labels_from_dirname_skips_desktop_junk_and_uses_the_first_folder(
+    ray_cluster, mnist, digits_model, tmp_path
+):
     folder = tmp_path / "in"
-    samples.write(folder / "forms.zip", [("3/scan/a.png", samples.render(mnist.test.x[0])),
-                                         ("__MACOSX/3/scan/._a.png", b"\x00\x05\x16\x07"), ("3/.DS_Store", b"Bud1")])
+    samples.write(
+        folder / "forms.zip",
+        [
+            ("3/scan/a.png", samples.render(mnist.test.x[0])),
+            ("__MACOSX/3/scan/._a.png", b"\x00\x05\x16\x07"),
+            ("3/.DS_Store", b"Bud1"),
+        ],
+    )
     assert run(folder, "--model", digits_model, "--output", tmp_path / "out", "--labels-from", "dirname") == 0
     (row,) = predictions(tmp_path / "out").to_pylist()
     assert (row["member"], row["true_label"]) == ("3/scan/a.png", "3")
@@ -475,11 +635,15 @@ def test_an_input_that_holds_nothing_is_one_line(ray_cluster, digits_model, tmp_
         assert not (tmp_path / "out").exists() and not (tmp_path / "out.partial").exists()
 
 
-def test_a_folder_thousands_of_levels_deep_is_scored_to_the_end(ray_cluster, digits_model, deep, tmp_path_factory):
+def test_a_folder_thousands_of_levels_deep_is_scored_to_the_end(
+    ray_cluster, digits_model, deep, tmp_path_factory
+):
     """Its images at 1 and 1,100 levels are scored; the level past the system's path limit is a row."""
     (deep / "top.png").write_bytes(samples.render(datasets.load("mnist", limit_test=1).test.x[0]))
     out = tmp_path_factory.mktemp("deep-out") / "out"
     assert run(deep, "--model", digits_model, "--output", out) == 0
     rows = predictions(out).to_pylist()
     assert len(rows) == 4 and sum(r["error"] is None for r in rows) == 3
-    assert [r["error"] for r in rows if r["error"]] == ["cannot list folder: File name too long; its files were not read"]
+    assert [r["error"] for r in rows if r["error"]] == [
+        "cannot list folder: File name too long; its files were not read"
+    ]

@@ -23,7 +23,18 @@ ALLOWED = {
     "review": {"common", "imaging", "models", "inference", "scoring"},
     "reports": {"common", "inference"},
     "forms": {"common", "imaging", "data", "models", "inference", "scoring", "review"},
-    "jobs": {"common", "imaging", "data", "models", "inference", "training", "scoring", "review", "reports", "forms"},
+    "jobs": {
+        "common",
+        "imaging",
+        "data",
+        "models",
+        "inference",
+        "training",
+        "scoring",
+        "review",
+        "reports",
+        "forms",
+    },
 }
 SHIMS = {"train": {"jobs"}, "samples": {"data"}}  # `python -m hdr_dist.train` and `-m hdr_dist.samples`
 JOBS = {"jobs.compare", "jobs.tune", "jobs.score", "jobs.report", "jobs.train", "jobs.forms", "jobs.export"}
@@ -66,7 +77,7 @@ def cycle(edges: dict[str, set[str]]) -> list[str] | None:
         state[module] = "open"
         for other in sorted(edges.get(module, ())):
             if state.get(other) == "open":
-                return path[path.index(other):] + [other]
+                return path[path.index(other) :] + [other]
             if other not in state and (found := visit(other, [*path, other])):
                 return found
         state[module] = "done"
@@ -102,8 +113,10 @@ def test_each_subpackage_imports_only_the_layers_below_it():
 
 
 def test_the_layering_test_sees_a_wrong_import():
-    trees = {"scoring.pipeline": ast.parse("from hdr_dist.training import train\n"),
-             "training.train": ast.parse("")}
+    trees = {
+        "scoring.pipeline": ast.parse("from hdr_dist.training import train\n"),
+        "training.train": ast.parse(""),
+    }
     assert imports(trees["scoring.pipeline"], set(trees)) == {"training.train"}
 
 
@@ -123,11 +136,13 @@ def test_jobs_depend_on_the_library_not_on_one_another():
 
 
 def test_no_function_longer_than_a_screen():
-    long = [f"{path.relative_to(PACKAGE)}:{node.lineno} {node.name} ({node.end_lineno - node.lineno + 1} lines)"
-            for path in sorted(PACKAGE.rglob("*.py"))
-            for node in ast.walk(ast.parse(path.read_text()))
-            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
-            and node.end_lineno - node.lineno + 1 > MAX_FUNCTION_LINES]
+    long = [
+        f"{path.relative_to(PACKAGE)}:{node.lineno} {node.name} ({node.end_lineno - node.lineno + 1} lines)"
+        for path in sorted(PACKAGE.rglob("*.py"))
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
+        and node.end_lineno - node.lineno + 1 > MAX_FUNCTION_LINES
+    ]
     assert not long, long
 
 
@@ -149,13 +164,21 @@ after = (dict(os.environ), matplotlib.rcParams["backend"], {n: (l.level, len(l.h
          [("", logging.getLogger())] + [(n, logging.getLogger(n)) for n in ("ray", "ray.data", "ray.train", "hdr_dist")]})
 print(json.dumps([before[0] == after[0], before[1], after[1], before[2] == after[2], before[2], after[2]]))
 """
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT, timeout=300
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     import json
 
-    same_env, backend_before, backend_after, same_logs, logs_before, logs_after = json.loads(result.stdout.splitlines()[-1])
-    assert same_env and backend_before == backend_after and same_logs, (backend_before, backend_after, logs_before,
-                                                                        logs_after)
+    same_env, backend_before, backend_after, same_logs, logs_before, logs_after = json.loads(
+        result.stdout.splitlines()[-1]
+    )
+    assert same_env and backend_before == backend_after and same_logs, (
+        backend_before,
+        backend_after,
+        logs_before,
+        logs_after,
+    )
 
 
 def test_the_inference_actor_imports_no_training_code():
@@ -164,10 +187,22 @@ def test_the_inference_actor_imports_no_training_code():
     import subprocess
     import sys
 
-    script = ("import sys, hdr_dist.scoring.pipeline as p; assert p.Predictor; print(sorted({m.split('.')[0] if "
-              "not m.startswith(('hdr_dist.', 'ray.')) else '.'.join(m.split('.')[:2]) for m in sys.modules}))")
-    loaded = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True, cwd=ROOT).stdout
-    for heavy in ("hdr_dist.training", "hdr_dist.jobs", "hdr_dist.reports", "ray.train", "ray.tune", "matplotlib",
-                  "sklearn", "mlflow"):
+    script = (
+        "import sys, hdr_dist.scoring.pipeline as p; assert p.Predictor; print(sorted({m.split('.')[0] if "
+        "not m.startswith(('hdr_dist.', 'ray.')) else '.'.join(m.split('.')[:2]) for m in sys.modules}))"
+    )
+    loaded = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True, cwd=ROOT
+    ).stdout
+    for heavy in (
+        "hdr_dist.training",
+        "hdr_dist.jobs",
+        "hdr_dist.reports",
+        "ray.train",
+        "ray.tune",
+        "matplotlib",
+        "sklearn",
+        "mlflow",
+    ):
         assert f"'{heavy}'" not in loaded, f"the inference actor's module imports {heavy}"
     assert "'torch'" in loaded and "'hdr_dist.inference'" in loaded  # the test reads what was loaded

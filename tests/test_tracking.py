@@ -20,7 +20,9 @@ def test_the_store_comes_from_the_flag_then_the_environment_then_mlruns(tmp_path
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     assert tracking.store_uri("") == (tmp_path / "mlruns").as_uri()
-    assert tracking.store_uri("runs/here") == (tmp_path / "runs" / "here").as_uri()  # absolute: workers cd elsewhere
+    assert (
+        tracking.store_uri("runs/here") == (tmp_path / "runs" / "here").as_uri()
+    )  # absolute: workers cd elsewhere
     assert tracking.store_uri("file:store") == (tmp_path / "store").as_uri()
     assert tracking.store_uri("http://tracker:5000") == "http://tracker:5000"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "sqlite:///db.sqlite")
@@ -47,9 +49,13 @@ def test_a_store_that_cannot_be_written_is_one_line(tmp_path):
 
 def test_without_mlflow_the_flag_says_how_to_install_it(tmp_path):
     # A fresh interpreter in which `import mlflow` fails, as on an install without the extra.
-    code = ("import sys; sys.modules['mlflow'] = None; from hdr_dist.jobs.cli import main; "
-            f"sys.exit(main(['compare', '--mlflow', '--output', {str(tmp_path / 'out')!r}]))")
-    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    code = (
+        "import sys; sys.modules['mlflow'] = None; from hdr_dist.jobs.cli import main; "
+        f"sys.exit(main(['compare', '--mlflow', '--output', {str(tmp_path / 'out')!r}]))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 2 and result.stderr.count("\n") == 1
     assert "--mlflow needs MLflow, an optional extra: pip install 'hdr-dist[mlflow]'" in result.stderr
 
@@ -65,7 +71,10 @@ def test_a_resumed_run_is_found_again_and_each_epoch_is_a_step(tmp_path):
     other = opened.start("cnn", "mnist-cnn-def")
     assert again.run_id == run.run_id != other.run_id
     client = MlflowClient(opened.uri)
-    assert [(m.step, m.value) for m in client.get_metric_history(run.run_id, "val_acc")] == [(1, 0.9), (2, 0.95)]
+    assert [(m.step, m.value) for m in client.get_metric_history(run.run_id, "val_acc")] == [
+        (1, 0.9),
+        (2, 0.95),
+    ]
     logged = client.get_run(run.run_id).data
     assert logged.params == {"lr": "0.003", "labels": '["0", "1"]'}
     assert not {"nodes", "ended_at", "epoch"} & set(logged.metrics)

@@ -54,11 +54,32 @@ def test_a_checkpoint_written_before_the_config_dataclass_still_loads(tmp_path):
     lacked width and dropout; both still load, as the model they were trained as."""
     ds = datasets.load("mnist", limit_train=500, limit_test=50)
     new = TrainConfig.from_recipe("cnn", ds)
-    old = {"model": "cnn", "arch": "cnn", "dataset": ds.name, "labels": list(ds.labels), "num_classes": 10,
-           "mean": ds.mean, "std": ds.std, "epochs": 12, "batch_size": 128, "lr": 4e-3, "optimizer": "adamw",
-           "weight_decay": 5e-4, "schedule": "onecycle", "lr_decay": 0.0, "label_smoothing": 0.05,
-           "augment": True, "rotation": 10.0, "shift": 0.1, "zoom": 0.1, "seed": 0, "cpus_per_worker": 1,
-           "preprocess": "none", "log_progress": True, "retired_setting": 1}
+    old = {
+        "model": "cnn",
+        "arch": "cnn",
+        "dataset": ds.name,
+        "labels": list(ds.labels),
+        "num_classes": 10,
+        "mean": ds.mean,
+        "std": ds.std,
+        "epochs": 12,
+        "batch_size": 128,
+        "lr": 4e-3,
+        "optimizer": "adamw",
+        "weight_decay": 5e-4,
+        "schedule": "onecycle",
+        "lr_decay": 0.0,
+        "label_smoothing": 0.05,
+        "augment": True,
+        "rotation": 10.0,
+        "shift": 0.1,
+        "zoom": 0.1,
+        "seed": 0,
+        "cpus_per_worker": 1,
+        "preprocess": "none",
+        "log_progress": True,
+        "retired_setting": 1,
+    }
     weights = models.from_config(new).state_dict()
     torch.save({"model": weights, "config": old, "history": []}, tmp_path / "model.pt")
     model, cfg = checkpoints.model_from_state(checkpoints.load(tmp_path / "model.pt"))
@@ -81,10 +102,29 @@ def test_the_training_step_runs_alone_without_ray():
     import subprocess
     import sys
 
-    done = subprocess.run([sys.executable, "-m", "hdr_dist.train", "--model", "cnn", "--epochs", "2",
-                           "--batch-size", "64", "--limit-train", "2000", "--device", "cpu"],
-                          capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "hdr_dist.train",
+            "--model",
+            "cnn",
+            "--epochs",
+            "2",
+            "--batch-size",
+            "64",
+            "--limit-train",
+            "2000",
+            "--device",
+            "cpu",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr
     assert "[cnn] epoch 2/2 done" in done.stderr
-    val_acc = float(done.stderr.split("epoch 2/2 done")[1].split("val loss")[1].split("acc ")[1].split("%")[0])
+    val_acc = float(
+        done.stderr.split("epoch 2/2 done")[1].split("val loss")[1].split("acc ")[1].split("%")[0]
+    )
     assert val_acc > 80  # chance is 10

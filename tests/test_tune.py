@@ -59,7 +59,9 @@ def test_the_sweep_is_an_mlflow_run_with_each_trial_nested(swept):
     assert len(parents) == 1 and parents[0].info.run_name.startswith("sweep-mnist-cnn")
     parent = parents[0]
     trials = table(swept, "trials")
-    children = {r.info.run_name: r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id}
+    children = {
+        r.info.run_name: r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id
+    }
     assert set(children) == {f"trial {t}" for t in trials["trial_id"]}
     for i, trial_id in enumerate(trials["trial_id"]):
         run = children[f"trial {trial_id}"]
@@ -70,21 +72,32 @@ def test_the_sweep_is_an_mlflow_run_with_each_trial_nested(swept):
         # Rank 0 logs each epoch as it ends; when ASHA stops a trial, its worker may have finished one
         # more epoch than Tune counted.
         assert [m.step for m in steps] == list(range(1, len(steps) + 1)) and len(steps) >= trials["epochs"][i]
-        assert max(m.value for m in steps[:trials["epochs"][i]]) == pytest.approx(trials["best_val_acc"][i])
+        assert max(m.value for m in steps[: trials["epochs"][i]]) == pytest.approx(trials["best_val_acc"][i])
     best = table(swept, "metrics")
     assert parent.info.status == "FINISHED"
     assert parent.data.metrics["accuracy"] == pytest.approx(best["accuracy"][0])
     assert parent.data.metrics["best_val_acc"] == pytest.approx(max(trials["best_val_acc"]))
     assert parent.data.params["num_samples"] == "3"
-    files = {a.path for folder in (None, "checkpoint") for a in client.list_artifacts(parent.info.run_id, folder)}
+    files = {
+        a.path for folder in (None, "checkpoint") for a in client.list_artifacts(parent.info.run_id, folder)
+    }
     assert {"report.html", "figures", "checkpoint/model.pt"} <= files
 
 
 def test_report_plots_each_hyperparameter(swept):
     from tests.helpers import check_report
 
-    page = check_report(swept, {"comparison.png", "tune_hyperparameters.png", "curves_cnn.png", "confusion_cnn.png",
-                                "per_class_cnn.png", "mistakes_cnn.png"})
+    page = check_report(
+        swept,
+        {
+            "comparison.png",
+            "tune_hyperparameters.png",
+            "curves_cnn.png",
+            "confusion_cnn.png",
+            "per_class_cnn.png",
+            "mistakes_cnn.png",
+        },
+    )
     assert "Sweep: 3 trials" in page
 
 
@@ -108,8 +121,23 @@ def test_best_config_trains_again_through_compare(swept, tmp_path):
     assert best["models"] == "cnn" and best["lr"] == pytest.approx(t["lr"][i], rel=1e-5)
     assert best["batch_size"] == t["batch_size"][i] and best["epochs"] == 2
     # --epochs on the command line wins over the file's
-    assert compare.main(["--config", str(swept / "best_config.json"), "--limit-train", "1000",
-                         "--limit-test", "200", "--epochs", "1", "--output", str(tmp_path)]) == 0
+    assert (
+        compare.main(
+            [
+                "--config",
+                str(swept / "best_config.json"),
+                "--limit-train",
+                "1000",
+                "--limit-test",
+                "200",
+                "--epochs",
+                "1",
+                "--output",
+                str(tmp_path),
+            ]
+        )
+        == 0
+    )
     cfg = checkpoints.load(table(tmp_path, "metrics")["checkpoint"][0])["config"]
     for key in ("lr", "batch_size", "weight_decay", "dropout", "width", "rotation", "shift", "zoom"):
         assert cfg[key] == pytest.approx(best[key], rel=1e-5), key
@@ -150,10 +178,19 @@ def first_epochs(output: Path) -> dict[str, float]:
 
 def interrupted_sweep(ray_cluster, output: Path, args: list[str], sig: int, saved) -> subprocess.Popen:
     """A sweep in a separate driver on the session's cluster, sent ``sig`` once ``saved(output)``."""
-    driver = subprocess.Popen([sys.executable, str(ROOT / "jobs" / "tune.py"), *args,
-                               "--address", ray_cluster.address_info["address"]],
-                              env=os.environ | {"PYTHONPATH": str(ROOT)}, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.PIPE, text=True)
+    driver = subprocess.Popen(
+        [
+            sys.executable,
+            str(ROOT / "jobs" / "tune.py"),
+            *args,
+            "--address",
+            ray_cluster.address_info["address"],
+        ],
+        env=os.environ | {"PYTHONPATH": str(ROOT)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.time() + 300
     while not saved(output) and time.time() < deadline and driver.poll() is None:
         time.sleep(0.5)
@@ -193,7 +230,9 @@ def test_killed_driver_then_the_same_command_resumes_the_sweep(ray_cluster, tmp_
     args = [*RESUME, "--output", str(tmp_path)]
     driver = interrupted_sweep(ray_cluster, tmp_path, args, signal.SIGKILL, saved)
     driver.wait(timeout=30)
-    states = "".join(s.read_text(errors="replace") for s in tmp_path.glob("ray_tune/sweep-*/experiment_state-*.json"))
+    states = "".join(
+        s.read_text(errors="replace") for s in tmp_path.glob("ray_tune/sweep-*/experiment_state-*.json")
+    )
     known = {trial for trial in first_epochs(tmp_path) if trial in states}
 
     time.sleep(2)
@@ -204,17 +243,25 @@ def test_killed_driver_then_the_same_command_resumes_the_sweep(ray_cluster, tmp_
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(ROOT / "jobs" / "tune.py"), *args], cwd=ROOT,
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, str(ROOT / "jobs" / "tune.py"), *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--model", "resnet"], "argument --model: invalid choice: 'resnet'"),
-    (["--num-samples", "0"], "argument --num-samples: must be at least 1, got 0"),
-    (["--epochs", "2", "--grace-period", "3"], "--grace-period 3 is longer than --epochs 2"),
-    (["--reduction-factor", "1"], "--reduction-factor must be at least 2"),
-    (["--mlflow", "http://127.0.0.1:9"], "--mlflow http://127.0.0.1:9: cannot log there"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--model", "resnet"], "argument --model: invalid choice: 'resnet'"),
+        (["--num-samples", "0"], "argument --num-samples: must be at least 1, got 0"),
+        (["--epochs", "2", "--grace-period", "3"], "--grace-period 3 is longer than --epochs 2"),
+        (["--reduction-factor", "1"], "--reduction-factor must be at least 2"),
+        (["--mlflow", "http://127.0.0.1:9"], "--mlflow http://127.0.0.1:9: cannot log there"),
+    ],
+)
 def test_bad_flags_give_one_line(args, message, tmp_path):
     result = run_cli(*args, "--output", str(tmp_path))
     assert result.returncode == 2, result.stderr
@@ -235,6 +282,9 @@ def test_a_sweep_saved_by_a_version_whose_modules_moved_is_one_line(ray_cluster,
     from hdr_dist.training import tuner
 
     (tmp_path / "tuner.pkl").write_bytes(b"chdr_dist.no_such_module\nthing\n.")  # pickle's GLOBAL opcode
-    with pytest.raises(UserError, match=r"cannot be read back \(No module named 'hdr_dist.no_such_module'\); "
-                                        "move it away"):
+    with pytest.raises(
+        UserError,
+        match=r"cannot be read back \(No module named 'hdr_dist.no_such_module'\); "
+        "move it away",
+    ):
         tuner.start_or_restore(str(tmp_path), lambda config: None, {}, None, None)

@@ -41,7 +41,9 @@ def connect(address: str | None, log_to_driver: bool = True) -> None:
         try:
             socket.create_connection((host, int(port)), timeout=5).close()
         except OSError as e:
-            raise UserError(f"--address {address}: no Ray cluster answers there ({e.strerror or e})") from None
+            raise UserError(
+                f"--address {address}: no Ray cluster answers there ({e.strerror or e})"
+            ) from None
     ray_compat.train_controller_settings(private=address == "local")
     ray.init(address=address, logging_level="WARNING", log_to_driver=log_to_driver)
 
@@ -56,6 +58,7 @@ def alive_nodes() -> list[dict]:
 class Workers:
     """Where a training run's Ray Train workers go, once the cluster has room: ``count`` workers of
     ``cpus`` CPUs (and as many torch threads) each, with a GPU each when ``gpu``."""
+
     count: int
     cpus: int
     gpu: bool
@@ -89,8 +92,9 @@ def slots(nodes: list[dict], cpus_per_worker: float, use_gpu: bool) -> int:
     return total
 
 
-def placement(workers: int | None, cpus_per_worker: int | None, gpu: str, timeout: float | None,
-              console: Console) -> Workers:
+def placement(
+    workers: int | None, cpus_per_worker: int | None, gpu: str, timeout: float | None, console: Console
+) -> Workers:
     """Where the Train workers go, once the cluster can place them: ``workers`` (None: ``--workers
     auto``, decided by ``auto_workers`` on the nodes there are) of ``cpus_per_worker`` CPUs each
     (None: auto's choice, or 1 with a number of workers), with GPUs or not as ``gpu`` and the cluster say.
@@ -120,22 +124,30 @@ def placement(workers: int | None, cpus_per_worker: int | None, gpu: str, timeou
         use_gpu = gpu == "on" or (gpu == "auto" and can_get_gpus)
         need = f"{shown} x --cpus-per-worker {cpus}" + (" with one GPU each" if use_gpu else "")
         if gpu == "on" and not can_get_gpus:
-            raise UserError(f"--gpu on with {shown} needs {count} GPUs; the Ray cluster has {gpus}"
-                            + (f" and its autoscaler can reach {limit.get('GPU', 0)}" if limit else ""))
+            raise UserError(
+                f"--gpu on with {shown} needs {count} GPUs; the Ray cluster has {gpus}"
+                + (f" and its autoscaler can reach {limit.get('GPU', 0)}" if limit else "")
+            )
         if limit and (count * cpus > limit.get("CPU", 0)):
-            raise UserError(f"{need} needs {count * cpus} CPUs; the cluster's autoscaler can reach "
-                            f"{limit.get('CPU', 0)}")
+            raise UserError(
+                f"{need} needs {count * cpus} CPUs; the cluster's autoscaler can reach {limit.get('CPU', 0)}"
+            )
         have = slots(resources, cpus, use_gpu)
         if have >= count:
             if asked:
                 request_resources(bundles=[])  # withdraw the request: Ray Train makes its own
             return Workers(count, cpus, use_gpu)
         cpu_total = sum(r.get("CPU", 0) for r in resources)
-        now = (f"the Ray cluster's {len(nodes)} node(s) hold {have} such workers "
-               f"({cpu_total:g} CPUs{f', {gpus} GPUs' if use_gpu else ''})")
+        now = (
+            f"the Ray cluster's {len(nodes)} node(s) hold {have} such workers "
+            f"({cpu_total:g} CPUs{f', {gpus} GPUs' if use_gpu else ''})"
+        )
         if time.monotonic() >= deadline:
-            hint = (f"waited {wait:g} s (--placement-timeout) for nodes to join" if wait else
-                    "add nodes, lower --workers, or pass --placement-timeout SECONDS to wait for nodes to join")
+            hint = (
+                f"waited {wait:g} s (--placement-timeout) for nodes to join"
+                if wait
+                else "add nodes, lower --workers, or pass --placement-timeout SECONDS to wait for nodes to join"
+            )
             raise UserError(f"{need}: {now}; {hint}")
         if not asked:
             bundle = {"CPU": cpus} | ({"GPU": 1} if use_gpu else {})
@@ -191,9 +203,12 @@ def require_shared(outputs: dict[str, str], inputs: dict[str, list[str]] | None 
                 markers.append(marker)
                 checks[i] = (flag, shown, str(marker))
         look = ray.remote(num_cpus=0, max_retries=0)(_visible)
-        refs = {n["NodeManagerAddress"] + " " + n["NodeID"][:8]:
-                look.options(scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False))
-                .remote([c[2] for c in checks]) for n in others}
+        refs = {
+            n["NodeManagerAddress"] + " " + n["NodeID"][:8]: look.options(
+                scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False)
+            ).remote([c[2] for c in checks])
+            for n in others
+        }
         ready, _ = ray.wait(list(refs.values()), num_returns=len(refs), timeout=PROBE_TIMEOUT_S)
         seen = {node: ray.get(ref) for node, ref in refs.items() if ref in ready}
     finally:
@@ -205,4 +220,5 @@ def require_shared(outputs: dict[str, str], inputs: dict[str, list[str]] | None 
             raise UserError(
                 f"{flag} {shown}: a node-local path; {len(blind)} of the cluster's {len(others) + 1} nodes "
                 f"({', '.join(blind)}) cannot see it. A multi-node run needs storage every node shares: "
-                "s3://..., gs://..., or an NFS mount at the same path on every node")
+                "s3://..., gs://..., or an NFS mount at the same path on every node"
+            )

@@ -24,5 +24,8 @@ def one_line(e: BaseException) -> str:
 def disk_full(e: BaseException) -> bool:
     """Whether ``e`` says the disk is full: an OSError with ENOSPC (or EDQUOT, a quota), or pyarrow's
     OSError, which carries the errno only in its message."""
-    return isinstance(e, OSError) and (e.errno in (errno.ENOSPC, errno.EDQUOT)
-                                       or "No space left on device" in str(e) or "Disk quota exceeded" in str(e))
+    return isinstance(e, OSError) and (
+        e.errno in (errno.ENOSPC, errno.EDQUOT)
+        or "No space left on device" in str(e)
+        or "Disk quota exceeded" in str(e)
+    )

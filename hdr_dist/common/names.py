@@ -37,7 +37,11 @@ def junk(name: str) -> bool:
 
 def unsafe(name: str) -> str | None:
     """Members that would escape a folder if extracted are refused, extracted or not."""
-    if name.startswith(("/", "\\")) or (len(name) > 1 and name[1] == ":") or ".." in name.replace("\\", "/").split("/"):
+    if (
+        name.startswith(("/", "\\"))
+        or (len(name) > 1 and name[1] == ":")
+        or ".." in name.replace("\\", "/").split("/")
+    ):
         return "unsafe member name (absolute path or '..')"
     return None
 

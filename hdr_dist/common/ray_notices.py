@@ -28,20 +28,24 @@ from pathlib import Path
 LOG_FILE = "ray-notices.log"
 _PREFIXED = re.compile(r"^(?:\x1b\[[0-9;]*m)?\((?P<who>[^)]*)\)(?:\x1b\[[0-9;]*m)? ?(?P<message>.*)$", re.S)
 # What follows a logged exception from the same process: the traceback and the exception's own line.
-_TRACEBACK = re.compile(r"^(?:$|\s|Traceback \(most recent call last\)|During handling of the above|"
-                        r"The above exception|[A-Za-z_][\w.]*(?:Error|Exception)\b)")
+_TRACEBACK = re.compile(
+    r"^(?:$|\s|Traceback \(most recent call last\)|During handling of the above|"
+    r"The above exception|[A-Za-z_][\w.]*(?:Error|Exception)\b)"
+)
 
 
 @dataclass(frozen=True)
 class Notice:
-    marker: str              # a phrase of Ray's line that says which notice it is
-    says: str | None         # the one line the terminal gets instead (None: nothing)
+    marker: str  # a phrase of Ray's line that says which notice it is
+    says: str | None  # the one line the terminal gets instead (None: nothing)
 
 
 NOTICES = (
     Notice("has constructor arguments in the object store and max_restarts > 0", None),
-    Notice("it's safe to ignore this error",
-           "Ray Train's autoscaling coordinator timed out while the CPUs were busy; Ray calls this safe to ignore"),
+    Notice(
+        "it's safe to ignore this error",
+        "Ray Train's autoscaling coordinator timed out while the CPUs were busy; Ray calls this safe to ignore",
+    ),
 )
 
 

@@ -18,9 +18,10 @@ import torch.nn.functional as F
 @dataclass(frozen=True)
 class AugmentRanges:
     """How far to move each sample; the defaults are ``TrainConfig``'s (rotation, shift, zoom)."""
+
     rotation: float  # degrees, drawn uniformly from [-rotation, rotation]
-    shift: float     # fraction of the image side, per axis
-    zoom: float      # scale drawn from [1 - zoom, 1 + zoom]
+    shift: float  # fraction of the image side, per axis
+    zoom: float  # scale drawn from [1 - zoom, 1 + zoom]
 
 
 def augment(x: torch.Tensor, ranges: AugmentRanges, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -34,7 +35,8 @@ def augment(x: torch.Tensor, ranges: AugmentRanges, generator: torch.Generator |
     scale = 1 + uniform(n) * ranges.zoom
     shift = uniform(n, 2) * ranges.shift * 2  # affine_grid coordinates span [-1, 1]: 2 units per side
     cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
-    theta = torch.stack([torch.stack([cos, -sin, shift[:, 0]], 1),
-                         torch.stack([sin, cos, shift[:, 1]], 1)], 1).to(x.dtype)
+    theta = torch.stack(
+        [torch.stack([cos, -sin, shift[:, 0]], 1), torch.stack([sin, cos, shift[:, 1]], 1)], 1
+    ).to(x.dtype)
     grid = F.affine_grid(theta, list(x.shape), align_corners=False)
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)

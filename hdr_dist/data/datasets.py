@@ -26,10 +26,14 @@ DATASETS = ("mnist", "emnist-balanced", "emnist-letters", "emnist-digits", "emni
 # MD5 of the official *uncompressed* MNIST files: the gzip wrapper may differ
 # between copies, the bytes inside must not.
 MNIST_FILES = {
-    "train": (("train-images-idx3-ubyte", "6bbc9ace898e44ae57da46a324031adb"),
-              ("train-labels-idx1-ubyte", "a25bea736e30d166cdddb491f175f624")),
-    "test": (("t10k-images-idx3-ubyte", "2646ac647ad5339dbf082846283269ea"),
-             ("t10k-labels-idx1-ubyte", "27ae3e4e09519cfbb04c329615203637")),
+    "train": (
+        ("train-images-idx3-ubyte", "6bbc9ace898e44ae57da46a324031adb"),
+        ("train-labels-idx1-ubyte", "a25bea736e30d166cdddb491f175f624"),
+    ),
+    "test": (
+        ("t10k-images-idx3-ubyte", "2646ac647ad5339dbf082846283269ea"),
+        ("t10k-labels-idx1-ubyte", "27ae3e4e09519cfbb04c329615203637"),
+    ),
 }
 IDX_IMAGES, IDX_LABELS = 2051, 2049
 VAL_FRACTION = 0.1
@@ -45,12 +49,12 @@ class Split:
 
 @dataclass
 class Dataset:
-    name: str           # what every output calls it, e.g. "emnist-bymerge-test-resplit"
-    labels: list[str]   # character of each class index
+    name: str  # what every output calls it, e.g. "emnist-bymerge-test-resplit"
+    labels: list[str]  # character of each class index
     train: Split
     val: Split
     test: Split
-    mean: float         # pixel statistics of the training split, on the [0, 1] scale
+    mean: float  # pixel statistics of the training split, on the [0, 1] scale
     std: float
 
     @property
@@ -83,11 +87,13 @@ def parse_idx(data: bytes, path: Path, magic: int) -> np.ndarray:
     header = 4 + 4 * ndim
     if len(data) < header:
         raise UserError(f"{path}: truncated IDX header")
-    shape = tuple(int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
+    shape = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
     expected = int(np.prod(shape))
     if len(data) - header != expected:
-        raise UserError(f"{path}: header says {expected} bytes of data for shape {shape}, "
-                        f"file has {len(data) - header} (truncated or corrupt)")
+        raise UserError(
+            f"{path}: header says {expected} bytes of data for shape {shape}, "
+            f"file has {len(data) - header} (truncated or corrupt)"
+        )
     # A copy: frombuffer's view of the file bytes is read-only, which torch warns about.
     return np.frombuffer(data, dtype=np.uint8, offset=header).reshape(shape).copy()
 
@@ -104,12 +110,11 @@ def find_idx(folder: Path, stem: str) -> Path | None:
     return None
 
 
-def read_pair(images: Path, labels: Path, images_bytes: bytes | None = None,
-              labels_bytes: bytes | None = None) -> Split:
-    x = parse_idx(images_bytes if images_bytes is not None else read_idx_bytes(images),
-                  images, IDX_IMAGES)
-    y = parse_idx(labels_bytes if labels_bytes is not None else read_idx_bytes(labels),
-                  labels, IDX_LABELS)
+def read_pair(
+    images: Path, labels: Path, images_bytes: bytes | None = None, labels_bytes: bytes | None = None
+) -> Split:
+    x = parse_idx(images_bytes if images_bytes is not None else read_idx_bytes(images), images, IDX_IMAGES)
+    y = parse_idx(labels_bytes if labels_bytes is not None else read_idx_bytes(labels), labels, IDX_LABELS)
     if x.ndim != 3 or x.shape[1:] != (28, 28):
         raise UserError(f"{images}: images must be 28x28, found shape {x.shape}")
     if y.ndim != 1 or len(y) != len(x):
@@ -132,8 +137,9 @@ def load_mnist(folder: Path) -> tuple[list[str], Split, Split]:
         splits[split] = read_pair(paths[0], paths[1], *blobs)  # format errors first: they say more
         for path, blob, md5 in zip(paths, blobs, (img_md5, lbl_md5)):
             if hashlib.md5(blob).hexdigest() != md5:
-                raise UserError(f"{path}: checksum mismatch, not the official MNIST file "
-                                "(corrupt or modified copy)")
+                raise UserError(
+                    f"{path}: checksum mismatch, not the official MNIST file (corrupt or modified copy)"
+                )
     return [str(d) for d in range(10)], splits["train"], splits["test"]
 
 
@@ -163,16 +169,22 @@ def to_classes(split: Split, table: np.ndarray, labels_path: Path) -> Split:
 def load_emnist(name: str, folder: Path) -> tuple[str, list[str], Split, Split]:
     split = name.removeprefix("emnist-")
     mapping = folder / f"emnist-{split}-mapping.txt"
-    stems = {part: (f"emnist-{split}-{part}-images-idx3-ubyte", f"emnist-{split}-{part}-labels-idx1-ubyte")
-             for part in ("train", "test")}
+    stems = {
+        part: (f"emnist-{split}-{part}-images-idx3-ubyte", f"emnist-{split}-{part}-labels-idx1-ubyte")
+        for part in ("train", "test")
+    }
     found = {part: [find_idx(folder, s) for s in pair] for part, pair in stems.items()}
     missing = [s for part in found for s, p in zip(stems[part], found[part]) if p is None]
     if split == "bymerge" and None in found["train"] and None not in found["test"]:
         table, chars = read_mapping(mapping)
         every = to_classes(read_pair(*found["test"]), table, found["test"][1])
         train_idx, test_idx = stratified(every.y, BYMERGE_RESPLIT_TEST_FRACTION, seed=0)
-        return (f"{name}-test-resplit", chars,
-                Split(every.x[train_idx], every.y[train_idx]), Split(every.x[test_idx], every.y[test_idx]))
+        return (
+            f"{name}-test-resplit",
+            chars,
+            Split(every.x[train_idx], every.y[train_idx]),
+            Split(every.x[test_idx], every.y[test_idx]),
+        )
     if missing:
         raise UserError(f"{folder}: incomplete {name} folder, missing {', '.join(missing)}[.gz]")
     table, chars = read_mapping(mapping)
@@ -198,8 +210,14 @@ def subsample(split: Split, limit: int | None, seed: int) -> Split:
     return Split(split.x[keep], split.y[keep])
 
 
-def load(name: str = "mnist", data_dir: str | Path | None = None, seed: int = 0,
-         limit_train: int | None = None, limit_test: int | None = None, scan_preprocess: bool = False) -> Dataset:
+def load(
+    name: str = "mnist",
+    data_dir: str | Path | None = None,
+    seed: int = 0,
+    limit_train: int | None = None,
+    limit_test: int | None = None,
+    scan_preprocess: bool = False,
+) -> Dataset:
     """Load ``name``, hold out a stratified, seeded 10 % of train for validation, apply limits.
 
     The test split is kept apart and is only ever used for the final evaluation.
@@ -222,6 +240,12 @@ def load(name: str = "mnist", data_dir: str | Path | None = None, seed: int = 0,
         train, test = (Split(preprocess.batch(s.x), s.y) for s in (train, test))
     fit_idx, val_idx = stratified(train.y, VAL_FRACTION, seed)
     fit = Split(train.x[fit_idx], train.y[fit_idx])
-    return Dataset(name=name, labels=labels, train=fit, val=Split(train.x[val_idx], train.y[val_idx]),
-                   test=test, mean=float(fit.x.mean(dtype=np.float64) / 255),
-                   std=float(fit.x.std(dtype=np.float64) / 255))
+    return Dataset(
+        name=name,
+        labels=labels,
+        train=fit,
+        val=Split(train.x[val_idx], train.y[val_idx]),
+        test=test,
+        mean=float(fit.x.mean(dtype=np.float64) / 255),
+        std=float(fit.x.std(dtype=np.float64) / 255),
+    )

@@ -34,9 +34,10 @@ BOMB_MEMBER = 255 * 2**20  # each bomb member inflates to just under the member 
 class Case:
     """What one source on disk must give: ``rows`` maps (member or None, occurrence) to the start
     of the error it must carry (None: scored), for every row of that source."""
+
     path: Path
     rows: dict = field(default_factory=dict)
-    pages: int = 0          # a multi-page file: rows per page instead (page -> error start)
+    pages: int = 0  # a multi-page file: rows per page instead (page -> error start)
 
 
 def png(digit: np.ndarray, size: int = 28) -> bytes:
@@ -45,15 +46,16 @@ def png(digit: np.ndarray, size: int = 28) -> bytes:
 
 # ---- zips written by hand -----------------------------------------------------------------------
 
+
 @dataclass
 class Entry:
     name: bytes
-    data: bytes                 # as stored: deflated when method == 8
-    size: int                   # inflated size
+    data: bytes  # as stored: deflated when method == 8
+    size: int  # inflated size
     crc: int
     method: int = 0
     flags: int = 0
-    mode: int = 0o100644        # unix type and permissions (stat.S_IFLNK | 0o777 for a link)
+    mode: int = 0o100644  # unix type and permissions (stat.S_IFLNK | 0o777 for a link)
     shared_with: int | None = None  # index of an earlier entry whose local header this one points at
 
 
@@ -69,7 +71,7 @@ def deflated_zeros(size: int, prefix: bytes = b"") -> tuple[bytes, int]:
     chunk = bytes(2**24)
     left = size - len(prefix)
     while left:
-        piece = chunk[:min(left, len(chunk))]
+        piece = chunk[: min(left, len(chunk))]
         out.append(c.compress(piece))
         crc = zlib.crc32(piece, crc)
         left -= len(piece)
@@ -84,16 +86,54 @@ def write_zip(path: Path, entries: list[Entry]) -> None:
             offsets.append(offsets[e.shared_with])
         else:
             offsets.append(len(local))
-            local += struct.pack("<IHHHHHIIIHH", 0x04034B50, 20, e.flags, e.method, 0, 0x21, e.crc,
-                                 len(e.data), e.size, len(e.name), 0) + e.name + e.data
+            local += (
+                struct.pack(
+                    "<IHHHHHIIIHH",
+                    0x04034B50,
+                    20,
+                    e.flags,
+                    e.method,
+                    0,
+                    0x21,
+                    e.crc,
+                    len(e.data),
+                    e.size,
+                    len(e.name),
+                    0,
+                )
+                + e.name
+                + e.data
+            )
     for e, offset in zip(entries, offsets):
-        central += struct.pack("<IHHHHHHIIIHHHHHII", 0x02014B50, (3 << 8) | 20, 20, e.flags, e.method, 0, 0x21,
-                               e.crc, len(e.data), e.size, len(e.name), 0, 0, 0, 0, e.mode << 16, offset) + e.name
+        central += (
+            struct.pack(
+                "<IHHHHHHIIIHHHHHII",
+                0x02014B50,
+                (3 << 8) | 20,
+                20,
+                e.flags,
+                e.method,
+                0,
+                0x21,
+                e.crc,
+                len(e.data),
+                e.size,
+                len(e.name),
+                0,
+                0,
+                0,
+                0,
+                e.mode << 16,
+                offset,
+            )
+            + e.name
+        )
     end = struct.pack("<IHHHHIIH", 0x06054B50, 0, 0, len(entries), len(entries), len(central), len(local), 0)
     path.write_bytes(bytes(local + central + end))
 
 
 # ---- tars ---------------------------------------------------------------------------------------
+
 
 def tar_bytes(members: list[tuple], fmt=tarfile.GNU_FORMAT) -> bytes:
     """(name, data) for regular members, (name, b"", type, linkname) for the others."""
@@ -113,7 +153,7 @@ def bad_block_after(raw: bytes, members: int) -> bytes:
     t = tarfile.open(fileobj=io.BytesIO(raw))
     infos = t.getmembers()
     at = infos[members].offset
-    return raw[:at] + b"\xde\xad" * 256 + raw[at + 512:]
+    return raw[:at] + b"\xde\xad" * 256 + raw[at + 512 :]
 
 
 def tiff(digits: np.ndarray, pages: int) -> bytes:
@@ -131,7 +171,7 @@ def cut_tiff_directory(raw: bytes, pages: int) -> bytes:
         at = struct.unpack_from("<I", raw, at + 2 + 12 * count)[0]
     count = struct.unpack_from("<H", raw, at)[0]
     pointer = at + 2 + 12 * count
-    return raw[:pointer] + struct.pack("<I", len(raw) + 10) + raw[pointer + 4:] + b"\xff" * 64
+    return raw[:pointer] + struct.pack("<I", len(raw) + 10) + raw[pointer + 4 :] + b"\xff" * 64
 
 
 def too_deep(top: Path, limit: int = 4096) -> Path:
@@ -154,12 +194,17 @@ def too_deep(top: Path, limit: int = 4096) -> Path:
 
 # ---- the set ------------------------------------------------------------------------------------
 
+
 def build(root: Path, digits: np.ndarray, tiny_members: int = 20_000, tiff_pages: int = 3000) -> list[Case]:
     """Every hostile kind under ``root`` (made here), from real digits; one Case per source."""
     root.mkdir(parents=True)
     good = [png(d) for d in digits[:8]]
-    return (plain_files(root, digits, good, tiff_pages) + special_files(root, good) + zips(root, good, tiny_members)
-            + tars(root, good))
+    return (
+        plain_files(root, digits, good, tiff_pages)
+        + special_files(root, good)
+        + zips(root, good, tiny_members)
+        + tars(root, good)
+    )
 
 
 def plain_files(root: Path, digits: np.ndarray, good: list[bytes], tiff_pages: int) -> list[Case]:
@@ -171,16 +216,16 @@ def plain_files(root: Path, digits: np.ndarray, good: list[bytes], tiff_pages: i
         path.write_bytes(data)
         cases.append(Case(path, {(None, 0): error}))
 
-    plain(b"caf\xe9-latin1-name.png", good[0])                    # not UTF-8: kept, escaped
-    plain("back\\xslash.png", good[1])                             # a valid name that looks escaped
+    plain(b"caf\xe9-latin1-name.png", good[0])  # not UTF-8: kept, escaped
+    plain("back\\xslash.png", good[1])  # a valid name that looks escaped
     plain("truncated.png", good[2][:60], "corrupt image")
     huge = io.BytesIO()
     Image.new("1", (1, 1)).save(huge, "PNG")
     declared = bytearray(huge.getvalue())
-    declared[16:24] = struct.pack(">II", 100_000, 100_000)        # a header that claims 10^10 pixels
+    declared[16:24] = struct.pack(">II", 100_000, 100_000)  # a header that claims 10^10 pixels
     declared[29:33] = struct.pack(">I", zlib.crc32(bytes(declared[12:29])))
     plain("claims-10-gigapixels.png", bytes(declared), "image too large")
-    strip = np.full((2, 20_000_000), 255, np.uint8)               # 40 M pixels, 10^7 : 1
+    strip = np.full((2, 20_000_000), 255, np.uint8)  # 40 M pixels, 10^7 : 1
     strip[:, 9_000_000:9_000_400] = 0
     out = io.BytesIO()
     Image.fromarray(strip).save(out, "PNG")
@@ -227,35 +272,83 @@ def zips(root: Path, good: list[bytes], tiny_members: int) -> list[Case]:
     cases: list[Case] = []
     link = stored("a.png", b"../../../etc/passwd", mode=stat.S_IFLNK | 0o777)
     fifo = stored("a.png", b"", mode=stat.S_IFIFO | 0o644)
-    write_zip(root / "links-and-duplicates.zip", [link, stored("a.png", good[4]), fifo, stored("a.png", good[5]),
-                                                  stored("__MACOSX/._a.png", b"junk"), stored(".DS_Store", b"junk")])
-    cases.append(Case(root / "links-and-duplicates.zip", {
-        ("a.png", 0): "archive member is a link", ("a.png", 1): None, ("a.png", 2): "archive member is a FIFO",
-        ("a.png", 3): None}))
+    write_zip(
+        root / "links-and-duplicates.zip",
+        [
+            link,
+            stored("a.png", good[4]),
+            fifo,
+            stored("a.png", good[5]),
+            stored("__MACOSX/._a.png", b"junk"),
+            stored(".DS_Store", b"junk"),
+        ],
+    )
+    cases.append(
+        Case(
+            root / "links-and-duplicates.zip",
+            {
+                ("a.png", 0): "archive member is a link",
+                ("a.png", 1): None,
+                ("a.png", 2): "archive member is a FIFO",
+                ("a.png", 3): None,
+            },
+        )
+    )
 
     payload, crc = deflated_zeros(BOMB_MEMBER)
     looks_png, png_crc = deflated_zeros(BOMB_MEMBER, b"\x89PNG\r\n\x1a\n")
     bomb = [Entry(f"zeros-{i:03d}.bin".encode(), payload, BOMB_MEMBER, crc, method=8) for i in range(96)]
-    bomb += [Entry(f"looks-like-{i}.png".encode(), looks_png, BOMB_MEMBER, png_crc, method=8) for i in range(4)]
+    bomb += [
+        Entry(f"looks-like-{i}.png".encode(), looks_png, BOMB_MEMBER, png_crc, method=8) for i in range(4)
+    ]
     write_zip(root / "inflates-to-25-GiB.zip", bomb)
-    cases.append(Case(root / "inflates-to-25-GiB.zip", {
-        **{(f"zeros-{i:03d}.bin", 0): "not an image" for i in range(96)},
-        **{(f"looks-like-{i}.png", 0): "not an image" for i in range(4)}}))  # read whole, then refused by Pillow
+    cases.append(
+        Case(
+            root / "inflates-to-25-GiB.zip",
+            {
+                **{(f"zeros-{i:03d}.bin", 0): "not an image" for i in range(96)},
+                **{(f"looks-like-{i}.png", 0): "not an image" for i in range(4)},
+            },
+        )
+    )  # read whole, then refused by Pillow
 
     shared = [stored("kernel.png", good[6], method=0)] + [
-        Entry(f"overlap-{i}.png".encode(), good[6], len(good[6]), zlib.crc32(good[6]), shared_with=0) for i in range(5)]
+        Entry(f"overlap-{i}.png".encode(), good[6], len(good[6]), zlib.crc32(good[6]), shared_with=0)
+        for i in range(5)
+    ]
     write_zip(root / "overlapping-entries.zip", shared)
-    cases.append(Case(root / "overlapping-entries.zip", {
-        ("kernel.png", 0): "archive member overlaps", **{(f"overlap-{i}.png", 0): "archive member overlaps"
-                                                          for i in range(5)}}))
+    cases.append(
+        Case(
+            root / "overlapping-entries.zip",
+            {
+                ("kernel.png", 0): "archive member overlaps",
+                **{(f"overlap-{i}.png", 0): "archive member overlaps" for i in range(5)},
+            },
+        )
+    )
 
-    write_zip(root / "odd-members.zip", [
-        stored("secret.png", good[0], flags=0x1), stored("inner.zip", b"PK\x05\x06" + bytes(18)),
-        stored("../escape.png", good[0]), stored(b"caf\xe9.png", good[7]), stored("ok/7.png", good[7])])
-    cases.append(Case(root / "odd-members.zip", {
-        ("secret.png", 0): "archive member is encrypted", ("inner.zip", 0): "nested archive not opened",
-        ("../escape.png", 0): "unsafe member name", (b"caf\xe9.png".decode("cp437"), 0): None,
-        ("ok/7.png", 0): None}))
+    write_zip(
+        root / "odd-members.zip",
+        [
+            stored("secret.png", good[0], flags=0x1),
+            stored("inner.zip", b"PK\x05\x06" + bytes(18)),
+            stored("../escape.png", good[0]),
+            stored(b"caf\xe9.png", good[7]),
+            stored("ok/7.png", good[7]),
+        ],
+    )
+    cases.append(
+        Case(
+            root / "odd-members.zip",
+            {
+                ("secret.png", 0): "archive member is encrypted",
+                ("inner.zip", 0): "nested archive not opened",
+                ("../escape.png", 0): "unsafe member name",
+                (b"caf\xe9.png".decode("cp437"), 0): None,
+                ("ok/7.png", 0): None,
+            },
+        )
+    )
 
     write_zip(root / "bad-utf8-flag.zip", [stored(b"\xff\xfe.png", good[0], flags=0x800)])
     cases.append(Case(root / "bad-utf8-flag.zip", {(None, 0): "corrupt archive"}))
@@ -265,7 +358,9 @@ def zips(root: Path, good: list[bytes], tiny_members: int) -> list[Case]:
     with zipfile.ZipFile(root / "tiny-members.zip", "w") as z:
         for i in range(tiny_members):
             z.writestr(f"t/{i:06d}", b"x")
-    cases.append(Case(root / "tiny-members.zip", {(f"t/{i:06d}", 0): "not an image" for i in range(tiny_members)}))
+    cases.append(
+        Case(root / "tiny-members.zip", {(f"t/{i:06d}", 0): "not an image" for i in range(tiny_members)})
+    )
     return cases
 
 
@@ -275,31 +370,59 @@ def tars(root: Path, good: list[bytes]) -> list[Case]:
     regular = [(f"{i}.png", good[i]) for i in range(8)]
     raw = tar_bytes(regular)
     (root / "bad-header-part-way.tar").write_bytes(bad_block_after(raw, 5))
-    cases.append(Case(root / "bad-header-part-way.tar", {
-        **{(f"{i}.png", 0): None for i in range(5)}, (None, 0): "corrupt archive: unreadable header"}))
+    cases.append(
+        Case(
+            root / "bad-header-part-way.tar",
+            {**{(f"{i}.png", 0): None for i in range(5)}, (None, 0): "corrupt archive: unreadable header"},
+        )
+    )
 
     whole = gzip.compress(raw)
     (root / "truncated.tar.gz").write_bytes(whole[: len(whole) * 2 // 3])
-    cases.append(Case(root / "truncated.tar.gz", {}))  # members before the cut, then one archive row: see check
+    cases.append(
+        Case(root / "truncated.tar.gz", {})
+    )  # members before the cut, then one archive row: see check
 
     (root / "joined.tar").write_bytes(tar_bytes(regular[:3]) + tar_bytes(regular[3:6]))
     cases.append(Case(root / "joined.tar", {(f"{i}.png", 0): None for i in range(6)}))
-    (root / "joined-streams.tar.gz").write_bytes(gzip.compress(tar_bytes(regular[:4])) + gzip.compress(tar_bytes(regular[4:])))
+    (root / "joined-streams.tar.gz").write_bytes(
+        gzip.compress(tar_bytes(regular[:4])) + gzip.compress(tar_bytes(regular[4:]))
+    )
     cases.append(Case(root / "joined-streams.tar.gz", {(f"{i}.png", 0): None for i in range(8)}))
 
-    (root / "links.tar").write_bytes(tar_bytes([
-        ("b.png", b"", tarfile.SYMTYPE, "/etc/passwd"), ("b.png", good[1]), ("b.png", b"", tarfile.LNKTYPE, "b.png"),
-        ("b.png", b"", tarfile.FIFOTYPE), ("b.png", b"", tarfile.CHRTYPE), (os.fsdecode(b"n\xe4me.png"), good[2])]))
-    cases.append(Case(root / "links.tar", {
-        ("b.png", 0): "archive member is a link", ("b.png", 1): None, ("b.png", 2): "archive member is a link",
-        ("b.png", 3): "archive member is a FIFO", ("b.png", 4): "archive member is a device",
-        ("n\\xe4me.png", 0): None}))
+    (root / "links.tar").write_bytes(
+        tar_bytes(
+            [
+                ("b.png", b"", tarfile.SYMTYPE, "/etc/passwd"),
+                ("b.png", good[1]),
+                ("b.png", b"", tarfile.LNKTYPE, "b.png"),
+                ("b.png", b"", tarfile.FIFOTYPE),
+                ("b.png", b"", tarfile.CHRTYPE),
+                (os.fsdecode(b"n\xe4me.png"), good[2]),
+            ]
+        )
+    )
+    cases.append(
+        Case(
+            root / "links.tar",
+            {
+                ("b.png", 0): "archive member is a link",
+                ("b.png", 1): None,
+                ("b.png", 2): "archive member is a link",
+                ("b.png", 3): "archive member is a FIFO",
+                ("b.png", 4): "archive member is a device",
+                ("n\\xe4me.png", 0): None,
+            },
+        )
+    )
 
     declared = tar_bytes([("huge.png", b"")])
     header = bytearray(declared[:512])
-    header[124:136] = b"%011o\x00" % (8 * 2**30)                # claims 8 GiB of data
+    header[124:136] = b"%011o\x00" % (8 * 2**30)  # claims 8 GiB of data
     header[148:156] = b"        "
     header[148:156] = b"%06o\x00 " % sum(header)
     (root / "bz2-bomb.tar").write_bytes(bz2.compress(bytes(header) + bytes(2**20)))
-    cases.append(Case(root / "bz2-bomb.tar", {(None, 0): "corrupt archive: member 'huge.png' would take it past"}))
+    cases.append(
+        Case(root / "bz2-bomb.tar", {(None, 0): "corrupt archive: member 'huge.png' would take it past"})
+    )
     return cases

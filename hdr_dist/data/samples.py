@@ -36,7 +36,10 @@ def entries(x: np.ndarray, y: np.ndarray, labels: list[str], sizes=(28,), format
     for size in sizes:
         for fmt in formats:
             for i, (img, cls) in enumerate(zip(x, y)):
-                yield f"{labels[cls]}/{size}px-{fmt.lower()}/{i:05d}.{EXTENSIONS[fmt]}", render(img, size, fmt)
+                yield (
+                    f"{labels[cls]}/{size}px-{fmt.lower()}/{i:05d}.{EXTENSIONS[fmt]}",
+                    render(img, size, fmt),
+                )
 
 
 def write_folder(root: Path, items) -> int:
@@ -83,16 +86,32 @@ def write(path: Path, items) -> int:
 def main(argv=None) -> int:
     from hdr_dist.data import datasets
 
-    p = argparse.ArgumentParser(prog="python -m hdr_dist.samples",
-                                description="Write MNIST test images as scans (dark ink on light paper).")
+    p = argparse.ArgumentParser(
+        prog="python -m hdr_dist.samples",
+        description="Write MNIST test images as scans (dark ink on light paper).",
+    )
     p.add_argument("output", type=Path, help="a folder, or a .zip / .tar / .tar.gz file")
-    p.add_argument("--limit", type=int, default=1000, help="images per size and format (default: %(default)s)")
-    p.add_argument("--sizes", default="28,64,200", help="comma list of sides in pixels (default: %(default)s)")
-    p.add_argument("--formats", default="PNG,JPEG", help="comma list of PNG, JPEG, BMP, TIFF, GIF (default: %(default)s)")
+    p.add_argument(
+        "--limit", type=int, default=1000, help="images per size and format (default: %(default)s)"
+    )
+    p.add_argument(
+        "--sizes", default="28,64,200", help="comma list of sides in pixels (default: %(default)s)"
+    )
+    p.add_argument(
+        "--formats", default="PNG,JPEG", help="comma list of PNG, JPEG, BMP, TIFF, GIF (default: %(default)s)"
+    )
     args = p.parse_args(argv)
     ds = datasets.load("mnist", limit_test=args.limit)
-    n = write(args.output, entries(ds.test.x, ds.test.y, ds.labels, [int(s) for s in args.sizes.split(",")],
-                                   [f.upper() for f in args.formats.split(",")]))
+    n = write(
+        args.output,
+        entries(
+            ds.test.x,
+            ds.test.y,
+            ds.labels,
+            [int(s) for s in args.sizes.split(",")],
+            [f.upper() for f in args.formats.split(",")],
+        ),
+    )
     print(f"wrote {n:,} images to {args.output}")
     return 0
 

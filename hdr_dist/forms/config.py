@@ -9,13 +9,13 @@ from dataclasses import dataclass
 @dataclass(frozen=True)
 class FormsConfig:
     inputs: tuple[str, ...]
-    template: str                  # the template file
-    labelled: bool                 # a labels file was given
-    dropout: str                   # how the printed form is dropped: reference or lines
-    length_constraint: bool        # a field of known length is decoded under it
-    batch_size: int                # pages per inference batch
+    template: str  # the template file
+    labelled: bool  # a labels file was given
+    dropout: str  # how the printed form is dropped: reference or lines
+    length_constraint: bool  # a field of known length is decoded under it
+    batch_size: int  # pages per inference batch
     max_pixels: int
-    commit_rows: int               # pages become durable in pieces of at most this many
+    commit_rows: int  # pages become durable in pieces of at most this many
     commit_seconds: float
     review_rows: int
     use_gpu: bool

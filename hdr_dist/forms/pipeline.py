@@ -34,23 +34,63 @@ DECODE_CPUS = 0.75  # registration is most of a page's time: the tasks get the C
 # pages stream on to the actors.
 FILES_PER_TASK = 2
 BLOCK_BYTES = 2 * 2**20
-PAGE_ROWS = 8       # pages per table a task yields: a TIFF of 10,000 pages is never one table
+PAGE_ROWS = 8  # pages per table a task yields: a TIFF of 10,000 pages is never one table
 NODE = "node"
-REGISTRATION = pa.struct([("score", pa.float32()), ("rotation", pa.float32()), ("scale", pa.float32()),
-                          ("shift_x", pa.float32()), ("shift_y", pa.float32())])
-READ = pa.struct([("zone", pa.int32()), ("cell", pa.int32()), ("image", pa.binary()), ("empty", pa.bool_()),
-                  ("error", pa.string())])
-PAGE_SCHEMA = pa.schema([
-    ("source", pa.string()), ("member", pa.string()), ("occurrence", pa.int32()), ("page", pa.int32()),
-    ("pages", pa.int32()), ("width", pa.int32()), ("height", pa.int32()), ("error", pa.string()),
-    ("registration", REGISTRATION), ("boxes", pa.list_(pa.list_(pa.int32()))), ("reads", pa.list_(READ))])
-FIELD = pa.struct([("field", pa.string()), ("kind", pa.string()), ("text", pa.string()),
-                   ("char_confidences", pa.list_(pa.float32())), ("confidence", pa.float32()),
-                   ("decision", pa.string()), ("error", pa.string()), ("box", pa.list_(pa.int32()))])
+REGISTRATION = pa.struct(
+    [
+        ("score", pa.float32()),
+        ("rotation", pa.float32()),
+        ("scale", pa.float32()),
+        ("shift_x", pa.float32()),
+        ("shift_y", pa.float32()),
+    ]
+)
+READ = pa.struct(
+    [
+        ("zone", pa.int32()),
+        ("cell", pa.int32()),
+        ("image", pa.binary()),
+        ("empty", pa.bool_()),
+        ("error", pa.string()),
+    ]
+)
+PAGE_SCHEMA = pa.schema(
+    [
+        ("source", pa.string()),
+        ("member", pa.string()),
+        ("occurrence", pa.int32()),
+        ("page", pa.int32()),
+        ("pages", pa.int32()),
+        ("width", pa.int32()),
+        ("height", pa.int32()),
+        ("error", pa.string()),
+        ("registration", REGISTRATION),
+        ("boxes", pa.list_(pa.list_(pa.int32()))),
+        ("reads", pa.list_(READ)),
+    ]
+)
+FIELD = pa.struct(
+    [
+        ("field", pa.string()),
+        ("kind", pa.string()),
+        ("text", pa.string()),
+        ("char_confidences", pa.list_(pa.float32())),
+        ("confidence", pa.float32()),
+        ("decision", pa.string()),
+        ("error", pa.string()),
+        ("box", pa.list_(pa.int32())),
+    ]
+)
 # What the actors answer: a page's own columns, its decision, and its fields.
-ANSWER_SCHEMA = pa.schema([*[f for f in PAGE_SCHEMA if f.name not in ("reads", "boxes")],
-                           ("template", pa.string()), ("decision", pa.string()), ("fields", pa.list_(FIELD)),
-                           (NODE, pa.string())])
+ANSWER_SCHEMA = pa.schema(
+    [
+        *[f for f in PAGE_SCHEMA if f.name not in ("reads", "boxes")],
+        ("template", pa.string()),
+        ("decision", pa.string()),
+        ("fields", pa.list_(FIELD)),
+        (NODE, pa.string()),
+    ]
+)
 
 
 @functools.lru_cache(maxsize=4)
@@ -67,15 +107,25 @@ def prepare_batch(batch: pa.Table, template_path: str, dropout: str, max_pixels:
     rows: dict[str, list] = {name: [] for name in PAGE_SCHEMA.names}
     for row in batch.to_pylist():
         skip = set(row["skip_pages"] or ())
-        pages = [(0, 1, None, None, None, row["error"])] if row["error"] else images.decode(
-            row["data"], max_pixels, pdf_width=template.size[0])
+        pages = (
+            [(0, 1, None, None, None, row["error"])]
+            if row["error"]
+            else images.decode(row["data"], max_pixels, pdf_width=template.size[0])
+        )
         for page, total, w, h, gray, error in pages:
             if page in skip:
                 continue
             found = page_of(gray, error, template, reference, drop)
-            for name, value in (("source", row["source"]), ("member", row["member"]),
-                                ("occurrence", row["occurrence"]), ("page", page), ("pages", total), ("width", w),
-                                ("height", h), *found.items()):
+            for name, value in (
+                ("source", row["source"]),
+                ("member", row["member"]),
+                ("occurrence", row["occurrence"]),
+                ("page", page),
+                ("pages", total),
+                ("width", w),
+                ("height", h),
+                *found.items(),
+            ):
                 rows[name].append(value)
         if len(rows["source"]) >= PAGE_ROWS:
             yield pa.Table.from_pydict(rows, schema=PAGE_SCHEMA)
@@ -96,12 +146,18 @@ def page_of(gray, error, template: Template, reference, drop) -> dict:
     except Exception as e:  # noqa: BLE001 - a page OpenCV cannot take is that page's error
         return empty | {"error": f"cannot register: {type(e).__name__}: {e}"[:300]}
     if not reg.matched:
-        return empty | {"error": f"does not match template {template.name} (score {reg.score:.2f})",
-                        "registration": reg.as_dict()}
+        return empty | {
+            "error": f"does not match template {template.name} (score {reg.score:.2f})",
+            "registration": reg.as_dict(),
+        }
     mapped = registration.onto_reference(gray, reg, template.size)
     reads = zones.read_zones(mapped, template, drop)
-    return {"error": None, "registration": reg.as_dict(), "boxes": [zones.page_box(z, reg) for z in template.zones],
-            "reads": [r.__dict__ for r in reads]}
+    return {
+        "error": None,
+        "registration": reg.as_dict(),
+        "boxes": [zones.page_box(z, reg) for z in template.zones],
+        "reads": [r.__dict__ for r in reads],
+    }
 
 
 class FormReader:
@@ -118,8 +174,11 @@ class FormReader:
         self.cfg = cfg
         self.digit = self.build(digit_state) if digit_state else None
         self.field = self.build(field_state) if field_state else None
-        self.node = (f"{ray.util.get_node_ip_address()} {ray.get_runtime_context().get_node_id()[:8]}"
-                     if ray.is_initialized() else "local")
+        self.node = (
+            f"{ray.util.get_node_ip_address()} {ray.get_runtime_context().get_node_id()[:8]}"
+            if ray.is_initialized()
+            else "local"
+        )
 
     def build(self, state) -> tuple:
         """A model from its state: the job hands it over as ``[object ref]``, which Ray does not fetch
@@ -148,7 +207,9 @@ class FormReader:
             return {}
         model, cfg, temperature = self.digit
         x = torch.from_numpy(np.stack([np.frombuffer(r["image"], np.uint8).reshape(28, 28) for r in reads]))
-        probs = torch.softmax(evaluate.logits(model, x, cfg.mean, cfg.std, self.device) / temperature, 1).cpu()
+        probs = torch.softmax(
+            evaluate.logits(model, x, cfg.mean, cfg.std, self.device) / temperature, 1
+        ).cpu()
         conf, pred = probs.max(1)
         return {id(r): (cfg.labels[int(k)], float(p)) for r, k, p in zip(reads, pred, conf)}
 
@@ -163,22 +224,29 @@ class FormReader:
         out = {}
         for r, z in zip(reads, logits):
             zone = self.template.zones[r["zone"]]
-            out[id(r)] = read_field(z, temperature, list(cfg.labels), zone.length if self.cfg.length_constraint
-                                    else None)
+            out[id(r)] = read_field(
+                z, temperature, list(cfg.labels), zone.length if self.cfg.length_constraint else None
+            )
         return out
 
     def answer(self, page: dict, digits: dict, fields: dict) -> dict:
         """A page's row: its fields, each with its text, confidence and decision; accept when all are."""
         base = {k: page[k] for k in ANSWER_SCHEMA.names if k in page} | {
-            "template": self.template.name, NODE: self.node}
+            "template": self.template.name,
+            NODE: self.node,
+        }
         if page["error"] is not None:
             return base | {"decision": "review", "fields": []}
         by_zone: dict[int, list[dict]] = {}
         for r in page["reads"]:
             by_zone.setdefault(r["zone"], []).append(r)
-        answers = [zone_answer(z, by_zone.get(i, []), digits, fields, self.cfg.thresholds[i]
-                               if self.cfg.thresholds else None) | {"box": page["boxes"][i]}
-                   for i, z in enumerate(self.template.zones)]
+        answers = [
+            zone_answer(
+                z, by_zone.get(i, []), digits, fields, self.cfg.thresholds[i] if self.cfg.thresholds else None
+            )
+            | {"box": page["boxes"][i]}
+            for i, z in enumerate(self.template.zones)
+        ]
         decision = "accept" if all(a["decision"] == "accept" for a in answers) else "review"
         return base | {"decision": decision, "fields": answers}
 
@@ -187,7 +255,9 @@ def ok(read: dict) -> bool:
     return not read["empty"] and read["error"] is None
 
 
-def read_field(logits: np.ndarray, temperature: float, labels: list[str], length) -> tuple[str, list[float], float]:
+def read_field(
+    logits: np.ndarray, temperature: float, labels: list[str], length
+) -> tuple[str, list[float], float]:
     """A field's string (under its ``length`` (min, max) when given), each digit's confidence, and the
     probability CTC gives the string at ``temperature``."""
     from scipy.special import log_softmax
@@ -204,14 +274,23 @@ def zone_answer(zone, reads: list[dict], digits: dict, fields: dict, threshold: 
     """A zone's text, confidence and decision. A comb's confidence is the product of its cells', and it
     is accepted when every cell clears the threshold; an empty optional zone reads as "" and is
     accepted; a required one left empty, or a comb with only some cells filled, goes to review."""
-    answer = {"field": zone.name, "kind": zone.kind, "text": None, "char_confidences": None, "confidence": None,
-              "decision": "review", "error": None}
+    answer = {
+        "field": zone.name,
+        "kind": zone.kind,
+        "text": None,
+        "char_confidences": None,
+        "confidence": None,
+        "decision": "review",
+        "error": None,
+    }
     failed = [r["error"] for r in reads if r["error"] is not None]
     filled = [r for r in reads if not r["empty"] and r["error"] is None]
     if failed:
         return answer | {"error": failed[0]}
     if not filled:
-        return answer | ({"text": "", "decision": "accept"} if not zone.required else {"text": "", "error": "empty"})
+        return answer | (
+            {"text": "", "decision": "accept"} if not zone.required else {"text": "", "error": "empty"}
+        )
     if len(filled) < len(reads):
         answer["error"] = f"{len(reads) - len(filled)} of {len(reads)} cells empty"
     if zone.kind == "field":
@@ -220,8 +299,11 @@ def zone_answer(zone, reads: list[dict], digits: dict, fields: dict, threshold: 
         text = "".join(digits[id(r)][0] for r in filled)
         chars = [digits[id(r)][1] for r in filled]
         confidence = float(np.prod(chars))
-    sure = all(c >= threshold for c in ([confidence] if zone.kind == "field" else chars)) if threshold is not None \
+    sure = (
+        all(c >= threshold for c in ([confidence] if zone.kind == "field" else chars))
+        if threshold is not None
         else True
+    )
     decision = "accept" if sure and answer["error"] is None and text else "review"
     return answer | {"text": text, "char_confidences": chars, "confidence": confidence, "decision": decision}
 
@@ -232,16 +314,32 @@ def build(items: list[Item], digit_ref, field_ref, template_path: str, cfg: Form
     import ray.data
 
     source = reading.datasource(items, FILES_PER_TASK, FILES_PER_TASK)
-    ds = ray.data.read_datasource(source, num_cpus=0, override_num_blocks=len(source.tasks),
-                                  concurrency=min(cfg.read_tasks, len(source.tasks)))
+    ds = ray.data.read_datasource(
+        source,
+        num_cpus=0,
+        override_num_blocks=len(source.tasks),
+        concurrency=min(cfg.read_tasks, len(source.tasks)),
+    )
     ray_compat.configure_data_context(ds.context, None, reserve=True)
     ds.context.target_max_block_size = BLOCK_BYTES
-    ds = ds.map_batches(prepare_batch, batch_format="pyarrow", batch_size=None, num_cpus=DECODE_CPUS,
-                        fn_kwargs={"template_path": template_path, "dropout": cfg.dropout,
-                                   "max_pixels": cfg.max_pixels})
-    return ds.map_batches(FormReader, batch_format="pyarrow", batch_size=cfg.batch_size,
-                          fn_constructor_kwargs={"digit_state": [digit_ref] if digit_ref else None,
-                                                 "field_state": [field_ref] if field_ref else None,
-                                                 "template_path": template_path, "cfg": cfg},
-                          compute=ray.data.ActorPoolStrategy(size=cfg.concurrency),
-                          num_cpus=1 if cfg.use_gpu else cfg.cpus_per_actor, num_gpus=1 if cfg.use_gpu else 0)
+    ds = ds.map_batches(
+        prepare_batch,
+        batch_format="pyarrow",
+        batch_size=None,
+        num_cpus=DECODE_CPUS,
+        fn_kwargs={"template_path": template_path, "dropout": cfg.dropout, "max_pixels": cfg.max_pixels},
+    )
+    return ds.map_batches(
+        FormReader,
+        batch_format="pyarrow",
+        batch_size=cfg.batch_size,
+        fn_constructor_kwargs={
+            "digit_state": [digit_ref] if digit_ref else None,
+            "field_state": [field_ref] if field_ref else None,
+            "template_path": template_path,
+            "cfg": cfg,
+        },
+        compute=ray.data.ActorPoolStrategy(size=cfg.concurrency),
+        num_cpus=1 if cfg.use_gpu else cfg.cpus_per_actor,
+        num_gpus=1 if cfg.use_gpu else 0,
+    )

@@ -11,12 +11,28 @@ from hdr_dist.forms.pipeline import REGISTRATION
 from hdr_dist.forms.template import Template
 
 WHERE = [("source", pa.string()), ("member", pa.string()), ("occurrence", pa.int32()), ("page", pa.int32())]
-FIELDS_SCHEMA = pa.schema([*WHERE, ("field", pa.string()), ("kind", pa.string()), ("text", pa.string()),
-                           ("char_confidences", pa.list_(pa.float32())), ("confidence", pa.float32()),
-                           ("decision", pa.string()), ("error", pa.string()), ("box", pa.list_(pa.int32()))])
+FIELDS_SCHEMA = pa.schema(
+    [
+        *WHERE,
+        ("field", pa.string()),
+        ("kind", pa.string()),
+        ("text", pa.string()),
+        ("char_confidences", pa.list_(pa.float32())),
+        ("confidence", pa.float32()),
+        ("decision", pa.string()),
+        ("error", pa.string()),
+        ("box", pa.list_(pa.int32())),
+    ]
+)
 # A form row's own columns; one text column per zone follows, named after it (``forms_schema``).
-FORM_COLUMNS = [*WHERE, ("pages", pa.int32()), ("template", pa.string()), ("registration", REGISTRATION),
-                ("decision", pa.string()), ("error", pa.string())]
+FORM_COLUMNS = [
+    *WHERE,
+    ("pages", pa.int32()),
+    ("template", pa.string()),
+    ("registration", REGISTRATION),
+    ("decision", pa.string()),
+    ("error", pa.string()),
+]
 
 
 def forms_schema(template: Template) -> pa.Schema:
@@ -45,5 +61,5 @@ def forms_of(template: Template):
             for z in template.zones:
                 texts[f"field_{z.name}"].append(got.get(z.name))
         return pa.table(rows | texts, schema=schema)
-    return forms
 
+    return forms

@@ -18,19 +18,19 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-WORK_WIDTH = 850       # registration runs on the reference and the page at about this width
-FEATURES = 4000        # ORB keypoints per image
-MIN_MATCHES = 12       # fewer RANSAC inliers than this: no transform at all
-MIN_SCORE = 0.6        # a page whose form print agrees less than this matches no template
+WORK_WIDTH = 850  # registration runs on the reference and the page at about this width
+FEATURES = 4000  # ORB keypoints per image
+MIN_MATCHES = 12  # fewer RANSAC inliers than this: no transform at all
+MIN_SCORE = 0.6  # a page whose form print agrees less than this matches no template
 ECC_ITERATIONS = 60
 
 
 @dataclass(frozen=True)
 class Registration:
-    matrix: np.ndarray        # 2x3: a page pixel (x, y, 1) -> its reference pixel
-    score: float              # the share of the reference's print the mapped page has ink on
-    rotation: float           # degrees the page is turned against the reference
-    scale: float              # page pixels per reference pixel
+    matrix: np.ndarray  # 2x3: a page pixel (x, y, 1) -> its reference pixel
+    score: float  # the share of the reference's print the mapped page has ink on
+    rotation: float  # degrees the page is turned against the reference
+    scale: float  # page pixels per reference pixel
     shift: tuple[float, float]  # where the reference's origin lands on the page, in page pixels
 
     @property
@@ -38,8 +38,13 @@ class Registration:
         return self.score >= MIN_SCORE
 
     def as_dict(self) -> dict:
-        return {"score": round(self.score, 4), "rotation": round(self.rotation, 3), "scale": round(self.scale, 5),
-                "shift_x": round(self.shift[0], 2), "shift_y": round(self.shift[1], 2)}
+        return {
+            "score": round(self.score, 4),
+            "rotation": round(self.rotation, 3),
+            "scale": round(self.scale, 5),
+            "shift_x": round(self.shift[0], 2),
+            "shift_y": round(self.shift[1], 2),
+        }
 
 
 def ink_of(gray: np.ndarray) -> np.ndarray:
@@ -79,17 +84,23 @@ def register(page: np.ndarray, ref: Reference) -> Registration:
         return failed()
     src = np.float32([keypoints[m.queryIdx].pt for m in matches])
     dst = np.float32([ref.keypoints[m.trainIdx].pt for m in matches])
-    matrix, inliers = cv2.estimateAffinePartial2D(src, dst, method=cv2.RANSAC, ransacReprojThreshold=3.0,
-                                                  maxIters=4000, confidence=0.999)
+    matrix, inliers = cv2.estimateAffinePartial2D(
+        src, dst, method=cv2.RANSAC, ransacReprojThreshold=3.0, maxIters=4000, confidence=0.999
+    )
     if matrix is None or int(inliers.sum()) < MIN_MATCHES:
         return failed()
     matrix = refine(small, ref, matrix.astype(np.float32))
-    mapped = cv2.warpAffine(small, matrix, (ref.small.shape[1], ref.small.shape[0]), flags=cv2.INTER_AREA,
-                            borderValue=255)
+    mapped = cv2.warpAffine(
+        small, matrix, (ref.small.shape[1], ref.small.shape[0]), flags=cv2.INTER_AREA, borderValue=255
+    )
     found = cv2.dilate(ink_of(mapped).astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
     score = float((found & ref.print).sum() / max(ref.print.sum(), 1))
     # From the work sizes to full ones: page pixel -> small page -> small reference -> reference pixel.
-    full = np.diag([1 / ref.factor, 1 / ref.factor, 1.0]) @ np.vstack([matrix, [0, 0, 1]]) @ np.diag([factor, factor, 1.0])
+    full = (
+        np.diag([1 / ref.factor, 1 / ref.factor, 1.0])
+        @ np.vstack([matrix, [0, 0, 1]])
+        @ np.diag([factor, factor, 1.0])
+    )
     return described(full[:2], score)
 
 
@@ -98,13 +109,25 @@ def refine(small: np.ndarray, ref: Reference, matrix: np.ndarray) -> np.ndarray:
     Kept only when it converges near where it started (a bad refinement never replaces a good match)."""
     warp = cv2.invertAffineTransform(matrix)  # ECC wants reference -> page
     try:
-        _, found = cv2.findTransformECC(ref.gradients, gradient(small), warp.copy(), cv2.MOTION_AFFINE,
-                                        (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, ECC_ITERATIONS, 1e-5),
-                                        None, 1)
+        _, found = cv2.findTransformECC(
+            ref.gradients,
+            gradient(small),
+            warp.copy(),
+            cv2.MOTION_AFFINE,
+            (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, ECC_ITERATIONS, 1e-5),
+            None,
+            1,
+        )
     except cv2.error:
         return matrix
-    corners = np.float32([[0, 0, 1], [ref.small.shape[1], 0, 1], [0, ref.small.shape[0], 1],
-                          [ref.small.shape[1], ref.small.shape[0], 1]])
+    corners = np.float32(
+        [
+            [0, 0, 1],
+            [ref.small.shape[1], 0, 1],
+            [0, ref.small.shape[0], 1],
+            [ref.small.shape[1], ref.small.shape[0], 1],
+        ]
+    )
     if np.abs(corners @ found.T - corners @ warp.T).max() > 4.0:  # work pixels: ~8 page pixels
         return matrix
     return cv2.invertAffineTransform(found)
@@ -118,8 +141,13 @@ def described(matrix: np.ndarray, score: float) -> Registration:
     """The transform's rotation, scale and shift, as the page shows them (the inverse: reference -> page)."""
     inverse = cv2.invertAffineTransform(matrix.astype(np.float64))
     a, b = inverse[0, 0], inverse[1, 0]
-    return Registration(matrix, score, math.degrees(math.atan2(b, a)), math.hypot(a, b),
-                        (float(inverse[0, 2]), float(inverse[1, 2])))
+    return Registration(
+        matrix,
+        score,
+        math.degrees(math.atan2(b, a)),
+        math.hypot(a, b),
+        (float(inverse[0, 2]), float(inverse[1, 2])),
+    )
 
 
 def from_row(row: dict) -> Registration:
@@ -129,8 +157,13 @@ def from_row(row: dict) -> Registration:
     a = math.radians(row["rotation"])
     c, s = row["scale"] * math.cos(a), row["scale"] * math.sin(a)
     inverse = np.array([[c, -s, row["shift_x"]], [s, c, row["shift_y"]]])
-    return Registration(cv2.invertAffineTransform(inverse), row["score"], row["rotation"], row["scale"],
-                        (row["shift_x"], row["shift_y"]))
+    return Registration(
+        cv2.invertAffineTransform(inverse),
+        row["score"],
+        row["rotation"],
+        row["scale"],
+        (row["shift_x"], row["shift_y"]),
+    )
 
 
 def onto_reference(page: np.ndarray, reg: Registration, size: tuple[int, int]) -> np.ndarray:

@@ -54,7 +54,9 @@ def reference(zones=ZONES, title: str = "CLAIM FORM  -  please write one digit p
     page = Image.new("L", SIZE, 255)
     pen = ImageDraw.Draw(page)
     pen.text((140, 150), title, fill=0, font=font(44))
-    pen.text((140, 215), "Form " + NAME + "   Office use: do not write below the line", fill=60, font=font(24))
+    pen.text(
+        (140, 215), "Form " + NAME + "   Office use: do not write below the line", fill=60, font=font(24)
+    )
     pen.line((140, 270, SIZE[0] - 140, 270), fill=0, width=3)
     for x, y in ((60, 60), (SIZE[0] - 120, 60), (60, SIZE[1] - 120), (SIZE[0] - 120, SIZE[1] - 120)):
         pen.rectangle((x, y, x + 60, y + 60), fill=0)
@@ -72,10 +74,17 @@ def reference(zones=ZONES, title: str = "CLAIM FORM  -  please write one digit p
 def template_yaml(zones=ZONES) -> str:
     lines = [f"name: {NAME}", f"size: [{SIZE[0]}, {SIZE[1]}]", f"reference: {NAME}.png", "fields:"]
     for name, kind, box, cells, required, _ in zones:
-        extra = (f", cells: {cells}" if kind == "comb" else f", length: [{cells[0]}, {cells[1]}]" if kind == "field"
-                 else "")
-        lines.append(f"  - {{name: {name}, kind: {kind}, box: [{', '.join(map(str, box))}]{extra}, "
-                     f"required: {str(required).lower()}}}")
+        extra = (
+            f", cells: {cells}"
+            if kind == "comb"
+            else f", length: [{cells[0]}, {cells[1]}]"
+            if kind == "field"
+            else ""
+        )
+        lines.append(
+            f"  - {{name: {name}, kind: {kind}, box: [{', '.join(map(str, box))}]{extra}, "
+            f"required: {str(required).lower()}}}"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -97,8 +106,8 @@ class Digits:
 def ink(page: np.ndarray, digit: np.ndarray, x: int, y: int, darkness: float) -> None:
     """Write a white-on-black ink image (0..1) onto the page (0 = black) at (x, y), as pen ink."""
     h, w = digit.shape
-    region = page[y:y + h, x:x + w]
-    np.minimum(region, 255 * (1 - digit[:region.shape[0], :region.shape[1]] * darkness), out=region)
+    region = page[y : y + h, x : x + w]
+    np.minimum(region, 255 * (1 - digit[: region.shape[0], : region.shape[1]] * darkness), out=region)
 
 
 def scaled(canvas: np.ndarray, height: int) -> np.ndarray:
@@ -125,14 +134,22 @@ def write_field(page, digits: Digits, box, length: tuple[int, int], rng) -> str:
     x, y, w, h = box
     n = int(rng.integers(length[0], length[1] + 1))
     idx = digits.take(n)
-    canvases = fields.transform(torch.from_numpy(digits.x[idx]), fields.FieldStyle(),
-                                torch.Generator().manual_seed(int(rng.integers(2**31))))[:, 0].numpy()
+    canvases = fields.transform(
+        torch.from_numpy(digits.x[idx]),
+        fields.FieldStyle(),
+        torch.Generator().manual_seed(int(rng.integers(2**31))),
+    )[:, 0].numpy()
     strip, _ = fields.compose(canvases, fields.FieldStyle(gap=(-2, 8)), rng)
     height = int(h * rng.uniform(0.7, 0.85))
     glyphs = scaled(strip, height)
-    glyphs = glyphs[:, :w - 30]
-    ink(page, glyphs, x + 15 + int(rng.integers(0, max(1, w - 30 - glyphs.shape[1]))), y + (h - height) // 2,
-        rng.uniform(0.75, 0.95))
+    glyphs = glyphs[:, : w - 30]
+    ink(
+        page,
+        glyphs,
+        x + 15 + int(rng.integers(0, max(1, w - 30 - glyphs.shape[1]))),
+        y + (h - height) // 2,
+        rng.uniform(0.75, 0.95),
+    )
     return "".join(digits.labels[d] for d in digits.y[idx])
 
 
@@ -146,7 +163,9 @@ def fill(form: Image.Image, digits: Digits, rng, zones=ZONES) -> tuple[Image.Ima
         elif kind == "comb":
             x, y, w, h = box
             edges = np.linspace(x, x + w, cells + 1).round().astype(int)
-            truth[name] = "".join(write_digit(page, digits, (a, y, b - a, h), rng) for a, b in zip(edges, edges[1:]))
+            truth[name] = "".join(
+                write_digit(page, digits, (a, y, b - a, h), rng) for a, b in zip(edges, edges[1:])
+            )
         elif kind == "digit":
             truth[name] = write_digit(page, digits, box, rng)
         else:
@@ -158,7 +177,7 @@ def fill(form: Image.Image, digits: Digits, rng, zones=ZONES) -> tuple[Image.Ima
 class Scan:
     rotation: float  # degrees, counter-clockwise, of the form on the scanned page
     scale: float
-    dx: float        # the form's shift on the page, in pixels
+    dx: float  # the form's shift on the page, in pixels
     dy: float
     upside_down: bool
 
@@ -166,9 +185,13 @@ class Scan:
 def scan(page: Image.Image, rng, upside_down: bool | None = None) -> tuple[Image.Image, Scan]:
     """A scanner's copy of ``page``: turned, scaled and shifted on a sheet the same size, paper tone,
     noise and blur; upside down now and then."""
-    s = Scan(float(rng.uniform(-3, 3)), float(rng.uniform(0.95, 1.05)), float(rng.uniform(-0.05, 0.05) * SIZE[0]),
-             float(rng.uniform(-0.05, 0.05) * SIZE[1]),
-             bool(rng.random() < UPSIDE_DOWN) if upside_down is None else upside_down)
+    s = Scan(
+        float(rng.uniform(-3, 3)),
+        float(rng.uniform(0.95, 1.05)),
+        float(rng.uniform(-0.05, 0.05) * SIZE[0]),
+        float(rng.uniform(-0.05, 0.05) * SIZE[1]),
+        bool(rng.random() < UPSIDE_DOWN) if upside_down is None else upside_down,
+    )
     a = math.radians(s.rotation)
     cx, cy = SIZE[0] / 2, SIZE[1] / 2
     # The inverse map PIL wants (output pixel -> input pixel): undo the shift, the rotation, the scale.
@@ -180,7 +203,9 @@ def scan(page: Image.Image, rng, upside_down: bool | None = None) -> tuple[Image
         out = out.rotate(180)
     paper = rng.uniform(215, 250)
     arr = np.asarray(out, np.float32) * paper / 255 + rng.normal(0, rng.uniform(2, 8), (SIZE[1], SIZE[0]))
-    out = Image.fromarray(arr.clip(0, 255).astype(np.uint8)).filter(ImageFilter.GaussianBlur(rng.uniform(0, 1.0)))
+    out = Image.fromarray(arr.clip(0, 255).astype(np.uint8)).filter(
+        ImageFilter.GaussianBlur(rng.uniform(0, 1.0))
+    )
     return out, s
 
 
@@ -191,14 +216,16 @@ def stray(kind: str, rng) -> Image.Image:
     if kind == "letter":
         page = Image.new("L", SIZE, 255)
         pen = ImageDraw.Draw(page)
-        words = "dear sir madam we write about your order of the goods delivered last month please".split()
+        words = ["dear", "sir", "madam", "we", "write", "about", "your", "order", "of", "the", "goods", "delivered", "last", "month", "please"]
         for row in range(40):
             text = " ".join(rng.choice(words, int(rng.integers(6, 12))))
             pen.text((160, 200 + 44 * row), text, fill=20, font=font(28))
         return page
-    other = [("ref", "comb", (900, 500, 600, 80), 6, True, "Reference"),
-             ("total", "field", (200, 1500, 1200, 140), (1, 9), True, "Total"),
-             ("items", "comb", (200, 800, 400, 80), 4, True, "Items")]
+    other = [
+        ("ref", "comb", (900, 500, 600, 80), 6, True, "Reference"),
+        ("total", "field", (200, 1500, 1200, 140), (1, 9), True, "Total"),
+        ("items", "comb", (200, 800, 400, 80), 4, True, "Items"),
+    ]
     return reference(other, title="ORDER FORM")
 
 
@@ -252,8 +279,9 @@ def write(out: Path, pages: int, seed: int = 0) -> dict:
     with open(out / "truth.csv", "w", newline="") as f:
         csv.writer(f).writerows([["path", "page", "field", "label"], *truth_rows])
     with open(out / "pages.csv", "w", newline="") as f:
-        csv.writer(f).writerows([["path", "page", "kind", "rotation", "scale", "dx", "dy", "upside_down"],
-                                 *page_rows])
+        csv.writer(f).writerows(
+            [["path", "page", "kind", "rotation", "scale", "dx", "dy", "upside_down"], *page_rows]
+        )
     return {"files": n, "pages": made, "forms": sum(r[2] == "form" for r in page_rows)}
 
 
@@ -268,8 +296,10 @@ def main(argv=None) -> int:
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
     made = write(args.output, args.pages, args.seed)
-    print(f"{made['pages']:,} pages ({made['forms']:,} of them forms) in {made['files']:,} files under "
-          f"{args.output / 'pages'}; template {args.output / (NAME + '.yaml')}; truth in {args.output / 'truth.csv'}")
+    print(
+        f"{made['pages']:,} pages ({made['forms']:,} of them forms) in {made['files']:,} files under "
+        f"{args.output / 'pages'}; template {args.output / (NAME + '.yaml')}; truth in {args.output / 'truth.csv'}"
+    )
     return 0
 
 

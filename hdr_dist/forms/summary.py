@@ -34,11 +34,16 @@ def counts(forms: pa.Table, fields: pa.Table) -> dict:
     error = forms["error"]
     unmatched = pc.sum(pc.starts_with(pc.fill_null(error, ""), UNMATCHED)).as_py() or 0
     failed = (pc.sum(error.is_valid()).as_py() or 0) - unmatched
-    return {"pages": forms.num_rows, "forms_matched": forms.num_rows - unmatched - failed,
-            "pages_unmatched": unmatched, "pages_failed": failed,
-            "forms_accepted": pc.sum(pc.equal(forms["decision"], "accept")).as_py() or 0,
-            "fields": fields.num_rows, "fields_accepted": pc.sum(pc.equal(fields["decision"], "accept")).as_py() or 0,
-            "fields_empty": pc.sum(pc.equal(fields["text"], "")).as_py() or 0}
+    return {
+        "pages": forms.num_rows,
+        "forms_matched": forms.num_rows - unmatched - failed,
+        "pages_unmatched": unmatched,
+        "pages_failed": failed,
+        "forms_accepted": pc.sum(pc.equal(forms["decision"], "accept")).as_py() or 0,
+        "fields": fields.num_rows,
+        "fields_accepted": pc.sum(pc.equal(fields["decision"], "accept")).as_py() or 0,
+        "fields_empty": pc.sum(pc.equal(fields["text"], "")).as_py() or 0,
+    }
 
 
 def write_csv(forms: pa.Table, template: Template, path: Path) -> None:
@@ -48,13 +53,24 @@ def write_csv(forms: pa.Table, template: Template, path: Path) -> None:
     with path.open("w", newline="", encoding="utf-8") as f:
         out = csv.writer(f)
         out.writerow(["source", "member", "page", "decision", "error", *[z.name for z in template.zones]])
-        for row in forms.sort_by([("source", "ascending"), ("member", "ascending"), ("occurrence", "ascending"),
-                                  ("page", "ascending")]).select(names).to_pylist():
+        for row in (
+            forms.sort_by(
+                [
+                    ("source", "ascending"),
+                    ("member", "ascending"),
+                    ("occurrence", "ascending"),
+                    ("page", "ascending"),
+                ]
+            )
+            .select(names)
+            .to_pylist()
+        ):
             out.writerow(["" if row[n] is None else row[n] for n in names])
 
 
-def finish(work: Path, output: Path, template: Template, cfg, this_run: dict, labels: dict | None,
-           identity: dict) -> tuple[dict, list[dict]]:
+def finish(
+    work: Path, output: Path, template: Template, cfg, this_run: dict, labels: dict | None, identity: dict
+) -> tuple[dict, list[dict]]:
     """Counts, forms.csv, metrics (with labels), summary.json, then the rename; the summary and the
     metrics rows."""
     from hdr_dist.forms.records import forms_schema
@@ -69,14 +85,26 @@ def finish(work: Path, output: Path, template: Template, cfg, this_run: dict, la
         pq.write_table(pa.Table.from_pylist(rows, schema=truth.METRICS_SCHEMA), work / "metrics.parquet")
     pages = found["pages"] - this_run.pop("rows_before")
     seconds, startup = this_run.pop("seconds"), this_run.pop("startup")
-    summary = {"inputs_seen": this_run.pop("inputs_seen"), "skipped_already_read": this_run.pop("skipped"),
-               **found, **whole, "pages_this_run": pages, "seconds": round(seconds, 3),
-               "pages_per_s": round(pages / max(seconds, 1e-9), 2), "startup_seconds": round(startup, 3),
-               "steady_pages_per_s": round(pages / max(seconds - startup, 1e-9), 2), **this_run, **identity,
-               "template": template.name, "template_file": str(template.path.resolve()), "dropout": cfg.dropout,
-               "length_constraint": cfg.length_constraint, "target_error": cfg.target_error,
-               "thresholds": dict(zip([z.name for z in template.zones], cfg.thresholds)) if cfg.thresholds else None,
-               "inputs": [escape(os.path.realpath(os.path.expanduser(i))) for i in cfg.inputs]}
+    summary = {
+        "inputs_seen": this_run.pop("inputs_seen"),
+        "skipped_already_read": this_run.pop("skipped"),
+        **found,
+        **whole,
+        "pages_this_run": pages,
+        "seconds": round(seconds, 3),
+        "pages_per_s": round(pages / max(seconds, 1e-9), 2),
+        "startup_seconds": round(startup, 3),
+        "steady_pages_per_s": round(pages / max(seconds - startup, 1e-9), 2),
+        **this_run,
+        **identity,
+        "template": template.name,
+        "template_file": str(template.path.resolve()),
+        "dropout": cfg.dropout,
+        "length_constraint": cfg.length_constraint,
+        "target_error": cfg.target_error,
+        "thresholds": dict(zip([z.name for z in template.zones], cfg.thresholds)) if cfg.thresholds else None,
+        "inputs": [escape(os.path.realpath(os.path.expanduser(i))) for i in cfg.inputs],
+    }
     (work / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     work.rename(output)
     return summary, rows

@@ -28,16 +28,16 @@ from hdr_dist.common.errors import UserError, one_line
 
 KINDS = ("comb", "field", "digit")
 MAX_FIELD_LENGTH = 12  # the longest field the field reader is trained on
-MAX_SIDE = 20_000      # pixels: a reference page larger than this is not a form
+MAX_SIDE = 20_000  # pixels: a reference page larger than this is not a form
 
 
 @dataclass(frozen=True)
 class Zone:
     name: str
-    kind: str                          # comb, field or digit
-    box: tuple[int, int, int, int]     # x, y, width, height in reference pixels
-    cells: tuple[int, ...] = ()        # a comb's cell widths (one digit each)
-    length: tuple[int, int] = (1, 1)   # how many digits the zone may hold
+    kind: str  # comb, field or digit
+    box: tuple[int, int, int, int]  # x, y, width, height in reference pixels
+    cells: tuple[int, ...] = ()  # a comb's cell widths (one digit each)
+    length: tuple[int, int] = (1, 1)  # how many digits the zone may hold
     required: bool = True
 
     def cell_boxes(self) -> list[tuple[int, int, int, int]]:
@@ -50,10 +50,10 @@ class Zone:
 @dataclass(frozen=True)
 class Template:
     name: str
-    size: tuple[int, int]              # width, height of the reference page
+    size: tuple[int, int]  # width, height of the reference page
     reference: Path
     zones: tuple[Zone, ...]
-    path: Path                         # the YAML file, for messages
+    path: Path  # the YAML file, for messages
 
     def reference_image(self) -> np.ndarray:
         """The empty form, grayscale uint8 at ``size``."""
@@ -87,7 +87,11 @@ def load(path: str | Path) -> Template:
     if not isinstance(name, str) or not name.strip():
         fail(path, "name", f"want a non-empty text, got {name!r}")
     size = spec["size"]
-    if not (isinstance(size, list) and len(size) == 2 and all(isinstance(v, int) and 0 < v <= MAX_SIDE for v in size)):
+    if not (
+        isinstance(size, list)
+        and len(size) == 2
+        and all(isinstance(v, int) and 0 < v <= MAX_SIDE for v in size)
+    ):
         fail(path, "size", f"want [width, height] in pixels (1 to {MAX_SIDE:,}), got {size!r}")
     reference = path.parent / str(spec["reference"])
     check_reference(path, reference, tuple(size))
@@ -109,7 +113,11 @@ def check_reference(path: Path, reference: Path, size: tuple[int, int]) -> None:
     except Exception as e:  # noqa: BLE001 - anything Pillow cannot open is the user's reference
         fail(path, "reference", f"{reference}: not an image ({one_line(e)})")
     if found != size:
-        fail(path, "reference", f"{reference} is {found[0]}x{found[1]} pixels, not the size {size[0]}x{size[1]}")
+        fail(
+            path,
+            "reference",
+            f"{reference} is {found[0]}x{found[1]} pixels, not the size {size[0]}x{size[1]}",
+        )
 
 
 def zone(path: Path, i: int, spec, size: tuple[int, int]) -> Zone:
@@ -157,18 +165,31 @@ def comb_cells(path: Path, where: str, cells, width: int) -> tuple[int, ...]:
         return tuple(int(v) for v in np.diff(edges))
     if isinstance(cells, list) and cells and all(isinstance(v, int) and v >= 1 for v in cells):
         if sum(cells) != width:
-            fail(path, f"{where}.cells", f"cell widths {cells} add up to {sum(cells)}, not the box's width {width}")
+            fail(
+                path,
+                f"{where}.cells",
+                f"cell widths {cells} add up to {sum(cells)}, not the box's width {width}",
+            )
         return tuple(cells)
-    fail(path, f"{where}.cells", f"want a number of cells (at least 1) or a list of cell widths, got {cells!r}")
+    fail(
+        path, f"{where}.cells", f"want a number of cells (at least 1) or a list of cell widths, got {cells!r}"
+    )
 
 
 def field_length(path: Path, where: str, length) -> tuple[int, int]:
     if isinstance(length, int) and not isinstance(length, bool):
         length = [length, length]
-    if not (isinstance(length, list) and len(length) == 2 and all(isinstance(v, int) for v in length)
-            and 1 <= length[0] <= length[1] <= MAX_FIELD_LENGTH):
-        fail(path, f"{where}.length", f"want a number of digits or [min, max], from 1 to {MAX_FIELD_LENGTH}, "
-                                      f"got {length!r}")
+    if not (
+        isinstance(length, list)
+        and len(length) == 2
+        and all(isinstance(v, int) for v in length)
+        and 1 <= length[0] <= length[1] <= MAX_FIELD_LENGTH
+    ):
+        fail(
+            path,
+            f"{where}.length",
+            f"want a number of digits or [min, max], from 1 to {MAX_FIELD_LENGTH}, got {length!r}",
+        )
     return tuple(length)
 
 
@@ -180,8 +201,12 @@ def check_zones(path: Path, zones: tuple[Zone, ...]) -> None:
             fail(path, f"fields[{i}].name", f"{a.name!r} names two zones")
         seen.add(a.name)
         for b in zones[:i]:
-            if (a.box[0] < b.box[0] + b.box[2] and b.box[0] < a.box[0] + a.box[2]
-                    and a.box[1] < b.box[1] + b.box[3] and b.box[1] < a.box[1] + a.box[3]):
+            if (
+                a.box[0] < b.box[0] + b.box[2]
+                and b.box[0] < a.box[0] + a.box[2]
+                and a.box[1] < b.box[1] + b.box[3]
+                and b.box[1] < a.box[1] + a.box[3]
+            ):
                 fail(path, f"fields[{i}] ({a.name}).box", f"overlaps zone {b.name!r}")
 
 

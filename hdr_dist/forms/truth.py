@@ -19,9 +19,18 @@ from hdr_dist.scoring import labels
 from hdr_dist.scoring.inputs import Item
 
 COLUMNS = ("path", "page", "field", "label")
-METRICS_SCHEMA = pa.schema([("group", pa.string()), ("name", pa.string()), ("fields", pa.int64()),
-                            ("field_accuracy", pa.float64()), ("cer", pa.float64()), ("accepted", pa.int64()),
-                            ("accepted_coverage", pa.float64()), ("accepted_error", pa.float64())])
+METRICS_SCHEMA = pa.schema(
+    [
+        ("group", pa.string()),
+        ("name", pa.string()),
+        ("fields", pa.int64()),
+        ("field_accuracy", pa.float64()),
+        ("cer", pa.float64()),
+        ("accepted", pa.int64()),
+        ("accepted_coverage", pa.float64()),
+        ("accepted_error", pa.float64()),
+    ]
+)
 
 
 def read(path: str, template: Template, items: list[Item]) -> tuple[dict[tuple, str], dict]:
@@ -34,7 +43,9 @@ def read(path: str, template: Template, items: list[Item]) -> tuple[dict[tuple, 
         with file.open(newline="", encoding="utf-8-sig") as f:
             reader = csv.DictReader(f)
             if not set(COLUMNS) <= set(reader.fieldnames or ()):
-                raise UserError(f"--labels {path}: needs a header line '{','.join(COLUMNS)}', has {reader.fieldnames}")
+                raise UserError(
+                    f"--labels {path}: needs a header line '{','.join(COLUMNS)}', has {reader.fieldnames}"
+                )
             rows = [(tidy(r["path"]), r["page"], r["field"], r["label"]) for r in reader]
     except UserError:
         raise
@@ -43,11 +54,15 @@ def read(path: str, template: Template, items: list[Item]) -> tuple[dict[tuple, 
     zones = {z.name for z in template.zones}
     bad = sorted({f for _, _, f, _ in rows if f not in zones})
     if bad:
-        raise UserError(f"--labels {path}: fields the template {template.name} does not have: "
-                        + ", ".join(repr(b) for b in bad[:5]))
+        raise UserError(
+            f"--labels {path}: fields the template {template.name} does not have: "
+            + ", ".join(repr(b) for b in bad[:5])
+        )
     bad = sorted({lab for *_, lab in rows if lab and not lab.isdigit()})
     if bad:
-        raise UserError(f"--labels {path}: labels that are not digit strings: " + ", ".join(repr(b) for b in bad[:5]))
+        raise UserError(
+            f"--labels {path}: labels that are not digit strings: " + ", ".join(repr(b) for b in bad[:5])
+        )
     resolve = labels.resolver(items)
     truth: dict[tuple, set] = defaultdict(set)
     problems: dict[str, list[str]] = defaultdict(list)
@@ -87,8 +102,17 @@ def metrics(fields: list[dict], truth: dict[tuple, str], template: Template) -> 
         true, read, took = zip(*answers)
         found = ctc.field_metrics(list(true), list(read))
         right, took = np.array([t == r for t, r in zip(true, read)]), np.array(took)
-        rows.append({"group": group, "name": name, "fields": len(true), "field_accuracy": found["field_accuracy"],
-                     "cer": found["cer"], "accepted": int(took.sum()), "accepted_coverage": float(took.mean()),
-                     "accepted_error": float((~right[took]).mean()) if took.any() else 0.0})
+        rows.append(
+            {
+                "group": group,
+                "name": name,
+                "fields": len(true),
+                "field_accuracy": found["field_accuracy"],
+                "cer": found["cer"],
+                "accepted": int(took.sum()),
+                "accepted_coverage": float(took.mean()),
+                "accepted_error": float((~right[took]).mean()) if took.any() else 0.0,
+            }
+        )
     whole = [all(v) for v in forms.values()]
     return rows, {"labelled_forms": len(whole), "forms_read_right": float(np.mean(whole)) if whole else None}

@@ -24,18 +24,19 @@ from hdr_dist.forms.template import Template, Zone
 from hdr_dist.imaging import images
 
 DROPOUTS = ("reference", "lines")
-PRINT_MARGIN = 3     # pixels the reference's print is widened by before it is painted over
-CELL_INSET = 0.08    # of a cell's side cut off each edge: its walls and the ink rubbing them
-FIELD_INSET = 6      # pixels cut off each edge of a field's frame
-FAINT = 60           # grey levels under the paper: lighter marks are paper, not pen
+PRINT_MARGIN = 3  # pixels the reference's print is widened by before it is painted over
+CELL_INSET = 0.08  # of a cell's side cut off each edge: its walls and the ink rubbing them
+FIELD_INSET = 6  # pixels cut off each edge of a field's frame
+FAINT = 60  # grey levels under the paper: lighter marks are paper, not pen
 
 
 @dataclass(frozen=True)
 class Read:
     """One image a zone gives a model: a cell's 28x28 bytes, or a field's strip; empty, or an error."""
-    zone: int          # index in the template's zones
-    cell: int          # a comb's cell (0 for a digit or a field zone)
-    image: bytes       # what the model reads (empty bytes when the cell is empty or failed)
+
+    zone: int  # index in the template's zones
+    cell: int  # a comb's cell (0 for a digit or a field zone)
+    image: bytes  # what the model reads (empty bytes when the cell is empty or failed)
     empty: bool
     error: str | None
 
@@ -57,7 +58,7 @@ class Dropout:
         if self.print is None:
             return crop
         x, y, w, h = box
-        return np.where(self.print[y:y + h, x:x + w], paper, crop).astype(np.uint8)
+        return np.where(self.print[y : y + h, x : x + w], paper, crop).astype(np.uint8)
 
 
 def inset(box: tuple[int, int, int, int], share: float = 0.0, pixels: int = 0) -> tuple[int, int, int, int]:
@@ -72,10 +73,14 @@ def read_zones(mapped: np.ndarray, template: Template, dropout: Dropout) -> list
     out = []
     for i, zone in enumerate(template.zones):
         if zone.kind == "field":
-            out.append(prepared(mapped, i, 0, inset(zone.box, pixels=FIELD_INSET), dropout, paper, images.to_field))
+            out.append(
+                prepared(mapped, i, 0, inset(zone.box, pixels=FIELD_INSET), dropout, paper, images.to_field)
+            )
         else:
-            out += [prepared(mapped, i, c, inset(box, share=CELL_INSET), dropout, paper, images.to_mnist)
-                    for c, box in enumerate(zone.cell_boxes())]
+            out += [
+                prepared(mapped, i, c, inset(box, share=CELL_INSET), dropout, paper, images.to_mnist)
+                for c, box in enumerate(zone.cell_boxes())
+            ]
     return out
 
 
@@ -83,7 +88,7 @@ def prepared(mapped, zone: int, cell: int, box, dropout: Dropout, paper: int, pr
     """One cell or field: empty when, its faint marks painted as paper, ``preprocess`` finds it blank
     (``score``'s ink test); else prepared from the crop as it is, whose stroke edges are the digit's."""
     x, y, w, h = box
-    crop = dropout.apply(mapped[y:y + h, x:x + w], box, paper)
+    crop = dropout.apply(mapped[y : y + h, x : x + w], box, paper)
     if prepare(np.where(crop > paper - FAINT, paper, crop).astype(np.uint8))[1] == "blank image":
         return Read(zone, cell, b"", True, None)
     image, error = prepare(crop)

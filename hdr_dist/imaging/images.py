@@ -28,11 +28,20 @@ DEFAULT_MAX_PIXELS = 50_000_000  # a 300 dpi A3 page is 17.4 M; far beyond that 
 PIXELS = preprocess.FIELD * preprocess.FIELD
 BLANK = bytes(PIXELS)
 OUT_ROWS = 4096  # page rows per table decoding yields
-DECODED_SCHEMA = pa.schema([
-    ("source", pa.string()), ("member", pa.string()), ("occurrence", pa.int32()), ("page", pa.int32()),
-    ("pages", pa.int32()),
-    ("true_label", pa.string()), ("error", pa.string()), ("width", pa.int32()), ("height", pa.int32()),
-    ("image", pa.binary(PIXELS))])  # the 28x28 uint8 image, zeros where there is an error
+DECODED_SCHEMA = pa.schema(
+    [
+        ("source", pa.string()),
+        ("member", pa.string()),
+        ("occurrence", pa.int32()),
+        ("page", pa.int32()),
+        ("pages", pa.int32()),
+        ("true_label", pa.string()),
+        ("error", pa.string()),
+        ("width", pa.int32()),
+        ("height", pa.int32()),
+        ("image", pa.binary(PIXELS)),
+    ]
+)  # the 28x28 uint8 image, zeros where there is an error
 # For a field model: the strip (STRIP_HEIGHT rows, uint8, row by row) of any width; empty where there is an error.
 FIELD_SCHEMA = DECODED_SCHEMA.set(DECODED_SCHEMA.get_field_index("image"), pa.field("image", pa.binary()))
 
@@ -125,7 +134,14 @@ def decode(data: bytes | None, max_pixels: int = DEFAULT_MAX_PIXELS, pdf_width: 
             yield page, total, *img.size, None, f"corrupt image: {one_line(e)}"
             continue
         if too_large:
-            yield page, total, w, h, None, f"image too large: {w}x{h} pixels exceeds --max-pixels {max_pixels:,}"
+            yield (
+                page,
+                total,
+                w,
+                h,
+                None,
+                f"image too large: {w}x{h} pixels exceeds --max-pixels {max_pixels:,}",
+            )
         else:
             yield page, total, w, h, gray, None
     if broken is not None:
@@ -161,6 +177,7 @@ def strip_of(data: bytes) -> np.ndarray:
 class Preparation:
     """How a page is made what a model reads (a reader kind's part in decoding): the decoded rows'
     schema, the function, and what a row that failed holds in its image column."""
+
     schema: pa.Schema
     prepare: Callable[[np.ndarray], tuple[bytes, str | None]]
     blank: bytes
@@ -178,9 +195,18 @@ def decode_batch(batch: pa.Table, max_pixels: int, preparation: Preparation = DI
     rows: dict[str, list] = {name: [] for name in schema.names}
 
     def add(row, page, pages, w, h, image, error) -> bool:
-        for k, v in (("source", row["source"]), ("member", row["member"]), ("occurrence", row["occurrence"]),
-                     ("page", page), ("pages", pages), ("true_label", row["true_label"]), ("error", error),
-                     ("width", w), ("height", h), ("image", image)):
+        for k, v in (
+            ("source", row["source"]),
+            ("member", row["member"]),
+            ("occurrence", row["occurrence"]),
+            ("page", page),
+            ("pages", pages),
+            ("true_label", row["true_label"]),
+            ("error", error),
+            ("width", w),
+            ("height", h),
+            ("image", image),
+        ):
             rows[k].append(v)
         return len(rows["source"]) >= OUT_ROWS
 

@@ -24,8 +24,11 @@ def pages(data: bytes, max_pixels: int, width: int | None = None) -> Iterator[tu
     try:
         pdf = pdfium.PdfDocument(data)
     except pdfium.PdfiumError as e:
-        why = ("encrypted PDF: it needs a password, which a batch job cannot give" if "password" in str(e).lower()
-               else f"corrupt PDF: {one_line(e)}")
+        why = (
+            "encrypted PDF: it needs a password, which a batch job cannot give"
+            if "password" in str(e).lower()
+            else f"corrupt PDF: {one_line(e)}"
+        )
         yield 0, 1, None, None, None, why
         return
     try:
@@ -46,7 +49,14 @@ def render(pdf, i: int, total: int, max_pixels: int, width: int | None) -> tuple
             scale = width / points_w if width else DPI / 72
             w, h = round(points_w * scale), round(points_h * scale)
             if w * h > max_pixels:
-                return i, total, w, h, None, f"image too large: {w}x{h} pixels exceeds --max-pixels {max_pixels:,}"
+                return (
+                    i,
+                    total,
+                    w,
+                    h,
+                    None,
+                    f"image too large: {w}x{h} pixels exceeds --max-pixels {max_pixels:,}",
+                )
             gray = page.render(scale=scale, grayscale=True).to_numpy()
         finally:
             page.close()

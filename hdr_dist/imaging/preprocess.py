@@ -16,19 +16,19 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage
 
-BOX = 20            # the digit's long side, in pixels
-FIELD = 28          # the image's side
-CENTRE = 14.0       # where the centre of mass goes (row and column index)
+BOX = 20  # the digit's long side, in pixels
+FIELD = 28  # the image's side
+CENTRE = 14.0  # where the centre of mass goes (row and column index)
 MIN_CONTRAST = 0.1  # ink must differ from the paper by 10 % of the full scale, else "blank image"
-NOISE_FLOOR = 0.1   # after contrast normalisation, fainter pixels are paper texture, not ink
-MIN_SPECK = 0.005   # ink blobs carrying less than this share of all ink are specks, not strokes
-SPECK_GRID = 64     # specks are looked for on a grid of at most this many cells a side
+NOISE_FLOOR = 0.1  # after contrast normalisation, fainter pixels are paper texture, not ink
+MIN_SPECK = 0.005  # ink blobs carrying less than this share of all ink are specks, not strokes
+SPECK_GRID = 64  # specks are looked for on a grid of at most this many cells a side
 # Fields (whole numbers: a ZIP code, an amount), for the crnn
-STRIP_HEIGHT = 32   # rows of the strip a field model reads
-STRIP_INK = 24      # rows the ink of a field is scaled to in it (as fields.strips makes them)
-STRIP_MARGIN = 4    # columns of paper either side
-LINE_SHARE = 0.5    # a row of ink this share of the field's width long is a printed line
-WALL_SHARE = 0.9    # a column of ink this share of the field's height long is a box's wall
+STRIP_HEIGHT = 32  # rows of the strip a field model reads
+STRIP_INK = 24  # rows the ink of a field is scaled to in it (as fields.strips makes them)
+STRIP_MARGIN = 4  # columns of paper either side
+LINE_SHARE = 0.5  # a row of ink this share of the field's width long is a printed line
+WALL_SHARE = 0.9  # a column of ink this share of the field's height long is a box's wall
 MAX_FIELD_ASPECT = 40  # wider than this many times its height is not one field (12 digits are ~10)
 
 
@@ -43,8 +43,10 @@ class FieldTooWide(ValueError):
     """Ink far wider than one field of digits (a whole form line, a page): not read as a field."""
 
     def __init__(self, w: int, h: int):
-        super().__init__(f"field too wide: its ink is {w}x{h} pixels, more than {MAX_FIELD_ASPECT} times as wide "
-                         "as it is high (one field is at most about 10 times)")
+        super().__init__(
+            f"field too wide: its ink is {w}x{h} pixels, more than {MAX_FIELD_ASPECT} times as wide "
+            "as it is high (one field is at most about 10 times)"
+        )
 
 
 def ink_on_black(gray: np.ndarray, paper_from: str = "border") -> np.ndarray:
@@ -88,7 +90,9 @@ def drop_specks(ink: np.ndarray) -> np.ndarray:
         return ink
     mass = ndimage.sum_labels(coarse, blobs, index=np.arange(1, n + 1))
     keep = np.concatenate([[False], mass >= MIN_SPECK * mass.sum()])[blobs]
-    if cell > 1:  # each pixel takes its cell's verdict; indexing, not repeating, keeps a 2 x 25,000,000 scan small
+    if (
+        cell > 1
+    ):  # each pixel takes its cell's verdict; indexing, not repeating, keeps a 2 x 25,000,000 scan small
         keep = keep[np.arange(h) // cell][:, np.arange(w) // cell]
     return np.where(keep, ink, 0.0).astype(np.float32)
 
@@ -98,14 +102,16 @@ def fit_box(ink: np.ndarray) -> np.ndarray:
     rows, cols = np.flatnonzero(ink.any(1)), np.flatnonzero(ink.any(0))
     if rows.size == 0:
         raise BlankImage()
-    crop = ink[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]
+    crop = ink[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
     h, w = crop.shape
     scale = BOX / max(h, w)
     size = (max(1, round(w * scale)), max(1, round(h * scale)))
     if size == (w, h):
         return crop
     # Pillow's resampling widens its kernel when shrinking: that is the anti-aliasing.
-    resized = np.asarray(Image.fromarray(np.ascontiguousarray(crop, np.float32)).resize(size, Image.Resampling.BILINEAR))
+    resized = np.asarray(
+        Image.fromarray(np.ascontiguousarray(crop, np.float32)).resize(size, Image.Resampling.BILINEAR)
+    )
     return np.clip(resized, 0.0, 1.0)
 
 
@@ -118,7 +124,7 @@ def centre(digit: np.ndarray) -> np.ndarray:
     top = int(np.clip(round(CENTRE - r), 0, FIELD - h))
     left = int(np.clip(round(CENTRE - c), 0, FIELD - w))
     field = np.zeros((FIELD, FIELD), np.float32)
-    field[top:top + h, left:left + w] = digit
+    field[top : top + h, left : left + w] = digit
     return field
 
 
@@ -159,8 +165,10 @@ def remove_lines(ink: np.ndarray) -> np.ndarray:
     down = ndimage.binary_opening(on, structure=np.ones((max(3, int(h * WALL_SHARE)), 1)))
     # A scanned line is blurred over two or three rows, and the fainter ones break up: take the
     # ink beside a line found whole too.
-    line = (ndimage.binary_dilation(across, structure=np.ones((3, 1)))
-            | ndimage.binary_dilation(down, structure=np.ones((1, 3)))) & on
+    line = (
+        ndimage.binary_dilation(across, structure=np.ones((3, 1)))
+        | ndimage.binary_dilation(down, structure=np.ones((1, 3)))
+    ) & on
     return np.where(line, 0.0, ink).astype(np.float32)
 
 
@@ -176,15 +184,17 @@ def fit_strip(ink: np.ndarray, height: int = STRIP_HEIGHT, ink_rows: int = STRIP
     rows, cols = np.flatnonzero(ink.any(1)), np.flatnonzero(ink.any(0))
     if rows.size == 0:
         raise BlankImage()
-    crop = ink[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]
+    crop = ink[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
     h, w = crop.shape
     if w > MAX_FIELD_ASPECT * h:
         raise FieldTooWide(w, h)
     size = (max(1, round(w * ink_rows / h)), ink_rows)
-    resized = np.asarray(Image.fromarray(np.ascontiguousarray(crop, np.float32)).resize(size, Image.Resampling.BILINEAR))
+    resized = np.asarray(
+        Image.fromarray(np.ascontiguousarray(crop, np.float32)).resize(size, Image.Resampling.BILINEAR)
+    )
     strip = np.zeros((height, size[0] + 2 * STRIP_MARGIN), np.float32)
     top = (height - ink_rows) // 2
-    strip[top:top + ink_rows, STRIP_MARGIN:STRIP_MARGIN + size[0]] = np.clip(resized, 0.0, 1.0)
+    strip[top : top + ink_rows, STRIP_MARGIN : STRIP_MARGIN + size[0]] = np.clip(resized, 0.0, 1.0)
     return strip
 
 

@@ -14,9 +14,9 @@ from scipy import ndimage
 
 from hdr_dist.imaging import preprocess
 
-INK = 0.25          # a pixel at least this bright (of 1) is ink
-MIN_SHARE = 0.03    # blobs with less of the field's ink than this are specks
-OVERLAP = 0.5       # blobs sharing this share of the narrower one's columns are one digit (a broken stroke)
+INK = 0.25  # a pixel at least this bright (of 1) is ink
+MIN_SHARE = 0.03  # blobs with less of the field's ink than this are specks
+OVERLAP = 0.5  # blobs sharing this share of the narrower one's columns are one digit (a broken stroke)
 
 
 def blobs(strip: np.ndarray) -> list[np.ndarray]:

@@ -41,9 +41,11 @@ def class_nll(logits: np.ndarray, y: np.ndarray):
 def right_or_wrong(log_probs_at, right: np.ndarray):
     """A field model's temperature loss: how well the probability of each string it reads, at T
     (``log_probs_at(T)``), predicts whether the field was read right (the likelihood of right/wrong)."""
+
     def loss(t: float) -> float:
         p = np.clip(np.exp(log_probs_at(t)), 1e-12, 1 - 1e-12)
         return float(-np.where(right, np.log(p), np.log1p(-p)).mean())
+
     return loss
 
 
@@ -53,8 +55,12 @@ def fit_temperature(loss, count: int) -> float:
     if count == 0:
         return 1.0
     # Searched on log T: the likelihood is far smoother there, and T stays positive.
-    found = minimize_scalar(lambda t: loss(float(np.exp(t))), method="bounded",
-                            bounds=tuple(np.log(TEMPERATURE_RANGE)), options={"xatol": 1e-4})
+    found = minimize_scalar(
+        lambda t: loss(float(np.exp(t))),
+        method="bounded",
+        bounds=tuple(np.log(TEMPERATURE_RANGE)),
+        options={"xatol": 1e-4},
+    )
     best = float(np.exp(found.x))
     return best if loss(best) <= loss(1.0) else 1.0
 
@@ -86,8 +92,11 @@ def risk_coverage(confidence: np.ndarray, right: np.ndarray) -> dict[str, np.nda
     sorted_conf = confidence[order]
     # Ties accept together: keep the last position of each run of equal confidences.
     last = np.r_[sorted_conf[1:] != sorted_conf[:-1], True] if len(right) else np.zeros(0, bool)
-    return {"threshold": sorted_conf[last], "coverage": accepted[last] / max(len(right), 1),
-            "risk": wrong[last] / accepted[last]}
+    return {
+        "threshold": sorted_conf[last],
+        "coverage": accepted[last] / max(len(right), 1),
+        "risk": wrong[last] / accepted[last],
+    }
 
 
 def coverage_at(curve: dict, target: float) -> tuple[float, float]:
@@ -108,8 +117,12 @@ def accepted(confidence: np.ndarray, right: np.ndarray, threshold: float) -> tup
     return n / max(len(right), 1), int((~right[take]).sum()) / n if n else 0.0
 
 
-def report(val: tuple[np.ndarray, np.ndarray], test: tuple[np.ndarray, np.ndarray], test_raw: np.ndarray,
-           temperature: float) -> tuple[dict, dict]:
+def report(
+    val: tuple[np.ndarray, np.ndarray],
+    test: tuple[np.ndarray, np.ndarray],
+    test_raw: np.ndarray,
+    temperature: float,
+) -> tuple[dict, dict]:
     """What calibration did, as metrics columns, and the risk-coverage curves of both splits, from answers
     of any kind: (confidence, right) on each split at ``temperature``, and the test split's confidences
     before calibration.

@@ -38,7 +38,9 @@ def best_path(log_probs: np.ndarray, length: int, blank: int) -> tuple[list[int]
     return classes, confidences, float(np.exp(step_lp.sum()))
 
 
-def best_path_of_length(log_probs: np.ndarray, blank: int, low: int, high: int) -> tuple[list[int], list[float]]:
+def best_path_of_length(
+    log_probs: np.ndarray, blank: int, low: int, high: int
+) -> tuple[list[int], list[float]]:
     """The most probable path whose string has ``low`` to ``high`` classes, for a field whose length is
     known (a form's zone says it), and each class's probability (the surest of its steps).
 
@@ -60,15 +62,18 @@ def best_path_of_length(log_probs: np.ndarray, blank: int, low: int, high: int) 
         for k in range(high + 1):
             c_prev = int(np.argmax(score[k]))  # a blank: from any state with k classes
             new[k, blank], back[t, k, blank] = score[k, c_prev] + lp[blank], (k, c_prev)
-            stay = score[k, :blank]            # the same class again: it collapses into the last
+            stay = score[k, :blank]  # the same class again: it collapses into the last
             value, from_k, from_c = stay.copy(), np.full(blank, k), classes.copy()
             if k:  # a new class: from k - 1 classes, the last being any state but this class itself
                 prior = score[k - 1]
                 order = np.argsort(prior)[::-1]
                 best = np.where(order[0] == classes, order[1], order[0])
                 take = prior[best] > stay
-                value, from_k, from_c = np.where(take, prior[best], value), np.where(take, k - 1, from_k), \
-                    np.where(take, best, from_c)
+                value, from_k, from_c = (
+                    np.where(take, prior[best], value),
+                    np.where(take, k - 1, from_k),
+                    np.where(take, best, from_c),
+                )
             new[k, :blank] = value + lp[:blank]
             back[t, k, :blank, 0], back[t, k, :blank, 1] = from_k, from_c
         score = new
@@ -114,10 +119,17 @@ def string_log_probs(log_probs: list[np.ndarray], strings: list[list[int]], blan
     steps = [len(lp) for lp in log_probs]
     padded = np.zeros((max(steps), len(log_probs), log_probs[0].shape[1]), np.float32)
     for i, lp in enumerate(log_probs):
-        padded[:len(lp), i] = lp
+        padded[: len(lp), i] = lp
     targets = torch.tensor([c for s in strings for c in s], dtype=torch.long)
-    loss = F.ctc_loss(torch.from_numpy(padded), targets, torch.tensor(steps), torch.tensor([len(s) for s in strings]),
-                      blank=blank, reduction="none", zero_infinity=False)
+    loss = F.ctc_loss(
+        torch.from_numpy(padded),
+        targets,
+        torch.tensor(steps),
+        torch.tensor([len(s) for s in strings]),
+        blank=blank,
+        reduction="none",
+        zero_infinity=False,
+    )
     return -loss.double().numpy()
 
 
@@ -136,5 +148,9 @@ def field_metrics(truth: list[str], read: list[str]) -> dict:
     for t, ok in zip(truth, right):
         by_length.setdefault(len(t), []).append(bool(ok))
     cer = errors / max(sum(len(t) for t in truth), 1)
-    return {"field_accuracy": float(right.mean()) if len(right) else 0.0, "cer": cer, "char_accuracy": max(0.0, 1 - cer),
-            "by_length": {n: (float(np.mean(v)), len(v)) for n, v in sorted(by_length.items())}}
+    return {
+        "field_accuracy": float(right.mean()) if len(right) else 0.0,
+        "cer": cer,
+        "char_accuracy": max(0.0, 1 - cer),
+        "by_length": {n: (float(np.mean(v)), len(v)) for n, v in sorted(by_length.items())},
+    }

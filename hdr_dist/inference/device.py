@@ -30,5 +30,5 @@ def pad(strips: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
     widths = torch.tensor([s.shape[1] for s in strips])
     batch = torch.zeros(len(strips), 1, preprocess.STRIP_HEIGHT, int(widths.max()))
     for i, s in enumerate(strips):
-        batch[i, 0, :, :s.shape[1]] = torch.from_numpy(s)
+        batch[i, 0, :, : s.shape[1]] = torch.from_numpy(s)
     return batch, widths

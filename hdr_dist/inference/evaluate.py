@@ -21,8 +21,14 @@ def logits(model: torch.nn.Module, x_u8: torch.Tensor, mean: float, std: float, 
 
 
 @torch.no_grad()
-def predict(model: torch.nn.Module, x_u8: np.ndarray, mean: float, std: float,
-            device=torch.device("cpu"), batch_size: int = 1024) -> tuple[np.ndarray, np.ndarray, float]:
+def predict(
+    model: torch.nn.Module,
+    x_u8: np.ndarray,
+    mean: float,
+    std: float,
+    device=torch.device("cpu"),
+    batch_size: int = 1024,
+) -> tuple[np.ndarray, np.ndarray, float]:
     """Logits and predictions for uint8 images, and the images/s it ran at."""
     model = for_inference(model, device)
     x = torch.from_numpy(x_u8)
@@ -30,7 +36,7 @@ def predict(model: torch.nn.Module, x_u8: np.ndarray, mean: float, std: float,
     out = []
     start = time.perf_counter()
     for i in range(0, len(x), batch_size):
-        out.append(logits(model, x[i:i + batch_size], mean, std, device).cpu())
+        out.append(logits(model, x[i : i + batch_size], mean, std, device).cpu())
     seconds = time.perf_counter() - start
     z = torch.cat(out).numpy() if out else np.zeros((0, 0), np.float32)
     return z, z.argmax(1) if len(z) else np.zeros(0, np.int64), len(x) / max(seconds, 1e-9)
@@ -45,13 +51,20 @@ def metrics(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> dict:
 
     classes = np.arange(num_classes)
     cm = confusion_matrix(y_true, y_pred, labels=classes)
-    precision, recall, f1, support = precision_recall_fscore_support(y_true, y_pred, labels=classes,
-                                                                     zero_division=0)
-    out = {"accuracy": float(np.trace(cm) / max(cm.sum(), 1)), "confusion": cm,
-           "per_class": {"precision": precision, "recall": recall, "f1": f1, "support": support}}
+    precision, recall, f1, support = precision_recall_fscore_support(
+        y_true, y_pred, labels=classes, zero_division=0
+    )
+    out = {
+        "accuracy": float(np.trace(cm) / max(cm.sum(), 1)),
+        "confusion": cm,
+        "per_class": {"precision": precision, "recall": recall, "f1": f1, "support": support},
+    }
     for average in ("macro", "weighted"):
-        figures = (precision_recall_fscore_support(y_true, y_pred, average=average, zero_division=0)[:3]
-                   if len(y_true) else (0.0, 0.0, 0.0))
+        figures = (
+            precision_recall_fscore_support(y_true, y_pred, average=average, zero_division=0)[:3]
+            if len(y_true)
+            else (0.0, 0.0, 0.0)
+        )
         for name, value in zip(("precision", "recall", "f1"), figures):
             out[f"{name}_{average}"] = float(value)
     return out

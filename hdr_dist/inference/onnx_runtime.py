@@ -54,6 +54,9 @@ class OnnxModel:
     def __call__(self, x: torch.Tensor, widths: torch.Tensor | None = None) -> torch.Tensor:
         feeds = {"x": np.ascontiguousarray(x.detach().cpu().numpy(), np.float32)}
         if "widths" in self.inputs:  # a field model: without widths, every strip is the batch's width
-            feeds["widths"] = (np.full(len(x), x.shape[-1], np.int64) if widths is None
-                               else widths.cpu().numpy().astype(np.int64))
+            feeds["widths"] = (
+                np.full(len(x), x.shape[-1], np.int64)
+                if widths is None
+                else widths.cpu().numpy().astype(np.int64)
+            )
         return torch.from_numpy(self.session.run(["logits"], feeds)[0])

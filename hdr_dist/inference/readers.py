@@ -39,10 +39,10 @@ class DigitReader:
 
     kind = "digit"
     preparation = images.DIGIT  # the decode stage: a page -> the 28x28 MNIST-space image
-    picture_class = "crop"      # the review page's picture of what the model saw, and its label field
+    picture_class = "crop"  # the review page's picture of what the model saw, and its label field
     max_label = 8
-    label_rule = "class"        # a label is one of the classes (the review page checks it as is_label does)
-    shows_mistakes = True       # the report's grid of its most confident mistakes, 28x28 each
+    label_rule = "class"  # a label is one of the classes (the review page checks it as is_label does)
+    shows_mistakes = True  # the report's grid of its most confident mistakes, 28x28 each
 
     def describes(self, model: str) -> str:
         return f"classes of model {model}"
@@ -50,18 +50,22 @@ class DigitReader:
     def is_label(self, text: str, labels: list[str]) -> bool:
         return text in labels
 
-    def answer(self, model, column: pa.Array, ok: np.ndarray, cfg, temperature: float, top_k: int,
-               device) -> tuple[np.ndarray, dict]:
+    def answer(
+        self, model, column: pa.Array, ok: np.ndarray, cfg, temperature: float, top_k: int, device
+    ) -> tuple[np.ndarray, dict]:
         """A batch's answers to its rows that decoded (``ok``): each row's calibrated confidence, and the
         prediction columns, built column-wise (a failed row borrows row 0's values, then is masked)."""
         n, k, labels = len(column), min(top_k, cfg.num_classes), pa.array(cfg.labels, pa.string())
         column = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
-        pixels = np.frombuffer(column.buffers()[1], np.uint8)[column.offset * images.PIXELS:
-                                                              (column.offset + n) * images.PIXELS]
+        pixels = np.frombuffer(column.buffers()[1], np.uint8)[
+            column.offset * images.PIXELS : (column.offset + n) * images.PIXELS
+        ]
         x = torch.from_numpy(pixels.reshape(n, 28, 28)[ok].copy())
         probs = torch.zeros((0, cfg.num_classes))
         if len(x):
-            probs = torch.softmax(evaluate.logits(model, x, cfg.mean, cfg.std, device) / temperature, dim=1).cpu()
+            probs = torch.softmax(
+                evaluate.logits(model, x, cfg.mean, cfg.std, device) / temperature, dim=1
+            ).cpu()
         top_p, top_i = (t.numpy() for t in probs.topk(k, dim=1))
         at = np.where(ok, np.cumsum(ok) - 1, 0)
         if not ok.any():
@@ -70,8 +74,11 @@ class DigitReader:
         return top_p[at, 0], {
             "pred": pa.array(pred, mask=~ok),
             "pred_label": pc.if_else(failed, pa.scalar(None, pa.string()), labels.take(pa.array(pred))),
-            "topk_labels": pa.FixedSizeListArray.from_arrays(labels.take(pa.array(top_i[at].ravel())), k, mask=failed),
-            "topk_probs": pa.FixedSizeListArray.from_arrays(pa.array(top_p[at].ravel()), k, mask=failed)}
+            "topk_labels": pa.FixedSizeListArray.from_arrays(
+                labels.take(pa.array(top_i[at].ravel())), k, mask=failed
+            ),
+            "topk_probs": pa.FixedSizeListArray.from_arrays(pa.array(top_p[at].ravel()), k, mask=failed),
+        }
 
     def scores(self, labelled: pa.Table, cfg, dataset: str) -> tuple[dict, dict, np.ndarray]:
         """compare's metrics over labelled answers (a ``PREDICTION_SCHEMA`` table): the metrics row, the
@@ -90,13 +97,19 @@ class DigitReader:
         one (wrong) answer each; say so when most of the scored images are that shape."""
         if scored.num_rows == 0:
             return []
-        wide = int(np.sum(scored["width"].to_numpy(zero_copy_only=False)
-                          >= FIELD_ASPECT * scored["height"].to_numpy(zero_copy_only=False)))
+        wide = int(
+            np.sum(
+                scored["width"].to_numpy(zero_copy_only=False)
+                >= FIELD_ASPECT * scored["height"].to_numpy(zero_copy_only=False)
+            )
+        )
         if 2 * wide <= scored.num_rows:
             return []
-        return [f"{wide:,} of the {scored.num_rows:,} scored images are at least {FIELD_ASPECT:g} times as wide as "
-                f"high: they look like fields of several digits, which digit model {cfg.model} reads as one digit "
-                "each; score them with a field model (compare --models crnn)"]
+        return [
+            f"{wide:,} of the {scored.num_rows:,} scored images are at least {FIELD_ASPECT:g} times as wide as "
+            f"high: they look like fields of several digits, which digit model {cfg.model} reads as one digit "
+            "each; score them with a field model (compare --models crnn)"
+        ]
 
     def picture(self, data: bytes) -> np.ndarray:
         """The prepared image's bytes as the picture of what the model saw."""
@@ -105,15 +118,26 @@ class DigitReader:
     def guesses(self, row: dict) -> list[tuple[str, float]]:
         return list(zip(row["topk_labels"], row["topk_probs"]))
 
-    def test(self, state: dict, x_u8: np.ndarray, y: np.ndarray, device=torch.device("cpu"),
-             temperature: float = 1.0) -> dict:
+    def test(
+        self,
+        state: dict,
+        x_u8: np.ndarray,
+        y: np.ndarray,
+        device=torch.device("cpu"),
+        temperature: float = 1.0,
+    ) -> dict:
         """A checkpoint's weights scored once on a split; ``probs`` are calibrated at ``temperature``,
         ``logits`` kept for fitting one."""
         model, cfg = checkpoints.model_from_state(state)
         z, pred, ips = evaluate.predict(model, x_u8, cfg.mean, cfg.std, device)
         out = evaluate.metrics(y, pred, cfg.num_classes)
-        return out | {"infer_images_per_s": ips, "params": models.count_params(model), "logits": z,
-                      "probs": calibration.calibrated(z, temperature).astype(np.float32), "pred": pred}
+        return out | {
+            "infer_images_per_s": ips,
+            "params": models.count_params(model),
+            "logits": z,
+            "probs": calibration.calibrated(z, temperature).astype(np.float32),
+            "pred": pred,
+        }
 
 
 class FieldReader:
@@ -124,7 +148,7 @@ class FieldReader:
     preparation = images.FIELD  # the decode stage: a page -> the strip (preprocess.to_strip)
     picture_class = "strip"
     max_label = 64
-    label_rule = "string"       # a label is a string of the classes' characters
+    label_rule = "string"  # a label is a string of the classes' characters
     shows_mistakes = False
 
     def describes(self, model: str) -> str:
@@ -134,24 +158,31 @@ class FieldReader:
         return bool(text) and set(text) <= set(labels)
 
     @torch.no_grad()
-    def step_logits(self, model: torch.nn.Module, strips: list[np.ndarray], mean: float, std: float,
-                    device=torch.device("cpu")) -> list[np.ndarray]:
+    def step_logits(
+        self,
+        model: torch.nn.Module,
+        strips: list[np.ndarray],
+        mean: float,
+        std: float,
+        device=torch.device("cpu"),
+    ) -> list[np.ndarray]:
         """Each strip's (steps, classes + blank) logits; strips are white ink on black, on [0, 1]. The
         model says how many columns a step covers (``CRNN.step``)."""
         model.eval()
         out: list[np.ndarray | None] = [None] * len(strips)
         order = sorted(range(len(strips)), key=lambda i: strips[i].shape[1])
         for start in range(0, len(order), FIELD_BATCH):
-            take = order[start:start + FIELD_BATCH]
+            take = order[start : start + FIELD_BATCH]
             xb, widths = pad([strips[i] for i in take])
             with autocast(device):
                 z = model((xb.to(device) - mean) / std, widths).float().cpu().numpy()
             for i, row, width in zip(take, z, widths.tolist()):
-                out[i] = row[:width // model.step]
+                out[i] = row[: width // model.step]
         return out
 
-    def text_log_probs(self, logits: list[np.ndarray], temperature: float, strings: list[list[int]],
-                       blank: int) -> np.ndarray:
+    def text_log_probs(
+        self, logits: list[np.ndarray], temperature: float, strings: list[list[int]], blank: int
+    ) -> np.ndarray:
         """Each field's log-probability of ``strings`` at ``temperature``. Fitting a temperature scores the
         best paths' strings, decoded once: no temperature moves a step's most likely class."""
         return ctc.string_log_probs([log_softmax(z / temperature, axis=1) for z in logits], strings, blank)
@@ -162,29 +193,45 @@ class FieldReader:
         scaled = [log_softmax(z / temperature, axis=1) for z in logits]
         return scaled, [ctc.best_path(lp, len(lp), blank) for lp in scaled]
 
-    def read(self, logits: list[np.ndarray], temperature: float, labels: list[str]) -> list[tuple[str, list[float], float]]:
+    def read(
+        self, logits: list[np.ndarray], temperature: float, labels: list[str]
+    ) -> list[tuple[str, list[float], float]]:
         """Each field's digit string, each digit's confidence (the surest of its steps), and the field's
         (the probability of its string), calibrated at ``temperature``."""
         return reads(*self.best_paths(logits, temperature, len(labels)), labels)
 
-    def answer(self, model, column: pa.Array, ok: np.ndarray, cfg, temperature: float, top_k: int,
-               device) -> tuple[np.ndarray, dict]:
+    def answer(
+        self, model, column: pa.Array, ok: np.ndarray, cfg, temperature: float, top_k: int, device
+    ) -> tuple[np.ndarray, dict]:
         n, data = len(column), column.to_pylist()
         strips = [images.strip_of(data[i]) for i in np.flatnonzero(ok)]
-        answers = iter(self.read(self.step_logits(model, strips, cfg.mean, cfg.std, device), temperature,
-                                 list(cfg.labels)))
+        answers = iter(
+            self.read(
+                self.step_logits(model, strips, cfg.mean, cfg.std, device), temperature, list(cfg.labels)
+            )
+        )
         text, chars, confidence = [None] * n, [None] * n, np.zeros(n, np.float32)
         for i in np.flatnonzero(ok):
             text[i], chars[i], confidence[i] = next(answers)
-        return confidence, {"pred_label": pa.array(text, pa.string()), "text": pa.array(text, pa.string()),
-                            "char_confidences": pa.array(chars, pa.list_(pa.float32()))}
+        return confidence, {
+            "pred_label": pa.array(text, pa.string()),
+            "text": pa.array(text, pa.string()),
+            "char_confidences": pa.array(chars, pa.list_(pa.float32())),
+        }
 
     def scores(self, labelled: pa.Table, cfg, dataset: str) -> tuple[dict, dict, np.ndarray]:
         truth, read = labelled["true_label"].to_pylist(), labelled["text"].to_pylist()
         found = ctc.field_metrics(truth, read)
-        row = {"accuracy": found["char_accuracy"], "field_accuracy": found["field_accuracy"], "cer": found["cer"]}
-        return (row, {"field_lengths": tables.length_rows(dataset, cfg.model, found["by_length"])},
-                np.array([t != r for t, r in zip(truth, read)], bool))
+        row = {
+            "accuracy": found["char_accuracy"],
+            "field_accuracy": found["field_accuracy"],
+            "cer": found["cer"],
+        }
+        return (
+            row,
+            {"field_lengths": tables.length_rows(dataset, cfg.model, found["by_length"])},
+            np.array([t != r for t, r in zip(truth, read)], bool),
+        )
 
     def headline(self, row: dict) -> str:
         return f"field accuracy {100 * row['field_accuracy']:.2f} %, character error rate {100 * row['cer']:.2f} %"
@@ -212,8 +259,12 @@ class FieldReader:
         val_right = np.array([r[0] == t for r, t in zip(val_reads, val_truth)], bool)
         val_strings = [classes for classes, _, _ in val_paths]
         fitting = time.perf_counter()
-        temperature = calibration.fit_temperature(calibration.right_or_wrong(
-            lambda t: self.text_log_probs(val_logits, t, val_strings, blank), val_right), len(val_right))
+        temperature = calibration.fit_temperature(
+            calibration.right_or_wrong(
+                lambda t: self.text_log_probs(val_logits, t, val_strings, blank), val_right
+            ),
+            len(val_right),
+        )
         fitting = time.perf_counter() - fitting
         sets, raw = {}, None
         for name, (strips, truth) in tests.items():
@@ -225,18 +276,26 @@ class FieldReader:
             if name == "fields":
                 raw = np.exp(self.text_log_probs(logits, 1.0, [classes for classes, _, _ in paths], blank))
         val_conf = np.exp(self.text_log_probs(val_logits, temperature, val_strings, blank))
-        row, curves = calibration.report((val_conf, val_right), (sets["fields"]["confidence"], sets["fields"]["right"]),
-                                         raw, temperature)
+        row, curves = calibration.report(
+            (val_conf, val_right), (sets["fields"]["confidence"], sets["fields"]["right"]), raw, temperature
+        )
         row = field_row(sets) | {"params": models.count_params(model)} | row
-        return {"row": row, "sets": sets, "curves": curves, "temperature": temperature,
-                "calibration_seconds": fitting}
+        return {
+            "row": row,
+            "sets": sets,
+            "curves": curves,
+            "temperature": temperature,
+            "calibration_seconds": fitting,
+        }
 
 
 def reads(scaled: list[np.ndarray], paths: list, labels: list[str]) -> list[tuple[str, list[float], float]]:
     """Best paths (``FieldReader.best_paths``) as (digit string, digit confidences, field confidence)."""
     strings = np.exp(ctc.string_log_probs(scaled, [classes for classes, _, _ in paths], len(labels)))
-    return [("".join(labels[c] for c in classes), confidences, float(p))
-            for (classes, confidences, _), p in zip(paths, strings)]
+    return [
+        ("".join(labels[c] for c in classes), confidences, float(p))
+        for (classes, confidences, _), p in zip(paths, strings)
+    ]
 
 
 def field_scores(truth: list[str], reads: list[tuple[str, list[float], float]]) -> dict:
@@ -244,12 +303,16 @@ def field_scores(truth: list[str], reads: list[tuple[str, list[float], float]]) 
     were right and their confidences, for the risk-coverage curves."""
     texts = [r[0] for r in reads]
     out = ctc.field_metrics(truth, texts)
-    return out | {"right": np.array([t == r for t, r in zip(truth, texts)], bool), "texts": texts,
-                  "confidence": np.array([r[2] for r in reads])}
+    return out | {
+        "right": np.array([t == r for t, r in zip(truth, texts)], bool),
+        "texts": texts,
+        "confidence": np.array([r[2] for r in reads]),
+    }
 
 
-def read_rate(val: tuple[np.ndarray, np.ndarray], test: tuple[np.ndarray, np.ndarray],
-              target: float = READ_RATE_ERROR) -> tuple[float, float]:
+def read_rate(
+    val: tuple[np.ndarray, np.ndarray], test: tuple[np.ndarray, np.ndarray], target: float = READ_RATE_ERROR
+) -> tuple[float, float]:
     """The share of ``test`` answers accepted at the threshold that ``val`` gives for ``target`` error, and
     the error among them: each (confidence, right). Form-reading products quote this operating point."""
     _, threshold = calibration.coverage_at(calibration.risk_coverage(*val), target)
@@ -261,12 +324,19 @@ def field_row(sets: dict[str, dict]) -> dict:
     to stand beside the digit models' per-digit accuracy; the field accuracies say what a field costs;
     the read rate is the 5-digit scans' at 1 % error, its threshold from the validation scans."""
     f, s = sets["fields"], sets["scans"]
-    row = {"accuracy": f["char_accuracy"], "field_accuracy": f["field_accuracy"], "cer": f["cer"],
-           "field_accuracy_5": s["field_accuracy"], "cer_5": s["cer"], "infer_images_per_s": f["fields_per_s"]}
+    row = {
+        "accuracy": f["char_accuracy"],
+        "field_accuracy": f["field_accuracy"],
+        "cer": f["cer"],
+        "field_accuracy_5": s["field_accuracy"],
+        "cer_5": s["cer"],
+        "infer_images_per_s": f["fields_per_s"],
+    }
     if "val_scans" in sets:
         v = sets["val_scans"]
-        row["read_rate_at_0.01"], row["read_error_at_0.01"] = read_rate((v["confidence"], v["right"]),
-                                                                        (s["confidence"], s["right"]))
+        row["read_rate_at_0.01"], row["read_error_at_0.01"] = read_rate(
+            (v["confidence"], v["right"]), (s["confidence"], s["right"])
+        )
     return row
 
 

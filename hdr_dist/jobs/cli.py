@@ -40,8 +40,10 @@ def run_job(run, args, prog: str, resume_hint: str) -> int:
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if not argv or argv[0] not in COMMANDS:
-        print(f"usage: hdr {{{','.join(COMMANDS)}}} [flags]  (hdr COMMAND --help for its flags)",
-              file=sys.stderr)
+        print(
+            f"usage: hdr {{{','.join(COMMANDS)}}} [flags]  (hdr COMMAND --help for its flags)",
+            file=sys.stderr,
+        )
         return 0 if argv and argv[0] in ("-h", "--help") else 2
     job = importlib.import_module(f"hdr_dist.jobs.{argv[0]}")
     return job.main(argv[1:], prog=f"hdr {argv[0]}")

@@ -38,20 +38,37 @@ ALL_MODELS = ("cnn", "lstm", *classical.MODELS)
 
 
 def parser(prog: str = "hdr compare") -> Parser:
-    p = Parser(prog=prog, description="Train each model with Ray Train, test it once on the test split, "
-                                      "print the results beside the seeds' figures and write them as Parquet.",
-               parents=[flags.data_flags(), flags.ray_flags(workers="auto"),
-                        flags.output_flags("results", "ray_train", "Ray Train checkpoint storage"),
-                        flags.tracking_flags()])
+    p = Parser(
+        prog=prog,
+        description="Train each model with Ray Train, test it once on the test split, "
+        "print the results beside the seeds' figures and write them as Parquet.",
+        parents=[
+            flags.data_flags(),
+            flags.ray_flags(workers="auto"),
+            flags.output_flags("results", "ray_train", "Ray Train checkpoint storage"),
+            flags.tracking_flags(),
+        ],
+    )
     g = p.add_argument_group("models and training")
-    g.add_argument("--models", default=DEFAULT_MODELS,
-                   help=f"comma list from: deep {', '.join(models.RECIPES)}; classical {', '.join(classical.MODELS)}; "
-                        f"or all ({', '.join(ALL_MODELS)}) (default: %(default)s)")
+    g.add_argument(
+        "--models",
+        default=DEFAULT_MODELS,
+        help=f"comma list from: deep {', '.join(models.RECIPES)}; classical {', '.join(classical.MODELS)}; "
+        f"or all ({', '.join(ALL_MODELS)}) (default: %(default)s)",
+    )
     flags.train_flags(g)
-    g.add_argument("--max-failures", type=int, default=0,
-                   help="worker failures Ray Train recovers from (default: %(default)s)")
-    g.add_argument("--cv-limit", type=positive, default=10_000,
-                   help="svm-rbf: training images its C x gamma cross-validation uses (default: %(default)s)")
+    g.add_argument(
+        "--max-failures",
+        type=int,
+        default=0,
+        help="worker failures Ray Train recovers from (default: %(default)s)",
+    )
+    g.add_argument(
+        "--cv-limit",
+        type=positive,
+        default=10_000,
+        help="svm-rbf: training images its C x gamma cross-validation uses (default: %(default)s)",
+    )
     return p
 
 
@@ -68,8 +85,9 @@ def model_names(text: str) -> list[str]:
 
 def train_config(name: str, ds: datasets.Dataset, args, workers: cluster.Workers) -> TrainConfig:
     """The recipe of ``name`` with the flags the user set on top."""
-    return TrainConfig.from_recipe(name, ds, seed=args.seed, cpus_per_worker=workers.cpus,
-                                   **flags.train_settings(args))
+    return TrainConfig.from_recipe(
+        name, ds, seed=args.seed, cpus_per_worker=workers.cpus, **flags.train_settings(args)
+    )
 
 
 class Phases:
@@ -98,7 +116,9 @@ class Phases:
         epochs it trained (not those of a run it resumed) are the epochs; the rest of its wall time
         (workers starting, the data reaching them, checkpoints) is Train's start."""
         wall = time.time() - started_at
-        epochs = sum(h["seconds"] + h.get("val_seconds", 0.0) for h in history if h.get("ended_at", 0) >= started_at)
+        epochs = sum(
+            h["seconds"] + h.get("val_seconds", 0.0) for h in history if h.get("ended_at", 0) >= started_at
+        )
         self.add("epochs", epochs)
         self.add("train_start", max(0.0, wall - epochs))
 
@@ -107,18 +127,31 @@ class Phases:
         segmentation baseline, start-up of this process)."""
         total = time.perf_counter() - self.started
         seconds = self.seconds | {"other": max(0.0, total - sum(self.seconds.values()))}
-        return {"total_seconds": round(total, 3), "seconds": {k: round(v, 3) for k, v in seconds.items()},
-                "share": {k: round(v / total, 4) for k, v in seconds.items()}}
+        return {
+            "total_seconds": round(total, 3),
+            "seconds": {k: round(v, 3) for k, v in seconds.items()},
+            "share": {k: round(v / total, 4) for k, v in seconds.items()},
+        }
 
     @staticmethod
     def line(summary: dict) -> str:
         """The closing line of a ``summary``: the same figures as ``timings.json``."""
         return f"time ({summary['total_seconds']:.0f} s): " + ", ".join(
-            f"{k.replace('_', ' ')} {v:.0f} s" for k, v in summary["seconds"].items())
+            f"{k.replace('_', ' ')} {v:.0f} s" for k, v in summary["seconds"].items()
+        )
 
 
-def train_and_test(name: str, ds: datasets.Dataset, args, images, location: str, workers: cluster.Workers,
-                   phases: Phases, field_tests=None, tracker: tracking.Tracker | None = None):
+def train_and_test(
+    name: str,
+    ds: datasets.Dataset,
+    args,
+    images,
+    location: str,
+    workers: cluster.Workers,
+    phases: Phases,
+    field_tests=None,
+    tracker: tracking.Tracker | None = None,
+):
     """Ray Train one model, then score its best checkpoint (by validation accuracy) on the test split:
     a digit model on the test digits, a field model on ``field_tests`` (``field_eval.test_sets``): its
     kind's ``tested``. With ``tracker``, its MLflow run (found again when the Train run resumes) gets the
@@ -129,8 +162,16 @@ def train_and_test(name: str, ds: datasets.Dataset, args, images, location: str,
         tracker = tracker.start(name, run, cfg.as_dict() | {"workers": workers.count})
     started_at = time.time()
     try:
-        result = train.fit(cfg, images, workers=workers.count, use_gpu=workers.gpu, storage_path=location, name=run,
-                           max_failures=args.max_failures, tracker=tracker)
+        result = train.fit(
+            cfg,
+            images,
+            workers=workers.count,
+            use_gpu=workers.gpu,
+            storage_path=location,
+            name=run,
+            max_failures=args.max_failures,
+            tracker=tracker,
+        )
     except SystemExit:  # Ray Train's own Ctrl-C handler aborts the run, then exits
         raise KeyboardInterrupt from None
     best = max(result.best_checkpoints, key=lambda cm: cm[1]["val_acc"])[0]
@@ -151,22 +192,44 @@ def segmented_row(ds: datasets.Dataset, digit_row: dict, field_tests) -> tuple[d
     state = checkpoints.for_scoring(digit_row["checkpoint"], None)[0]
     name = f"{digit_row['model']}-segmented"
     tested = field_eval.segmented(state, field_tests)
-    row = tables.metrics_row(ds.name, name, tested["row"], train_seconds=digit_row["train_seconds"],
-                             epochs=digit_row["epochs"], params=state["params"], num_workers=digit_row["num_workers"],
-                             threads_per_worker=digit_row["threads_per_worker"], num_nodes=digit_row["num_nodes"],
-                             device=digit_row["device"], checkpoint=None,
-                             method=f"connected components of ink, each read by {digit_row['model']}",
-                             approximation="") | tested["row"]
+    row = (
+        tables.metrics_row(
+            ds.name,
+            name,
+            tested["row"],
+            train_seconds=digit_row["train_seconds"],
+            epochs=digit_row["epochs"],
+            params=state["params"],
+            num_workers=digit_row["num_workers"],
+            threads_per_worker=digit_row["threads_per_worker"],
+            num_nodes=digit_row["num_nodes"],
+            device=digit_row["device"],
+            checkpoint=None,
+            method=f"connected components of ink, each read by {digit_row['model']}",
+            approximation="",
+        )
+        | tested["row"]
+    )
     return row, {"lengths": tables.length_rows(ds.name, name, tested["sets"]["fields"]["by_length"])}
 
 
 def classical_row(name: str, ds: datasets.Dataset, result: dict) -> tuple[dict, dict]:
     scores = evaluate.metrics(ds.test.y, result["pred"], ds.num_classes)
-    row = tables.metrics_row(ds.name, name, scores | {"infer_images_per_s": result["infer_images_per_s"]},
-                             train_seconds=result["train_seconds"], epochs=None, params=None, num_workers=1,
-                             threads_per_worker=result["threads"], num_nodes=1, device="cpu", checkpoint=None,
-                             method=result["method"],
-                             approximation=classical.APPROXIMATIONS.get(name, ""))
+    row = tables.metrics_row(
+        ds.name,
+        name,
+        scores | {"infer_images_per_s": result["infer_images_per_s"]},
+        train_seconds=result["train_seconds"],
+        epochs=None,
+        params=None,
+        num_workers=1,
+        threads_per_worker=result["threads"],
+        num_nodes=1,
+        device="cpu",
+        checkpoint=None,
+        method=result["method"],
+        approximation=classical.APPROXIMATIONS.get(name, ""),
+    )
     return row, scores
 
 
@@ -175,19 +238,29 @@ class Results:
 
     def __init__(self, output: Path, ds: datasets.Dataset):
         self.output, self.ds = output, ds
-        self.tables = {"metrics": [], "per_class": [], "confusion": [], "history": [], "mistakes": [],
-                       "risk_coverage": [], "field_lengths": []}
+        self.tables = {
+            "metrics": [],
+            "per_class": [],
+            "confusion": [],
+            "history": [],
+            "mistakes": [],
+            "risk_coverage": [],
+            "field_lengths": [],
+        }
 
     def record(self, name: str, row: dict, scores: dict, history=()) -> None:
         self.tables["metrics"].append(row)
         test = (self.ds.test.x, self.ds.test.y)
-        for table, rows in tables.model_tables(self.ds.name, name, self.ds.labels, scores, history, test).items():
+        for table, rows in tables.model_tables(
+            self.ds.name, name, self.ds.labels, scores, history, test
+        ).items():
             self.tables[table].extend(rows)
         tables.write_tables(self.output, self.tables)
 
 
-def start_classical(names: list[str], ds: datasets.Dataset, args, images, location: str, results: Results,
-                    console: Console) -> dict:
+def start_classical(
+    names: list[str], ds: datasets.Dataset, args, images, location: str, results: Results, console: Console
+) -> dict:
     """Submit the classical models as Ray tasks, side by side with each other and with the deep
     models' Train runs, as far as the cluster's CPUs go; svm-rbf after its C x gamma grid."""
     import ray
@@ -198,14 +271,18 @@ def start_classical(names: list[str], ds: datasets.Dataset, args, images, locati
     if "svm-rbf" in names:
         params, grid = classical.search_svm(ds, args.seed, args.cv_limit, location, console)
         results.tables["svm_rbf_cv"] = grid
-        console.print(escape("[svm-rbf]") + f" best of the grid: C={params['C']:g}, gamma={params['gamma']:g}")
+        console.print(
+            escape("[svm-rbf]") + f" best of the grid: C={params['C']:g}, gamma={params['gamma']:g}"
+        )
         pending |= classical.start(["svm-rbf"], images, test_x, args.seed, cpus, params)
     if pending:
         console.print(f"classical models {', '.join(pending.values())}: one Ray task each")
     return pending
 
 
-def collect(pending: dict, ds: datasets.Dataset, results: Results, console: Console, timeout: float | None) -> None:
+def collect(
+    pending: dict, ds: datasets.Dataset, results: Results, console: Console, timeout: float | None
+) -> None:
     """Record the classical models that have finished (all of them, with ``timeout=None``)."""
     import ray
 
@@ -215,8 +292,10 @@ def collect(pending: dict, ds: datasets.Dataset, results: Results, console: Cons
             return
         name = pending.pop(done[0])
         row, scores = classical_row(name, ds, ray.get(done[0]))
-        console.print(escape(f"[{name}]") + f" test accuracy {100 * row['accuracy']:.2f} %, "
-                      f"fit {row['train_seconds']:.0f} s: {row['method']}")
+        console.print(
+            escape(f"[{name}]") + f" test accuracy {100 * row['accuracy']:.2f} %, "
+            f"fit {row['train_seconds']:.0f} s: {row['method']}"
+        )
         results.record(name, row, scores)
 
 
@@ -225,11 +304,18 @@ def log_runs(tracker: tracking.Tracker, runs: dict, rows: list[dict], output: Pa
     the others get one now): the metrics row's numbers, the figures, report.html and the checkpoint."""
     figures = sorted((output / "figures").glob("*.png"))
     for row in rows:
-        run = runs.get(row["model"]) or tracker.start(row["model"], f"{output.name}-{row['model']}-{time.time_ns()}",
-                                                       {"method": row["method"]})
+        run = runs.get(row["model"]) or tracker.start(
+            row["model"], f"{output.name}-{row['model']}-{time.time_ns()}", {"method": row["method"]}
+        )
         if run is not None:
-            run.finish(row, {"figures": figures, None: [output / "report.html"],
-                             "checkpoint": [row["checkpoint"]] if row["checkpoint"] else []})
+            run.finish(
+                row,
+                {
+                    "figures": figures,
+                    None: [output / "report.html"],
+                    "checkpoint": [row["checkpoint"]] if row["checkpoint"] else [],
+                },
+            )
 
 
 def run(args, console: Console) -> int:
@@ -241,32 +327,53 @@ def run(args, console: Console) -> int:
         return compare(args, names, output, console, phases, tracker)
 
 
-def compare(args, names: list[str], output: Path, console: Console, phases: Phases,
-            tracker: tracking.Tracker | None = None) -> int:
+def compare(
+    args,
+    names: list[str],
+    output: Path,
+    console: Console,
+    phases: Phases,
+    tracker: tracking.Tracker | None = None,
+) -> int:
     """Each model trained (deep: Ray Train; classical: a Ray task) and tested, then the table and report."""
     deep = [n for n in names if n not in classical.MODELS]
     shallow = [n for n in names if n in classical.MODELS]
     location = storage.storage_location(args.storage_path, output / "ray_train")
     with phases.timing("data"):
-        ds = datasets.load(args.dataset, args.data_dir, seed=args.seed, limit_train=args.limit_train,
-                           limit_test=args.limit_test, scan_preprocess=args.preprocess == "scan")
-    console.print(f"[bold]{ds.name}[/]: {len(ds.train.y):,} train / {len(ds.val.y):,} validation / "
-                  f"{len(ds.test.y):,} test images, {ds.num_classes} classes; models {', '.join(names)}")
+        ds = datasets.load(
+            args.dataset,
+            args.data_dir,
+            seed=args.seed,
+            limit_train=args.limit_train,
+            limit_test=args.limit_test,
+            scan_preprocess=args.preprocess == "scan",
+        )
+    console.print(
+        f"[bold]{ds.name}[/]: {len(ds.train.y):,} train / {len(ds.val.y):,} validation / "
+        f"{len(ds.test.y):,} test images, {ds.num_classes} classes; models {', '.join(names)}"
+    )
     with phases.timing("ray_start"):
         cluster.connect(args.address)
-        workers = (cluster.placement(args.workers, args.cpus_per_worker, args.gpu, args.placement_timeout, console)
-                   if deep else None)
+        workers = (
+            cluster.placement(args.workers, args.cpus_per_worker, args.gpu, args.placement_timeout, console)
+            if deep
+            else None
+        )
         if shallow:
             cluster.placement(1, args.cpus_per_worker or 1, "off", args.placement_timeout, console)
-        cluster.require_shared(storage.shared_locations(args.storage_path, output, location)
-                               | (tracker.shared() if tracker else {}))
+        cluster.require_shared(
+            storage.shared_locations(args.storage_path, output, location)
+            | (tracker.shared() if tracker else {})
+        )
 
         import ray
 
         images = ray.put(train.arrays_of(ds))  # one copy in the object store, read by every worker and task
     if deep:
-        console.print(f"Ray Train: {workers.count} worker(s) x {workers.cpus} CPU(s) (torch threads)"
-                      + (" and a GPU each" if workers.gpu else ""))
+        console.print(
+            f"Ray Train: {workers.count} worker(s) x {workers.cpus} CPU(s) (torch threads)"
+            + (" and a GPU each" if workers.gpu else "")
+        )
     results = Results(output, ds)
     pending = start_classical(shallow, ds, args, images, location, results, console)
     field_models = [n for n in deep if models.recipe(n).kind == "field"]
@@ -274,15 +381,24 @@ def compare(args, names: list[str], output: Path, console: Console, phases: Phas
         field_tests = field_eval.test_sets(ds, args.seed) if field_models else None
     runs = {}  # each deep model's MLflow run
     for name in deep:
-        row, scores, history, runs[name] = train_and_test(name, ds, args, images, location, workers, phases,
-                                                          field_tests, tracker)
+        row, scores, history, runs[name] = train_and_test(
+            name, ds, args, images, location, workers, phases, field_tests, tracker
+        )
         console.print(display.calibration_line(row), markup=False, highlight=False)
         with phases.timing("report"):
             results.record(name, row, scores, history)
         collect(pending, ds, results, console, timeout=0)
     # The segmentation baseline: the first digit cnn of this run, read on the field models' test fields.
-    if field_models and (cnn := next((r for r in results.tables["metrics"]
-                                      if r["model"] in deep and models.recipe(r["model"]).arch == "cnn"), None)):
+    if field_models and (
+        cnn := next(
+            (
+                r
+                for r in results.tables["metrics"]
+                if r["model"] in deep and models.recipe(r["model"]).arch == "cnn"
+            ),
+            None,
+        )
+    ):
         row, scores = segmented_row(ds, cnn, field_tests)
         results.record(row["model"], row, scores)
         names.append(row["model"])

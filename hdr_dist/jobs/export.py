@@ -17,13 +17,22 @@ from hdr_dist.models import checkpoints, export
 
 
 def parser(prog: str = "hdr export") -> Parser:
-    p = Parser(prog=prog, description="Export a model trained by compare as one ONNX or TorchScript file that "
-                                      "carries its labels, temperature, input scaling and recipe.")
+    p = Parser(
+        prog=prog,
+        description="Export a model trained by compare as one ONNX or TorchScript file that "
+        "carries its labels, temperature, input scaling and recipe.",
+    )
     p.add_argument("results", metavar="RESULTS", help="a compare --output folder, or a model.pt checkpoint")
-    p.add_argument("--model-name",
-                   help="which model of that folder (default: the most accurate digit model; name crnn for fields)")
-    p.add_argument("--format", choices=export.FORMATS, default="onnx", help="the file's format (default: %(default)s)")
-    p.add_argument("--output", required=True, metavar="FILE", help="the file to write (replaced if it exists)")
+    p.add_argument(
+        "--model-name",
+        help="which model of that folder (default: the most accurate digit model; name crnn for fields)",
+    )
+    p.add_argument(
+        "--format", choices=export.FORMATS, default="onnx", help="the file's format (default: %(default)s)"
+    )
+    p.add_argument(
+        "--output", required=True, metavar="FILE", help="the file to write (replaced if it exists)"
+    )
     return p
 
 
@@ -46,8 +55,13 @@ def run(args: argparse.Namespace, console: Console) -> int:
         export.write(state, output, args.format)
     except OSError as e:
         raise UserError(f"--output {args.output}: cannot write ({e.strerror or e})") from None
-    console.print(f"export: {output} ({args.format}, model {cfg.model}, {cfg.kind} reader, "
-                  f"{output.stat().st_size:,} bytes) from {checkpoint}", soft_wrap=True, markup=False, highlight=False)
+    console.print(
+        f"export: {output} ({args.format}, model {cfg.model}, {cfg.kind} reader, "
+        f"{output.stat().st_size:,} bytes) from {checkpoint}",
+        soft_wrap=True,
+        markup=False,
+        highlight=False,
+    )
     return 0
 
 

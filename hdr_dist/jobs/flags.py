@@ -29,9 +29,12 @@ class Parser(argparse.ArgumentParser):
     def __init__(self, *args, parents=(), **kwargs):
         super().__init__(*args, parents=list(parents), **kwargs)
         if self.add_help:
-            self.add_argument("--config", metavar="FILE",
-                              help="a JSON object of settings named like these flags ({\"lr\": 0.005, ...}), such as "
-                                   "tune's best_config.json; flags given here win")
+            self.add_argument(
+                "--config",
+                metavar="FILE",
+                help='a JSON object of settings named like these flags ({"lr": 0.005, ...}), such as '
+                "tune's best_config.json; flags given here win",
+            )
 
     @property
     def settings(self) -> dict[str, argparse.Action]:
@@ -90,15 +93,28 @@ def data_flags() -> Parser:
     """Which images a training job reads (compare, tune)."""
     p = Parser(add_help=False)
     g = p.add_argument_group("data")
-    g.add_argument("--dataset", default="mnist", choices=datasets.DATASETS,
-              help="mnist is embedded; emnist-* read the official IDX files in --data-dir (default: %(default)s)")
-    g.add_argument("--data-dir", help="folder with the dataset's IDX files (default for mnist: the embedded copy)")
-    g.add_argument("--limit-train", type=positive,
-              help="use a stratified sample of N training images (a tenth of them validate)")
+    g.add_argument(
+        "--dataset",
+        default="mnist",
+        choices=datasets.DATASETS,
+        help="mnist is embedded; emnist-* read the official IDX files in --data-dir (default: %(default)s)",
+    )
+    g.add_argument(
+        "--data-dir", help="folder with the dataset's IDX files (default for mnist: the embedded copy)"
+    )
+    g.add_argument(
+        "--limit-train",
+        type=positive,
+        help="use a stratified sample of N training images (a tenth of them validate)",
+    )
     g.add_argument("--limit-test", type=positive, help="use a stratified sample of N test images")
-    g.add_argument("--seed", type=int, default=0,
-              help="random seed of the hold-out, initialisation, shuffles, augmentation and a sweep's search "
-                   "(default: %(default)s)")
+    g.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="random seed of the hold-out, initialisation, shuffles, augmentation and a sweep's search "
+        "(default: %(default)s)",
+    )
     return p
 
 
@@ -118,19 +134,38 @@ def ray_flags(workers: int | str | None = None, per: str = "") -> Parser:
     p = Parser(add_help=False)
     g = p.add_argument_group("Ray")
     if workers is not None:
-        g.add_argument("--workers", type=worker_count, default=str(workers), metavar="N|auto",
-                  help=f"Ray Train workers, data-parallel processes{per}; auto: one per GPU, or on CPU-only "
-                       "nodes one per core (default: %(default)s)")
-        g.add_argument("--cpus-per-worker", type=positive,
-                  help="CPUs, and torch threads, per Train worker and per classical model's task "
-                       "(default: with --workers auto, what it picks; else 1)")
-        g.add_argument("--gpu", choices=("auto", "on", "off"), default="auto",
-                  help="auto: one GPU per worker when the cluster has enough (default: %(default)s)")
-        g.add_argument("--placement-timeout", type=float, metavar="SECONDS",
-                  help="when the cluster cannot place --workers yet, wait this long for nodes to join "
-                       f"(default: {cluster.AUTOSCALER_WAIT_S} s if the cluster has an autoscaler, else fail at once)")
-    g.add_argument("--address", help="Ray cluster to join, or 'auto' for a `ray start` cluster on this machine "
-                                   "(default: RAY_ADDRESS, else a new local Ray)")
+        g.add_argument(
+            "--workers",
+            type=worker_count,
+            default=str(workers),
+            metavar="N|auto",
+            help=f"Ray Train workers, data-parallel processes{per}; auto: one per GPU, or on CPU-only "
+            "nodes one per core (default: %(default)s)",
+        )
+        g.add_argument(
+            "--cpus-per-worker",
+            type=positive,
+            help="CPUs, and torch threads, per Train worker and per classical model's task "
+            "(default: with --workers auto, what it picks; else 1)",
+        )
+        g.add_argument(
+            "--gpu",
+            choices=("auto", "on", "off"),
+            default="auto",
+            help="auto: one GPU per worker when the cluster has enough (default: %(default)s)",
+        )
+        g.add_argument(
+            "--placement-timeout",
+            type=float,
+            metavar="SECONDS",
+            help="when the cluster cannot place --workers yet, wait this long for nodes to join "
+            f"(default: {cluster.AUTOSCALER_WAIT_S} s if the cluster has an autoscaler, else fail at once)",
+        )
+    g.add_argument(
+        "--address",
+        help="Ray cluster to join, or 'auto' for a `ray start` cluster on this machine "
+        "(default: RAY_ADDRESS, else a new local Ray)",
+    )
     return p
 
 
@@ -139,8 +174,10 @@ def output_flags(default: str, storage: str, what: str) -> Parser:
     p = Parser(add_help=False)
     g = p.add_argument_group("output")
     g.add_argument("--output", default=default, help="folder for the results (default: %(default)s)")
-    g.add_argument("--storage-path", help=f"{what}: a folder or a pyarrow URI such as s3://bucket/path "
-                                        f"(default: OUTPUT/{storage})")
+    g.add_argument(
+        "--storage-path",
+        help=f"{what}: a folder or a pyarrow URI such as s3://bucket/path (default: OUTPUT/{storage})",
+    )
     return p
 
 
@@ -150,22 +187,51 @@ def bulk_flags(item: str, *, batch: int, cpus_per_actor: float, cpus_note: str, 
     (an image, a page)."""
     p = Parser(add_help=False)
     g = p.add_argument_group("Ray Data")
-    g.add_argument("--batch-size", type=positive, default=batch,
-                   help=f"{item}s per inference batch (default: %(default)s)")
-    g.add_argument("--concurrency", type=positive,
-                   help="inference actors (default: one per GPU, else one per 4 CPUs of the cluster, at least 1)")
-    g.add_argument("--cpus-per-actor", type=float, default=cpus_per_actor,
-                   help=f"CPUs each inference actor reserves on a CPU-only cluster; {cpus_note} (default: %(default)s)")
-    g.add_argument("--gpu", choices=("auto", "on", "off"), default="auto",
-                   help="auto: a GPU per inference actor when the cluster has one (default: %(default)s)")
+    g.add_argument(
+        "--batch-size",
+        type=positive,
+        default=batch,
+        help=f"{item}s per inference batch (default: %(default)s)",
+    )
+    g.add_argument(
+        "--concurrency",
+        type=positive,
+        help="inference actors (default: one per GPU, else one per 4 CPUs of the cluster, at least 1)",
+    )
+    g.add_argument(
+        "--cpus-per-actor",
+        type=float,
+        default=cpus_per_actor,
+        help=f"CPUs each inference actor reserves on a CPU-only cluster; {cpus_note} (default: %(default)s)",
+    )
+    g.add_argument(
+        "--gpu",
+        choices=("auto", "on", "off"),
+        default="auto",
+        help="auto: a GPU per inference actor when the cluster has one (default: %(default)s)",
+    )
     g.add_argument("--resume", action="store_true", help="keep what OUTPUT (or OUTPUT.partial) already holds")
-    g.add_argument("--commit-rows", type=positive, default=commit_rows, metavar="N",
-                   help=f"{item}s are made durable in pieces of at most N, so a killed run loses at most that many "
-                        "(default: %(default)s)")
-    g.add_argument("--commit-seconds", type=positive_float, default=COMMIT_SECONDS, metavar="T",
-                   help=f"and no {item} waits longer than T seconds to be made durable (default: %(default)s)")
-    g.add_argument("--max-pixels", type=positive, default=DEFAULT_MAX_PIXELS,
-                   help=f"larger {item}s are refused as decompression bombs (default: %(default)s)")
+    g.add_argument(
+        "--commit-rows",
+        type=positive,
+        default=commit_rows,
+        metavar="N",
+        help=f"{item}s are made durable in pieces of at most N, so a killed run loses at most that many "
+        "(default: %(default)s)",
+    )
+    g.add_argument(
+        "--commit-seconds",
+        type=positive_float,
+        default=COMMIT_SECONDS,
+        metavar="T",
+        help=f"and no {item} waits longer than T seconds to be made durable (default: %(default)s)",
+    )
+    g.add_argument(
+        "--max-pixels",
+        type=positive,
+        default=DEFAULT_MAX_PIXELS,
+        help=f"larger {item}s are refused as decompression bombs (default: %(default)s)",
+    )
     return p
 
 
@@ -173,9 +239,13 @@ def tracking_flags() -> Parser:
     """MLflow tracking of a training job's runs (compare, tune)."""
     p = Parser(add_help=False)
     p.add_argument_group("tracking").add_argument(
-        "--mlflow", nargs="?", const="", metavar="URI",
+        "--mlflow",
+        nargs="?",
+        const="",
+        metavar="URI",
         help="log each model's (or trial's) run to MLflow at URI: a server or a folder; without URI, "
-             "MLFLOW_TRACKING_URI, else ./mlruns (default: off; needs pip install 'hdr-dist[mlflow]')")
+        "MLFLOW_TRACKING_URI, else ./mlruns (default: off; needs pip install 'hdr-dist[mlflow]')",
+    )
     return p
 
 
@@ -217,7 +287,9 @@ def train_flags(group) -> None:
         if kind is bool:
             group.add_argument(name, action=argparse.BooleanOptionalAction, default=default, help=text)
         else:
-            group.add_argument(name, type=positive if kind == "positive" else kind, default=default, help=text, **meta)
+            group.add_argument(
+                name, type=positive if kind == "positive" else kind, default=default, help=text, **meta
+            )
 
 
 def train_settings(args) -> dict:

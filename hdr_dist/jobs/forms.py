@@ -19,7 +19,8 @@ from rich.console import Console
 
 from hdr_dist.common import cluster, ray_compat
 from hdr_dist.common.errors import UserError, disk_full
-from hdr_dist.forms import pipeline, records, review, summary, template as templates, truth, zones
+from hdr_dist.forms import pipeline, records, review, summary, truth, zones
+from hdr_dist.forms import template as templates
 from hdr_dist.forms.config import FormsConfig
 from hdr_dist.inference import calibration
 from hdr_dist.jobs import flags
@@ -29,37 +30,78 @@ from hdr_dist.models import checkpoints
 from hdr_dist.scoring import driver, inputs, outputs
 from hdr_dist.scoring.committer import Committer
 
-COMMIT_PAGES = 200   # a forms piece: pages, each with its zones
+COMMIT_PAGES = 200  # a forms piece: pages, each with its zones
 FIELD_MODEL = "crnn"
 
 
 def parser(prog: str = "hdr forms") -> Parser:
-    p = Parser(prog=prog, description="Read scanned forms by a template: one row per zone and one per form, "
-                                      "each field with a calibrated confidence and a decision.",
-               parents=[flags.ray_flags(),
-                        flags.bulk_flags("page", batch=16, cpus_per_actor=0.5, commit_rows=COMMIT_PAGES,
-                                         cpus_note="registration takes the rest")])
-    p.add_argument("inputs", nargs="*", metavar="INPUT",
-                   help="folders (recursive), image or PDF files, .zip/.tar/.tar.gz/.tgz archives, in any mix")
+    p = Parser(
+        prog=prog,
+        description="Read scanned forms by a template: one row per zone and one per form, "
+        "each field with a calibrated confidence and a decision.",
+        parents=[
+            flags.ray_flags(),
+            flags.bulk_flags(
+                "page",
+                batch=16,
+                cpus_per_actor=0.5,
+                commit_rows=COMMIT_PAGES,
+                cpus_note="registration takes the rest",
+            ),
+        ],
+    )
+    p.add_argument(
+        "inputs",
+        nargs="*",
+        metavar="INPUT",
+        help="folders (recursive), image or PDF files, .zip/.tar/.tar.gz/.tgz archives, in any mix",
+    )
     p.add_argument("--template", metavar="FORM.yaml", help="the form's template (required)")
-    p.add_argument("--check-template", metavar="FORM.yaml",
-                   help="check a template and draw its zones on its reference (FORM.zones.png beside it), then stop")
+    p.add_argument(
+        "--check-template",
+        metavar="FORM.yaml",
+        help="check a template and draw its zones on its reference (FORM.zones.png beside it), then stop",
+    )
     p.add_argument("--model", help="a compare --output folder holding the digit model (and the field model)")
-    p.add_argument("--digit-model-name", help="the digit model of that folder (default: its most accurate one)")
-    p.add_argument("--field-model-name", default=FIELD_MODEL,
-                   help="the field model of that folder, for field zones (default: %(default)s)")
-    p.add_argument("--output", help="folder for fields/, forms/, forms.csv, metrics and summary.json (required)")
+    p.add_argument(
+        "--digit-model-name", help="the digit model of that folder (default: its most accurate one)"
+    )
+    p.add_argument(
+        "--field-model-name",
+        default=FIELD_MODEL,
+        help="the field model of that folder, for field zones (default: %(default)s)",
+    )
+    p.add_argument(
+        "--output", help="folder for fields/, forms/, forms.csv, metrics and summary.json (required)"
+    )
     p.add_argument("--labels", metavar="FILE", help="true labels: a CSV with header path,page,field,label")
-    p.add_argument("--target-error", type=flags.open_fraction, metavar="E",
-                   help="accept a field when its confidence clears the threshold the models' validation curves give "
-                        "for error E (a comb: each cell at E over its cells); the rest: review")
-    p.add_argument("--dropout", choices=zones.DROPOUTS, default="reference",
-                   help="how the printed form is dropped: reference (its registered print painted over) or lines "
-                        "(cells cut inside their walls, a field's lines removed) (default: %(default)s)")
-    p.add_argument("--length-constraint", action=argparse.BooleanOptionalAction, default=True,
-                   help="decode a field under its template length (default: on)")
-    p.add_argument("--review-rows", type=positive, default=500, metavar="N",
-                   help="the fields OUTPUT/review/review.html shows, least confident first (default: %(default)s)")
+    p.add_argument(
+        "--target-error",
+        type=flags.open_fraction,
+        metavar="E",
+        help="accept a field when its confidence clears the threshold the models' validation curves give "
+        "for error E (a comb: each cell at E over its cells); the rest: review",
+    )
+    p.add_argument(
+        "--dropout",
+        choices=zones.DROPOUTS,
+        default="reference",
+        help="how the printed form is dropped: reference (its registered print painted over) or lines "
+        "(cells cut inside their walls, a field's lines removed) (default: %(default)s)",
+    )
+    p.add_argument(
+        "--length-constraint",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="decode a field under its template length (default: on)",
+    )
+    p.add_argument(
+        "--review-rows",
+        type=positive,
+        default=500,
+        metavar="N",
+        help="the fields OUTPUT/review/review.html shows, least confident first (default: %(default)s)",
+    )
     return p
 
 
@@ -67,8 +109,12 @@ def check_template(path: str, console: Console) -> int:
     template = templates.load(path)
     out = templates.draw(template, Path(path).expanduser().with_suffix(".zones.png"))
     kinds = ", ".join(f"{z.name} ({z.kind})" for z in template.zones)
-    console.print(f"{path}: template {template.name}, {template.size[0]}x{template.size[1]}, zones {kinds}; "
-                  f"drawn on its reference in {out}", markup=False, highlight=False)
+    console.print(
+        f"{path}: template {template.name}, {template.size[0]}x{template.size[1]}, zones {kinds}; "
+        f"drawn on its reference in {out}",
+        markup=False,
+        highlight=False,
+    )
     return 0
 
 
@@ -78,17 +124,23 @@ def models(args, template) -> tuple[dict | None, dict | None]:
     kinds = {z.kind for z in template.zones}
     digit = field = None
     if kinds & {"comb", "digit"}:
-        digit, cfg, _ = checkpoints.for_scoring(args.model, args.digit_model_name, name_flag="--digit-model-name")
+        digit, cfg, _ = checkpoints.for_scoring(
+            args.model, args.digit_model_name, name_flag="--digit-model-name"
+        )
         if cfg.kind != "digit":
             raise UserError(f"--digit-model-name {cfg.model}: reads fields, not one digit")
     if "field" in kinds:
         names = [z.name for z in template.zones if z.kind == "field"]
         try:
-            field, cfg, _ = checkpoints.for_scoring(args.model, args.field_model_name, name_flag="--field-model-name")
+            field, cfg, _ = checkpoints.for_scoring(
+                args.model, args.field_model_name, name_flag="--field-model-name"
+            )
         except UserError as e:
-            raise UserError(f"--template {args.template}: its field zones ({', '.join(names)}) need a field model, "
-                            f"and --model {args.model} has none named {args.field_model_name} ({e}); train one with "
-                            "hdr compare --models cnn,crnn, or name it with --field-model-name") from None
+            raise UserError(
+                f"--template {args.template}: its field zones ({', '.join(names)}) need a field model, "
+                f"and --model {args.model} has none named {args.field_model_name} ({e}); train one with "
+                "hdr compare --models cnn,crnn, or name it with --field-model-name"
+            ) from None
         if cfg.kind != "field":
             raise UserError(f"--field-model-name {cfg.model}: reads one digit, not fields")
     return digit, field
@@ -104,8 +156,10 @@ def thresholds(template, target: float | None, digit: dict | None, field: dict |
     for z in template.zones:
         state = field if z.kind == "field" else digit
         if state["val_risk_coverage"] is None:
-            raise UserError(f"--target-error {target:g}: {state['identity']['checkpoint']} holds no validation curve "
-                            "to read a threshold from (calibrate it by training with hdr compare)")
+            raise UserError(
+                f"--target-error {target:g}: {state['identity']['checkpoint']} holds no validation curve "
+                "to read a threshold from (calibrate it by training with hdr compare)"
+            )
         share = target / len(z.cells) if z.kind == "comb" else target
         out.append(calibration.coverage_at(state["val_risk_coverage"], share)[1])
     return tuple(out)
@@ -119,9 +173,12 @@ def identity(digit, field, template, args) -> dict:
         digest.update(s["identity"]["checkpoint_sha256"].encode())
     digest.update(template.path.read_bytes() + template.reference.read_bytes())
     digest.update(f"{args.dropout} {args.length_constraint}".encode())
-    return {"model": "+".join(s["identity"]["model"] for s in states),
-            "checkpoint": " | ".join(s["identity"]["checkpoint"] for s in states),
-            "checkpoint_sha256": digest.hexdigest(), "threshold": args.target_error}
+    return {
+        "model": "+".join(s["identity"]["model"] for s in states),
+        "checkpoint": " | ".join(s["identity"]["checkpoint"] for s in states),
+        "checkpoint_sha256": digest.hexdigest(),
+        "threshold": args.target_error,
+    }
 
 
 def run(args, console: Console) -> int:
@@ -138,20 +195,35 @@ def run(args, console: Console) -> int:
     found = inputs.find(args.inputs)
     labels, problems = truth.read(args.labels, template, found.items) if args.labels else (None, {})
     for kind, paths in problems.items():
-        console.print(f"--labels {args.labels}: {len(paths):,} {kind}: {', '.join(paths[:5])}", markup=False,
-                      highlight=False)
+        console.print(
+            f"--labels {args.labels}: {len(paths):,} {kind}: {', '.join(paths[:5])}",
+            markup=False,
+            highlight=False,
+        )
     ident = identity(digit, field, template, args)
     output = Path(args.output).expanduser().resolve()
     outputs.check_output(output, args.resume, ident)
     cluster.connect(args.address)
     plan = driver.resource_plan(args.gpu, args.concurrency, args.cpus_per_actor, pipeline.DECODE_CPUS)
-    cfg = FormsConfig(inputs=tuple(args.inputs), template=str(template.path.resolve()), labelled=bool(labels),
-                      dropout=args.dropout, length_constraint=args.length_constraint, batch_size=args.batch_size,
-                      max_pixels=args.max_pixels, commit_rows=args.commit_rows, commit_seconds=args.commit_seconds,
-                      review_rows=args.review_rows, cpus_per_actor=args.cpus_per_actor, **plan,
-                      target_error=args.target_error, thresholds=thresholds(template, args.target_error, digit, field))
-    cluster.require_shared({"--output": str(output)},
-                           {"INPUT": [os.path.realpath(os.path.expanduser(i)) for i in args.inputs]})
+    cfg = FormsConfig(
+        inputs=tuple(args.inputs),
+        template=str(template.path.resolve()),
+        labelled=bool(labels),
+        dropout=args.dropout,
+        length_constraint=args.length_constraint,
+        batch_size=args.batch_size,
+        max_pixels=args.max_pixels,
+        commit_rows=args.commit_rows,
+        commit_seconds=args.commit_seconds,
+        review_rows=args.review_rows,
+        cpus_per_actor=args.cpus_per_actor,
+        **plan,
+        target_error=args.target_error,
+        thresholds=thresholds(template, args.target_error, digit, field),
+    )
+    cluster.require_shared(
+        {"--output": str(output)}, {"INPUT": [os.path.realpath(os.path.expanduser(i)) for i in args.inputs]}
+    )
     work, held = outputs.prepare(output, args.resume, ident, folders=("fields", "forms"))
     try:
         totals, rows = read_forms(work, output, template, found, digit, field, cfg, labels, ident, console)
@@ -166,45 +238,66 @@ def run(args, console: Console) -> int:
     return 0
 
 
-def read_forms(work: Path, output: Path, template, found, digit, field, cfg: FormsConfig, labels, ident,
-               console: Console) -> tuple[dict, list]:
+def read_forms(
+    work: Path, output: Path, template, found, digit, field, cfg: FormsConfig, labels, ident, console: Console
+) -> tuple[dict, list]:
     """Read every page not yet read into ``work``, then the review queue and the summary."""
     import ray
 
     done = outputs.already_scored(work / "forms", records.forms_schema(template))
     items, skipped = outputs.skip_scored(found.items, done)
-    console.print(f"reading {len(items):,} inputs by template {template.name}"
-                  + (f"; {skipped:,} already read" if skipped else ""))
-    committer = Committer(work / "forms", records.forms_schema(template), cfg.commit_rows, cfg.commit_seconds,
-                          before=((work / "fields", records.FIELDS_SCHEMA, records.fields_of),),
-                          derive=records.forms_of(template))
+    console.print(
+        f"reading {len(items):,} inputs by template {template.name}"
+        + (f"; {skipped:,} already read" if skipped else "")
+    )
+    committer = Committer(
+        work / "forms",
+        records.forms_schema(template),
+        cfg.commit_rows,
+        cfg.commit_seconds,
+        before=((work / "fields", records.FIELDS_SCHEMA, records.fields_of),),
+        derive=records.forms_of(template),
+    )
 
     def rows():
-        refs = [ray.put({k: s[k] for k in ("model", "config", "temperature")}) if s else None for s in (digit, field)]
+        refs = [
+            ray.put({k: s[k] for k in ("model", "config", "temperature")}) if s else None
+            for s in (digit, field)
+        ]
         return pipeline.build(items, *refs, cfg.template, cfg, len(cluster.alive_nodes()))
 
     ray_compat.quiet_ray_data()
     this_run = driver.pull(rows if items else None, committer, None, cfg.concurrency, console, unit="pages")
     this_run["pages_by_node"] = this_run.pop("images_by_node")
     this_run |= review.write(work, output, cfg.template, cfg, ident["model"])
-    this_run |= {"inputs_seen": len(items) + skipped, "skipped": skipped, "skipped_junk": found.junk,
-                 "skipped_duplicates": found.duplicates,
-                 "rows_before": sum(len(pages) for _, pages in done.values())}
+    this_run |= {
+        "inputs_seen": len(items) + skipped,
+        "skipped": skipped,
+        "skipped_junk": found.junk,
+        "skipped_duplicates": found.duplicates,
+        "rows_before": sum(len(pages) for _, pages in done.values()),
+    }
     return summary.finish(work, output, template, cfg, this_run, labels, ident)
 
 
 def tell(totals: dict, rows: list[dict], output: Path, console: Console) -> None:
-    console.print(f"{totals['pages']:,} pages: {totals['forms_matched']:,} forms read, {totals['pages_unmatched']:,} "
-                  f"matching no template, {totals['pages_failed']:,} unreadable; {totals['fields']:,} fields, "
-                  f"{totals['fields_accepted']:,} accepted; {totals['forms_accepted']:,} forms accepted whole")
+    console.print(
+        f"{totals['pages']:,} pages: {totals['forms_matched']:,} forms read, {totals['pages_unmatched']:,} "
+        f"matching no template, {totals['pages_failed']:,} unreadable; {totals['fields']:,} fields, "
+        f"{totals['fields_accepted']:,} accepted; {totals['forms_accepted']:,} forms accepted whole"
+    )
     overall = next((r for r in rows if r["group"] == "all"), None)
     if overall:
-        console.print(f"labelled fields: {100 * overall['field_accuracy']:.2f} % read exactly right, CER "
-                      f"{100 * overall['cer']:.2f} %; error among the accepted {100 * overall['accepted_error']:.2f} %; "
-                      f"forms read entirely right {100 * totals['forms_read_right']:.2f} %")
+        console.print(
+            f"labelled fields: {100 * overall['field_accuracy']:.2f} % read exactly right, CER "
+            f"{100 * overall['cer']:.2f} %; error among the accepted {100 * overall['accepted_error']:.2f} %; "
+            f"forms read entirely right {100 * totals['forms_read_right']:.2f} %"
+        )
     if totals.get("review"):
-        console.print(f"review: {totals['review']:,} fields in {output / 'review'}, the least confident "
-                      f"{totals['review_page_rows']:,} on review.html")
+        console.print(
+            f"review: {totals['review']:,} fields in {output / 'review'}, the least confident "
+            f"{totals['review_page_rows']:,} on review.html"
+        )
 
 
 def main(argv=None, prog: str = "hdr forms") -> int:

@@ -34,35 +34,75 @@ from hdr_dist.scoring.config import ScoreConfig
 
 
 def parser(prog: str = "hdr score") -> Parser:
-    p = Parser(prog=prog, description="Score image folders and archives with a model trained by compare; "
-                                      "write one Parquet row per image (prediction or error).",
-               parents=[flags.ray_flags(),
-                        flags.bulk_flags("image", batch=512, cpus_per_actor=1.0, commit_rows=COMMIT_ROWS,
-                                         cpus_note="torch uses as many threads")])
-    p.add_argument("inputs", nargs="+", metavar="INPUT",
-                   help="folders (recursive), image files, .zip/.tar/.tar.gz/.tgz archives, in any mix")
+    p = Parser(
+        prog=prog,
+        description="Score image folders and archives with a model trained by compare; "
+        "write one Parquet row per image (prediction or error).",
+        parents=[
+            flags.ray_flags(),
+            flags.bulk_flags(
+                "image",
+                batch=512,
+                cpus_per_actor=1.0,
+                commit_rows=COMMIT_ROWS,
+                cpus_note="torch uses as many threads",
+            ),
+        ],
+    )
+    p.add_argument(
+        "inputs",
+        nargs="+",
+        metavar="INPUT",
+        help="folders (recursive), image files, .zip/.tar/.tar.gz/.tgz archives, in any mix",
+    )
     p.add_argument("--model", required=True, help="a compare --output folder, or a model.pt checkpoint")
-    p.add_argument("--model-name",
-                   help="which model of that folder (default: the most accurate digit model; name crnn to read fields)")
+    p.add_argument(
+        "--model-name",
+        help="which model of that folder (default: the most accurate digit model; name crnn to read fields)",
+    )
     p.add_argument("--output", required=True, help="folder for predictions/, metrics and summary.json")
     g = p.add_mutually_exclusive_group()
     g.add_argument("--labels", metavar="FILE", help="true labels: a CSV (header path,label) or Parquet file")
-    g.add_argument("--labels-from", choices=("dirname",), help="dirname: each image's folder name is its label")
-    p.add_argument("--top-k", type=positive, default=3, help="labels and probabilities kept per image (default: %(default)s)")
+    g.add_argument(
+        "--labels-from", choices=("dirname",), help="dirname: each image's folder name is its label"
+    )
+    p.add_argument(
+        "--top-k",
+        type=positive,
+        default=3,
+        help="labels and probabilities kept per image (default: %(default)s)",
+    )
     reject = p.add_argument_group("reject option and review queue")
     g = reject.add_mutually_exclusive_group()
-    g.add_argument("--target-error", type=flags.open_fraction, metavar="E",
-                   help="accept the answers whose calibrated confidence clears the threshold that the model's "
-                        "validation curve gives for error E among the accepted (e.g. 0.001); the rest: review")
-    g.add_argument("--threshold", type=flags.fraction, metavar="T",
-                   help="accept the answers whose calibrated confidence is at least T; the rest: review "
-                        "(default, without --target-error: accept every scored image)")
-    reject.add_argument("--review-rows", type=positive, default=500, metavar="N",
-                        help="the rows OUTPUT/review/review.html shows, least confident first; queue.parquet "
-                             "beside it holds every row to review (default: %(default)s)")
-    p.add_argument("--runtime", choices=("torch", "onnx"), default="torch",
-                   help="what runs the model: torch, or onnx (the model exported as hdr export does, run by "
-                        "onnxruntime on the CPU; needs hdr-dist[onnx]) (default: %(default)s)")
+    g.add_argument(
+        "--target-error",
+        type=flags.open_fraction,
+        metavar="E",
+        help="accept the answers whose calibrated confidence clears the threshold that the model's "
+        "validation curve gives for error E among the accepted (e.g. 0.001); the rest: review",
+    )
+    g.add_argument(
+        "--threshold",
+        type=flags.fraction,
+        metavar="T",
+        help="accept the answers whose calibrated confidence is at least T; the rest: review "
+        "(default, without --target-error: accept every scored image)",
+    )
+    reject.add_argument(
+        "--review-rows",
+        type=positive,
+        default=500,
+        metavar="N",
+        help="the rows OUTPUT/review/review.html shows, least confident first; queue.parquet "
+        "beside it holds every row to review (default: %(default)s)",
+    )
+    p.add_argument(
+        "--runtime",
+        choices=("torch", "onnx"),
+        default="torch",
+        help="what runs the model: torch, or onnx (the model exported as hdr export does, run by "
+        "onnxruntime on the CPU; needs hdr-dist[onnx]) (default: %(default)s)",
+    )
     return p
 
 
@@ -72,27 +112,46 @@ def reject_rule(args, state: dict) -> dict:
     curve = state["val_risk_coverage"]
     if args.target_error is not None:
         if curve is None:
-            raise UserError(f"--target-error {args.target_error:g}: {state['identity']['checkpoint']} holds no "
-                            "validation curve to read a threshold from (calibrate it by training with hdr compare), "
-                            "or give --threshold")
+            raise UserError(
+                f"--target-error {args.target_error:g}: {state['identity']['checkpoint']} holds no "
+                "validation curve to read a threshold from (calibrate it by training with hdr compare), "
+                "or give --threshold"
+            )
         _, threshold = calibration.coverage_at(curve, args.target_error)
         source = f"--target-error {args.target_error:g}, read off the validation curve"
     elif args.threshold is not None:
         threshold, source = args.threshold, "--threshold"
     else:
-        return {"threshold": None, "threshold_source": "none: every scored image is accepted",
-                "expected_coverage": None, "expected_error": None}
+        return {
+            "threshold": None,
+            "threshold_source": "none: every scored image is accepted",
+            "expected_coverage": None,
+            "expected_error": None,
+        }
     coverage, error = calibration.at_threshold(curve, threshold) if curve else (None, None)
-    return {"threshold": threshold, "threshold_source": source, "expected_coverage": coverage,
-            "expected_error": error}
+    return {
+        "threshold": threshold,
+        "threshold_source": source,
+        "expected_coverage": coverage,
+        "expected_error": error,
+    }
 
 
 def score_config(args, plan: dict, rule: dict) -> ScoreConfig:
     """What the run decided, from the flags, the cluster (``plan``) and the reject ``rule``."""
-    return ScoreConfig(inputs=tuple(args.inputs), labelled=bool(args.labels or args.labels_from),
-                       batch_size=args.batch_size, top_k=args.top_k, max_pixels=args.max_pixels,
-                       commit_rows=args.commit_rows, commit_seconds=args.commit_seconds, review_rows=args.review_rows,
-                       cpus_per_actor=args.cpus_per_actor, **plan, **rule)
+    return ScoreConfig(
+        inputs=tuple(args.inputs),
+        labelled=bool(args.labels or args.labels_from),
+        batch_size=args.batch_size,
+        top_k=args.top_k,
+        max_pixels=args.max_pixels,
+        commit_rows=args.commit_rows,
+        commit_seconds=args.commit_seconds,
+        review_rows=args.review_rows,
+        cpus_per_actor=args.cpus_per_actor,
+        **plan,
+        **rule,
+    )
 
 
 def listing(args, cfg: TrainConfig, console: Console) -> tuple[list[inputs.Item], dict]:
@@ -100,12 +159,19 @@ def listing(args, cfg: TrainConfig, console: Console) -> tuple[list[inputs.Item]
     or did not match; problems with a labels file are also printed, one line each."""
     label_file = labels.read_label_file(args.labels) if args.labels else None
     found = inputs.find(args.inputs)
-    items, problems = labels.with_labels(found.items, args.labels_from, label_file, list(cfg.labels), cfg.model,
-                                         readers.of(cfg))
+    items, problems = labels.with_labels(
+        found.items, args.labels_from, label_file, list(cfg.labels), cfg.model, readers.of(cfg)
+    )
     for line in labels.warnings(label_file, problems) if label_file else ():
         console.print(line, markup=False, highlight=False)
-    skipped = [f"{n:,} {what}" for n, what in ((found.junk, "desktop junk files (__MACOSX/, ._*, .DS_Store, Thumbs.db)"),
-                                               (found.duplicates, "files named twice")) if n]
+    skipped = [
+        f"{n:,} {what}"
+        for n, what in (
+            (found.junk, "desktop junk files (__MACOSX/, ._*, .DS_Store, Thumbs.db)"),
+            (found.duplicates, "files named twice"),
+        )
+        if n
+    ]
     if skipped:
         console.print(f"skipped {' and '.join(skipped)}", markup=False, highlight=False)
     notes = {"skipped_junk": found.junk, "skipped_duplicates": found.duplicates}
@@ -119,32 +185,46 @@ def run(args, console: Console) -> int:
     state, model, checkpoint = checkpoints.for_scoring(args.model, args.model_name)
     reader = readers.of(model)
     if state["temperature"] is None:
-        console.print(f"{checkpoint}: no temperature (a checkpoint compare did not calibrate, or one from before "
-                      "calibration): confidences are the plain softmax (temperature 1)", markup=False, highlight=False)
+        console.print(
+            f"{checkpoint}: no temperature (a checkpoint compare did not calibrate, or one from before "
+            "calibration): confidences are the plain softmax (temperature 1)",
+            markup=False,
+            highlight=False,
+        )
     items, notes = listing(args, model, console)
     rule = reject_rule(args, state)
     state["identity"]["threshold"] = rule["threshold"]  # a resume must decide at the same threshold
     output = Path(args.output).expanduser().resolve()
     outputs.check_output(output, args.resume, state["identity"])
     cluster.connect(args.address)
-    cfg = score_config(args, driver.resource_plan(args.gpu, args.concurrency, args.cpus_per_actor,
-                                                         pipeline.DECODE_CPUS), rule)
+    cfg = score_config(
+        args,
+        driver.resource_plan(args.gpu, args.concurrency, args.cpus_per_actor, pipeline.DECODE_CPUS),
+        rule,
+    )
     if args.runtime == "onnx":
         state["onnx"] = onnx_runtime.for_actors(state, cfg.use_gpu)
-    cluster.require_shared({"--output": str(output)},
-                           {"INPUT": [os.path.realpath(os.path.expanduser(i)) for i in args.inputs]})
+    cluster.require_shared(
+        {"--output": str(output)}, {"INPUT": [os.path.realpath(os.path.expanduser(i)) for i in args.inputs]}
+    )
     work, held = outputs.prepare(output, args.resume, state["identity"])
     try:
         done = outputs.already_scored(work / "predictions", tables.PREDICTION_SCHEMA)
         items, skipped = outputs.skip_scored(items, done)
-        console.print(f"scoring {len(items):,} inputs with {model.model} ({checkpoint})"
-                      + (" on onnxruntime" if args.runtime == "onnx" else "")
-                      + (f"; {skipped:,} already scored" if skipped else ""))
+        console.print(
+            f"scoring {len(items):,} inputs with {model.model} ({checkpoint})"
+            + (" on onnxruntime" if args.runtime == "onnx" else "")
+            + (f"; {skipped:,} already scored" if skipped else "")
+        )
         ray_compat.quiet_ray_data()
         this_run = driver.execute(items, state, cfg, reader, work, console)
         this_run |= queue.write(work, output, model, cfg, reader)
-        this_run |= {"inputs_seen": len(items) + skipped, "skipped": skipped,
-                     "rows_before": sum(len(pages) for _, pages in done.values()), **notes}
+        this_run |= {
+            "inputs_seen": len(items) + skipped,
+            "skipped": skipped,
+            "rows_before": sum(len(pages) for _, pages in done.values()),
+            **notes,
+        }
         totals, results = summary.finish(work, output, state, checkpoint, cfg, this_run, reader)
     except OSError as e:
         if disk_full(e):
@@ -158,8 +238,10 @@ def run(args, console: Console) -> int:
         except OSError as e:
             if not disk_full(e):
                 raise
-            raise UserError(f"--output {output}: the disk is full (no space left on device); every row is scored and "
-                            f"written, but not the report: free some space, then run hdr report {output}") from None
+            raise UserError(
+                f"--output {output}: the disk is full (no space left on device); every row is scored and "
+                f"written, but not the report: free some space, then run hdr report {output}"
+            ) from None
     tell(totals, results, cfg, reader, output, console)
     console.print(f"results in {output} ({time.perf_counter() - started:.0f} s)")
     return 0
@@ -167,8 +249,10 @@ def run(args, console: Console) -> int:
 
 def tell(totals: dict, results: dict, cfg: ScoreConfig, reader, output: Path, console: Console) -> None:
     """What the run did, in a few lines: counts, accuracy, what was accepted, what waits for review."""
-    line = (f"{totals['scored']:,} scored, {totals['failed']:,} failed of {totals['images']:,} images "
-            f"({totals['images_this_run']:,} this run, {totals['images_per_s']:,.0f} img/s)")
+    line = (
+        f"{totals['scored']:,} scored, {totals['failed']:,} failed of {totals['images']:,} images "
+        f"({totals['images_this_run']:,} this run, {totals['images_per_s']:,.0f} img/s)"
+    )
     if results:
         m = results["metrics"][0]
         line += f"; {reader.headline(m)}"
@@ -178,13 +262,20 @@ def tell(totals: dict, results: dict, cfg: ScoreConfig, reader, output: Path, co
         console.print(f"warning: {warning}", markup=False, highlight=False)
     if cfg.threshold is not None:
         share = 100 * totals["accepted_coverage"]
-        console.print(f"accepted {totals['accepted']:,} of {totals['images']:,} ({share:.2f} %) "
-                      f"at confidence >= {cfg.threshold:.6g} ({cfg.threshold_source}); the rest: review"
-                      + (f"; error among the labelled accepted {100 * results['metrics'][0]['accepted_error']:.3f} %"
-                         if results else ""))
+        console.print(
+            f"accepted {totals['accepted']:,} of {totals['images']:,} ({share:.2f} %) "
+            f"at confidence >= {cfg.threshold:.6g} ({cfg.threshold_source}); the rest: review"
+            + (
+                f"; error among the labelled accepted {100 * results['metrics'][0]['accepted_error']:.3f} %"
+                if results
+                else ""
+            )
+        )
     if totals["review"]:
-        console.print(f"review: {totals['review']:,} images in {output / queue.FOLDER}, the least confident "
-                      f"{totals['review_page_rows']:,} on review.html")
+        console.print(
+            f"review: {totals['review']:,} images in {output / queue.FOLDER}, the least confident "
+            f"{totals['review_page_rows']:,} on review.html"
+        )
 
 
 def main(argv=None, prog: str = "hdr score") -> int:

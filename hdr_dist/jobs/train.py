@@ -19,21 +19,34 @@ from hdr_dist.training import train
 
 
 def parser(prog: str = "python -m hdr_dist.train") -> flags.Parser:
-    p = flags.Parser(prog=prog, description=__doc__.split("\n\n")[0].split(": ", 1)[1],
-                     parents=[flags.data_flags()])
+    p = flags.Parser(
+        prog=prog, description=__doc__.split("\n\n")[0].split(": ", 1)[1], parents=[flags.data_flags()]
+    )
     g = p.add_argument_group("model and training")
-    g.add_argument("--model", default="cnn", choices=list(models.RECIPES), help="the recipe (default: %(default)s)")
+    g.add_argument(
+        "--model", default="cnn", choices=list(models.RECIPES), help="the recipe (default: %(default)s)"
+    )
     flags.train_flags(g)
-    g.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
-                   help="where to train (default: %(default)s)")
+    g.add_argument(
+        "--device",
+        default="cuda" if torch.cuda.is_available() else "cpu",
+        help="where to train (default: %(default)s)",
+    )
     return p
 
 
 def run(args, console) -> int:
-    ds = datasets.load(args.dataset, args.data_dir, seed=args.seed, limit_train=args.limit_train,
-                       limit_test=args.limit_test, scan_preprocess=args.preprocess == "scan")
-    cfg = TrainConfig.from_recipe(args.model, ds, seed=args.seed, cpus_per_worker=os.cpu_count() or 1,
-                                  **flags.train_settings(args))
+    ds = datasets.load(
+        args.dataset,
+        args.data_dir,
+        seed=args.seed,
+        limit_train=args.limit_train,
+        limit_test=args.limit_test,
+        scan_preprocess=args.preprocess == "scan",
+    )
+    cfg = TrainConfig.from_recipe(
+        args.model, ds, seed=args.seed, cpus_per_worker=os.cpu_count() or 1, **flags.train_settings(args)
+    )
     train.train_plain(cfg, train.arrays_of(ds), torch.device(args.device))
     return 0
 

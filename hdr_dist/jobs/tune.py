@@ -39,38 +39,73 @@ DRIVER_MEMORY = 256 * 2**20  # bytes Ray reserves for each trial's driver proces
 
 
 def parser(prog: str = "hdr tune") -> Parser:
-    p = Parser(prog=prog, description="Sweep a deep model's hyperparameters with Ray Tune: each trial a Ray Train "
-                                      "run, ASHA stopping the weak ones early; the best model is tested once.",
-               parents=[flags.data_flags(), flags.ray_flags(workers=1, per=" per trial"),
-                        flags.output_flags("results-tune", "ray_tune", "Ray Tune and Train storage"),
-                        flags.tracking_flags()])
+    p = Parser(
+        prog=prog,
+        description="Sweep a deep model's hyperparameters with Ray Tune: each trial a Ray Train "
+        "run, ASHA stopping the weak ones early; the best model is tested once.",
+        parents=[
+            flags.data_flags(),
+            flags.ray_flags(workers=1, per=" per trial"),
+            flags.output_flags("results-tune", "ray_tune", "Ray Tune and Train storage"),
+            flags.tracking_flags(),
+        ],
+    )
     g = p.add_argument_group("sweep")
     g.add_argument("--model", default="cnn", choices=list(models.RECIPES), help="(default: %(default)s)")
     g.add_argument("--num-samples", type=positive, default=16, help="trials (default: %(default)s)")
-    g.add_argument("--epochs", type=positive, default=4,
-                   help="epochs a trial runs unless ASHA stops it first (default: %(default)s)")
-    g.add_argument("--grace-period", type=positive, default=1,
-                   help="ASHA: epochs every trial runs before it can be stopped (default: %(default)s)")
-    g.add_argument("--reduction-factor", type=positive, default=3,
-                   help="ASHA: at each rung, only the best 1/N of trials go on (default: %(default)s)")
-    g.add_argument("--recipe-first", action=argparse.BooleanOptionalAction, default=True,
-                   help="make the recipe's own settings the first trial, so the sweep is measured against "
-                        "them (default: on)")
-    g.add_argument("--max-concurrent", type=positive,
-                   help="trials at once (default: as many as the cluster holds with all their workers)")
+    g.add_argument(
+        "--epochs",
+        type=positive,
+        default=4,
+        help="epochs a trial runs unless ASHA stops it first (default: %(default)s)",
+    )
+    g.add_argument(
+        "--grace-period",
+        type=positive,
+        default=1,
+        help="ASHA: epochs every trial runs before it can be stopped (default: %(default)s)",
+    )
+    g.add_argument(
+        "--reduction-factor",
+        type=positive,
+        default=3,
+        help="ASHA: at each rung, only the best 1/N of trials go on (default: %(default)s)",
+    )
+    g.add_argument(
+        "--recipe-first",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="make the recipe's own settings the first trial, so the sweep is measured against "
+        "them (default: on)",
+    )
+    g.add_argument(
+        "--max-concurrent",
+        type=positive,
+        help="trials at once (default: as many as the cluster holds with all their workers)",
+    )
     return p
 
 
 def sweep_name(args, base: TrainConfig) -> str:
     """Same command -> same name -> the sweep resumes; changed settings start a new one."""
-    keys = ("num_samples", "epochs", "grace_period", "reduction_factor", "recipe_first", "seed", "limit_train")
+    keys = (
+        "num_samples",
+        "epochs",
+        "grace_period",
+        "reduction_factor",
+        "recipe_first",
+        "seed",
+        "limit_train",
+    )
     settings = base.as_dict() | {k: getattr(args, k) for k in keys} | {"workers": args.workers}
     return storage.run_name(f"sweep-{base.dataset}-{base.model}", settings)
 
 
 def best_config(row: dict, args) -> dict:
     """The best trial as compare's flags: ``compare --config best_config.json`` trains it again."""
-    out = {"models": args.model, "dataset": args.dataset} | ({"data_dir": args.data_dir} if args.data_dir else {})
+    out = {"models": args.model, "dataset": args.dataset} | (
+        {"data_dir": args.data_dir} if args.data_dir else {}
+    )
     out |= sweep.settings(row) | {"epochs": args.epochs, "seed": args.seed}
     return {k: (round(v, 6) if isinstance(v, float) else v) for k, v in out.items()}
 
@@ -84,15 +119,28 @@ def score_best(row: dict, ds: datasets.Dataset, location: str, workers: cluster.
     scores = readers.DIGIT.test(state, ds.test.x, ds.test.y)
     history = state["history"]  # up to the best epoch: the checkpoint was taken then
     model = state["config"]["model"]
-    metrics = tables.trained_row(ds.name, model, scores, history, workers=workers,
-                                 checkpoint=checkpoints.uri(checkpoint),
-                                 method=f"{model} recipe with sweep trial {row['trial_id']}'s settings")
-    return {"metrics": [metrics]} | tables.model_tables(ds.name, model, ds.labels, scores, history,
-                                                        (ds.test.x, ds.test.y)), metrics
+    metrics = tables.trained_row(
+        ds.name,
+        model,
+        scores,
+        history,
+        workers=workers,
+        checkpoint=checkpoints.uri(checkpoint),
+        method=f"{model} recipe with sweep trial {row['trial_id']}'s settings",
+    )
+    return {"metrics": [metrics]} | tables.model_tables(
+        ds.name, model, ds.labels, scores, history, (ds.test.x, ds.test.y)
+    ), metrics
 
 
-def run_sweep(args, ds: datasets.Dataset, location: str, workers: cluster.Workers, console: Console,
-              tracker: tracking.Tracker | None = None):
+def run_sweep(
+    args,
+    ds: datasets.Dataset,
+    location: str,
+    workers: cluster.Workers,
+    console: Console,
+    tracker: tracking.Tracker | None = None,
+):
     """Run (or resume) the sweep to its end: Tune's results, the folder they are kept in, and with
     ``tracker`` the sweep's MLflow run, under which each trial's run is nested."""
     import ray
@@ -101,31 +149,60 @@ def run_sweep(args, ds: datasets.Dataset, location: str, workers: cluster.Worker
     from ray.tune.search.basic_variant import BasicVariantGenerator
 
     at_once = sweep.concurrency(workers.count, workers.cpus, workers.gpu, args.max_concurrent)
-    base = TrainConfig.from_recipe(args.model, ds, epochs=args.epochs, seed=args.seed,
-                                   cpus_per_worker=workers.cpus, log_progress=False)
+    base = TrainConfig.from_recipe(
+        args.model, ds, epochs=args.epochs, seed=args.seed, cpus_per_worker=workers.cpus, log_progress=False
+    )
     name = sweep_name(args, base)
     if tracker is not None:
         keys = ("num_samples", "grace_period", "reduction_factor", "recipe_first")  # what names the sweep
         tracker = tracker.start(name, name, base.as_dict() | {k: getattr(args, k) for k in keys})
     # The images' reference goes in a list: with_parameters would fetch a bare reference's value and
     # hand every trial, and so every Train worker, its own copy of the arrays.
-    trainable = tune.with_parameters(sweep.trial, base=base, images=[ray.put(train.arrays_of(ds))], sweep=name,
-                                     workers=workers.count, use_gpu=workers.gpu, location=location, tracker=tracker)
+    trainable = tune.with_parameters(
+        sweep.trial,
+        base=base,
+        images=[ray.put(train.arrays_of(ds))],
+        sweep=name,
+        workers=workers.count,
+        use_gpu=workers.gpu,
+        location=location,
+        tracker=tracker,
+    )
     # A trial's driver only waits on its Train run: it holds memory for its process, not a CPU.
     trainable = tune.with_resources(trainable, {"CPU": 0, "memory": DRIVER_MEMORY})
     tuner, restored = start_or_restore(
-        f"{location}/{name}", trainable, sweep.search_space(args.model),
+        f"{location}/{name}",
+        trainable,
+        sweep.search_space(args.model),
         tune.TuneConfig(
-            metric=sweep.METRIC, mode="max", num_samples=args.num_samples,
-            scheduler=ASHAScheduler(time_attr="epoch", max_t=args.epochs, grace_period=args.grace_period,
-                                    reduction_factor=args.reduction_factor),
-            search_alg=BasicVariantGenerator(points_to_evaluate=[sweep.recipe_point(args.model)] if args.recipe_first
-                                             else None, max_concurrent=at_once, random_state=args.seed)),
-        tune.RunConfig(name=name, storage_path=location, verbose=0, callbacks=[sweep.progress(args.num_samples, job_console)]))
-    console.print(f"[bold]{'resuming' if restored else 'sweeping'}[/] {args.model} on {ds.name}: "
-                  f"{args.num_samples} trials of up to {args.epochs} epochs, {at_once} at a time, "
-                  f"{workers.count} worker(s) x {workers.cpus} CPU(s) each; {len(ds.train.y):,} train / "
-                  f"{len(ds.val.y):,} validation images")
+            metric=sweep.METRIC,
+            mode="max",
+            num_samples=args.num_samples,
+            scheduler=ASHAScheduler(
+                time_attr="epoch",
+                max_t=args.epochs,
+                grace_period=args.grace_period,
+                reduction_factor=args.reduction_factor,
+            ),
+            search_alg=BasicVariantGenerator(
+                points_to_evaluate=[sweep.recipe_point(args.model)] if args.recipe_first else None,
+                max_concurrent=at_once,
+                random_state=args.seed,
+            ),
+        ),
+        tune.RunConfig(
+            name=name,
+            storage_path=location,
+            verbose=0,
+            callbacks=[sweep.progress(args.num_samples, job_console)],
+        ),
+    )
+    console.print(
+        f"[bold]{'resuming' if restored else 'sweeping'}[/] {args.model} on {ds.name}: "
+        f"{args.num_samples} trials of up to {args.epochs} epochs, {at_once} at a time, "
+        f"{workers.count} worker(s) x {workers.cpus} CPU(s) each; {len(ds.train.y):,} train / "
+        f"{len(ds.val.y):,} validation images"
+    )
     results = tuner.fit()
     if len(results) < args.num_samples or results.num_terminated + results.num_errors < len(results):
         raise KeyboardInterrupt  # Tune ends a sweep on Ctrl-C by saving it and returning
@@ -141,12 +218,14 @@ def run(args, console: Console) -> int:
     output = storage.prepare_output(args.output)
     tracker = None if args.mlflow is None else tracking.open_tracker(args.mlflow, output.name, output)
     location = storage.storage_location(args.storage_path, output / "ray_tune")
-    ds = datasets.load(args.dataset, args.data_dir, seed=args.seed, limit_train=args.limit_train,
-                   limit_test=args.limit_test)
+    ds = datasets.load(
+        args.dataset, args.data_dir, seed=args.seed, limit_train=args.limit_train, limit_test=args.limit_test
+    )
     cluster.connect(args.address, log_to_driver=False)  # many trials' Ray logs would bury the progress lines
     workers = cluster.placement(args.workers, args.cpus_per_worker, args.gpu, args.placement_timeout, console)
-    cluster.require_shared(storage.shared_locations(args.storage_path, output, location)
-                           | (tracker.shared() if tracker else {}))
+    cluster.require_shared(
+        storage.shared_locations(args.storage_path, output, location) | (tracker.shared() if tracker else {})
+    )
     results, where, sweep_run = run_sweep(args, ds, location, workers, console, tracker)
 
     rows = sweep.trial_rows(results, args.epochs)
@@ -160,15 +239,22 @@ def run(args, console: Console) -> int:
     tables.write_tables(output, best_tables)
     display.print_trials(rows, console)
     display.print_table([metrics], console)
-    console.print(f"best trial {best['trial_id']}: val acc {100 * best['best_val_acc']:.2f} %, "
-                  f"test acc {100 * metrics['accuracy']:.2f} %; `hdr compare --config {output / 'best_config.json'}` "
-                  f"trains it again")
+    console.print(
+        f"best trial {best['trial_id']}: val acc {100 * best['best_val_acc']:.2f} %, "
+        f"test acc {100 * metrics['accuracy']:.2f} %; `hdr compare --config {output / 'best_config.json'}` "
+        f"trains it again"
+    )
     console.print(f"report: {write_report(output)}")
     if sweep_run is not None:
         sweep_run.end_children({sweep.trial_run(Path(where).name, r["trial_id"]): r["status"] for r in rows})
-        sweep_run.finish(metrics | {"best_val_acc": best["best_val_acc"]},
-                         {"figures": sorted((output / "figures").glob("*.png")), None: [output / "report.html"],
-                          "checkpoint": [metrics["checkpoint"]]})
+        sweep_run.finish(
+            metrics | {"best_val_acc": best["best_val_acc"]},
+            {
+                "figures": sorted((output / "figures").glob("*.png")),
+                None: [output / "report.html"],
+                "checkpoint": [metrics["checkpoint"]],
+            },
+        )
         console.print(f"MLflow: experiment {output.name!r} at {sweep_run.uri}")
     console.print(f"results in {output} ({time.perf_counter() - started:.0f} s)")
     return 0

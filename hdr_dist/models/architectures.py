@@ -18,9 +18,16 @@ class CNN(nn.Module):
     "valid" convolutions (002's MNIST CNN), ``padding=1`` "same".
     """
 
-    def __init__(self, num_classes: int, blocks=((16, 2, True), (32, 2, True)), padding: int = 1,
-                 batchnorm: bool = True, hidden: int = 128, dropout: float = 0.0,
-                 dense_dropout: float = 0.0):
+    def __init__(
+        self,
+        num_classes: int,
+        blocks=((16, 2, True), (32, 2, True)),
+        padding: int = 1,
+        batchnorm: bool = True,
+        hidden: int = 128,
+        dropout: float = 0.0,
+        dense_dropout: float = 0.0,
+    ):
         super().__init__()
         layers, channels = [], 1
         for out, convs, pool in blocks:
@@ -79,17 +86,33 @@ class LSTM(nn.Module):
     the sequential recurrence, which is most of an LSTM's time on a CPU: 1.7x the images/s.
     """
 
-    def __init__(self, num_classes: int, hidden: int = 128, layers: int = 2,
-                 bidirectional: bool = False, activation: str = "tanh", dropout: float = 0.0,
-                 dense: int = 0, readout: str = "last", input_norm: bool = False, rows_per_step: int = 1):
+    def __init__(
+        self,
+        num_classes: int,
+        hidden: int = 128,
+        layers: int = 2,
+        bidirectional: bool = False,
+        activation: str = "tanh",
+        dropout: float = 0.0,
+        dense: int = 0,
+        readout: str = "last",
+        input_norm: bool = False,
+        rows_per_step: int = 1,
+    ):
         super().__init__()
         self.readout, self.activation = readout, activation
         self.steps, features = 28 // rows_per_step, 28 * rows_per_step
         self.norm = nn.LayerNorm(features) if input_norm else nn.Identity()
         width = hidden * (2 if bidirectional else 1)
         if activation == "tanh":
-            self.rnn = nn.LSTM(features, hidden, num_layers=layers, batch_first=True,
-                               bidirectional=bidirectional, dropout=dropout if layers > 1 else 0.0)
+            self.rnn = nn.LSTM(
+                features,
+                hidden,
+                num_layers=layers,
+                batch_first=True,
+                bidirectional=bidirectional,
+                dropout=dropout if layers > 1 else 0.0,
+            )
         elif activation == "relu" and not bidirectional:
             stack = []
             for n in range(layers):
@@ -133,23 +156,44 @@ class CRNN(nn.Module):
     whatever else shares its batch.
     """
 
-    def __init__(self, num_classes: int, blocks=((16, 2, True), (32, 2, True)), window: int = 7,
-                 features: int = 128, hidden: int = 128, layers: int = 1, dropout: float = 0.1):
+    def __init__(
+        self,
+        num_classes: int,
+        blocks=((16, 2, True), (32, 2, True)),
+        window: int = 7,
+        features: int = 128,
+        hidden: int = 128,
+        layers: int = 1,
+        dropout: float = 0.1,
+    ):
         super().__init__()
         convs, channels, self.step = [], 1, 1
         for out, n, pool in blocks:
             for _ in range(n):
-                convs += [nn.Conv2d(channels, out, 3, padding=1, bias=False), nn.BatchNorm2d(out), nn.ReLU(inplace=True)]
+                convs += [
+                    nn.Conv2d(channels, out, 3, padding=1, bias=False),
+                    nn.BatchNorm2d(out),
+                    nn.ReLU(inplace=True),
+                ]
                 channels = out
             convs += [nn.MaxPool2d(2)] if pool else []
             self.step *= 2 if pool else 1
         self.features = nn.Sequential(*convs)
         rows = STRIP_HEIGHT // self.step
-        self.window = nn.Sequential(nn.Conv2d(channels, features, (rows, window), padding=(0, window // 2), bias=False),
-                                    nn.BatchNorm2d(features), nn.ReLU(inplace=True))
+        self.window = nn.Sequential(
+            nn.Conv2d(channels, features, (rows, window), padding=(0, window // 2), bias=False),
+            nn.BatchNorm2d(features),
+            nn.ReLU(inplace=True),
+        )
         self.dropout = nn.Dropout(dropout)
-        self.rnn = nn.LSTM(features, hidden, num_layers=layers, batch_first=True, bidirectional=True,
-                           dropout=dropout if layers > 1 else 0.0)
+        self.rnn = nn.LSTM(
+            features,
+            hidden,
+            num_layers=layers,
+            batch_first=True,
+            bidirectional=True,
+            dropout=dropout if layers > 1 else 0.0,
+        )
         self.classifier = nn.Linear(2 * hidden, num_classes + 1)
 
     def forward(self, x, widths: torch.Tensor | None = None):
@@ -159,8 +203,10 @@ class CRNN(nn.Module):
         else:
             steps = torch.div(widths, self.step, rounding_mode="floor").clamp(1, seq.shape[1]).cpu()
             packed = nn.utils.rnn.pack_padded_sequence(seq, steps, batch_first=True, enforce_sorted=False)
-            out, _ = nn.utils.rnn.pad_packed_sequence(self.rnn(packed)[0], batch_first=True, total_length=seq.shape[1])
-        return self.classifier(self.dropout(out))                      # (N, W / 4, classes + blank)
+            out, _ = nn.utils.rnn.pad_packed_sequence(
+                self.rnn(packed)[0], batch_first=True, total_length=seq.shape[1]
+            )
+        return self.classifier(self.dropout(out))  # (N, W / 4, classes + blank)
 
 
 ARCHITECTURES = {"cnn": CNN, "lstm": LSTM, "crnn": CRNN}
@@ -177,4 +223,4 @@ def keras_init(model: nn.Module) -> None:
     for module in model.modules():
         if isinstance(module, ReluLSTMLayer):
             nn.init.orthogonal_(module.rec.weight)
-            nn.init.ones_(module.inp.bias[module.hidden:2 * module.hidden])
+            nn.init.ones_(module.inp.bias[module.hidden : 2 * module.hidden])

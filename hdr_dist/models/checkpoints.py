@@ -28,21 +28,31 @@ CHECKPOINT_FILE = "model.pt"
 # a crafted pickle can take some 30 times its size in memory, so its part is bounded on its own.
 MAX_CHECKPOINT_BYTES = 1 << 30
 MAX_PICKLE_BYTES = 8 << 20
-MAX_CONFIG_CHARS = 64 << 10   # the config as JSON: a few hundred characters in ours
-MAX_HISTORY = 10_000          # epochs
+MAX_CONFIG_CHARS = 64 << 10  # the config as JSON: a few hundred characters in ours
+MAX_HISTORY = 10_000  # epochs
 
 
 def save(folder: str, model, opt, sched, cfg: TrainConfig, epoch: int, history: list[dict]) -> None:
     module = getattr(model, "module", model)  # unwrap DDP
-    torch.save({"model": module.state_dict(), "optimizer": opt.state_dict(),
-                "scheduler": sched.state_dict(), "epoch": epoch, "config": cfg.as_dict(), "history": history},
-               os.path.join(folder, CHECKPOINT_FILE))
+    torch.save(
+        {
+            "model": module.state_dict(),
+            "optimizer": opt.state_dict(),
+            "scheduler": sched.state_dict(),
+            "epoch": epoch,
+            "config": cfg.as_dict(),
+            "history": history,
+        },
+        os.path.join(folder, CHECKPOINT_FILE),
+    )
 
 
 def load(path: str | Path) -> dict:
     """A checkpoint file, or the folder Ray Train keeps it in."""
     path = Path(path)
-    return torch.load(path / CHECKPOINT_FILE if path.is_dir() else path, map_location="cpu", weights_only=True)
+    return torch.load(
+        path / CHECKPOINT_FILE if path.is_dir() else path, map_location="cpu", weights_only=True
+    )
 
 
 def load_ray(checkpoint) -> dict:
@@ -79,8 +89,9 @@ def model_from_state(state: dict) -> tuple[torch.nn.Module, TrainConfig]:
     return model, cfg
 
 
-def resolve(path: str, name: str | None, flag: str = "--model", job: str = "score",
-            name_flag: str = "--model-name") -> str:
+def resolve(
+    path: str, name: str | None, flag: str = "--model", job: str = "score", name_flag: str = "--model-name"
+) -> str:
     """``--model`` (a compare output folder, a checkpoint folder or file, a URI) -> the checkpoint file.
     In a compare output, ``--model-name`` picks the model, else the most accurate digit model. A message
     names the path by ``flag`` (export's is an argument, RESULTS) and the name by ``name_flag`` (forms
@@ -88,8 +99,10 @@ def resolve(path: str, name: str | None, flag: str = "--model", job: str = "scor
     import pyarrow.parquet as pq
 
     if name is not None and "," in name:
-        raise UserError(f"{name_flag} {name}: names one model; averaging several did not raise the coverage at a "
-                        f"fixed error on the validation split (README, Ensembles), so {job} takes one")
+        raise UserError(
+            f"{name_flag} {name}: names one model; averaging several did not raise the coverage at a "
+            f"fixed error on the validation split (README, Ensembles), so {job} takes one"
+        )
     if storage.is_uri(path):
         return path
     where = Path(path).expanduser()
@@ -102,11 +115,15 @@ def resolve(path: str, name: str | None, flag: str = "--model", job: str = "scor
         if name is not None and name not in {r["model"] for r in kept}:
             has = f"{', '.join(r['model'] for r in kept) or 'no model'} to {job}"
             if name in {r["model"] for r in rows}:
-                raise UserError(f"{name_flag} {name}: a classical model, which keeps no checkpoint; {table} has {has}")
+                raise UserError(
+                    f"{name_flag} {name}: a classical model, which keeps no checkpoint; {table} has {has}"
+                )
             raise UserError(f"{name_flag} {name}: {table} has no such model; it has {has}")
         rows = [r for r in kept if name is None or r["model"] == name]
         if not rows:
-            raise UserError(f"{flag} {path}: {table} names no model with a checkpoint ({job} takes the deep models)")
+            raise UserError(
+                f"{flag} {path}: {table} names no model with a checkpoint ({job} takes the deep models)"
+            )
         # A field model's accuracy is per character, not per image: it is taken when named, or alone.
         digits = [r for r in rows if r.get("field_accuracy") is None]
         return max(digits or rows, key=lambda r: r["accuracy"])["checkpoint"]
@@ -125,8 +142,10 @@ def vet(raw: bytes) -> None:
     if len(pickles) != 1:
         raise ValueError("not a torch checkpoint (no data.pkl)")
     if pickles[0].file_size > MAX_PICKLE_BYTES:
-        raise ValueError(f"its config and history take {pickles[0].file_size:,} bytes (limit {MAX_PICKLE_BYTES:,}): "
-                         "not a checkpoint hdr-dist wrote")
+        raise ValueError(
+            f"its config and history take {pickles[0].file_size:,} bytes (limit {MAX_PICKLE_BYTES:,}): "
+            "not a checkpoint hdr-dist wrote"
+        )
     if sum(e.file_size for e in entries) > MAX_CHECKPOINT_BYTES:
         raise ValueError(f"its parts unpack to more than {MAX_CHECKPOINT_BYTES:,} bytes")
 
@@ -144,8 +163,9 @@ def vet_state(state) -> None:
         raise ValueError(f"its history has more than {MAX_HISTORY:,} epochs")
 
 
-def for_scoring(path: str, name: str | None, flag: str = "--model", job: str = "score",
-                name_flag: str = "--model-name") -> tuple[dict, TrainConfig, str]:
+def for_scoring(
+    path: str, name: str | None, flag: str = "--model", job: str = "score", name_flag: str = "--model-name"
+) -> tuple[dict, TrainConfig, str]:
     """``--model`` -> (the weights and history, the config, the checkpoint's path); any problem is one line.
 
     The state also carries the model's size and the checkpoint's identity (path and
@@ -159,8 +179,10 @@ def for_scoring(path: str, name: str | None, flag: str = "--model", job: str = "
     except OSError as e:
         raise UserError(f"{flag} {path}: {checkpoint}: cannot read ({e.strerror or one_line(e)})") from None
     if size > MAX_CHECKPOINT_BYTES:
-        raise UserError(f"{flag} {path}: {checkpoint} is {size:,} bytes, more than a checkpoint holds "
-                        f"(limit {MAX_CHECKPOINT_BYTES:,})")
+        raise UserError(
+            f"{flag} {path}: {checkpoint} is {size:,} bytes, more than a checkpoint holds "
+            f"(limit {MAX_CHECKPOINT_BYTES:,})"
+        )
     try:
         raw = storage.read_bytes(checkpoint)
         vet(raw)
@@ -168,15 +190,23 @@ def for_scoring(path: str, name: str | None, flag: str = "--model", job: str = "
         vet_state(state)
         model, cfg = model_from_state(state)
     except Exception as e:  # noqa: BLE001 - missing, corrupt or foreign: all the user's --model
-        raise UserError(f"{flag} {path}: {checkpoint} is not a readable hdr-dist checkpoint "
-                        f"({one_line(e)})") from None
+        raise UserError(
+            f"{flag} {path}: {checkpoint} is not a readable hdr-dist checkpoint ({one_line(e)})"
+        ) from None
     if name is not None and cfg.model != name:
         raise UserError(f"{name_flag} {name}: the checkpoint holds model {cfg.model}")
-    state = {"model": state["model"], "config": cfg.as_dict(), "history": state.get("history", []),
-             "params": models.count_params(model),
-             # None: written before calibration; its confidences are the plain softmax (temperature 1)
-             "temperature": state.get("temperature"),
-             "val_risk_coverage": state.get("val_risk_coverage"),
-             "identity": {"model": cfg.model, "checkpoint": checkpoint,
-                          "checkpoint_sha256": hashlib.sha256(raw).hexdigest()}}
+    state = {
+        "model": state["model"],
+        "config": cfg.as_dict(),
+        "history": state.get("history", []),
+        "params": models.count_params(model),
+        # None: written before calibration; its confidences are the plain softmax (temperature 1)
+        "temperature": state.get("temperature"),
+        "val_risk_coverage": state.get("val_risk_coverage"),
+        "identity": {
+            "model": cfg.model,
+            "checkpoint": checkpoint,
+            "checkpoint_sha256": hashlib.sha256(raw).hexdigest(),
+        },
+    }
     return state, cfg, checkpoint

@@ -24,41 +24,57 @@ def setting(default, help: str | None = None, **flag):
 @dataclass(frozen=True)
 class TrainConfig:
     # what is trained, on what
-    model: str                     # a recipe name: cnn, lstm, cnn-seed, ...
-    arch: str                      # the recipe's architecture: cnn, lstm or crnn
+    model: str  # a recipe name: cnn, lstm, cnn-seed, ...
+    arch: str  # the recipe's architecture: cnn, lstm or crnn
     dataset: str
-    labels: tuple[str, ...]        # the character of each class index
+    labels: tuple[str, ...]  # the character of each class index
     num_classes: int
-    mean: float                    # the training split's pixel statistics, on the [0, 1] scale
+    mean: float  # the training split's pixel statistics, on the [0, 1] scale
     std: float
     # optimisation
     epochs: int = setting(6, "default: each model's recipe", type="positive")
-    batch_size: int = setting(128, "global batch size, split across workers (default: each model's recipe)",
-                              type="positive")
+    batch_size: int = setting(
+        128, "global batch size, split across workers (default: each model's recipe)", type="positive"
+    )
     lr: float = setting(3e-3, "peak learning rate (default: each model's recipe)", type=float)
-    optimizer: str = "adamw"       # adamw | adam | rmsprop
+    optimizer: str = "adamw"  # adamw | adam | rmsprop
     weight_decay: float = setting(5e-4, "(default: each model's recipe)", type=float)
-    schedule: str = "onecycle"     # onecycle | constant | inverse-time (Keras' ``decay``)
-    lr_decay: float = 0.0          # per-step decay for the inverse-time schedule
+    schedule: str = "onecycle"  # onecycle | constant | inverse-time (Keras' ``decay``)
+    lr_decay: float = 0.0  # per-step decay for the inverse-time schedule
     label_smoothing: float = 0.0
     # the two architecture knobs a sweep turns
-    width: float = setting(1.0, "multiplies the recipe's channels (cnn, crnn) and hidden size (lstm, crnn) "
-                                "(default: each model's recipe: 1.5 for crnn, else 1)", type=float)
-    dropout: float | None = setting(None, "dropout before the classifier (default: each model's recipe)",
-                                    type=float)
+    width: float = setting(
+        1.0,
+        "multiplies the recipe's channels (cnn, crnn) and hidden size (lstm, crnn) "
+        "(default: each model's recipe: 1.5 for crnn, else 1)",
+        type=float,
+    )
+    dropout: float | None = setting(
+        None, "dropout before the classifier (default: each model's recipe)", type=float
+    )
     # lstm: image rows per time step; 1, what checkpoints from before the setting were trained with
     rows_per_step: int = 1
     # augmentation
-    augment: bool = setting(True, "random rotation/shift/zoom (default: on for cnn and lstm, off for 002's "
-                                  "*-seed models and crnn)", type=bool)
+    augment: bool = setting(
+        True,
+        "random rotation/shift/zoom (default: on for cnn and lstm, off for 002's *-seed models and crnn)",
+        type=bool,
+    )
     rotation: float = setting(10.0, "augmentation: max rotation, degrees (default: %(default)s)", type=float)
-    shift: float = setting(0.1, "augmentation: max shift, fraction of the side (default: %(default)s)", type=float)
-    zoom: float = setting(0.1, "augmentation: max zoom in or out, fraction (default: %(default)s)", type=float)
+    shift: float = setting(
+        0.1, "augmentation: max shift, fraction of the side (default: %(default)s)", type=float
+    )
+    zoom: float = setting(
+        0.1, "augmentation: max zoom in or out, fraction (default: %(default)s)", type=float
+    )
     # the run
     seed: int = 0
     cpus_per_worker: int = 1
-    preprocess: str = setting("none", "scan: pass every image through score's scan preprocessing first "
-                                      "(default: %(default)s)", choices=("none", "scan"))
+    preprocess: str = setting(
+        "none",
+        "scan: pass every image through score's scan preprocessing first (default: %(default)s)",
+        choices=("none", "scan"),
+    )
     log_progress: bool = True
 
     @classmethod
@@ -68,9 +84,16 @@ class TrainConfig:
         # A field model's strips are standardised without centring: zero stays paper, so the zeros that
         # pad a batch of strips of different widths read as paper too (architectures.CRNN).
         mean = 0.0 if r.kind == "field" else dataset.mean
-        return cls(model=model, arch=r.arch, dataset=dataset.name, labels=tuple(dataset.labels),
-                   num_classes=dataset.num_classes, mean=mean, std=dataset.std,
-                   **r.settings | {k: v for k, v in overrides.items() if v is not None})
+        return cls(
+            model=model,
+            arch=r.arch,
+            dataset=dataset.name,
+            labels=tuple(dataset.labels),
+            num_classes=dataset.num_classes,
+            mean=mean,
+            std=dataset.std,
+            **r.settings | {k: v for k, v in overrides.items() if v is not None},
+        )
 
     @classmethod
     def from_dict(cls, saved: dict) -> TrainConfig:

@@ -44,7 +44,20 @@ FORMATS = ("onnx", "torchscript")
 OPSET = 17
 INSTALL = "pip install 'hdr-dist[onnx]'"
 # The metadata's keys; a field model's file has all of them, a digit model's all but the last two.
-KEYS = ("model", "kind", "labels", "temperature", "scale", "mean", "std", "input", "output", "recipe", "blank", "step")
+KEYS = (
+    "model",
+    "kind",
+    "labels",
+    "temperature",
+    "scale",
+    "mean",
+    "std",
+    "input",
+    "output",
+    "recipe",
+    "blank",
+    "step",
+)
 
 
 def metadata(cfg: TrainConfig, temperature: float | None, step: int = 1) -> dict[str, str]:
@@ -55,14 +68,28 @@ def metadata(cfg: TrainConfig, temperature: float | None, step: int = 1) -> dict
     if field:
         inputs["x"]["padding"] = "strips of different widths share a batch zero-padded on the right (paper)"
         inputs["widths"] = {"shape": [None], "dtype": "int64", "meaning": "each strip's own width in columns"}
-        output = {"logits": [None, "steps = width // step", len(cfg.labels) + 1],
-                  "read": "a strip's first widths[i] // step steps are its own; softmax(logits / temperature) "
-                          "per step; best path: each step's argmax, repeats collapsed, blanks dropped"}
+        output = {
+            "logits": [None, "steps = width // step", len(cfg.labels) + 1],
+            "read": "a strip's first widths[i] // step steps are its own; softmax(logits / temperature) "
+            "per step; best path: each step's argmax, repeats collapsed, blanks dropped",
+        }
     else:
-        output = {"logits": [None, len(cfg.labels)], "read": "softmax(logits / temperature); argmax is the class"}
-    meta = {"model": cfg.model, "kind": cfg.kind, "labels": list(cfg.labels),
-            "temperature": float(temperature or 1.0), "scale": 1 / 255, "mean": float(cfg.mean),
-            "std": float(cfg.std), "input": inputs, "output": output, "recipe": cfg.as_dict()}
+        output = {
+            "logits": [None, len(cfg.labels)],
+            "read": "softmax(logits / temperature); argmax is the class",
+        }
+    meta = {
+        "model": cfg.model,
+        "kind": cfg.kind,
+        "labels": list(cfg.labels),
+        "temperature": float(temperature or 1.0),
+        "scale": 1 / 255,
+        "mean": float(cfg.mean),
+        "std": float(cfg.std),
+        "input": inputs,
+        "output": output,
+        "recipe": cfg.as_dict(),
+    }
     if field:
         meta |= {"blank": len(cfg.labels), "step": step}
     return {key: json.dumps(value) for key, value in meta.items()}
@@ -81,13 +108,21 @@ def onnx_bytes(model: torch.nn.Module, args: tuple, meta: dict[str, str]) -> byt
         import onnx
     except ImportError:
         raise UserError(f"--format onnx needs the onnx package: {INSTALL}") from None
-    names = ["x", "widths"][:len(args)]
+    names = ["x", "widths"][: len(args)]
     axes = {"x": {0: "batch"}, "logits": {0: "batch"}}
     if len(args) == 2:  # strips: any width, any number of steps
         axes = {"x": {0: "batch", 3: "width"}, "widths": {0: "batch"}, "logits": {0: "batch", 1: "steps"}}
     buffer = io.BytesIO()
-    torch.onnx.export(model, args, buffer, dynamo=False, input_names=names, output_names=["logits"],
-                      dynamic_axes=axes, opset_version=OPSET)
+    torch.onnx.export(
+        model,
+        args,
+        buffer,
+        dynamo=False,
+        input_names=names,
+        output_names=["logits"],
+        dynamic_axes=axes,
+        opset_version=OPSET,
+    )
     proto = onnx.load_from_string(buffer.getvalue())
     onnx.helper.set_model_props(proto, meta)
     onnx.checker.check_model(proto)
@@ -139,7 +174,11 @@ def read_metadata(path: str | Path) -> dict:
     data = Path(path).read_bytes()
     if zipfile.is_zipfile(io.BytesIO(data)):
         with zipfile.ZipFile(io.BytesIO(data)) as z:
-            raw = {name.rsplit("/extra/", 1)[1]: z.read(name).decode() for name in z.namelist() if "/extra/" in name}
+            raw = {
+                name.rsplit("/extra/", 1)[1]: z.read(name).decode()
+                for name in z.namelist()
+                if "/extra/" in name
+            }
     else:
         import onnx
 

@@ -1,2 +1,1 @@
-"""The report: terminal and HTML tables, the figures, report.html.
-"""
+"""The report: terminal and HTML tables, the figures, report.html."""

@@ -12,9 +12,22 @@ from hdr_dist.inference.calibration import ERROR_TARGETS
 
 # Precision and recall (macro and weighted) are in metrics.parquet; the table keeps F1, to leave room for
 # what a whole field costs.
-RESULT_COLUMNS = ("dataset", "model", "accuracy %", "F1 macro", "field acc %", "5-digit field %",
-                  "train s", "epochs", "workers × threads", "infer img/s", "ECE % raw → calibrated", "seed figure",
-                  "Δ pp", "approximation")
+RESULT_COLUMNS = (
+    "dataset",
+    "model",
+    "accuracy %",
+    "F1 macro",
+    "field acc %",
+    "5-digit field %",
+    "train s",
+    "epochs",
+    "workers × threads",
+    "infer img/s",
+    "ECE % raw → calibrated",
+    "seed figure",
+    "Δ pp",
+    "approximation",
+)
 TEXT_COLUMNS = ("dataset", "model", "seed figure", "approximation", "trial", "status")
 
 
@@ -38,14 +51,23 @@ def result_cells(r: dict) -> tuple[list[str], str | None]:
     """
     figure = seed_figure(r["dataset"], r["model"])
     acc = 100 * r["accuracy"]
-    five = (percent(r["field_accuracy_5"]) if r.get("field_accuracy_5") is not None
-            else f"≈{acc ** 5 / 1e8:.2f}")
-    cells = [r["dataset"], r["model"], f"{acc:.2f}", percent(r.get("f1_macro")), percent(r.get("field_accuracy")), five,
-             f"{r['train_seconds']:.0f}", str(r.get("epochs") or ""), workers_cell(r),
-             f"{r['infer_images_per_s']:,.0f}",
-             f"{100 * r['ece_before']:.2f} → {100 * r['ece_after']:.2f}" if r.get("ece_after") is not None else "",
-             f"{figure[0]} {figure[1]:.2f}" if figure else "", f"{acc - figure[1]:+.2f}" if figure else "",
-             r.get("approximation") or ""]
+    five = percent(r["field_accuracy_5"]) if r.get("field_accuracy_5") is not None else f"≈{acc**5 / 1e8:.2f}"
+    cells = [
+        r["dataset"],
+        r["model"],
+        f"{acc:.2f}",
+        percent(r.get("f1_macro")),
+        percent(r.get("field_accuracy")),
+        five,
+        f"{r['train_seconds']:.0f}",
+        str(r.get("epochs") or ""),
+        workers_cell(r),
+        f"{r['infer_images_per_s']:,.0f}",
+        f"{100 * r['ece_before']:.2f} → {100 * r['ece_after']:.2f}" if r.get("ece_after") is not None else "",
+        f"{figure[0]} {figure[1]:.2f}" if figure else "",
+        f"{acc - figure[1]:+.2f}" if figure else "",
+        r.get("approximation") or "",
+    ]
     return cells, ("green" if acc >= figure[1] else "red") if figure else None
 
 
@@ -53,10 +75,17 @@ def trial_cells(rows: list[dict]) -> tuple[list[str], list[list[str]]]:
     """The sweep's trials as a table, best first: its columns and rows."""
     skip = {"trial_id", "best_val_acc", "best_epoch", "epochs", "seconds", "status", "checkpoint"}
     keys = [k for k in (rows[0] if rows else {}) if k not in skip]
-    cells = [[r["trial_id"], *(f"{r[k]:.3g}" if isinstance(r[k], float) else str(r[k]) for k in keys),
-              f"{100 * r['best_val_acc']:.2f}" if r["best_val_acc"] is not None else "",
-              str(r["epochs"]), f"{r['seconds']:.0f}", r["status"]]
-             for r in sorted(rows, key=lambda r: -(r["best_val_acc"] or 0))]
+    cells = [
+        [
+            r["trial_id"],
+            *(f"{r[k]:.3g}" if isinstance(r[k], float) else str(r[k]) for k in keys),
+            f"{100 * r['best_val_acc']:.2f}" if r["best_val_acc"] is not None else "",
+            str(r["epochs"]),
+            f"{r['seconds']:.0f}",
+            r["status"],
+        ]
+        for r in sorted(rows, key=lambda r: -(r["best_val_acc"] or 0))
+    ]
     return ["trial", *keys, "val acc %", "epochs", "seconds", "status"], cells
 
 
@@ -83,7 +112,12 @@ def print_trials(rows: list[dict], console: Console | None = None) -> None:
 
 def calibration_line(row: dict) -> str:
     """A deep model's calibration and what its confidence lets one accept, on one line."""
-    targets = ", ".join(f"{100 * row[f'coverage_at_{t:g}']:.1f} % at {100 * t:g} % error "
-                        f"(test error {100 * row[f'test_error_at_{t:g}']:.2f} %)" for t in ERROR_TARGETS)
-    return (f"[{row['model']}] temperature {row['temperature']:.3f}: test ECE {100 * row['ece_before']:.2f} % -> "
-            f"{100 * row['ece_after']:.2f} %; accepts {targets}; thresholds from the validation curve")
+    targets = ", ".join(
+        f"{100 * row[f'coverage_at_{t:g}']:.1f} % at {100 * t:g} % error "
+        f"(test error {100 * row[f'test_error_at_{t:g}']:.2f} %)"
+        for t in ERROR_TARGETS
+    )
+    return (
+        f"[{row['model']}] temperature {row['temperature']:.3f}: test ECE {100 * row['ece_before']:.2f} % -> "
+        f"{100 * row['ece_after']:.2f} %; accepts {targets}; thresholds from the validation curve"
+    )

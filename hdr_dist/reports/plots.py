@@ -46,8 +46,14 @@ def curves(history: list[dict], model: str, path: Path) -> Path:
         ax.grid(alpha=0.3)
         ax.legend()
     best = max(history, key=lambda h: h["val_acc"])
-    acc.annotate(f"best {100 * best['val_acc']:.2f} %", (best["epoch"], 100 * best["val_acc"]),
-                 textcoords="offset points", xytext=(0, -18), ha="center", fontsize=8)
+    acc.annotate(
+        f"best {100 * best['val_acc']:.2f} %",
+        (best["epoch"], 100 * best["val_acc"]),
+        textcoords="offset points",
+        xytext=(0, -18),
+        ha="center",
+        fontsize=8,
+    )
     return save(fig, path)
 
 
@@ -59,17 +65,29 @@ def confusion(matrix: np.ndarray, labels: list[str], model: str, path: Path) -> 
     side = max(5.0, 0.24 * n + 2)
     fig, ax = figure(figsize=(side + 1.2, side))
     shown = np.where(share > 0, share, np.nan)
-    im = ax.imshow(shown, cmap="viridis", norm=LogNorm(vmin=max(1e-4, np.nanmin(shown) if np.isfinite(shown).any()
-                                                                else 1e-4), vmax=1))
+    im = ax.imshow(
+        shown,
+        cmap="viridis",
+        norm=LogNorm(vmin=max(1e-4, np.nanmin(shown) if np.isfinite(shown).any() else 1e-4), vmax=1),
+    )
     ax.set_xticks(range(n), labels, fontsize=9 if n <= 20 else 7)
     ax.set_yticks(range(n), labels, fontsize=9 if n <= 20 else 7)
-    ax.set(xlabel="predicted", ylabel="true", title=f"{model}: confusion matrix ({int(matrix.sum()):,} images)")
+    ax.set(
+        xlabel="predicted", ylabel="true", title=f"{model}: confusion matrix ({int(matrix.sum()):,} images)"
+    )
     if n <= 15:
         for t in range(n):
             for p in range(n):
                 if matrix[t, p]:
-                    ax.text(p, t, f"{matrix[t, p]:,}", ha="center", va="center", fontsize=7,
-                            color="black" if share[t, p] > 0.3 else "white")
+                    ax.text(
+                        p,
+                        t,
+                        f"{matrix[t, p]:,}",
+                        ha="center",
+                        va="center",
+                        fontsize=7,
+                        color="black" if share[t, p] > 0.3 else "white",
+                    )
     fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label="share of the true class")
     return save(fig, path)
 
@@ -92,11 +110,22 @@ def per_class_figure(rows: list[dict], model: str):
     if len(rows) <= 15:
         for i, a in enumerate(acc):  # inside the bar's top (the axis stops at 100 %), above a short bar
             inside = a - bottom > 0.25 * (100 - bottom)
-            ax.text(i, a, f"{a:.2f}", ha="center", va="top" if inside else "bottom", fontsize=7,
-                    color="white" if inside else "black", rotation=90)
+            ax.text(
+                i,
+                a,
+                f"{a:.2f}",
+                ha="center",
+                va="top" if inside else "bottom",
+                fontsize=7,
+                color="white" if inside else "black",
+                rotation=90,
+            )
     ax.set_xticks(range(len(rows)), [r["label"] for r in rows], fontsize=9 if len(rows) <= 20 else 8)
-    ax.set(xlabel="class", ylabel="accuracy %",
-           title=f"{model}: accuracy per class (dashed: mean {acc.mean():.2f} %; red: over 1 sd below it)")
+    ax.set(
+        xlabel="class",
+        ylabel="accuracy %",
+        title=f"{model}: accuracy per class (dashed: mean {acc.mean():.2f} %; red: over 1 sd below it)",
+    )
     ax.grid(axis="y", alpha=0.3)
     return fig
 
@@ -118,7 +147,9 @@ def comparison_figure(rows: list[dict]):
     for i, (a, b) in enumerate(zip(ours, theirs)):  # inside the bars' ends: the axis stops at 100 %
         ax.text(a, i + 0.2, f"{a:.2f} ", va="center", ha="right", fontsize=8, color="white")
         if not math.isnan(b):
-            ax.text(b, i - 0.2, f"{b:.2f} ({seeds[i][0]}) ", va="center", ha="right", fontsize=7, color="#333333")
+            ax.text(
+                b, i - 0.2, f"{b:.2f} ({seeds[i][0]}) ", va="center", ha="right", fontsize=7, color="#333333"
+            )
     ax.set_yticks(y, [f"{r['model']} ({r['dataset']})" for r in rows])
     low = min(v for v in ours + theirs if not math.isnan(v))
     ax.set_xlim(max(0.0, low - 5), 100)
@@ -138,8 +169,11 @@ def mistakes(rows: list[dict], title: str, path: Path, columns: int = 8) -> Path
         ax.axis("off")
     for ax, r in zip(axes.flat, rows):
         ax.imshow(np.frombuffer(r["image"], np.uint8).reshape(28, 28), cmap="gray_r", vmin=0, vmax=255)
-        ax.set_title(f"true {r['true_label']} → {r['pred_label']}\n{100 * r['confidence']:.1f} %", fontsize=8,
-                     color=WRONG)
+        ax.set_title(
+            f"true {r['true_label']} → {r['pred_label']}\n{100 * r['confidence']:.1f} %",
+            fontsize=8,
+            color=WRONG,
+        )
     fig.suptitle(title if count else f"{title}: none", fontsize=10)
     return save(fig, path)
 
@@ -151,16 +185,30 @@ def hyperparameters(trials: list[dict], params: list[str], path: Path) -> Path:
     lines = math.ceil(len(params) / cols)
     fig, axes = figure(lines, cols, squeeze=False, figsize=(4.2 * cols, 3.3 * lines))
     best = max(scored, key=lambda t: t["best_val_acc"]) if scored else None
-    for ax in axes.flat[len(params):]:
+    for ax in axes.flat[len(params) :]:
         ax.axis("off")
     for ax, name in zip(axes.flat, params):
         for done, color, label in ((True, OURS, "ran every epoch"), (False, SEED, "stopped early by ASHA")):
             pts = [t for t in scored if (t["status"] == "completed") == done]
-            ax.scatter([t[name] for t in pts], [100 * t["best_val_acc"] for t in pts], c=color, s=28, label=label,
-                       edgecolors="black", linewidths=0.4)
+            ax.scatter(
+                [t[name] for t in pts],
+                [100 * t["best_val_acc"] for t in pts],
+                c=color,
+                s=28,
+                label=label,
+                edgecolors="black",
+                linewidths=0.4,
+            )
         if best:
-            ax.scatter([best[name]], [100 * best["best_val_acc"]], s=160, facecolors="none", edgecolors=WRONG,
-                       linewidths=1.5, label="best")
+            ax.scatter(
+                [best[name]],
+                [100 * best["best_val_acc"]],
+                s=160,
+                facecolors="none",
+                edgecolors=WRONG,
+                linewidths=1.5,
+                label="best",
+            )
         if name in ("lr", "weight_decay"):
             ax.set_xscale("log")
             ax.xaxis.set_minor_formatter(NullFormatter())  # 2x10^-3 ... labels would run together
@@ -180,11 +228,19 @@ def confidences(scored: list[float], right: list[bool] | None, path: Path) -> Pa
         ax.hist(values, bins=bins, color=OURS, label="all scored images")
     else:
         ok = np.asarray(right, dtype=bool)
-        ax.hist([values[ok], values[~ok]], bins=bins, stacked=True, color=[RIGHT, WRONG],
-                label=[f"right ({ok.sum():,})", f"wrong ({(~ok).sum():,})"])
+        ax.hist(
+            [values[ok], values[~ok]],
+            bins=bins,
+            stacked=True,
+            color=[RIGHT, WRONG],
+            label=[f"right ({ok.sum():,})", f"wrong ({(~ok).sum():,})"],
+        )
     ax.set_yscale("log")
-    ax.set(xlabel="confidence (top class probability)", ylabel="images (log scale)",
-           title=f"confidence of {len(values):,} scored images")
+    ax.set(
+        xlabel="confidence (top class probability)",
+        ylabel="images (log scale)",
+        title=f"confidence of {len(values):,} scored images",
+    )
     ax.legend(loc="upper left")
     ax.grid(alpha=0.3)
     return save(fig, path)
@@ -193,8 +249,10 @@ def confidences(scored: list[float], right: list[bool] | None, path: Path) -> Pa
 def errors(failed: dict[str, int], confused: dict[str, int], path: Path) -> Path:
     """What went wrong, by kind: inputs that could not be scored, and the commonest wrong labels."""
     fig, axes = figure(1, 2, figsize=(12, max(3.0, 0.32 * max(len(failed), len(confused), 4) + 1.2)))
-    for ax, counts, title, color in ((axes[0], failed, "inputs not scored, by error", SEED),
-                                     (axes[1], confused, "wrong predictions, true → predicted", WRONG)):
+    for ax, counts, title, color in (
+        (axes[0], failed, "inputs not scored, by error", SEED),
+        (axes[1], confused, "wrong predictions, true → predicted", WRONG),
+    ):
         items = sorted(counts.items(), key=lambda kv: kv[1])
         if items:
             ax.barh(range(len(items)), [v for _, v in items], color=color)
@@ -216,17 +274,31 @@ def risk_coverage(rows: list[dict], model: str, study: tuple[str, float] | None,
     for split, style in (("val", "--"), ("test", "-")):
         points = sorted((r["coverage"], r["risk"]) for r in rows if r["split"] == split)
         if points:
-            ax.plot([100 * c for c, _ in points], [100 * r for _, r in points], style,
-                    label="validation" if split == "val" else "test")
+            ax.plot(
+                [100 * c for c, _ in points],
+                [100 * r for _, r in points],
+                style,
+                label="validation" if split == "val" else "test",
+            )
     if study:
-        ax.plot([100], [100 - study[1]], "o", color=SEED, markeredgecolor="#555555",
-                label=f"{study[0]}: {study[1]:.2f} % accuracy, all accepted")
+        ax.plot(
+            [100],
+            [100 - study[1]],
+            "o",
+            color=SEED,
+            markeredgecolor="#555555",
+            label=f"{study[0]}: {study[1]:.2f} % accuracy, all accepted",
+        )
     for target in (1.0, 0.5, 0.1):
         ax.axhline(target, color="#999999", lw=0.6, ls=":")
     ax.set_yscale("symlog", linthresh=0.1)
     ax.set_ylim(bottom=0)
-    ax.set(xlabel="coverage: answers accepted %", ylabel="error among the accepted %", xlim=(50, 100.5),
-           title=f"{model}: risk against coverage (calibrated confidence)")
+    ax.set(
+        xlabel="coverage: answers accepted %",
+        ylabel="error among the accepted %",
+        xlim=(50, 100.5),
+        title=f"{model}: risk against coverage (calibrated confidence)",
+    )
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     return save(fig, path)
@@ -244,7 +316,10 @@ def calibration_errors(rows: list[dict], path: Path) -> Path:
         ax.text(a, i + 0.2, f" {a:.2f}", va="center", fontsize=8)
         ax.text(b, i - 0.2, f" {b:.2f} (T={rows[i]['temperature']:.2f})", va="center", fontsize=8)
     ax.set_yticks(y, [f"{r['model']} ({r['dataset']})" for r in rows])
-    ax.set(xlabel="expected calibration error %, test split", title="calibration before and after temperature scaling")
+    ax.set(
+        xlabel="expected calibration error %, test split",
+        title="calibration before and after temperature scaling",
+    )
     ax.legend(loc="lower right", fontsize=8)
     ax.grid(axis="x", alpha=0.3)
     return save(fig, path)
@@ -259,9 +334,12 @@ def by_length(rows: list[dict], digit_models: dict[str, float], path: Path) -> P
         ax.plot([n for n, _ in points], [100 * a for _, a in points], "o-", label=model)
     lengths = np.arange(1, max((r["length"] for r in rows), default=1) + 1)
     for model, accuracy in digit_models.items():
-        ax.plot(lengths, 100 * accuracy ** lengths, ":", color="#777777", label=f"{model} accuracy ^ length")
-    ax.set(xlabel="digits in the field", ylabel="fields read exactly right %",
-           title="field accuracy by length, test fields")
+        ax.plot(lengths, 100 * accuracy**lengths, ":", color="#777777", label=f"{model} accuracy ^ length")
+    ax.set(
+        xlabel="digits in the field",
+        ylabel="fields read exactly right %",
+        title="field accuracy by length, test fields",
+    )
     ax.xaxis.get_major_locator().set_params(integer=True)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)

@@ -1,2 +1,1 @@
-"""The review queue of a score output and the page a person works through.
-"""
+"""The review queue of a score output and the page a person works through."""

@@ -114,44 +114,73 @@ def row_html(n: int, r: dict, reader, columns: tuple[str, ...] = ("path",)) -> s
         where += f"<br>page {r['page'] + 1} of {r['pages']}"
     if r.get("field") is not None:  # a form's zone
         where += f"<br>field <b>{html.escape(r['field'])}</b>"
-    guesses = "".join(f'<button type="button" class="guess" data-label="{html.escape(label)}">'
-                      f"{html.escape(label)} <small>{100 * p:.1f} %</small></button>"
-                      for label, p in reader.guesses(r) if label) if r.get("text") or r["error"] is None else ""
+    guesses = (
+        "".join(
+            f'<button type="button" class="guess" data-label="{html.escape(label)}">'
+            f"{html.escape(label)} <small>{100 * p:.1f} %</small></button>"
+            for label, p in reader.guesses(r)
+            if label
+        )
+        if r.get("text") or r["error"] is None
+        else ""
+    )
     if r["error"] is not None:
         guesses += f'<span class="error">{html.escape(r["error"])}</span>'
     # The key (the path, and a form's page and field) as JSON: an HTML parser turns a carriage return in
     # an attribute into a line feed, and the saved correction must name the file by every byte of its
     # name (a macOS "Icon\r" has one).
     key = json.dumps([r[c] for c in columns])
-    return (f'<tr class="item" id="r{n}" data-n="{n}" data-key="{html.escape(key)}">'
-            f"<td>{n}</td><td>{picture(r.get('crop'), reader.picture_class, 'no crop: ' + (r['error'] or ''))}</td>"
-            f"<td>{picture(r.get('original'), 'original', 'original not readable')}</td>"
-            f"<td>{guesses}</td><td>{where}</td>"
-            f'<td><input class="label" aria-label="label of row {n}" autocomplete="off" spellcheck="false" '
-            f'maxlength="{reader.max_label}"></td></tr>')
+    return (
+        f'<tr class="item" id="r{n}" data-n="{n}" data-key="{html.escape(key)}">'
+        f"<td>{n}</td><td>{picture(r.get('crop'), reader.picture_class, 'no crop: ' + (r['error'] or ''))}</td>"
+        f"<td>{picture(r.get('original'), 'original', 'original not readable')}</td>"
+        f"<td>{guesses}</td><td>{where}</td>"
+        f'<td><input class="label" aria-label="label of row {n}" autocomplete="off" spellcheck="false" '
+        f'maxlength="{reader.max_label}"></td></tr>'
+    )
 
 
-def render(rows: list[dict], total: int, labels: list[str], summary: dict, key: str, reader,
-           columns: tuple[str, ...] = ("path",)) -> str:
+def render(
+    rows: list[dict],
+    total: int,
+    labels: list[str],
+    summary: dict,
+    key: str,
+    reader,
+    columns: tuple[str, ...] = ("path",),
+) -> str:
     """The page for ``rows`` (the first of the ``total`` in the queue). ``summary`` holds the model
     and the threshold; ``key`` names the output, so two queues' typed labels never mix; ``reader`` is
     the model's (``readers.of``); ``columns`` name a row in the saved CSV (score: the path; forms: the
     path, the page and the field)."""
     threshold = summary.get("threshold")
-    rule = (f"confidence below {threshold:.6g} ({summary['threshold_source']}), or no answer"
-            if threshold is not None else "no answer (no threshold set: every scored image was accepted)")
-    head = (f"<h1>Review queue: {total:,} images</h1><p>Model <b>{html.escape(summary['model'])}</b>; "
-            f"sent here: {html.escape(rule)}. Least confident first"
-            + (f"; this page shows the first {len(rows):,}, all {total:,} are in <code>queue.parquet</code>"
-               if len(rows) < total else "") + ".</p>"
-            "<p>Type the right label (or click a guess; Enter goes to the next row), then save the "
-            "corrections and score again with <code>--labels corrections.csv</code>.</p>")
-    meta = json.dumps({"labels": labels, "key": key, "rule": reader.label_rule, "columns": list(columns)}).replace("<", "\\u003c")
+    rule = (
+        f"confidence below {threshold:.6g} ({summary['threshold_source']}), or no answer"
+        if threshold is not None
+        else "no answer (no threshold set: every scored image was accepted)"
+    )
+    head = (
+        f"<h1>Review queue: {total:,} images</h1><p>Model <b>{html.escape(summary['model'])}</b>; "
+        f"sent here: {html.escape(rule)}. Least confident first"
+        + (
+            f"; this page shows the first {len(rows):,}, all {total:,} are in <code>queue.parquet</code>"
+            if len(rows) < total
+            else ""
+        )
+        + ".</p>"
+        "<p>Type the right label (or click a guess; Enter goes to the next row), then save the "
+        "corrections and score again with <code>--labels corrections.csv</code>.</p>"
+    )
+    meta = json.dumps(
+        {"labels": labels, "key": key, "rule": reader.label_rule, "columns": list(columns)}
+    ).replace("<", "\\u003c")
     body = "".join(row_html(n, r, reader, columns) for n, r in enumerate(rows, 1))
-    return (f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>Review queue: {total:,} images"
-            f"</title><style>{STYLE}</style></head><body>{head}"
-            "<table><thead><tr><th>#</th><th>model saw</th><th>original</th><th>guesses</th><th>source</th>"
-            f"<th>label</th></tr></thead><tbody>{body}</tbody></table>"
-            '<div id="bar"><button type="button" id="save">Save corrections (CSV)</button>'
-            '<span id="status"></span></div>'
-            f'<script type="application/json" id="meta">{meta}</script><script>{SCRIPT}</script></body></html>\n')
+    return (
+        f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>Review queue: {total:,} images"
+        f"</title><style>{STYLE}</style></head><body>{head}"
+        "<table><thead><tr><th>#</th><th>model saw</th><th>original</th><th>guesses</th><th>source</th>"
+        f"<th>label</th></tr></thead><tbody>{body}</tbody></table>"
+        '<div id="bar"><button type="button" id="save">Save corrections (CSV)</button>'
+        '<span id="status"></span></div>'
+        f'<script type="application/json" id="meta">{meta}</script><script>{SCRIPT}</script></body></html>\n'
+    )

@@ -39,7 +39,12 @@ def queue(folder: Path) -> pa.Table:
         return QUEUE_SCHEMA.empty_table()
     rows = pads.dataset(files, format="parquet", schema=tables.PREDICTION_SCHEMA).to_table()
     rows = rows.filter(pc.or_kleene(pc.equal(rows["decision"], "review"), rows["error"].is_valid()))
-    where = [("source", "ascending"), ("member", "ascending"), ("occurrence", "ascending"), ("page", "ascending")]
+    where = [
+        ("source", "ascending"),
+        ("member", "ascending"),
+        ("occurrence", "ascending"),
+        ("page", "ascending"),
+    ]
     scored = rows.filter(rows["confidence"].is_valid()).sort_by([("confidence", "ascending"), *where])
     rows = pa.concat_tables([scored, rows.filter(rows["confidence"].is_null()).sort_by(where)])
     paths = [labels.absolute(s, m) for s, m in zip(rows["source"].to_pylist(), rows["member"].to_pylist())]
@@ -50,7 +55,9 @@ def png(gray: np.ndarray, level: int | None = None) -> bytes:
     """PNG bytes, smallest by default; ``level`` 1 for large scanned pictures, whose paper noise costs
     zlib's best effort 47 ms a 780x140 crop for 14 % fewer bytes than level 1's 4 ms."""
     out = io.BytesIO()
-    Image.fromarray(gray, "L").save(out, "PNG", **({"optimize": True} if level is None else {"compress_level": level}))
+    Image.fromarray(gray, "L").save(
+        out, "PNG", **({"optimize": True} if level is None else {"compress_level": level})
+    )
     return out.getvalue()
 
 
@@ -75,11 +82,13 @@ def write(work: Path, output: Path, model, cfg, reader) -> dict:
     shown = rows.slice(0, cfg.review_rows).to_pylist()
     # A row without a size never got past its header (not an image, unreadable, an unsafe member):
     # there is nothing to picture, and an archive of a million such members is not walked again.
-    found = reading.pages_again([r for r in shown if r["width"] is not None], cfg.max_pixels,
-                                lambda _, gray: pictures(gray, reader))
+    found = reading.pages_again(
+        [r for r in shown if r["width"] is not None], cfg.max_pixels, lambda _, gray: pictures(gray, reader)
+    )
     for r in shown:
         r |= found.get((r["source"], r["member"], r["occurrence"] or 0, r["page"]), {})
-    html = page.render(shown, rows.num_rows, list(model.labels), {"model": model.model, **cfg.rule}, str(output),
-                       reader)
+    html = page.render(
+        shown, rows.num_rows, list(model.labels), {"model": model.model, **cfg.rule}, str(output), reader
+    )
     (folder / "review.html").write_text(html, encoding="utf-8")
     return {"review": rows.num_rows, "review_page_rows": len(shown)}

@@ -21,21 +21,33 @@ from dataclasses import dataclass
 from hdr_dist.common.errors import one_line
 from hdr_dist.common.names import archive_kind, escape, unsafe
 
-MAX_MEMBER_BYTES = 256 * 2**20  # a crop, or even a full form page, is far smaller; beyond is a bomb or a mistake
-HEAD_BYTES = 4096               # enough for any accepted format's header
-BOMB_RATIO = 1000               # no real tar of scans inflates 1,000-fold; gzip cannot, bzip2 and xz bombs do
-BOMB_FLOOR = 256 * 2**20        # small archives may inflate this far whatever their ratio
-ZERO_TAIL = 2**20               # zeros after a tar's end marker: 20 KiB is normal, a MiB is already odd
+MAX_MEMBER_BYTES = (
+    256 * 2**20
+)  # a crop, or even a full form page, is far smaller; beyond is a bomb or a mistake
+HEAD_BYTES = 4096  # enough for any accepted format's header
+BOMB_RATIO = 1000  # no real tar of scans inflates 1,000-fold; gzip cannot, bzip2 and xz bombs do
+BOMB_FLOOR = 256 * 2**20  # small archives may inflate this far whatever their ratio
+ZERO_TAIL = 2**20  # zeros after a tar's end marker: 20 KiB is normal, a MiB is already odd
 # The signatures Pillow identifies the accepted formats by (PNG, JPEG, BMP, TIFF and BigTIFF, GIF).
-SIGNATURES = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"BM", b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+",
-              b"GIF87a", b"GIF89a", b"%PDF-")
+SIGNATURES = (
+    b"\x89PNG\r\n\x1a\n",
+    b"\xff\xd8\xff",
+    b"BM",
+    b"II*\x00",
+    b"MM\x00*",
+    b"II+\x00",
+    b"MM\x00+",
+    b"GIF87a",
+    b"GIF89a",
+    b"%PDF-",
+)
 
 
 @dataclass(frozen=True, slots=True)
 class Member:
-    name: str           # the path inside the archive, escaped (names.escape); directories are never members
-    occurrence: int     # among the archive's members of this name, which one (0: the first)
-    error: str | None   # why it cannot be scored; None for a regular member worth reading
+    name: str  # the path inside the archive, escaped (names.escape); directories are never members
+    occurrence: int  # among the archive's members of this name, which one (0: the first)
+    error: str | None  # why it cannot be scored; None for a regular member worth reading
 
 
 def read_head_first(f) -> bytes:
@@ -62,8 +74,14 @@ def member_error(name: str, size: int, kind: str | None) -> str | None:
 
 # ---- zip ----------------------------------------------------------------------------------------
 
-ZIP_KINDS = {stat.S_IFLNK: "link", stat.S_IFCHR: "device", stat.S_IFBLK: "device", stat.S_IFIFO: "FIFO",
-             stat.S_IFSOCK: "socket", stat.S_IFDIR: "folder"}
+ZIP_KINDS = {
+    stat.S_IFLNK: "link",
+    stat.S_IFCHR: "device",
+    stat.S_IFBLK: "device",
+    stat.S_IFIFO: "FIFO",
+    stat.S_IFSOCK: "socket",
+    stat.S_IFDIR: "folder",
+}
 
 
 def overlapping(z: zipfile.ZipFile) -> set[int]:
@@ -97,6 +115,7 @@ def zip_walk(z: zipfile.ZipFile) -> Iterator[tuple[zipfile.ZipInfo, Member]]:
 
 
 # ---- tar ----------------------------------------------------------------------------------------
+
 
 def tar_kind(m: tarfile.TarInfo) -> str | None:
     if m.isfile():
@@ -158,8 +177,11 @@ def tar_walk(t: tarfile.TarFile, limit: int) -> Iterator[tuple[tarfile.TarInfo, 
                 t.offset = joined
                 continue
             if m.offset_data + m.size > limit:
-                raise Stopped(f"member {escape(m.name)!r} would take it past {limit:,} bytes inflated "
-                              "(a decompression bomb)", last)
+                raise Stopped(
+                    f"member {escape(m.name)!r} would take it past {limit:,} bytes inflated "
+                    "(a decompression bomb)",
+                    last,
+                )
             last = m.name
             if m.isdir():
                 continue
@@ -198,6 +220,7 @@ def open_zip(path: str) -> zipfile.ZipFile:
 
 # ---- both kinds ---------------------------------------------------------------------------------
 
+
 @contextmanager
 def walk(path: str):
     """(how to read a member, the walk over the members): one way in for listing and reading alike.
@@ -210,8 +233,10 @@ def walk(path: str):
             yield (lambda info: read_member(lambda: z.open(info), read_head_first)), zip_walk(z)
     else:
         with open_tar(path) as t:
-            yield (lambda info: read_member(lambda: t.extractfile(info), lambda f: f.read())), \
-                tar_walk(t, bomb_limit(path))
+            yield (
+                (lambda info: read_member(lambda: t.extractfile(info), lambda f: f.read())),
+                tar_walk(t, bomb_limit(path)),
+            )
 
 
 def members(path: str) -> tuple[list[Member], str | None]:

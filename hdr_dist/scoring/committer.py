@@ -21,7 +21,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-COMMIT_ROWS = 2_000   # a piece holds at most this many rows
+COMMIT_ROWS = 2_000  # a piece holds at most this many rows
 COMMIT_SECONDS = 10.0  # and no received row waits longer than this to be committed
 PREFIX = "part-"
 TEMPORARY = ".tmp"
@@ -48,8 +48,15 @@ class Committer:
     first, under the piece's name; the piece in ``folder`` is written last, and its rename commits
     them all, so a kill in between leaves pieces ``leftovers`` removes, never half a piece."""
 
-    def __init__(self, folder: Path, schema: pa.Schema, rows: int = COMMIT_ROWS, seconds: float = COMMIT_SECONDS,
-                 before: tuple = (), derive=None):
+    def __init__(
+        self,
+        folder: Path,
+        schema: pa.Schema,
+        rows: int = COMMIT_ROWS,
+        seconds: float = COMMIT_SECONDS,
+        before: tuple = (),
+        derive=None,
+    ):
         self.folder, self.schema, self.rows, self.seconds, self.before = folder, schema, rows, seconds, before
         self.derive = derive  # what ``folder``'s table is made of the rows by; None: the rows as they are
         # Pieces of one run sort together and after an earlier run's; the random part keeps two

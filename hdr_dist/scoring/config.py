@@ -12,19 +12,19 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class ScoreConfig:
-    inputs: tuple[str, ...]        # the INPUT arguments, as given
-    labelled: bool                 # true labels were given (a labels file, or folder names)
-    batch_size: int                # images per inference batch
+    inputs: tuple[str, ...]  # the INPUT arguments, as given
+    labelled: bool  # true labels were given (a labels file, or folder names)
+    batch_size: int  # images per inference batch
     top_k: int
-    max_pixels: int                # larger pages are refused as decompression bombs
-    commit_rows: int               # rows become durable in pieces of at most this many
-    commit_seconds: float          # and wait at most this long to
-    review_rows: int               # rows the review page shows
+    max_pixels: int  # larger pages are refused as decompression bombs
+    commit_rows: int  # rows become durable in pieces of at most this many
+    commit_seconds: float  # and wait at most this long to
+    review_rows: int  # rows the review page shows
     # where and how wide inference runs: what the cluster can place
     use_gpu: bool
-    concurrency: int               # inference actors
+    concurrency: int  # inference actors
     cpus_per_actor: float
-    read_tasks: int                # read tasks at once
+    read_tasks: int  # read tasks at once
     # the reject option: accept at or above ``threshold`` (None: accept every scored image)
     threshold: float | None
     threshold_source: str
@@ -39,5 +39,9 @@ class ScoreConfig:
     @property
     def rule(self) -> dict:
         """The reject rule as summary.json and the review page state it."""
-        return {"threshold": self.threshold, "threshold_source": self.threshold_source,
-                "expected_coverage": self.expected_coverage, "expected_error": self.expected_error}
+        return {
+            "threshold": self.threshold,
+            "threshold_source": self.threshold_source,
+            "expected_coverage": self.expected_coverage,
+            "expected_error": self.expected_error,
+        }

@@ -21,7 +21,6 @@ from hdr_dist.scoring.committer import Committer
 from hdr_dist.scoring.config import ScoreConfig
 from hdr_dist.scoring.inputs import Item
 
-
 RATES = {"images": "img/s", "pages": "pages/s"}  # how the live line says a rate of each unit
 
 
@@ -49,10 +48,22 @@ class Clock(threading.Thread):
     deliver more, and redraws the live line (without a terminal: a line every 10 s and at each
     tenth of the job, so a `ray job submit` log shows how far a job got)."""
 
-    def __init__(self, received: Received, committer: Committer, total: int | None, console: Console,
-                 unit: str = "images"):
+    def __init__(
+        self,
+        received: Received,
+        committer: Committer,
+        total: int | None,
+        console: Console,
+        unit: str = "images",
+    ):
         super().__init__(daemon=True)
-        self.received, self.committer, self.total, self.console, self.unit = received, committer, total, console, unit
+        self.received, self.committer, self.total, self.console, self.unit = (
+            received,
+            committer,
+            total,
+            console,
+            unit,
+        )
         self.started = time.perf_counter()
         self.stopping = threading.Event()
         self.error: BaseException | None = None  # a commit that failed here fails the job in the driver
@@ -75,10 +86,14 @@ class Clock(threading.Thread):
             share = 10 * done // max(self.total, 1) if self.total else 0
             if time.perf_counter() - said >= 10 or share > tenth:
                 said, tenth = time.perf_counter(), share
-                of = f"/{self.total:,} {self.unit} ({100 * done / max(self.total, 1):.0f} %)" if self.total else \
-                    f" {self.unit}"
-                self.console.print(f"scored {done:,}{of}, {rate:,.0f} {RATES[self.unit]}, "
-                                   f"{self.received.failed:,} errors")
+                of = (
+                    f"/{self.total:,} {self.unit} ({100 * done / max(self.total, 1):.0f} %)"
+                    if self.total
+                    else f" {self.unit}"
+                )
+                self.console.print(
+                    f"scored {done:,}{of}, {rate:,.0f} {RATES[self.unit]}, {self.received.failed:,} errors"
+                )
 
     def bar(self) -> None:
         from rich.progress import (
@@ -89,13 +104,25 @@ class Clock(threading.Thread):
             TimeElapsedColumn,
         )
 
-        with Progress(TextColumn("scoring"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]}"),
-                      TextColumn("{task.fields[errors]}"), TimeElapsedColumn(), console=self.console,
-                      transient=True) as bar:
+        with Progress(
+            TextColumn("scoring"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[rate]}"),
+            TextColumn("{task.fields[errors]}"),
+            TimeElapsedColumn(),
+            console=self.console,
+            transient=True,
+        ) as bar:
             task = bar.add_task("score", total=self.total, rate="", errors="")
             while not self.stopping.wait(0.5):
                 done, rate = self.tick()
-                bar.update(task, completed=done, rate=f"{rate:,.0f} {RATES[self.unit]}", errors=f"{self.received.failed:,} errors")
+                bar.update(
+                    task,
+                    completed=done,
+                    rate=f"{rate:,.0f} {RATES[self.unit]}",
+                    errors=f"{self.received.failed:,} errors",
+                )
 
     def check(self) -> None:
         if self.error is not None:
@@ -119,8 +146,9 @@ def execute(items: list[Item], state: dict, cfg: ScoreConfig, reader, work: Path
     return pull(rows if items else None, committer, len(items), cfg.concurrency, console)
 
 
-def pull(rows, committer: Committer, total: int | None, concurrency: int, console: Console,
-         unit: str = "images") -> dict:
+def pull(
+    rows, committer: Committer, total: int | None, concurrency: int, console: Console, unit: str = "images"
+) -> dict:
     """Pull a pipeline's rows (``rows()`` builds it; None: nothing to do), count them and commit them as
     they come; the timings, and the rows each node's actors made. ``total``: the rows to expect, where
     the listing knows it (None: the live line counts without a total)."""
@@ -139,8 +167,10 @@ def pull(rows, committer: Committer, total: int | None, concurrency: int, consol
         clock.check()
         committer.close()
     except ray.exceptions.GetTimeoutError:
-        raise UserError(f"--concurrency {concurrency}: the inference actors did not all start within "
-                        f"{pipeline.ACTOR_START_TIMEOUT_S} s; the cluster has no room for them now") from None
+        raise UserError(
+            f"--concurrency {concurrency}: the inference actors did not all start within "
+            f"{pipeline.ACTOR_START_TIMEOUT_S} s; the cluster has no room for them now"
+        ) from None
     finally:
         clock.stop()
     seconds = time.perf_counter() - start
@@ -162,11 +192,15 @@ def resource_plan(gpu: str, concurrency: int | None, cpus_per_actor: float, deco
     use_gpu = gpu != "off" and gpus > 0
     concurrency = concurrency or (gpus if use_gpu else max(1, cpus // 4))
     if use_gpu and concurrency > gpus:
-        raise UserError(f"--concurrency {concurrency} with GPUs needs {concurrency} GPUs; the Ray cluster has {gpus}")
+        raise UserError(
+            f"--concurrency {concurrency} with GPUs needs {concurrency} GPUs; the Ray cluster has {gpus}"
+        )
     if cpus_per_actor <= 0:
         raise UserError(f"--cpus-per-actor {cpus_per_actor:g}: must be more than 0")
     actor_cpus = 1 if use_gpu else cpus_per_actor
     if concurrency * actor_cpus + decode_cpus > cpus:
-        raise UserError(f"--concurrency {concurrency} x {actor_cpus:g} CPUs per inference actor leaves too few of "
-                        f"the cluster's {cpus} CPUs for decoding ({decode_cpus:g})")
+        raise UserError(
+            f"--concurrency {concurrency} x {actor_cpus:g} CPUs per inference actor leaves too few of "
+            f"the cluster's {cpus} CPUs for decoding ({decode_cpus:g})"
+        )
     return {"use_gpu": use_gpu, "concurrency": concurrency, "read_tasks": max(2, cpus)}

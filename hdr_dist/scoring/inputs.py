@@ -25,21 +25,21 @@ from hdr_dist.scoring import archives
 
 @dataclass(frozen=True, slots=True)
 class Item:
-    source: str                 # the file, or the archive holding it: absolute path, escaped (names.escape)
-    member: str | None          # the path inside the archive, escaped; None for a plain file
-    key: str                    # the path under its INPUT, an archive counting as a folder: what --labels names
-    occurrence: int = 0         # among the archive's members of this name (an archive may repeat one), which one
-    error: str | None = None    # set when listing already found it unreadable
+    source: str  # the file, or the archive holding it: absolute path, escaped (names.escape)
+    member: str | None  # the path inside the archive, escaped; None for a plain file
+    key: str  # the path under its INPUT, an archive counting as a folder: what --labels names
+    occurrence: int = 0  # among the archive's members of this name (an archive may repeat one), which one
+    error: str | None = None  # set when listing already found it unreadable
     label: str | None = None
-    skip_pages: tuple = ()      # pages a resumed run already scored
-    root: int = 0               # which INPUT it was found under
+    skip_pages: tuple = ()  # pages a resumed run already scored
+    root: int = 0  # which INPUT it was found under
 
 
 @dataclass
 class Listing:
     items: list[Item] = field(default_factory=list)
-    junk: int = 0               # desktop junk skipped (__MACOSX/, ._*, .DS_Store, Thumbs.db)
-    duplicates: int = 0         # files and members already listed under another name or INPUT
+    junk: int = 0  # desktop junk skipped (__MACOSX/, ._*, .DS_Store, Thumbs.db)
+    duplicates: int = 0  # files and members already listed under another name or INPUT
 
 
 class Finder:
@@ -82,7 +82,9 @@ class Finder:
             else:
                 self.add(Item(source, m.name, prefix + tidy(m.name), m.occurrence, m.error, root=root))
         if stop or not (members or named):
-            self.add(Item(source, None, key or Path(path).name, error=stop or "archive holds no files", root=root))
+            self.add(
+                Item(source, None, key or Path(path).name, error=stop or "archive holds no files", root=root)
+            )
 
     def folder(self, top: str, root: int) -> None:
         """Every file under ``top``, in os.walk's order but without its recursion (a folder a thousand
@@ -102,9 +104,16 @@ class Finder:
             for name in [d for d in dirs if os.path.islink(os.path.join(folder, d))]:
                 dirs.remove(name)
                 path = os.path.join(folder, name)
-                self.add(Item(escape(path), None, escape(os.path.relpath(path, top)), root=root,
-                              error=f"symlinked folder not followed (-> {escape(os.readlink(path))}); "
-                                    "give it as an INPUT to score it"))
+                self.add(
+                    Item(
+                        escape(path),
+                        None,
+                        escape(os.path.relpath(path, top)),
+                        root=root,
+                        error=f"symlinked folder not followed (-> {escape(os.readlink(path))}); "
+                        "give it as an INPUT to score it",
+                    )
+                )
             for name in sorted(e.name for e in entries if not is_dir(e)):
                 path = os.path.join(folder, name)
                 key = escape(os.path.relpath(path, top))
@@ -114,8 +123,15 @@ class Finder:
                     self.file(path, key, root)
             stack.extend(os.path.join(folder, d) for d in reversed(dirs))
         for e in failed:
-            self.add(Item(escape(e.filename), None, escape(os.path.relpath(e.filename, top)), root=root,
-                          error=f"cannot list folder: {e.strerror}; its files were not read"))
+            self.add(
+                Item(
+                    escape(e.filename),
+                    None,
+                    escape(os.path.relpath(e.filename, top)),
+                    root=root,
+                    error=f"cannot list folder: {e.strerror}; its files were not read",
+                )
+            )
 
 
 def is_dir(entry: os.DirEntry) -> bool:
@@ -140,11 +156,15 @@ def find(inputs: list[str]) -> Listing:
         if os.path.isdir(path):
             finder.folder(path, root)
         elif archive_kind(path):
-            finder.file(path, "", root, named=True)  # the archive is the INPUT: its members' paths are their keys
+            finder.file(
+                path, "", root, named=True
+            )  # the archive is the INPUT: its members' paths are their keys
         else:
             finder.file(path, escape(os.path.basename(path)), root, named=True)
         if len(listing.items) == items and listing.duplicates == duplicates:
             skipped = listing.junk - junk_files
-            raise UserError(f"INPUT {escape(text)}: holds no files to score"
-                            + (f" (only {skipped:,} desktop junk files, skipped)" if skipped else ""))
+            raise UserError(
+                f"INPUT {escape(text)}: holds no files to score"
+                + (f" (only {skipped:,} desktop junk files, skipped)" if skipped else "")
+            )
     return listing

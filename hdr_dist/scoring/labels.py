@@ -39,13 +39,17 @@ def read_label_file(path: str) -> LabelFile:
 
             table = pq.read_table(file)
             if not {"path", "label"} <= set(table.column_names):
-                raise UserError(f"--labels {path}: needs columns 'path' and 'label', has {table.column_names}")
+                raise UserError(
+                    f"--labels {path}: needs columns 'path' and 'label', has {table.column_names}"
+                )
             rows = zip(table["path"].to_pylist(), table["label"].to_pylist())
         else:
             with file.open(newline="", encoding="utf-8-sig") as f:
                 reader = csv.DictReader(f)
                 if not {"path", "label"} <= set(reader.fieldnames or ()):
-                    raise UserError(f"--labels {path}: needs a header line 'path,label', has {reader.fieldnames}")
+                    raise UserError(
+                        f"--labels {path}: needs a header line 'path,label', has {reader.fieldnames}"
+                    )
                 rows = [(r["path"], r["label"]) for r in reader]
     except UserError:
         raise
@@ -60,7 +64,7 @@ def dirname_label(item: Item, top: str | None = None) -> str | None:
     holds the whole archive, when it has one: ``shared_tops``), else the archive's own first folder
     under the INPUT (``3/batch.zip`` holds 3s)."""
     if item.member is not None:
-        inside = tidy(item.member).split("/")[1 if top is not None else 0:]
+        inside = tidy(item.member).split("/")[1 if top is not None else 0 :]
         if len(inside) > 1:
             return inside[0]
         outside = item.key[: len(item.key) - len(tidy(item.member))].rstrip("/").split("/")
@@ -81,8 +85,11 @@ def shared_tops(items: list[Item]) -> dict[str, str]:
             firsts[it.source].add(parts[0] if len(parts) > 1 else None)
             if len(parts) > 2:
                 deeper.add(it.source)
-    return {source: next(iter(tops)) for source, tops in firsts.items()
-            if len(tops) == 1 and None not in tops and source in deeper}
+    return {
+        source: next(iter(tops))
+        for source, tops in firsts.items()
+        if len(tops) == 1 and None not in tops and source in deeper
+    }
 
 
 def absolute(source: str, member: str | None) -> str:
@@ -106,6 +113,7 @@ def resolver(items: list[Item]):
         if len({items[i].root for i in hits}) > 1:
             return [], "paths under more than one INPUT (use the absolute path)"
         return hits, None
+
     return resolve
 
 
@@ -130,12 +138,20 @@ def match(items: list[Item], label_file: LabelFile) -> tuple[dict[int, str], dic
         if len(found) == 1:
             labels[i] = next(iter(found))
         else:
-            problems["images given two labels (left unlabelled)"].append(absolute(items[i].source, items[i].member))
+            problems["images given two labels (left unlabelled)"].append(
+                absolute(items[i].source, items[i].member)
+            )
     return labels, {kind: sorted(set(paths)) for kind, paths in problems.items()}
 
 
-def with_labels(items: list[Item], labels_from: str | None, label_file: LabelFile | None,
-                model_labels: list[str], model_name: str, reader=readers.DIGIT) -> tuple[list[Item], dict[str, list[str]]]:
+def with_labels(
+    items: list[Item],
+    labels_from: str | None,
+    label_file: LabelFile | None,
+    model_labels: list[str],
+    model_name: str,
+    reader=readers.DIGIT,
+) -> tuple[list[Item], dict[str, list[str]]]:
     """Attach true labels, and say what in a labels file did not match cleanly. A label the model
     cannot predict (``reader.is_label``: for a field model, a string with a character it cannot read)
     fails the job now, not after hours."""
@@ -148,25 +164,41 @@ def with_labels(items: list[Item], labels_from: str | None, label_file: LabelFil
         what = "--labels has labels"
     else:
         # A top folder that is a label (3/scan/a.png) is the class; one that is not (batch7/3/a.png) holds them.
-        tops = {source: top for source, top in shared_tops(items).items() if not reader.is_label(top, model_labels)}
+        tops = {
+            source: top
+            for source, top in shared_tops(items).items()
+            if not reader.is_label(top, model_labels)
+        }
         found = {i: dirname_label(it, tops.get(it.source)) for i, it in enumerate(items) if it.error is None}
         given = set(found.values()) - {None}
         what = "--labels-from dirname: folder names"
     unknown = sorted(g for g in given if not reader.is_label(g, model_labels))
     if unknown:
-        shown = ", ".join(repr(u) for u in unknown[:5]) + (f" and {len(unknown) - 5} more" if len(unknown) > 5 else "")
-        raise UserError(f"{what} that are not {reader.describes(model_name)} ({''.join(model_labels)}): {shown}")
+        shown = ", ".join(repr(u) for u in unknown[:5]) + (
+            f" and {len(unknown) - 5} more" if len(unknown) > 5 else ""
+        )
+        raise UserError(
+            f"{what} that are not {reader.describes(model_name)} ({''.join(model_labels)}): {shown}"
+        )
     return [replace(it, label=found.get(i)) for i, it in enumerate(items)], problems
 
 
 def report(label_file: LabelFile, problems: dict[str, list[str]]) -> dict:
     """For summary.json: how many rows, and each kind of problem with its count and first paths."""
-    return {"file": str(Path(label_file.path).expanduser().resolve()), "rows": len(label_file.rows),
-            "problems": {kind: {"count": len(paths), "examples": paths[:EXAMPLES]} for kind, paths in problems.items()}}
+    return {
+        "file": str(Path(label_file.path).expanduser().resolve()),
+        "rows": len(label_file.rows),
+        "problems": {
+            kind: {"count": len(paths), "examples": paths[:EXAMPLES]} for kind, paths in problems.items()
+        },
+    }
 
 
 def warnings(label_file: LabelFile, problems: dict[str, list[str]]) -> list[str]:
     """One terminal line per kind of problem."""
-    return [f"--labels {label_file.path}: {len(paths):,} {kind}: " + ", ".join(paths[:EXAMPLES])
-            + (", …" if len(paths) > EXAMPLES else "") for kind, paths in problems.items()]
-
+    return [
+        f"--labels {label_file.path}: {len(paths):,} {kind}: "
+        + ", ".join(paths[:EXAMPLES])
+        + (", …" if len(paths) > EXAMPLES else "")
+        for kind, paths in problems.items()
+    ]

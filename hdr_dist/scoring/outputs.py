@@ -42,8 +42,10 @@ def lock(folder: Path, output: Path) -> int:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
         os.close(fd)
-        raise UserError(f"--output {output}: another hdr score is writing into it now; "
-                        "wait for it to finish, or choose another folder") from None
+        raise UserError(
+            f"--output {output}: another hdr score is writing into it now; "
+            "wait for it to finish, or choose another folder"
+        ) from None
     return fd
 
 
@@ -62,16 +64,23 @@ def check_identity(folder: Path, identity: dict, output: Path) -> None:
     before = recorded_identity(folder)
     if before is None:
         return
-    same = (before["checkpoint_sha256"] == identity["checkpoint_sha256"] if before["checkpoint_sha256"]
-            else (before["model"], before["checkpoint"]) == (identity["model"], identity["checkpoint"]))
+    same = (
+        before["checkpoint_sha256"] == identity["checkpoint_sha256"]
+        if before["checkpoint_sha256"]
+        else (before["model"], before["checkpoint"]) == (identity["model"], identity["checkpoint"])
+    )
     if not same:
-        raise UserError(f"--output {output}: its rows were scored by {before['model']} ({before['checkpoint']}), "
-                        f"not {identity['model']} ({identity['checkpoint']}); --resume would mix two models' answers. "
-                        "Choose another folder")
+        raise UserError(
+            f"--output {output}: its rows were scored by {before['model']} ({before['checkpoint']}), "
+            f"not {identity['model']} ({identity['checkpoint']}); --resume would mix two models' answers. "
+            "Choose another folder"
+        )
     if before["threshold"] != identity.get("threshold"):
-        raise UserError(f"--output {output}: its rows were decided at threshold {before['threshold']}, not "
-                        f"{identity.get('threshold')}; --resume would mix two thresholds' decisions. "
-                        "Choose another folder")
+        raise UserError(
+            f"--output {output}: its rows were decided at threshold {before['threshold']}, not "
+            f"{identity.get('threshold')}; --resume would mix two thresholds' decisions. "
+            "Choose another folder"
+        )
 
 
 def check_output(output: Path, resume: bool, identity: dict) -> None:
@@ -81,23 +90,31 @@ def check_output(output: Path, resume: bool, identity: dict) -> None:
     if output.exists() and not output.is_dir():
         raise UserError(f"--output {output}: exists and is not a folder")
     if finished and not (output / "summary.json").is_file():
-        raise UserError(f"--output {output}: exists and is not the output of hdr score; choose another folder")
+        raise UserError(
+            f"--output {output}: exists and is not the output of hdr score; choose another folder"
+        )
     for folder in (work, output):
         if folder.is_dir() and (folder / LOCK).exists():
             os.close(lock(folder, output))  # only a probe: fails if a run holds it now
     if not resume:
         if finished:
-            raise UserError(f"--output {output}: holds an earlier run's results; pass --resume to add to them, "
-                            "or choose another folder")
+            raise UserError(
+                f"--output {output}: holds an earlier run's results; pass --resume to add to them, "
+                "or choose another folder"
+            )
         if work.exists():
-            raise UserError(f"--output {output}: {work} holds an interrupted run; pass --resume to continue it, "
-                            "or delete it to start over")
+            raise UserError(
+                f"--output {output}: {work} holds an interrupted run; pass --resume to continue it, "
+                "or delete it to start over"
+            )
     for folder in (work, output):
         if folder.is_dir():
             check_identity(folder, identity, output)
 
 
-def prepare(output: Path, resume: bool, identity: dict, folders: tuple[str, ...] = ("predictions",)) -> tuple[Path, int]:
+def prepare(
+    output: Path, resume: bool, identity: dict, folders: tuple[str, ...] = ("predictions",)
+) -> tuple[Path, int]:
     """The folder this run writes into, and the lock it holds on it until it closes the descriptor
     (or the process ends). ``check_output`` has already vetted ``output``; this settles races with a
     run started since."""
@@ -124,8 +141,10 @@ def prepare(output: Path, resume: bool, identity: dict, folders: tuple[str, ...]
         if fd is not None:
             os.close(fd)
         if isinstance(e, FileExistsError):
-            raise UserError(f"--output {output}: another hdr score started writing into it just now; "
-                            "choose another folder") from None
+            raise UserError(
+                f"--output {output}: another hdr score started writing into it just now; "
+                "choose another folder"
+            ) from None
         if disk_full(e):
             raise full(output) from None
         if isinstance(e, OSError):
@@ -136,9 +155,11 @@ def prepare(output: Path, resume: bool, identity: dict, folders: tuple[str, ...]
 def full(output: Path) -> UserError:
     """The one line for a disk that filled up during a run: what was committed stays, and
     ``--resume`` goes on from there."""
-    return UserError(f"--output {output}: the disk is full (no space left on device); what was scored so far is "
-                     f"kept in {partial_of(output)}. Free some space, then run the same command with --resume "
-                     "to continue")
+    return UserError(
+        f"--output {output}: the disk is full (no space left on device); what was scored so far is "
+        f"kept in {partial_of(output)}. Free some space, then run the same command with --resume "
+        "to continue"
+    )
 
 
 def prediction_files(folder: Path) -> list[Path]:

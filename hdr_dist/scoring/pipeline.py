@@ -21,7 +21,7 @@ from hdr_dist.scoring import reading
 from hdr_dist.scoring.config import ScoreConfig
 from hdr_dist.scoring.inputs import Item
 
-READ_CPUS = 0       # reading waits on the disk or on the stages after it; see build()
+READ_CPUS = 0  # reading waits on the disk or on the stages after it; see build()
 DECODE_CPUS = 0.5
 # The columns an output row takes from its decoded row as they are.
 PASSED_ON = ("source", "member", "occurrence", "page", "pages", "true_label", "error", "width", "height")
@@ -44,7 +44,9 @@ class Predictor:
         if not use_gpu:
             torch.set_num_threads(threads)  # as many as the actor reserved; more would steal decoding's
         model, self.cfg = checkpoints.model_from_state(state)
-        self.model = OnnxModel(state["onnx"], threads) if state.get("onnx") else for_inference(model, self.device)
+        self.model = (
+            OnnxModel(state["onnx"], threads) if state.get("onnx") else for_inference(model, self.device)
+        )
         self.reader = readers.of(self.cfg)
         self.temperature = state.get("temperature") or 1.0  # calibrated confidence; 1 for older checkpoints
         self.top_k = top_k
@@ -57,17 +59,26 @@ class Predictor:
         if n == 0:
             return OUTPUT_SCHEMA.empty_table()
         ok = batch["error"].is_null().to_numpy(zero_copy_only=False)
-        confidence, answers = self.reader.answer(self.model, batch["image"], ok, self.cfg, self.temperature,
-                                                 self.top_k, self.device)
+        confidence, answers = self.reader.answer(
+            self.model, batch["image"], ok, self.cfg, self.temperature, self.top_k, self.device
+        )
         # The batch's own columns, the answers (a column they lack is null), the confidence, the
         # decision, and this actor's node.
-        columns = {name: batch[name] for name in PASSED_ON} | answers | {
-            "confidence": pa.array(confidence, mask=~ok),
-            "model": pa.array(np.full(n, self.cfg.model, dtype=object), pa.string()),
-            "decision": pa.array(np.where(ok & (confidence >= self.threshold), "accept", "review"), pa.string()),
-            NODE: pa.array(np.full(n, self.node, dtype=object), pa.string())}
-        return pa.Table.from_pydict({f.name: columns.get(f.name, pa.nulls(n, f.type)) for f in OUTPUT_SCHEMA},
-                                    schema=OUTPUT_SCHEMA)
+        columns = (
+            {name: batch[name] for name in PASSED_ON}
+            | answers
+            | {
+                "confidence": pa.array(confidence, mask=~ok),
+                "model": pa.array(np.full(n, self.cfg.model, dtype=object), pa.string()),
+                "decision": pa.array(
+                    np.where(ok & (confidence >= self.threshold), "accept", "review"), pa.string()
+                ),
+                NODE: pa.array(np.full(n, self.node, dtype=object), pa.string()),
+            }
+        )
+        return pa.Table.from_pydict(
+            {f.name: columns.get(f.name, pa.nulls(n, f.type)) for f in OUTPUT_SCHEMA}, schema=OUTPUT_SCHEMA
+        )
 
 
 def build(items: list[Item], state_ref, cfg: ScoreConfig, nodes: int, reader):
@@ -88,20 +99,39 @@ def build(items: list[Item], state_ref, cfg: ScoreConfig, nodes: int, reader):
     # One output stream per read task, already in blocks of BLOCK_ROWS: without override_num_blocks
     # Ray Data would split each block further to reach its default of ~200 blocks (a lone tar's
     # 256-row blocks into 200 pieces of a row or two), and every block costs scheduling.
-    ds = ray.data.read_datasource(source, num_cpus=READ_CPUS, override_num_blocks=len(source.tasks),
-                                  concurrency=min(cfg.read_tasks, len(source.tasks)))
+    ds = ray.data.read_datasource(
+        source,
+        num_cpus=READ_CPUS,
+        override_num_blocks=len(source.tasks),
+        concurrency=min(cfg.read_tasks, len(source.tasks)),
+    )
     configure(ds.context, nodes)
     # batch_size=None: each read block is one decoding batch, so the bytes a batch holds stay as bounded
     # as the blocks (a row count alone would let one batch gather many full-page scans).
-    ds = ds.map_batches(images.decode_batch, batch_format="pyarrow", batch_size=None, num_cpus=DECODE_CPUS,
-                        fn_kwargs={"max_pixels": cfg.max_pixels, "preparation": reader.preparation})
+    ds = ds.map_batches(
+        images.decode_batch,
+        batch_format="pyarrow",
+        batch_size=None,
+        num_cpus=DECODE_CPUS,
+        fn_kwargs={"max_pixels": cfg.max_pixels, "preparation": reader.preparation},
+    )
     # The weights travel as an object reference (in a list, so Ray passes the reference, not
     # the weights): each actor fetches them once from the object store.
-    return ds.map_batches(Predictor, batch_format="pyarrow", batch_size=cfg.batch_size,
-                          fn_constructor_kwargs={"state": [state_ref], "top_k": cfg.top_k, "use_gpu": cfg.use_gpu,
-                                                 "threads": cfg.threads, "threshold": cfg.threshold},
-                          compute=ray.data.ActorPoolStrategy(size=cfg.concurrency),
-                          num_cpus=1 if cfg.use_gpu else cfg.cpus_per_actor, num_gpus=1 if cfg.use_gpu else 0)
+    return ds.map_batches(
+        Predictor,
+        batch_format="pyarrow",
+        batch_size=cfg.batch_size,
+        fn_constructor_kwargs={
+            "state": [state_ref],
+            "top_k": cfg.top_k,
+            "use_gpu": cfg.use_gpu,
+            "threads": cfg.threads,
+            "threshold": cfg.threshold,
+        },
+        compute=ray.data.ActorPoolStrategy(size=cfg.concurrency),
+        num_cpus=1 if cfg.use_gpu else cfg.cpus_per_actor,
+        num_gpus=1 if cfg.use_gpu else 0,
+    )
 
 
 def configure(context, nodes: int) -> None:

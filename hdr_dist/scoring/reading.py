@@ -25,13 +25,21 @@ from hdr_dist.scoring import archives
 from hdr_dist.scoring.inputs import Item
 
 MAX_FILE_BYTES = archives.MAX_MEMBER_BYTES
-ITEMS_PER_TASK = 1000          # plain files per read task
-BLOCK_ROWS = 256               # rows per block a read task yields
-BLOCK_BYTES = 32 * 2**20       # image bytes per block: 256 full-page scans would not fit otherwise
+ITEMS_PER_TASK = 1000  # plain files per read task
+BLOCK_ROWS = 256  # rows per block a read task yields
+BLOCK_BYTES = 32 * 2**20  # image bytes per block: 256 full-page scans would not fit otherwise
 
-READ_SCHEMA = pa.schema([("source", pa.string()), ("member", pa.string()), ("occurrence", pa.int32()),
-                         ("true_label", pa.string()), ("data", pa.binary()), ("error", pa.string()),
-                         ("skip_pages", pa.list_(pa.int32()))])
+READ_SCHEMA = pa.schema(
+    [
+        ("source", pa.string()),
+        ("member", pa.string()),
+        ("occurrence", pa.int32()),
+        ("true_label", pa.string()),
+        ("data", pa.binary()),
+        ("error", pa.string()),
+        ("skip_pages", pa.list_(pa.int32())),
+    ]
+)
 
 
 def read_plain(path: str) -> tuple[bytes | None, str | None]:
@@ -51,7 +59,7 @@ def read_plain(path: str) -> tuple[bytes | None, str | None]:
                 return None, special(mode) or "not a regular file: not read"
             data = os.read(fd, min(st.st_size, archives.HEAD_BYTES) + 1)  # a small file whole, in one read
             if not data.startswith(archives.SIGNATURES):
-                return data[:archives.HEAD_BYTES], None
+                return data[: archives.HEAD_BYTES], None
             while len(data) < st.st_size and (more := os.read(fd, st.st_size - len(data))):
                 data += more  # never past the size it had when it was opened
             return data, None
@@ -86,9 +94,15 @@ def read_items(items: list[Item], block_rows: int = BLOCK_ROWS) -> Iterator[pa.T
 
     def emit(it: Item, data, error) -> bool:
         nonlocal size
-        for name, value in (("source", it.source), ("member", it.member), ("occurrence", it.occurrence),
-                            ("true_label", it.label), ("data", data), ("error", it.error or error),
-                            ("skip_pages", list(it.skip_pages))):
+        for name, value in (
+            ("source", it.source),
+            ("member", it.member),
+            ("occurrence", it.occurrence),
+            ("true_label", it.label),
+            ("data", data),
+            ("error", it.error or error),
+            ("skip_pages", list(it.skip_pages)),
+        ):
             columns[name].append(value)
         size += len(data or b"")
         return len(columns["source"]) >= block_rows or size >= BLOCK_BYTES
@@ -126,7 +140,9 @@ def pages_again(rows: list[dict], max_pixels: int, make, pdf_width: int | None =
         for row in block.select(["source", "member", "occurrence", "data"]).to_pylist():
             key = (row["source"], row["member"], row["occurrence"])
             pages = wanted.get(key, set())
-            for page, _, _, _, gray, error in images.decode(row["data"], max_pixels, pdf_width) if row["data"] else ():
+            for page, _, _, _, gray, error in (
+                images.decode(row["data"], max_pixels, pdf_width) if row["data"] else ()
+            ):
                 if page in pages and error is None:
                     try:
                         found[(*key, page)] = make((*key, page), gray)
@@ -152,16 +168,18 @@ def by_archive(items: list[Item]) -> tuple[dict[str, list[Item]], list[Item]]:
 def read_tasks(items: list[Item], per_task: int = ITEMS_PER_TASK) -> list[list[Item]]:
     """Each archive's readable members as one task; plain files and listing errors in slices."""
     archived, rest = by_archive(items)
-    return list(archived.values()) + [rest[i:i + per_task] for i in range(0, len(rest), per_task)]
+    return list(archived.values()) + [rest[i : i + per_task] for i in range(0, len(rest), per_task)]
 
 
 def reader(items_ref, block_rows: int):
     """A read task's function. The items travel through the object store, so the function
     Ray serialises stays small even for an archive of a million members."""
+
     def read_image_files():
         import ray
 
         return read_items(ray.get(items_ref), block_rows)
+
     return read_image_files
 
 
@@ -182,9 +200,14 @@ def datasource(items: list[Item], block_rows: int = BLOCK_ROWS, per_task: int = 
         def get_read_tasks(self, parallelism, per_task_row_limit=None, data_context=None):
             import ray
 
-            return [ReadTask(reader(ray.put(task), block_rows),
-                             BlockMetadata(num_rows=len(task), size_bytes=None, input_files=None, exec_stats=None),
-                             schema=READ_SCHEMA, per_task_row_limit=per_task_row_limit)
-                    for task in self.tasks]
+            return [
+                ReadTask(
+                    reader(ray.put(task), block_rows),
+                    BlockMetadata(num_rows=len(task), size_bytes=None, input_files=None, exec_stats=None),
+                    schema=READ_SCHEMA,
+                    per_task_row_limit=per_task_row_limit,
+                )
+                for task in self.tasks
+            ]
 
     return ImageFiles(read_tasks(items, per_task))

@@ -25,15 +25,23 @@ def metric_tables(folder: Path, cfg: TrainConfig, dataset: str, reader) -> tuple
     length), and the counts of every row."""
     files = outputs.prediction_files(folder)
     columns = ["true_label", "pred", "error", "decision", "text", "width", "height"]
-    table = (pads.dataset(files, format="parquet", schema=tables.PREDICTION_SCHEMA).to_table(columns=columns)
-             if files else tables.PREDICTION_SCHEMA.empty_table().select(columns))
+    table = (
+        pads.dataset(files, format="parquet", schema=tables.PREDICTION_SCHEMA).to_table(columns=columns)
+        if files
+        else tables.PREDICTION_SCHEMA.empty_table().select(columns)
+    )
     failed = pc.sum(table["error"].is_valid()).as_py() or 0
     scored = table.filter(table["error"].is_null())
     labelled = scored.filter(scored["true_label"].is_valid())
     accepted = pc.sum(pc.equal(table["decision"], "accept")).as_py() or 0
-    counts = {"images": table.num_rows, "scored": scored.num_rows, "failed": failed,
-              "unlabelled": scored.num_rows - labelled.num_rows, "accepted": accepted,
-              "accepted_coverage": accepted / max(table.num_rows, 1)}
+    counts = {
+        "images": table.num_rows,
+        "scored": scored.num_rows,
+        "failed": failed,
+        "unlabelled": scored.num_rows - labelled.num_rows,
+        "accepted": accepted,
+        "accepted_coverage": accepted / max(table.num_rows, 1),
+    }
     warnings = {"warnings": reader.warnings(scored, cfg)}
     if labelled.num_rows == 0:
         return {}, counts | warnings
@@ -41,30 +49,48 @@ def metric_tables(folder: Path, cfg: TrainConfig, dataset: str, reader) -> tuple
     row, found, wrong = reader.scores(labelled, cfg, dataset)
     # The promise a team checks on its own data: the error among the labelled answers accepted.
     measured = {"accepted_error": float(wrong[took].mean()) if took.any() else 0.0}
-    return {"metrics": [tables.metrics_row(dataset, cfg.model, row, **counts, **measured)]} | found, counts | warnings
+    return {
+        "metrics": [tables.metrics_row(dataset, cfg.model, row, **counts, **measured)]
+    } | found, counts | warnings
 
 
 def mistakes(folder: Path, dataset: str, model: str, max_pixels: int) -> list[dict]:
     """The most confident wrong answers among every labelled row, this run's and any resumed run's,
     each with the 28x28 crop the model saw, read again from its input."""
     columns = ["source", "member", "occurrence", "page", "pages", "true_label", "pred_label", "confidence"]
-    table = pads.dataset(outputs.prediction_files(folder), format="parquet",
-                         schema=tables.PREDICTION_SCHEMA).to_table(columns=columns)
-    table = table.filter(pc.and_(table["true_label"].is_valid(), pc.not_equal(table["true_label"], table["pred_label"])))
+    table = pads.dataset(
+        outputs.prediction_files(folder), format="parquet", schema=tables.PREDICTION_SCHEMA
+    ).to_table(columns=columns)
+    table = table.filter(
+        pc.and_(table["true_label"].is_valid(), pc.not_equal(table["true_label"], table["pred_label"]))
+    )
     if table.num_rows == 0:  # pyarrow 25's select_k raises on an empty table
         return []
-    wrong = table.take(pc.select_k_unstable(table, tables.MISTAKES, [("confidence", "descending")])).to_pylist()
+    wrong = table.take(
+        pc.select_k_unstable(table, tables.MISTAKES, [("confidence", "descending")])
+    ).to_pylist()
     crops = reading.pages_again(wrong, max_pixels, lambda _, gray: images.to_mnist(gray)[0])
-    return [{"dataset": dataset, "model": model, "item": r["source"] + (f"::{r['member']}" if r["member"] else "")
-             + (f" #{r['occurrence'] + 1}" if r["occurrence"] else "")
-             + (f" page {r['page'] + 1}/{r['pages']}" if r["pages"] > 1 else ""),
-             "true_label": r["true_label"], "pred_label": r["pred_label"], "confidence": r["confidence"],
-             "image": crops[key]} for r in sorted(wrong, key=lambda r: -r["confidence"])
-            if (key := (r["source"], r["member"], r["occurrence"] or 0, r["page"])) in crops]
+    return [
+        {
+            "dataset": dataset,
+            "model": model,
+            "item": r["source"]
+            + (f"::{r['member']}" if r["member"] else "")
+            + (f" #{r['occurrence'] + 1}" if r["occurrence"] else "")
+            + (f" page {r['page'] + 1}/{r['pages']}" if r["pages"] > 1 else ""),
+            "true_label": r["true_label"],
+            "pred_label": r["pred_label"],
+            "confidence": r["confidence"],
+            "image": crops[key],
+        }
+        for r in sorted(wrong, key=lambda r: -r["confidence"])
+        if (key := (r["source"], r["member"], r["occurrence"] or 0, r["page"])) in crops
+    ]
 
 
-def finish(work: Path, output: Path, state: dict, checkpoint: str, cfg: ScoreConfig, this_run: dict,
-           reader) -> tuple[dict, dict]:
+def finish(
+    work: Path, output: Path, state: dict, checkpoint: str, cfg: ScoreConfig, this_run: dict, reader
+) -> tuple[dict, dict]:
     """Metrics over all rows (this run's and any resumed ones), summary.json, then the rename.
     Every count comes from the rows written, so an image Ray Data scored twice after a fault,
     but wrote once, counts once."""
@@ -73,27 +99,51 @@ def finish(work: Path, output: Path, state: dict, checkpoint: str, cfg: ScoreCon
     results, counts = metric_tables(work / "predictions", model, dataset, reader)
     images = counts["images"] - this_run.pop("rows_before")
     seconds, startup = this_run.pop("seconds"), this_run.pop("startup")
-    rates = {"images_this_run": images, "seconds": round(seconds, 3),
-             "images_per_s": round(images / max(seconds, 1e-9), 1), "startup_seconds": round(startup, 3),
-             "steady_images_per_s": round(images / max(seconds - startup, 1e-9), 1)}
+    rates = {
+        "images_this_run": images,
+        "seconds": round(seconds, 3),
+        "images_per_s": round(images / max(seconds, 1e-9), 1),
+        "startup_seconds": round(startup, 3),
+        "steady_images_per_s": round(images / max(seconds - startup, 1e-9), 1),
+    }
     if results:
         results["metrics"][0] |= {
-            "train_seconds": sum(h["seconds"] for h in history), "epochs": len(history),
-            "device": "gpu" if cfg.use_gpu else "cpu", "num_workers": cfg.concurrency,
+            "train_seconds": sum(h["seconds"] for h in history),
+            "epochs": len(history),
+            "device": "gpu" if cfg.use_gpu else "cpu",
+            "num_workers": cfg.concurrency,
             "threads_per_worker": cfg.threads,
-            "num_nodes": len(this_run["images_by_node"]), "checkpoint": checkpoint,
-            "infer_images_per_s": rates["images_per_s"], "params": state["params"],
-            "method": f"{model.model} checkpoint, scored by hdr score", "approximation": ""}
-    for name in ("metrics", "per_class", "confusion", "mistakes", "field_lengths"):  # a resumed run's are stale
+            "num_nodes": len(this_run["images_by_node"]),
+            "checkpoint": checkpoint,
+            "infer_images_per_s": rates["images_per_s"],
+            "params": state["params"],
+            "method": f"{model.model} checkpoint, scored by hdr score",
+            "approximation": "",
+        }
+    for name in (
+        "metrics",
+        "per_class",
+        "confusion",
+        "mistakes",
+        "field_lengths",
+    ):  # a resumed run's are stale
         (work / f"{name}.parquet").unlink(missing_ok=True)
     if results and cfg.labelled:
         if reader.shows_mistakes:
             results["mistakes"] = mistakes(work / "predictions", dataset, model.model, cfg.max_pixels)
         tables.write_tables(work, results)
     rule = {k: v for k, v in cfg.rule.items() if k != "threshold"}  # the threshold is in the identity
-    summary = {"inputs_seen": this_run.pop("inputs_seen"), "skipped_already_scored": this_run.pop("skipped"),
-               **counts, **rates, **this_run, **rule, **state["identity"], "temperature": state["temperature"],
-               "inputs": [escape(os.path.realpath(os.path.expanduser(i))) for i in cfg.inputs]}
+    summary = {
+        "inputs_seen": this_run.pop("inputs_seen"),
+        "skipped_already_scored": this_run.pop("skipped"),
+        **counts,
+        **rates,
+        **this_run,
+        **rule,
+        **state["identity"],
+        "temperature": state["temperature"],
+        "inputs": [escape(os.path.realpath(os.path.expanduser(i))) for i in cfg.inputs],
+    }
     (work / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     work.rename(output)
     return summary, results

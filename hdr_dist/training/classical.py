@@ -56,8 +56,14 @@ def estimator(name: str, seed: int, threads: int, svm_params: dict | None = None
         params = svm_params or {"C": 10.0, "gamma": "scale"}
         return make_pipeline(pca(), SVC(kernel="rbf", cache_size=1000, random_state=seed, **params))
     if name == "mlp":
-        return MLPClassifier(hidden_layer_sizes=(512, 256), alpha=1e-4, batch_size=128, early_stopping=True,
-                             max_iter=60, random_state=seed)
+        return MLPClassifier(
+            hidden_layer_sizes=(512, 256),
+            alpha=1e-4,
+            batch_size=128,
+            early_stopping=True,
+            max_iter=60,
+            random_state=seed,
+        )
     raise ValueError(f"not a classical model: {name}")
 
 
@@ -66,8 +72,9 @@ def flatten(x_u8: np.ndarray) -> np.ndarray:
     return x_u8.reshape(len(x_u8), -1).astype(np.float32) / 255.0
 
 
-def fit_and_predict(name: str, arrays: dict, test_x: np.ndarray, seed: int, threads: int,
-                    svm_params: dict | None = None) -> dict:
+def fit_and_predict(
+    name: str, arrays: dict, test_x: np.ndarray, seed: int, threads: int, svm_params: dict | None = None
+) -> dict:
     """Fit on the training split, predict the test split; the body of each model's Ray task."""
     from threadpoolctl import threadpool_limits
 
@@ -81,15 +88,29 @@ def fit_and_predict(name: str, arrays: dict, test_x: np.ndarray, seed: int, thre
         start = time.perf_counter()
         pred = model.predict(tx)
         infer_seconds = time.perf_counter() - start
-    return {"pred": np.asarray(pred, dtype=np.int64), "train_seconds": train_seconds,
-            "infer_images_per_s": len(tx) / max(infer_seconds, 1e-9), "method": describe(model), "threads": threads}
+    return {
+        "pred": np.asarray(pred, dtype=np.int64),
+        "train_seconds": train_seconds,
+        "infer_images_per_s": len(tx) / max(infer_seconds, 1e-9),
+        "method": describe(model),
+        "threads": threads,
+    }
 
 
 def describe(model) -> str:
     """The fitted pipeline's steps with the settings that matter, for the ``method`` column."""
     steps = getattr(model, "steps", [(None, model)])
-    keys = ("n_components", "var_smoothing", "n_estimators", "n_neighbors", "weights", "C", "gamma",
-            "hidden_layer_sizes", "alpha")
+    keys = (
+        "n_components",
+        "var_smoothing",
+        "n_estimators",
+        "n_neighbors",
+        "weights",
+        "C",
+        "gamma",
+        "hidden_layer_sizes",
+        "alpha",
+    )
     parts = []
     for _, step in steps:
         params = step.get_params(deep=False)
@@ -124,18 +145,33 @@ def search_svm(ds, seed: int, limit: int, storage: str, console) -> tuple[dict, 
     digest = hashlib.sha1(sample.x.tobytes() + sample.y.tobytes() + repr((SVM_GRID, CV_FOLDS, seed)).encode())
     name = f"svm-rbf-cv-{ds.name}-{digest.hexdigest()[:8]}"
     trainable = tune.with_resources(
-        tune.with_parameters(cv_trial, x=sample.x, y=sample.y, seed=seed), {"CPU": 1})
+        tune.with_parameters(cv_trial, x=sample.x, y=sample.y, seed=seed), {"CPU": 1}
+    )
     tuner, restored = start_or_restore(
-        f"{storage}/{name}", trainable, {k: tune.grid_search(list(v)) for k, v in SVM_GRID.items()},
+        f"{storage}/{name}",
+        trainable,
+        {k: tune.grid_search(list(v)) for k, v in SVM_GRID.items()},
         tune.TuneConfig(metric="cv_accuracy", mode="max"),
-        tune.RunConfig(name=name, storage_path=storage, verbose=0))
-    console.print(escape("[svm-rbf]") + f" {'reading back' if restored else 'running'} the C x gamma grid: "
-                  f"{CV_FOLDS}-fold CV on {len(sample.y):,} training images, "
-                  f"{len(SVM_GRID['C']) * len(SVM_GRID['gamma'])} Ray Tune trials")
+        tune.RunConfig(name=name, storage_path=storage, verbose=0),
+    )
+    console.print(
+        escape("[svm-rbf]") + f" {'reading back' if restored else 'running'} the C x gamma grid: "
+        f"{CV_FOLDS}-fold CV on {len(sample.y):,} training images, "
+        f"{len(SVM_GRID['C']) * len(SVM_GRID['gamma'])} Ray Tune trials"
+    )
     results = tuner.fit()
-    rows = [{"C": r.config["C"], "gamma": r.config["gamma"], "cv_accuracy": r.metrics.get("cv_accuracy"),
-             "cv_std": r.metrics.get("cv_std"), "images": len(sample.y), "folds": CV_FOLDS}
-            for r in results if not r.error]
+    rows = [
+        {
+            "C": r.config["C"],
+            "gamma": r.config["gamma"],
+            "cv_accuracy": r.metrics.get("cv_accuracy"),
+            "cv_std": r.metrics.get("cv_std"),
+            "images": len(sample.y),
+            "folds": CV_FOLDS,
+        }
+        for r in results
+        if not r.error
+    ]
     if not rows:
         raise RuntimeError(f"every svm-rbf CV trial failed; see {storage}/{name}")
     best = max(rows, key=lambda r: r["cv_accuracy"])
@@ -147,5 +183,7 @@ def start(names: list[str], data_ref, test_ref, seed: int, threads: int, svm_par
     import ray
 
     task = ray.remote(fit_and_predict).options(num_cpus=threads)
-    return {task.remote(n, data_ref, test_ref, seed, threads, svm_params if n == "svm-rbf" else None): n
-            for n in names}
+    return {
+        task.remote(n, data_ref, test_ref, seed, threads, svm_params if n == "svm-rbf" else None): n
+        for n in names
+    }

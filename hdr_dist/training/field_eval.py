@@ -49,11 +49,16 @@ def test_sets(ds, seed: int) -> dict[str, tuple[list[np.ndarray], list[str]]]:
     validation answers."""
     strips, digits = fields.fixed_set(ds.test.x, ds.test.y, seed + 1)
     scans = scan_strips(ds.test.x, ds.test.y, max(1, len(ds.test.y) // SCAN_DIGITS), seed + 2)
-    passes = [scan_strips(ds.val.x, ds.val.y, max(1, len(ds.val.y) // SCAN_DIGITS), seed + 3 + k)
-              for k in range(VAL_SCAN_PASSES)]
+    passes = [
+        scan_strips(ds.val.x, ds.val.y, max(1, len(ds.val.y) // SCAN_DIGITS), seed + 3 + k)
+        for k in range(VAL_SCAN_PASSES)
+    ]
     val_scans = ([s for p in passes for s in p[0]], [t for p in passes for t in p[1]])
-    return {"fields": (strips, ["".join(ds.labels[d] for d in t) for t in digits]), "scans": scans,
-            "val_scans": val_scans}
+    return {
+        "fields": (strips, ["".join(ds.labels[d] for d in t) for t in digits]),
+        "scans": scans,
+        "val_scans": val_scans,
+    }
 
 
 def segmented(state: dict, tests: dict) -> dict:
@@ -71,8 +76,13 @@ def segmented(state: dict, tests: dict) -> dict:
         reads, at = [], 0
         for p in pieces:
             n = len(p)
-            reads.append(("".join(cfg.labels[k] for k in pred[at:at + n]), probs[at:at + n].tolist(),
-                          float(np.prod(probs[at:at + n]))))
+            reads.append(
+                (
+                    "".join(cfg.labels[k] for k in pred[at : at + n]),
+                    probs[at : at + n].tolist(),
+                    float(np.prod(probs[at : at + n])),
+                )
+            )
             at += n
         sets[name] = readers.field_scores(truth, reads)
         sets[name]["fields_per_s"] = len(strips) / max(time.perf_counter() - start, 1e-9)

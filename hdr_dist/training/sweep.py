@@ -38,17 +38,28 @@ def search_space(model: str) -> dict:
 def recipe_point(model: str) -> dict:
     """The recipe's own values of every swept setting: the sweep's first trial."""
     r = config.defaults(model)
-    return {"lr": r["lr"], "batch_size": r["batch_size"], "weight_decay": r["weight_decay"],
-            "dropout": float(models.recipe(model).kwargs.get("dropout", 0.0)), "width": 1.0,
-            "augment_strength": 1.0 if r["augment"] else 0.0}
+    return {
+        "lr": r["lr"],
+        "batch_size": r["batch_size"],
+        "weight_decay": r["weight_decay"],
+        "dropout": float(models.recipe(model).kwargs.get("dropout", 0.0)),
+        "width": 1.0,
+        "augment_strength": 1.0 if r["augment"] else 0.0,
+    }
 
 
 def settings(sample: dict) -> dict:
     """A trial's sample as ``TrainConfig`` settings (which are also compare's flags)."""
     s = sample["augment_strength"]
-    return {"lr": sample["lr"], "batch_size": int(sample["batch_size"]), "weight_decay": sample["weight_decay"],
-            "dropout": sample["dropout"], "width": float(sample["width"]), "augment": s > 0,
-            **{k: config.defaults()[k] * s for k in ("rotation", "shift", "zoom")}}
+    return {
+        "lr": sample["lr"],
+        "batch_size": int(sample["batch_size"]),
+        "weight_decay": sample["weight_decay"],
+        "dropout": sample["dropout"],
+        "width": float(sample["width"]),
+        "augment": s > 0,
+        **{k: config.defaults()[k] * s for k in ("rotation", "shift", "zoom")},
+    }
 
 
 def trial_run(sweep: str, trial_id: str) -> str:
@@ -56,8 +67,16 @@ def trial_run(sweep: str, trial_id: str) -> str:
     return f"{sweep}-trial-{trial_id}"
 
 
-def trial(sample: dict, base: TrainConfig, images: list, sweep: str, workers: int, use_gpu: bool, location: str,
-          tracker=None) -> None:
+def trial(
+    sample: dict,
+    base: TrainConfig,
+    images: list,
+    sweep: str,
+    workers: int,
+    use_gpu: bool,
+    location: str,
+    tracker=None,
+) -> None:
     """One trial, run by Tune: a Ray Train run of the sampled settings that reports to Tune. With
     ``tracker`` (the sweep's MLflow run), the trial is a run nested under it."""
     from ray import tune
@@ -66,9 +85,19 @@ def trial(sample: dict, base: TrainConfig, images: list, sweep: str, workers: in
     name = trial_run(sweep, trial_id)
     cfg = replace(base, **settings(sample))
     if tracker is not None:
-        tracker = tracker.start(f"trial {trial_id}", name, cfg.as_dict() | {"workers": workers}, parent=tracker.run_id)
-    train.fit(cfg, images[0], workers=workers, use_gpu=use_gpu, storage_path=location, name=name,
-              callbacks=[ray_compat.tune_report_callback()], tracker=tracker)
+        tracker = tracker.start(
+            f"trial {trial_id}", name, cfg.as_dict() | {"workers": workers}, parent=tracker.run_id
+        )
+    train.fit(
+        cfg,
+        images[0],
+        workers=workers,
+        use_gpu=use_gpu,
+        storage_path=location,
+        name=name,
+        callbacks=[ray_compat.tune_report_callback()],
+        tracker=tracker,
+    )
     if tracker is not None:
         tracker.end()
 
@@ -82,8 +111,10 @@ def concurrency(workers: int, cpus_per_worker: int, use_gpu: bool, requested: in
     """
     fits = cluster.slots([n["Resources"] for n in cluster.alive_nodes()], cpus_per_worker, use_gpu) // workers
     if requested and requested > max(fits, 1):
-        raise UserError(f"--max-concurrent {requested}: the Ray cluster holds {fits} trials of {workers} "
-                        f"worker(s) x {cpus_per_worker} CPU(s) at once")
+        raise UserError(
+            f"--max-concurrent {requested}: the Ray cluster holds {fits} trials of {workers} "
+            f"worker(s) x {cpus_per_worker} CPU(s) at once"
+        )
     return requested or max(fits, 1)
 
 
@@ -101,8 +132,10 @@ def progress(total: int, console_of):
         def event(self, trials, line: str) -> None:
             states = [t.status for t in trials]
             best = f"best {100 * self.best[0]:.2f} % ({self.best[1]})" if self.best[1] else "best: none yet"
-            console_of().print(f"{line}  [dim]| {states.count('RUNNING')} running, "
-                            f"{states.count('TERMINATED') + states.count('ERROR')}/{total} done, {best}[/]")
+            console_of().print(
+                f"{line}  [dim]| {states.count('RUNNING')} running, "
+                f"{states.count('TERMINATED') + states.count('ERROR')}/{total} done, {best}[/]"
+            )
 
         def on_trial_start(self, iteration, trials, trial, **info):
             self.event(trials, f"trial {trial.trial_id} started: {short(trial.config)}")
@@ -110,8 +143,11 @@ def progress(total: int, console_of):
         def on_trial_result(self, iteration, trials, trial, result, **info):
             if result.get(METRIC, -1) > self.best[0]:
                 self.best = (result[METRIC], trial.trial_id)
-            self.event(trials, f"trial {trial.trial_id} epoch {result.get('epoch')}: "
-                               f"val acc {100 * result.get(METRIC, 0):.2f} %")
+            self.event(
+                trials,
+                f"trial {trial.trial_id} epoch {result.get('epoch')}: "
+                f"val acc {100 * result.get(METRIC, 0):.2f} %",
+            )
 
         def on_trial_complete(self, iteration, trials, trial, **info):
             epochs = (trial.last_result or {}).get("epoch", 0)
@@ -135,11 +171,17 @@ def trial_rows(results, epochs: int) -> list[dict]:
         reported = history is not None and len(history) > 0 and METRIC in history
         best = history.loc[history[METRIC].idxmax()] if reported else None
         ran = int(history["epoch"].max()) if reported else 0
-        status = ("error" if result.error else "completed" if ran >= epochs else "stopped early")
-        rows.append({"trial_id": (result.metrics or {}).get("trial_id") or Path(result.path).name}
-                    | {k: result.config[k] for k in sorted(result.config)}
-                    | {"best_val_acc": float(best[METRIC]) if reported else None,
-                       "best_epoch": int(best["epoch"]) if reported else None, "epochs": ran,
-                       "seconds": float(history["seconds"].sum()) if reported else 0.0, "status": status,
-                       "checkpoint": best.get("checkpoint_path") if reported else None})
+        status = "error" if result.error else "completed" if ran >= epochs else "stopped early"
+        rows.append(
+            {"trial_id": (result.metrics or {}).get("trial_id") or Path(result.path).name}
+            | {k: result.config[k] for k in sorted(result.config)}
+            | {
+                "best_val_acc": float(best[METRIC]) if reported else None,
+                "best_epoch": int(best["epoch"]) if reported else None,
+                "epochs": ran,
+                "seconds": float(history["seconds"].sum()) if reported else 0.0,
+                "status": status,
+                "checkpoint": best.get("checkpoint_path") if reported else None,
+            }
+        )
     return sorted(rows, key=lambda r: r["trial_id"])

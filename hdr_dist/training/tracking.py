@@ -27,8 +27,8 @@ from pathlib import Path
 from hdr_dist.common import storage
 from hdr_dist.common.errors import UserError, one_line
 
-DEFAULT_STORE = "mlruns"      # a local file store: nothing here reaches a server
-RUN_TAG = "hdr.run"           # the Train run (or sweep) a MLflow run records
+DEFAULT_STORE = "mlruns"  # a local file store: nothing here reaches a server
+RUN_TAG = "hdr.run"  # the Train run (or sweep) a MLflow run records
 PARENT_TAG = "mlflow.parentRunId"  # MLflow's own tag for a nested run
 NOT_PER_EPOCH = ("epoch", "ended_at", "nodes")  # bookkeeping of an epoch's stats, not figures of it
 INSTALL = "--mlflow needs MLflow, an optional extra: pip install 'hdr-dist[mlflow]'"
@@ -86,7 +86,9 @@ class Tracker:
     def warn(self, what: str, error: Exception) -> None:
         log.warning(f"mlflow: could not log {what} to {self.uri}: {one_line(error)}")
 
-    def start(self, name: str, key: str, params: dict | None = None, parent: str | None = None) -> Tracker | None:
+    def start(
+        self, name: str, key: str, params: dict | None = None, parent: str | None = None
+    ) -> Tracker | None:
         """The run recording ``key`` (a Train run or sweep; created if new, so a resumed job logs on
         to the same run), with ``params``; the tracker of that run, or None if the tracker failed."""
         try:
@@ -156,8 +158,11 @@ def numbers(metrics: dict, step: int, skip=()) -> list:
     from mlflow.entities import Metric
 
     now = int(time.time() * 1000)
-    return [Metric(k, float(v), now, step) for k, v in metrics.items()
-            if k not in skip and isinstance(v, (int, float)) and not isinstance(v, bool) and v == v]
+    return [
+        Metric(k, float(v), now, step)
+        for k, v in metrics.items()
+        if k not in skip and isinstance(v, (int, float)) and not isinstance(v, bool) and v == v
+    ]
 
 
 def log_file(client, run_id: str, path: str, folder: str | None) -> None:

@@ -26,9 +26,11 @@ from hdr_dist.training import kinds
 from hdr_dist.training.ranks import all_sum, shard
 
 # DDP's switch for syncing buffers each forward; torch 2.15 renamed it.
-BUFFER_SYNC_FLAG = ("forward_sync_buffers" if "forward_sync_buffers" in
-                    inspect.signature(torch.nn.parallel.DistributedDataParallel).parameters
-                    else "broadcast_buffers")
+BUFFER_SYNC_FLAG = (
+    "forward_sync_buffers"
+    if "forward_sync_buffers" in inspect.signature(torch.nn.parallel.DistributedDataParallel).parameters
+    else "broadcast_buffers"
+)
 # Progress goes through logging: on Ray Train workers that reaches the driver's terminal
 # once, where print() would be echoed twice by Train V2's print patch.
 log = logging.getLogger("hdr_dist.train")
@@ -47,8 +49,9 @@ def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Opti
 def make_schedule(opt: torch.optim.Optimizer, cfg: TrainConfig, steps_per_epoch: int):
     """Stepped once per batch."""
     if cfg.schedule == "onecycle":
-        return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, pct_start=0.2,
-                                                   total_steps=cfg.epochs * steps_per_epoch)
+        return torch.optim.lr_scheduler.OneCycleLR(
+            opt, max_lr=cfg.lr, pct_start=0.2, total_steps=cfg.epochs * steps_per_epoch
+        )
     decay = cfg.lr_decay if cfg.schedule == "inverse-time" else 0.0
     return torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 1.0 / (1.0 + decay * step))
 
@@ -57,9 +60,20 @@ def steps_per_epoch(n: int, world: int, cfg: TrainConfig) -> int:
     return -(-kinds.of(cfg).per_rank(n, world) // max(1, cfg.batch_size // world))
 
 
-def train_epoch(model, opt, sched, x: torch.Tensor, y: torch.Tensor, cfg: TrainConfig, epoch: int,
-                rank: int = 0, world: int = 1, device=torch.device("cpu"),
-                generator: torch.Generator | None = None, progress=None) -> dict:
+def train_epoch(
+    model,
+    opt,
+    sched,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    cfg: TrainConfig,
+    epoch: int,
+    rank: int = 0,
+    world: int = 1,
+    device=torch.device("cpu"),
+    generator: torch.Generator | None = None,
+    progress=None,
+) -> dict:
     """One pass over this rank's shard of ``x`` (uint8 images) and ``y``; returns global stats."""
     model.train()
     idx = shard(len(y), rank, world, cfg.seed, epoch)
@@ -70,7 +84,9 @@ def train_epoch(model, opt, sched, x: torch.Tensor, y: torch.Tensor, cfg: TrainC
     loss_sum = correct = torch.zeros((), dtype=torch.float64, device=device)
     seen = 0
     start = time.perf_counter()
-    for step, (inputs, target, n) in enumerate(kind.batches(x, y, idx, cfg, per_rank_batch, device, generator), 1):
+    for step, (inputs, target, n) in enumerate(
+        kind.batches(x, y, idx, cfg, per_rank_batch, device, generator), 1
+    ):
         with autocast(device):
             out = model(*inputs)
         loss, right = kind.objective(model, out, target, cfg)
@@ -82,12 +98,21 @@ def train_epoch(model, opt, sched, x: torch.Tensor, y: torch.Tensor, cfg: TrainC
         correct = correct + right
         seen += n
         if progress is not None:
-            progress(step, steps, lambda: (loss_sum / seen).item(), lambda: (correct / seen).item(),
-                     seen * world / (time.perf_counter() - start))
+            progress(
+                step,
+                steps,
+                lambda: (loss_sum / seen).item(),
+                lambda: (correct / seen).item(),
+                seen * world / (time.perf_counter() - start),
+            )
     seconds = time.perf_counter() - start
     loss_sum, correct, seen = all_sum([loss_sum.item(), correct.item(), float(seen)], device, world)
-    return {"train_loss": loss_sum / seen, "train_acc": correct / seen, "seconds": seconds,
-            "images_per_s": seen / seconds}
+    return {
+        "train_loss": loss_sum / seen,
+        "train_acc": correct / seen,
+        "seconds": seconds,
+        "images_per_s": seen / seconds,
+    }
 
 
 def setup(cfg: TrainConfig, n_train: int, world: int):
@@ -106,18 +131,24 @@ def setup(cfg: TrainConfig, n_train: int, world: int):
 
 def print_progress(cfg: TrainConfig, epoch: int):
     """A live line per quarter epoch: the person at the terminal sees the run move."""
+
     def show(step, steps, loss, acc, ips):  # loss and acc are read (a device sync) only when shown
         if step == steps or step % max(1, steps // 4) == 0:
-            log.info(f"[{cfg.model}] epoch {epoch + 1}/{cfg.epochs} step {step}/{steps} "
-                     f"loss {loss():.4f} acc {acc():.2%} {ips:,.0f} {kinds.of(cfg).unit}")
+            log.info(
+                f"[{cfg.model}] epoch {epoch + 1}/{cfg.epochs} step {step}/{steps} "
+                f"loss {loss():.4f} acc {acc():.2%} {ips:,.0f} {kinds.of(cfg).unit}"
+            )
+
     return show
 
 
 def epoch_line(cfg: TrainConfig, stats: dict) -> str:
-    return (f"[{cfg.model}] epoch {stats['epoch']}/{cfg.epochs} done: "
-            f"train loss {stats['train_loss']:.4f} acc {stats['train_acc']:.2%} | "
-            f"val loss {stats['val_loss']:.4f} acc {stats['val_acc']:.2%} | "
-            f"{stats['seconds']:.1f}s {stats['images_per_s']:,.0f} {kinds.of(cfg).unit}")
+    return (
+        f"[{cfg.model}] epoch {stats['epoch']}/{cfg.epochs} done: "
+        f"train loss {stats['train_loss']:.4f} acc {stats['train_acc']:.2%} | "
+        f"val loss {stats['val_loss']:.4f} acc {stats['val_acc']:.2%} | "
+        f"{stats['seconds']:.1f}s {stats['images_per_s']:,.0f} {kinds.of(cfg).unit}"
+    )
 
 
 def train_loop_per_worker(loop_config: dict) -> None:
@@ -159,7 +190,8 @@ def train_loop_per_worker(loop_config: dict) -> None:
     # collective, a sync point per step. Each rank keeps its own running statistics;
     # rank 0's go into the checkpoint, as in torchvision's reference without --sync-bn.
     model = ray.train.torch.prepare_model(
-        model, parallel_strategy_kwargs={BUFFER_SYNC_FLAG: False, "gradient_as_bucket_view": True})
+        model, parallel_strategy_kwargs={BUFFER_SYNC_FLAG: False, "gradient_as_bucket_view": True}
+    )
     generator = torch.Generator(device=device).manual_seed(cfg.seed * 7919 + rank + 17 * start_epoch)
 
     for epoch in range(start_epoch, cfg.epochs):
@@ -167,8 +199,12 @@ def train_loop_per_worker(loop_config: dict) -> None:
         stats = train_epoch(model, opt, sched, x, y, cfg, epoch, rank, world, device, generator, show)
         validating = time.perf_counter()
         stats |= kinds.of(cfg).validate(model, val, cfg, rank, world, device)
-        stats |= {"epoch": epoch + 1, "nodes": len(set(nodes)), "val_seconds": time.perf_counter() - validating,
-                  "ended_at": time.time()}  # which epochs a resumed run trained itself
+        stats |= {
+            "epoch": epoch + 1,
+            "nodes": len(set(nodes)),
+            "val_seconds": time.perf_counter() - validating,
+            "ended_at": time.time(),
+        }  # which epochs a resumed run trained itself
         history.append(stats)
         if rank == 0:
             log.info(epoch_line(cfg, stats))
@@ -178,11 +214,23 @@ def train_loop_per_worker(loop_config: dict) -> None:
             if rank == 0:
                 checkpoints.save(folder, model, opt, sched, cfg, epoch, history)
             # Train V2 keeps only metrics that come with a checkpoint, so rank 0 always attaches one.
-            ray.train.report(stats, checkpoint=ray.train.Checkpoint.from_directory(folder) if rank == 0 else None)
+            ray.train.report(
+                stats, checkpoint=ray.train.Checkpoint.from_directory(folder) if rank == 0 else None
+            )
 
 
-def fit(cfg: TrainConfig, data, *, workers: int, use_gpu: bool, storage_path: str, name: str, max_failures: int = 0,
-        callbacks=(), tracker=None):
+def fit(
+    cfg: TrainConfig,
+    data,
+    *,
+    workers: int,
+    use_gpu: bool,
+    storage_path: str,
+    name: str,
+    max_failures: int = 0,
+    callbacks=(),
+    tracker=None,
+):
     """Run ``train_loop_per_worker`` on ``workers`` Ray Train workers and return the ``Result``;
     ``data`` is the object-store reference of ``arrays_of(dataset)``, which every worker reads.
 
@@ -203,13 +251,20 @@ def fit(cfg: TrainConfig, data, *, workers: int, use_gpu: bool, storage_path: st
 
     resources = {"CPU": cfg.cpus_per_worker} | ({"GPU": 1} if use_gpu else {})
     trainer = TorchTrainer(
-        train_loop_per_worker, train_loop_config={"config": cfg, "data": data, "tracker": tracker},
+        train_loop_per_worker,
+        train_loop_config={"config": cfg, "data": data, "tracker": tracker},
         scaling_config=ScalingConfig(num_workers=workers, use_gpu=use_gpu, resources_per_worker=resources),
         run_config=RunConfig(
-            name=name, storage_path=storage_path, failure_config=FailureConfig(max_failures=max_failures),
-            checkpoint_config=CheckpointConfig(num_to_keep=2, checkpoint_score_attribute="val_acc",
-                                               checkpoint_score_order="max"),
-            logging_config=LoggingConfig(log_level="WARNING"), callbacks=list(callbacks)))
+            name=name,
+            storage_path=storage_path,
+            failure_config=FailureConfig(max_failures=max_failures),
+            checkpoint_config=CheckpointConfig(
+                num_to_keep=2, checkpoint_score_attribute="val_acc", checkpoint_score_order="max"
+            ),
+            logging_config=LoggingConfig(log_level="WARNING"),
+            callbacks=list(callbacks),
+        ),
+    )
     return trainer.fit()
 
 
@@ -229,8 +284,18 @@ def train_plain(cfg: TrainConfig, arrays: dict, device: torch.device) -> tuple:
     generator = torch.Generator(device=device).manual_seed(cfg.seed)
     history = []
     for epoch in range(cfg.epochs):
-        stats = train_epoch(model, opt, sched, x, y, cfg, epoch, device=device, generator=generator,
-                            progress=print_progress(cfg, epoch))
+        stats = train_epoch(
+            model,
+            opt,
+            sched,
+            x,
+            y,
+            cfg,
+            epoch,
+            device=device,
+            generator=generator,
+            progress=print_progress(cfg, epoch),
+        )
         stats |= kind.validate(model, val, cfg, device=device)
         history.append(stats | {"epoch": epoch + 1})
         log.info(epoch_line(cfg, history[-1]))
@@ -238,8 +303,12 @@ def train_plain(cfg: TrainConfig, arrays: dict, device: torch.device) -> tuple:
 
 
 def arrays_of(dataset) -> dict:
-    return {"train_x": dataset.train.x, "train_y": dataset.train.y,
-            "val_x": dataset.val.x, "val_y": dataset.val.y}
+    return {
+        "train_x": dataset.train.x,
+        "train_y": dataset.train.y,
+        "val_x": dataset.val.x,
+        "val_y": dataset.val.y,
+    }
 
 
 def tensors(arrays: dict) -> tuple[torch.Tensor, ...]:

@@ -26,6 +26,10 @@ def start_or_restore(path: str, trainable, param_space: dict, tune_config, run_c
             return tune.Tuner.restore(path, trainable, resume_unfinished=True, resume_errored=True), True
         except (EOFError, pickle.UnpicklingError, ValueError, ImportError, AttributeError) as e:
             # ImportError, AttributeError: saved by a version of hdr-dist whose modules have since moved.
-            raise UserError(f"{path}: the sweep saved there cannot be read back ({e or type(e).__name__}); "
-                            "move it away to start afresh") from None
-    return tune.Tuner(trainable, param_space=param_space, tune_config=tune_config, run_config=run_config), False
+            raise UserError(
+                f"{path}: the sweep saved there cannot be read back ({e or type(e).__name__}); "
+                "move it away to start afresh"
+            ) from None
+    return tune.Tuner(
+        trainable, param_space=param_space, tune_config=tune_config, run_config=run_config
+    ), False
