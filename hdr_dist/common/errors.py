@@ -3,13 +3,60 @@ every error takes, on the terminal and in an output row.
 
 Commands catch ``UserError`` at the top and print its message as a single line
 with a non-zero exit; anything else is a bug and keeps its traceback.
+
+The library never spells a command line: an error names the *setting* that caused it (a config
+field, such as ``concurrency``), and the job that took the setting from a flag shows it as that flag
+(``UserError.line``). A setting is shown as ``--`` and its name, argparse's own spelling of a
+destination, unless the job maps it to another (export's ``model`` is its RESULTS argument).
 """
 
+from __future__ import annotations
+
 import errno
+import re
+from collections.abc import Mapping
+
+MARK = "\x00"  # no path or name can hold a NUL, so a marked setting is never a user's text
+MARKED = re.compile(f"{MARK}([^{MARK}]*){MARK}")
+JOB = f"{MARK}job{MARK}"  # the job a message is shown by ("score takes the deep models"), named by it
+
+
+def setting(name: str) -> str:
+    """A setting named inside an error's text; the job shows it as its flag."""
+    return f"{MARK}{name}{MARK}"
+
+
+def flag(name: str) -> str:
+    """A setting's flag when the job maps it to no other: argparse's spelling of its destination."""
+    return "--" + name.replace("_", "-")
 
 
 class UserError(Exception):
     """A bad flag, path or input file, worded for the person who supplied it."""
+
+    def line(self, flags: Mapping[str, str] | None = None) -> str:
+        """The message, each setting it names shown as ``flags`` maps it (else as its flag)."""
+        flags = flags or {}
+        text = str(self.args[0]) if self.args else ""
+        return MARKED.sub(lambda m: flags.get(m[1]) or (m[1] if m[1] == "job" else flag(m[1])), text)
+
+    def __str__(self) -> str:
+        return self.line()
+
+
+class SettingError(UserError):
+    """A user error that one setting caused: the setting, the value it was given, and why that value
+    cannot be (its reason may name other settings with ``setting``)."""
+
+    def __init__(self, name: str, value, reason: str):
+        shown = "" if value is None else f" {value}"
+        super().__init__(f"{setting(name)}{shown}: {reason}")
+        self.setting, self.value, self.reason = name, value, reason
+
+    def renamed(self, name: str) -> SettingError:
+        """The same error, caused by another setting: one call made for two settings (forms' digit and
+        field model names) says which of the two it was."""
+        return SettingError(name, self.value, self.reason)
 
 
 def one_line(e: BaseException) -> str:

@@ -24,13 +24,15 @@ def job_console() -> Console:
     return c if c.is_terminal else Console(width=160)
 
 
-def run_job(run, args, prog: str, resume_hint: str) -> int:
+def run_job(run, args, prog: str, resume_hint: str, flags: dict[str, str] | None = None) -> int:
     """A job's ``run(args, console)``, with a user mistake as one line (status 2) and Ctrl-C as
-    the hint to resume (status 130), never a traceback."""
+    the hint to resume (status 130), never a traceback. ``flags`` maps the settings whose flag is not
+    ``--`` and their name (``errors.flag``) to what this job calls them."""
     try:
         return run(args, job_console())
     except UserError as e:
-        print(f"{prog}: error: {e}", file=sys.stderr)
+        shown = {"job": run.__module__.rsplit(".", 1)[-1]} | (flags or {})
+        print(f"{prog}: error: {e.line(shown)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"{prog}: interrupted; {resume_hint}", file=sys.stderr)
