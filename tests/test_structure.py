@@ -5,6 +5,7 @@ long to read at once."""
 from __future__ import annotations
 
 import ast
+import re
 
 from tests.helpers import ROOT
 
@@ -206,3 +207,64 @@ def test_the_inference_actor_imports_no_training_code():
     ):
         assert f"'{heavy}'" not in loaded, f"the inference actor's module imports {heavy}"
     assert "'torch'" in loaded and "'hdr_dist.inference'" in loaded  # the test reads what was loaded
+
+
+FLAG = re.compile(r"(?<![\w-])--[a-z][a-z-]+")
+# The library's own flag strings, each with the reason it cannot be the job's: every other error
+# names a setting (``errors.setting``) and the job shows it as its flag.
+LIBRARY_FLAGS = {
+    "forms/samples.py": "`python -m hdr_dist.forms.samples` is its own command, inside the forms layer",
+    "review/page.py": "the page tells its reader how to score again with the corrections it saves",
+}
+
+
+def docstrings(tree: ast.Module) -> set[int]:
+    """The ids of the string constants that are docstrings."""
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
+            body = node.body
+            if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant):
+                found.add(id(body[0].value))
+    return found
+
+
+def flag_strings(tree: ast.Module) -> list[str]:
+    """The command-line flags a module's strings spell, docstrings aside."""
+    skip = docstrings(tree)
+    return [
+        match
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in skip
+        for match in FLAG.findall(node.value)
+    ]
+
+
+def test_the_library_leaves_flags_to_the_jobs():
+    found = {}
+    for path in sorted(PACKAGE.rglob("*.py")):
+        name = str(path.relative_to(PACKAGE))
+        if not name.startswith("jobs/") and (flags := flag_strings(ast.parse(path.read_text()))):
+            found[name] = flags
+    unexplained = {name: flags for name, flags in found.items() if name not in LIBRARY_FLAGS}
+    assert not unexplained, f"flag strings outside hdr_dist/jobs/: {unexplained}"
+    assert sum(len(flags) for flags in found.values()) <= 5, found
+
+
+def test_the_flag_finder_skips_docstrings_and_sees_f_strings():
+    tree = ast.parse('"""--doc"""\ndef f(x):\n    """--also-doc"""\n    return f"--gpu {x}: no", "a--b"\n')
+    assert flag_strings(tree) == ["--gpu"]
+
+
+NOQA = "# no" + "qa"  # spelt apart, so this file's own lines are not taken for one
+
+
+def test_every_noqa_says_why():
+    """A ``# noqa`` names its rule and gives the reason on the same line."""
+    bare = []
+    for path in sorted([*PACKAGE.rglob("*.py"), *(ROOT / "tests").rglob("*.py"), *(ROOT / "jobs").glob("*.py"),
+                        *(ROOT / "benchmarks").glob("*.py")]):
+        for number, line in enumerate(path.read_text().splitlines(), 1):
+            if NOQA in line and not re.search(NOQA + r": [A-Z]+[0-9]+(, [A-Z]+[0-9]+)* +[-—:]+ +\w", line):
+                bare.append(f"{path.relative_to(ROOT)}:{number}")
+    assert not bare, f"noqa without a rule and a reason: {bare}"
