@@ -9,22 +9,19 @@ form row are committed together.
 
 from __future__ import annotations
 
-import functools
-
 import numpy as np
 import pyarrow as pa
 import torch
 
+from hdr_dist.bulk import plan, reading
+from hdr_dist.bulk.actor import NODE, InferenceActor
+from hdr_dist.bulk.inputs import Item
 from hdr_dist.common import ray_compat
 from hdr_dist.forms import registration, zones
 from hdr_dist.forms.config import FormsConfig
+from hdr_dist.forms.prepared import prepared_template
 from hdr_dist.forms.template import Template, load
 from hdr_dist.imaging import images
-from hdr_dist.inference import ctc, evaluate, readers
-from hdr_dist.inference.device import for_inference
-from hdr_dist.models import checkpoints
-from hdr_dist.scoring import reading
-from hdr_dist.scoring.inputs import Item
 
 DECODE_CPUS = 0.75  # registration is most of a page's time: the tasks get the CPUs the actors leave
 # Ray Data joins a task's output into blocks of up to its target size (128 MiB) and hands a block on
@@ -35,7 +32,6 @@ DECODE_CPUS = 0.75  # registration is most of a page's time: the tasks get the C
 FILES_PER_TASK = 2
 BLOCK_BYTES = 2 * 2**20
 PAGE_ROWS = 8  # pages per table a task yields: a TIFF of 10,000 pages is never one table
-NODE = "node"
 REGISTRATION = pa.struct(
     [
         ("score", pa.float32()),
@@ -91,13 +87,6 @@ ANSWER_SCHEMA = pa.schema(
         (NODE, pa.string()),
     ]
 )
-
-
-@functools.lru_cache(maxsize=4)
-def prepared_template(path: str, dropout: str) -> tuple[Template, registration.Reference, zones.Dropout]:
-    """The template, its reference's features and its print mask: made once per worker process."""
-    template = load(path)
-    return template, registration.Reference(template.reference_image()), zones.Dropout(template, dropout)
 
 
 def prepare_batch(batch: pa.Table, template_path: str, dropout: str, max_pixels: int):
@@ -160,35 +149,16 @@ def page_of(gray, error, template: Template, reference, drop) -> dict:
     }
 
 
-class FormReader:
-    """One per inference actor: the digit model and the field model, built once, reading batch after
+class FormReader(InferenceActor):
+    """One per inference actor: the digit model and the field model, loaded once, reading batch after
     batch of pages; every answer is decided against its zone's threshold."""
 
     def __init__(self, digit_state, field_state, template_path: str, cfg: FormsConfig):
-        import ray
-
-        self.device = torch.device("cuda" if cfg.use_gpu else "cpu")
-        if not cfg.use_gpu:
-            torch.set_num_threads(cfg.threads)
+        super().__init__(cfg.use_gpu, cfg.threads)
         self.template = load(template_path)
         self.cfg = cfg
-        self.digit = self.build(digit_state) if digit_state else None
-        self.field = self.build(field_state) if field_state else None
-        self.node = (
-            f"{ray.util.get_node_ip_address()} {ray.get_runtime_context().get_node_id()[:8]}"
-            if ray.is_initialized()
-            else "local"
-        )
-
-    def build(self, state) -> tuple:
-        """A model from its state: the job hands it over as ``[object ref]``, which Ray does not fetch
-        into the constructor's call for it; a plain loop (benchmarks/forms_accuracy.py) hands the state."""
-        if isinstance(state, list):
-            import ray
-
-            state = ray.get(state[0])
-        model, cfg = checkpoints.model_from_state(state)
-        return for_inference(model, self.device), cfg, state.get("temperature") or 1.0
+        self.digit = self.load(digit_state) if digit_state else None
+        self.field = self.load(field_state) if field_state else None
 
     @torch.no_grad()
     def __call__(self, batch: pa.Table) -> pa.Table:
@@ -205,29 +175,21 @@ class FormReader:
         """id(read) -> (its digit, its calibrated confidence)."""
         if not reads:
             return {}
-        model, cfg, temperature = self.digit
-        x = torch.from_numpy(np.stack([np.frombuffer(r["image"], np.uint8).reshape(28, 28) for r in reads]))
-        probs = torch.softmax(
-            evaluate.logits(model, x, cfg.mean, cfg.std, self.device) / temperature, 1
-        ).cpu()
-        conf, pred = probs.max(1)
-        return {id(r): (cfg.labels[int(k)], float(p)) for r, k, p in zip(reads, pred, conf)}
+        m = self.digit
+        x = np.stack([np.frombuffer(r["image"], np.uint8).reshape(28, 28) for r in reads])
+        return dict(zip(map(id, reads), m.reader.read(m.model, x, m.cfg, m.temperature, self.device)))
 
     def read_fields(self, reads: list[dict]) -> dict[int, tuple[str, list[float], float]]:
         """id(read) -> (its digit string, each digit's confidence, the string's calibrated probability);
         a field of known length decoded under it."""
         if not reads:
             return {}
-        model, cfg, temperature = self.field
+        m = self.field
         strips = [images.strip_of(r["image"]) for r in reads]
-        logits = readers.FIELD.step_logits(model, strips, cfg.mean, cfg.std, self.device)
-        out = {}
-        for r, z in zip(reads, logits):
-            zone = self.template.zones[r["zone"]]
-            out[id(r)] = read_field(
-                z, temperature, list(cfg.labels), zone.length if self.cfg.length_constraint else None
-            )
-        return out
+        logits = m.reader.step_logits(m.model, strips, m.cfg.mean, m.cfg.std, self.device)
+        zones_of = [self.template.zones[r["zone"]] for r in reads]
+        lengths = [z.length if self.cfg.length_constraint else None for z in zones_of]
+        return dict(zip(map(id, reads), m.reader.read(logits, m.temperature, list(m.cfg.labels), lengths)))
 
     def answer(self, page: dict, digits: dict, fields: dict) -> dict:
         """A page's row: its fields, each with its text, confidence and decision; accept when all are."""
@@ -253,21 +215,6 @@ class FormReader:
 
 def ok(read: dict) -> bool:
     return not read["empty"] and read["error"] is None
-
-
-def read_field(
-    logits: np.ndarray, temperature: float, labels: list[str], length
-) -> tuple[str, list[float], float]:
-    """A field's string (under its ``length`` (min, max) when given), each digit's confidence, and the
-    probability CTC gives the string at ``temperature``."""
-    from scipy.special import log_softmax
-
-    blank = len(labels)
-    lp = log_softmax(logits / temperature, axis=1)
-    found = ctc.best_path_of_length(lp, blank, *length) if length else None
-    classes, confidences = found if found else ctc.best_path(lp, len(lp), blank)[:2]
-    probability = float(np.exp(ctc.string_log_probs([lp], [classes], blank)[0])) if classes else 0.0
-    return "".join(labels[c] for c in classes), confidences, probability
 
 
 def zone_answer(zone, reads: list[dict], digits: dict, fields: dict, threshold: float | None) -> dict:
@@ -329,17 +276,12 @@ def build(items: list[Item], digit_ref, field_ref, template_path: str, cfg: Form
         num_cpus=DECODE_CPUS,
         fn_kwargs={"template_path": template_path, "dropout": cfg.dropout, "max_pixels": cfg.max_pixels},
     )
-    return ds.map_batches(
+    return plan.actor_stage(
+        ds,
         FormReader,
-        batch_format="pyarrow",
-        batch_size=cfg.batch_size,
-        fn_constructor_kwargs={
-            "digit_state": [digit_ref] if digit_ref else None,
-            "field_state": [field_ref] if field_ref else None,
-            "template_path": template_path,
-            "cfg": cfg,
-        },
-        compute=ray.data.ActorPoolStrategy(size=cfg.concurrency),
-        num_cpus=1 if cfg.use_gpu else cfg.cpus_per_actor,
-        num_gpus=1 if cfg.use_gpu else 0,
+        cfg,
+        digit_state=[digit_ref] if digit_ref else None,
+        field_state=[field_ref] if field_ref else None,
+        template_path=template_path,
+        cfg=cfg,
     )

@@ -14,14 +14,14 @@ import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 from PIL import Image, ImageDraw
 
+from hdr_dist.bulk import labels, outputs, reading
 from hdr_dist.forms import registration, zones
-from hdr_dist.forms.pipeline import prepared_template
+from hdr_dist.forms.prepared import prepared_template
 from hdr_dist.forms.records import FIELDS_SCHEMA
 from hdr_dist.forms.template import Template
 from hdr_dist.inference import readers
 from hdr_dist.review import page as review_page
 from hdr_dist.review.queue import FOLDER, QUEUE_FILE, png
-from hdr_dist.scoring import labels, outputs, reading
 
 THUMBNAIL_PX = 240
 COLUMNS = ("path", "page", "field")
@@ -131,9 +131,7 @@ def write(work: Path, output: Path, template_path: str, cfg, model_name: str) ->
     summary = {
         "model": model_name,
         "threshold": cfg.target_error,
-        "threshold_source": f"--target-error {cfg.target_error:g}, a threshold per zone"
-        if cfg.target_error is not None
-        else "none",
+        "threshold_source": cfg.threshold_source,
     }
     html = review_page.render(
         shown, rows.num_rows, list("0123456789"), summary, str(output), readers.FIELD, COLUMNS

@@ -14,11 +14,12 @@ import pyarrow.compute as pc
 import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 
+from hdr_dist.bulk import outputs
+from hdr_dist.bulk.driver import ThisRun
 from hdr_dist.common.names import escape
 from hdr_dist.forms import truth
 from hdr_dist.forms.records import FIELDS_SCHEMA
 from hdr_dist.forms.template import Template
-from hdr_dist.scoring import outputs
 
 UNMATCHED = "does not match template"
 
@@ -69,7 +70,7 @@ def write_csv(forms: pa.Table, template: Template, path: Path) -> None:
 
 
 def finish(
-    work: Path, output: Path, template: Template, cfg, this_run: dict, labels: dict | None, identity: dict
+    work: Path, output: Path, template: Template, cfg, this_run: ThisRun, labels: dict | None, identity: dict
 ) -> tuple[dict, list[dict]]:
     """Counts, forms.csv, metrics (with labels), summary.json, then the rename; the summary and the
     metrics rows."""
@@ -83,19 +84,13 @@ def finish(
     if labels:
         rows, whole = truth.metrics(fields.to_pylist(), labels, template)
         pq.write_table(pa.Table.from_pylist(rows, schema=truth.METRICS_SCHEMA), work / "metrics.parquet")
-    pages = found["pages"] - this_run.pop("rows_before")
-    seconds, startup = this_run.pop("seconds"), this_run.pop("startup")
     summary = {
-        "inputs_seen": this_run.pop("inputs_seen"),
-        "skipped_already_read": this_run.pop("skipped"),
+        "inputs_seen": this_run.inputs_seen,
+        "skipped_already_read": this_run.skipped,
         **found,
         **whole,
-        "pages_this_run": pages,
-        "seconds": round(seconds, 3),
-        "pages_per_s": round(pages / max(seconds, 1e-9), 2),
-        "startup_seconds": round(startup, 3),
-        "steady_pages_per_s": round(pages / max(seconds - startup, 1e-9), 2),
-        **this_run,
+        **this_run.rates(found["pages"], "pages", 2),
+        **this_run.notes,
         **identity,
         "template": template.name,
         "template_file": str(template.path.resolve()),

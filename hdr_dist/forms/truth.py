@@ -11,12 +11,12 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
+from hdr_dist.bulk import labels
+from hdr_dist.bulk.inputs import Item
 from hdr_dist.common.errors import UserError, one_line
 from hdr_dist.common.names import tidy
 from hdr_dist.forms.template import Template
 from hdr_dist.inference import ctc
-from hdr_dist.scoring import labels
-from hdr_dist.scoring.inputs import Item
 
 COLUMNS = ("path", "page", "field", "label")
 METRICS_SCHEMA = pa.schema(

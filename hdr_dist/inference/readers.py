@@ -60,12 +60,7 @@ class DigitReader:
         pixels = np.frombuffer(column.buffers()[1], np.uint8)[
             column.offset * images.PIXELS : (column.offset + n) * images.PIXELS
         ]
-        x = torch.from_numpy(pixels.reshape(n, 28, 28)[ok].copy())
-        probs = torch.zeros((0, cfg.num_classes))
-        if len(x):
-            probs = torch.softmax(
-                evaluate.logits(model, x, cfg.mean, cfg.std, device) / temperature, dim=1
-            ).cpu()
+        probs = self.probabilities(model, pixels.reshape(n, 28, 28)[ok], cfg, temperature, device)
         top_p, top_i = (t.numpy() for t in probs.topk(k, dim=1))
         at = np.where(ok, np.cumsum(ok) - 1, 0)
         if not ok.any():
@@ -79,6 +74,19 @@ class DigitReader:
             ),
             "topk_probs": pa.FixedSizeListArray.from_arrays(pa.array(top_p[at].ravel()), k, mask=failed),
         }
+
+    def probabilities(self, model, x_u8: np.ndarray, cfg, temperature: float, device) -> torch.Tensor:
+        """Each 28x28 image's (uint8, MNIST space) class probabilities, calibrated at ``temperature``."""
+        if not len(x_u8):
+            return torch.zeros((0, cfg.num_classes))
+        x = torch.from_numpy(np.ascontiguousarray(x_u8))
+        return torch.softmax(evaluate.logits(model, x, cfg.mean, cfg.std, device) / temperature, dim=1).cpu()
+
+    def read(self, model, x_u8: np.ndarray, cfg, temperature: float, device) -> list[tuple[str, float]]:
+        """Each image's most likely class and its calibrated confidence: a form's comb cells and digit
+        zones, each read alone."""
+        confidence, pred = self.probabilities(model, x_u8, cfg, temperature, device).max(1)
+        return [(cfg.labels[int(k)], float(p)) for k, p in zip(pred, confidence)]
 
     def scores(self, labelled: pa.Table, cfg, dataset: str) -> tuple[dict, dict, np.ndarray]:
         """compare's metrics over labelled answers (a ``PREDICTION_SCHEMA`` table): the metrics row, the
@@ -194,11 +202,20 @@ class FieldReader:
         return scaled, [ctc.best_path(lp, len(lp), blank) for lp in scaled]
 
     def read(
-        self, logits: list[np.ndarray], temperature: float, labels: list[str]
+        self, logits: list[np.ndarray], temperature: float, labels: list[str], lengths: list | None = None
     ) -> list[tuple[str, list[float], float]]:
         """Each field's digit string, each digit's confidence (the surest of its steps), and the field's
-        (the probability of its string), calibrated at ``temperature``."""
-        return reads(*self.best_paths(logits, temperature, len(labels)), labels)
+        (the probability of its string), calibrated at ``temperature``.
+
+        ``lengths`` reads a form's zones: per field, the (fewest, most) digits its template allows, or
+        None. A field of known length is decoded under it (``ctc.best_path_of_length``), and a zone whose
+        ink reads as no digits gets no confidence: it is not an answer."""
+        if lengths is None:
+            return reads(*self.best_paths(logits, temperature, len(labels)), labels)
+        blank = len(labels)
+        scaled = [log_softmax(z / temperature, axis=1) for z in logits]
+        paths = [constrained_path(lp, blank, length) for lp, length in zip(scaled, lengths)]
+        return [(text, chars, p if text else 0.0) for text, chars, p in reads(scaled, paths, labels)]
 
     def answer(
         self, model, column: pa.Array, ok: np.ndarray, cfg, temperature: float, top_k: int, device
@@ -287,6 +304,13 @@ class FieldReader:
             "temperature": temperature,
             "calibration_seconds": fitting,
         }
+
+
+def constrained_path(log_probs: np.ndarray, blank: int, length: tuple[int, int] | None) -> tuple:
+    """A field's best path of the ``length`` (fewest, most) digits, or its best path where no path has
+    that many (or no length is known), as ``ctc.best_path`` gives it: (classes, confidences, ...)."""
+    found = ctc.best_path_of_length(log_probs, blank, *length) if length else None
+    return (*found, None) if found else ctc.best_path(log_probs, len(log_probs), blank)
 
 
 def reads(scaled: list[np.ndarray], paths: list, labels: list[str]) -> list[tuple[str, list[float], float]]:

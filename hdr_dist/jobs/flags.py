@@ -10,16 +10,18 @@ Every job takes ``--config FILE``: each of its flags is a key such a file may se
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
+from hdr_dist.bulk.committer import COMMIT_SECONDS
 from hdr_dist.common import cluster
 from hdr_dist.common.errors import UserError
 from hdr_dist.data import datasets
 from hdr_dist.imaging.images import DEFAULT_MAX_PIXELS
 from hdr_dist.models import config
-from hdr_dist.scoring.committer import COMMIT_SECONDS
 
 
 class Parser(argparse.ArgumentParser):
@@ -181,16 +183,67 @@ def output_flags(default: str, storage: str, what: str) -> Parser:
     return p
 
 
-def bulk_flags(item: str, *, batch: int, cpus_per_actor: float, cpus_note: str, commit_rows: int) -> Parser:
-    """A bulk job over files and archives (score, forms): its inference actors, how its rows are made
-    durable as it runs, resuming, and the largest image it decodes; ``item`` is what a row holds
-    (an image, a page)."""
+@dataclass(frozen=True)
+class BulkJob:
+    """What a bulk job's shared flags say of it (score, forms): ``item`` is what a row holds (an image, a
+    page), the defaults that differ, and the words each shared flag takes for the job. ``required``: the
+    job cannot run without --model and --output (forms also runs --check-template alone, and says so
+    itself); ``labels_from`` and ``threshold`` add score's other ways to give labels and a reject rule,
+    each exclusive with its shared partner."""
+
+    item: str
+    batch: int
+    cpus_per_actor: float
+    cpus_note: str
+    commit_rows: int
+    model_help: str
+    output_help: str
+    labels_help: str
+    target_error_help: str
+    review_help: str
+    required: bool = False
+    labels_from: bool = False
+    threshold: bool = False
+
+
+def bulk_flags(job: BulkJob) -> Parser:
+    """A bulk job over files and archives (score, forms): its model and output, its labels, its reject
+    option and review queue, its inference actors, how its rows are made durable as it runs, resuming,
+    and the largest image it decodes."""
     p = Parser(add_help=False)
-    g = p.add_argument_group("Ray Data")
+    p.add_argument("--model", required=job.required, help=job.model_help)
+    p.add_argument("--output", required=job.required, help=job.output_help)
+    labels = p.add_mutually_exclusive_group() if job.labels_from else p
+    labels.add_argument("--labels", metavar="FILE", help=job.labels_help)
+    if job.labels_from:
+        labels.add_argument(
+            "--labels-from", choices=("dirname",), help="dirname: each image's folder name is its label"
+        )
+    reject_flags(p.add_argument_group("reject option and review queue"), job)
+    ray_data_flags(p.add_argument_group("Ray Data"), job)
+    return p
+
+
+def reject_flags(group, job: BulkJob) -> None:
+    rule = group.add_mutually_exclusive_group() if job.threshold else group
+    rule.add_argument("--target-error", type=open_fraction, metavar="E", help=job.target_error_help)
+    if job.threshold:
+        rule.add_argument(
+            "--threshold",
+            type=fraction,
+            metavar="T",
+            help="accept the answers whose calibrated confidence is at least T; the rest: review "
+            "(default, without --target-error: accept every scored image)",
+        )
+    group.add_argument("--review-rows", type=positive, default=500, metavar="N", help=job.review_help)
+
+
+def ray_data_flags(g, job: BulkJob) -> None:
+    item = job.item
     g.add_argument(
         "--batch-size",
         type=positive,
-        default=batch,
+        default=job.batch,
         help=f"{item}s per inference batch (default: %(default)s)",
     )
     g.add_argument(
@@ -201,8 +254,9 @@ def bulk_flags(item: str, *, batch: int, cpus_per_actor: float, cpus_note: str, 
     g.add_argument(
         "--cpus-per-actor",
         type=float,
-        default=cpus_per_actor,
-        help=f"CPUs each inference actor reserves on a CPU-only cluster; {cpus_note} (default: %(default)s)",
+        default=job.cpus_per_actor,
+        help=f"CPUs each inference actor reserves on a CPU-only cluster; {job.cpus_note} "
+        "(default: %(default)s)",
     )
     g.add_argument(
         "--gpu",
@@ -214,7 +268,7 @@ def bulk_flags(item: str, *, batch: int, cpus_per_actor: float, cpus_note: str, 
     g.add_argument(
         "--commit-rows",
         type=positive,
-        default=commit_rows,
+        default=job.commit_rows,
         metavar="N",
         help=f"{item}s are made durable in pieces of at most N, so a killed run loses at most that many "
         "(default: %(default)s)",
@@ -232,7 +286,22 @@ def bulk_flags(item: str, *, batch: int, cpus_per_actor: float, cpus_note: str, 
         default=DEFAULT_MAX_PIXELS,
         help=f"larger {item}s are refused as decompression bombs (default: %(default)s)",
     )
-    return p
+
+
+def bulk_config(args, plan) -> dict:
+    """The ``BulkConfig`` settings a bulk job's flags and the cluster's plan decide, as keyword arguments
+    for the job's config (``ScoreConfig``, ``FormsConfig``)."""
+    return {
+        "inputs": tuple(args.inputs),
+        "labelled": bool(args.labels or getattr(args, "labels_from", None)),
+        "batch_size": args.batch_size,
+        "max_pixels": args.max_pixels,
+        "commit_rows": args.commit_rows,
+        "commit_seconds": args.commit_seconds,
+        "review_rows": args.review_rows,
+        "cpus_per_actor": args.cpus_per_actor,
+        **dataclasses.asdict(plan),
+    }
 
 
 def tracking_flags() -> Parser:

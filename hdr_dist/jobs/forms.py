@@ -17,6 +17,8 @@ from pathlib import Path
 
 from rich.console import Console
 
+from hdr_dist.bulk import driver, inputs, outputs, plan
+from hdr_dist.bulk.committer import Committer
 from hdr_dist.common import cluster, ray_compat
 from hdr_dist.common.errors import UserError, disk_full
 from hdr_dist.forms import pipeline, records, review, summary, truth, zones
@@ -25,13 +27,26 @@ from hdr_dist.forms.config import FormsConfig
 from hdr_dist.inference import calibration
 from hdr_dist.jobs import flags
 from hdr_dist.jobs.cli import run_job
-from hdr_dist.jobs.flags import Parser, positive
+from hdr_dist.jobs.flags import Parser
 from hdr_dist.models import checkpoints
-from hdr_dist.scoring import driver, inputs, outputs
-from hdr_dist.scoring.committer import Committer
 
 COMMIT_PAGES = 200  # a forms piece: pages, each with its zones
 FIELD_MODEL = "crnn"
+
+
+FORMS = flags.BulkJob(
+    item="page",
+    batch=16,
+    cpus_per_actor=0.5,
+    cpus_note="registration takes the rest",
+    commit_rows=COMMIT_PAGES,
+    model_help="a compare --output folder holding the digit model (and the field model)",
+    output_help="folder for fields/, forms/, forms.csv, metrics and summary.json (required)",
+    labels_help="true labels: a CSV with header path,page,field,label",
+    target_error_help="accept a field when its confidence clears the threshold the models' validation curves "
+    "give for error E (a comb: each cell at E over its cells); the rest: review",
+    review_help="the fields OUTPUT/review/review.html shows, least confident first (default: %(default)s)",
+)
 
 
 def parser(prog: str = "hdr forms") -> Parser:
@@ -39,16 +54,7 @@ def parser(prog: str = "hdr forms") -> Parser:
         prog=prog,
         description="Read scanned forms by a template: one row per zone and one per form, "
         "each field with a calibrated confidence and a decision.",
-        parents=[
-            flags.ray_flags(),
-            flags.bulk_flags(
-                "page",
-                batch=16,
-                cpus_per_actor=0.5,
-                commit_rows=COMMIT_PAGES,
-                cpus_note="registration takes the rest",
-            ),
-        ],
+        parents=[flags.ray_flags(), flags.bulk_flags(FORMS)],
     )
     p.add_argument(
         "inputs",
@@ -62,7 +68,6 @@ def parser(prog: str = "hdr forms") -> Parser:
         metavar="FORM.yaml",
         help="check a template and draw its zones on its reference (FORM.zones.png beside it), then stop",
     )
-    p.add_argument("--model", help="a compare --output folder holding the digit model (and the field model)")
     p.add_argument(
         "--digit-model-name", help="the digit model of that folder (default: its most accurate one)"
     )
@@ -70,17 +75,6 @@ def parser(prog: str = "hdr forms") -> Parser:
         "--field-model-name",
         default=FIELD_MODEL,
         help="the field model of that folder, for field zones (default: %(default)s)",
-    )
-    p.add_argument(
-        "--output", help="folder for fields/, forms/, forms.csv, metrics and summary.json (required)"
-    )
-    p.add_argument("--labels", metavar="FILE", help="true labels: a CSV with header path,page,field,label")
-    p.add_argument(
-        "--target-error",
-        type=flags.open_fraction,
-        metavar="E",
-        help="accept a field when its confidence clears the threshold the models' validation curves give "
-        "for error E (a comb: each cell at E over its cells); the rest: review",
     )
     p.add_argument(
         "--dropout",
@@ -94,13 +88,6 @@ def parser(prog: str = "hdr forms") -> Parser:
         action=argparse.BooleanOptionalAction,
         default=True,
         help="decode a field under its template length (default: on)",
-    )
-    p.add_argument(
-        "--review-rows",
-        type=positive,
-        default=500,
-        metavar="N",
-        help="the fields OUTPUT/review/review.html shows, least confident first (default: %(default)s)",
     )
     return p
 
@@ -181,6 +168,23 @@ def identity(digit, field, template, args) -> dict:
     }
 
 
+def forms_config(args, template, labelled: bool, zone_thresholds: tuple | None) -> FormsConfig:
+    """What the run decided, from the flags, the cluster and the zones' thresholds."""
+    resources = plan.resource_plan(args.gpu, args.concurrency, args.cpus_per_actor, pipeline.DECODE_CPUS)
+    source = "none"
+    if args.target_error is not None:
+        source = f"--target-error {args.target_error:g}, a threshold per zone"
+    return FormsConfig(
+        **flags.bulk_config(args, resources) | {"labelled": labelled},
+        template=str(template.path.resolve()),
+        dropout=args.dropout,
+        length_constraint=args.length_constraint,
+        target_error=args.target_error,
+        thresholds=zone_thresholds,
+        threshold_source=source,
+    )
+
+
 def run(args, console: Console) -> int:
     if args.check_template:
         return check_template(args.check_template, console)
@@ -204,23 +208,7 @@ def run(args, console: Console) -> int:
     output = Path(args.output).expanduser().resolve()
     outputs.check_output(output, args.resume, ident)
     cluster.connect(args.address)
-    plan = driver.resource_plan(args.gpu, args.concurrency, args.cpus_per_actor, pipeline.DECODE_CPUS)
-    cfg = FormsConfig(
-        inputs=tuple(args.inputs),
-        template=str(template.path.resolve()),
-        labelled=bool(labels),
-        dropout=args.dropout,
-        length_constraint=args.length_constraint,
-        batch_size=args.batch_size,
-        max_pixels=args.max_pixels,
-        commit_rows=args.commit_rows,
-        commit_seconds=args.commit_seconds,
-        review_rows=args.review_rows,
-        cpus_per_actor=args.cpus_per_actor,
-        **plan,
-        target_error=args.target_error,
-        thresholds=thresholds(template, args.target_error, digit, field),
-    )
+    cfg = forms_config(args, template, bool(labels), thresholds(template, args.target_error, digit, field))
     cluster.require_shared(
         {"--output": str(output)}, {"INPUT": [os.path.realpath(os.path.expanduser(i)) for i in args.inputs]}
     )
@@ -267,16 +255,15 @@ def read_forms(
         return pipeline.build(items, *refs, cfg.template, cfg, len(cluster.alive_nodes()))
 
     ray_compat.quiet_ray_data()
-    this_run = driver.pull(rows if items else None, committer, None, cfg.concurrency, console, unit="pages")
-    this_run["pages_by_node"] = this_run.pop("images_by_node")
-    this_run |= review.write(work, output, cfg.template, cfg, ident["model"])
-    this_run |= {
-        "inputs_seen": len(items) + skipped,
-        "skipped": skipped,
-        "skipped_junk": found.junk,
-        "skipped_duplicates": found.duplicates,
-        "rows_before": sum(len(pages) for _, pages in done.values()),
-    }
+    stats = driver.pull(rows if items else None, committer, None, cfg.concurrency, console, unit="pages")
+    this_run = driver.ThisRun(
+        stats,
+        inputs_seen=len(items) + skipped,
+        skipped=skipped,
+        rows_before=sum(len(pages) for _, pages in done.values()),
+        notes=review.write(work, output, cfg.template, cfg, ident["model"])
+        | {"skipped_junk": found.junk, "skipped_duplicates": found.duplicates},
+    )
     return summary.finish(work, output, template, cfg, this_run, labels, ident)
 
 
@@ -290,7 +277,8 @@ def tell(totals: dict, rows: list[dict], output: Path, console: Console) -> None
     if overall:
         console.print(
             f"labelled fields: {100 * overall['field_accuracy']:.2f} % read exactly right, CER "
-            f"{100 * overall['cer']:.2f} %; error among the accepted {100 * overall['accepted_error']:.2f} %; "
+            f"{100 * overall['cer']:.2f} %; "
+            f"error among the accepted {100 * overall['accepted_error']:.2f} %; "
             f"forms read entirely right {100 * totals['forms_read_right']:.2f} %"
         )
     if totals.get("review"):

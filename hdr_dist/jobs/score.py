@@ -18,6 +18,8 @@ from pathlib import Path
 
 from rich.console import Console
 
+from hdr_dist.bulk import driver, inputs, labels, outputs, plan
+from hdr_dist.bulk.committer import COMMIT_ROWS, Committer
 from hdr_dist.common import cluster, ray_compat, tables
 from hdr_dist.common.errors import UserError, disk_full
 from hdr_dist.inference import calibration, onnx_runtime, readers
@@ -28,9 +30,26 @@ from hdr_dist.models import checkpoints
 from hdr_dist.models.config import TrainConfig
 from hdr_dist.reports.html_report import write_report
 from hdr_dist.review import queue
-from hdr_dist.scoring import driver, inputs, labels, outputs, pipeline, summary
-from hdr_dist.scoring.committer import COMMIT_ROWS
+from hdr_dist.scoring import pipeline, summary
 from hdr_dist.scoring.config import ScoreConfig
+
+SCORE = flags.BulkJob(
+    item="image",
+    batch=512,
+    cpus_per_actor=1.0,
+    cpus_note="torch uses as many threads",
+    commit_rows=COMMIT_ROWS,
+    model_help="a compare --output folder, or a model.pt checkpoint",
+    output_help="folder for predictions/, metrics and summary.json",
+    labels_help="true labels: a CSV (header path,label) or Parquet file",
+    target_error_help="accept the answers whose calibrated confidence clears the threshold that the model's "
+    "validation curve gives for error E among the accepted (e.g. 0.001); the rest: review",
+    review_help="the rows OUTPUT/review/review.html shows, least confident first; queue.parquet "
+    "beside it holds every row to review (default: %(default)s)",
+    required=True,
+    labels_from=True,
+    threshold=True,
+)
 
 
 def parser(prog: str = "hdr score") -> Parser:
@@ -38,16 +57,7 @@ def parser(prog: str = "hdr score") -> Parser:
         prog=prog,
         description="Score image folders and archives with a model trained by compare; "
         "write one Parquet row per image (prediction or error).",
-        parents=[
-            flags.ray_flags(),
-            flags.bulk_flags(
-                "image",
-                batch=512,
-                cpus_per_actor=1.0,
-                commit_rows=COMMIT_ROWS,
-                cpus_note="torch uses as many threads",
-            ),
-        ],
+        parents=[flags.ray_flags(), flags.bulk_flags(SCORE)],
     )
     p.add_argument(
         "inputs",
@@ -55,46 +65,15 @@ def parser(prog: str = "hdr score") -> Parser:
         metavar="INPUT",
         help="folders (recursive), image files, .zip/.tar/.tar.gz/.tgz archives, in any mix",
     )
-    p.add_argument("--model", required=True, help="a compare --output folder, or a model.pt checkpoint")
     p.add_argument(
         "--model-name",
         help="which model of that folder (default: the most accurate digit model; name crnn to read fields)",
-    )
-    p.add_argument("--output", required=True, help="folder for predictions/, metrics and summary.json")
-    g = p.add_mutually_exclusive_group()
-    g.add_argument("--labels", metavar="FILE", help="true labels: a CSV (header path,label) or Parquet file")
-    g.add_argument(
-        "--labels-from", choices=("dirname",), help="dirname: each image's folder name is its label"
     )
     p.add_argument(
         "--top-k",
         type=positive,
         default=3,
         help="labels and probabilities kept per image (default: %(default)s)",
-    )
-    reject = p.add_argument_group("reject option and review queue")
-    g = reject.add_mutually_exclusive_group()
-    g.add_argument(
-        "--target-error",
-        type=flags.open_fraction,
-        metavar="E",
-        help="accept the answers whose calibrated confidence clears the threshold that the model's "
-        "validation curve gives for error E among the accepted (e.g. 0.001); the rest: review",
-    )
-    g.add_argument(
-        "--threshold",
-        type=flags.fraction,
-        metavar="T",
-        help="accept the answers whose calibrated confidence is at least T; the rest: review "
-        "(default, without --target-error: accept every scored image)",
-    )
-    reject.add_argument(
-        "--review-rows",
-        type=positive,
-        default=500,
-        metavar="N",
-        help="the rows OUTPUT/review/review.html shows, least confident first; queue.parquet "
-        "beside it holds every row to review (default: %(default)s)",
     )
     p.add_argument(
         "--runtime",
@@ -137,21 +116,22 @@ def reject_rule(args, state: dict) -> dict:
     }
 
 
-def score_config(args, plan: dict, rule: dict) -> ScoreConfig:
+def score_config(args, resources, rule: dict) -> ScoreConfig:
     """What the run decided, from the flags, the cluster (``plan``) and the reject ``rule``."""
-    return ScoreConfig(
-        inputs=tuple(args.inputs),
-        labelled=bool(args.labels or args.labels_from),
-        batch_size=args.batch_size,
-        top_k=args.top_k,
-        max_pixels=args.max_pixels,
-        commit_rows=args.commit_rows,
-        commit_seconds=args.commit_seconds,
-        review_rows=args.review_rows,
-        cpus_per_actor=args.cpus_per_actor,
-        **plan,
-        **rule,
-    )
+    return ScoreConfig(**flags.bulk_config(args, resources), top_k=args.top_k, **rule)
+
+
+def execute(items: list[inputs.Item], state: dict, cfg: ScoreConfig, reader, work: Path, console: Console):
+    """Run score's pipeline, committing its rows into ``work/predictions`` as they come, with the live
+    line; this run's timings and where its images were scored."""
+    import ray
+
+    def rows():
+        weights = ray.put({k: state[k] for k in ("model", "config", "temperature", "onnx") if k in state})
+        return pipeline.build(items, weights, cfg, len(cluster.alive_nodes()), reader)
+
+    committer = Committer(work / "predictions", tables.PREDICTION_SCHEMA, cfg.commit_rows, cfg.commit_seconds)
+    return driver.pull(rows if items else None, committer, len(items), cfg.concurrency, console)
 
 
 def listing(args, cfg: TrainConfig, console: Console) -> tuple[list[inputs.Item], dict]:
@@ -199,7 +179,7 @@ def run(args, console: Console) -> int:
     cluster.connect(args.address)
     cfg = score_config(
         args,
-        driver.resource_plan(args.gpu, args.concurrency, args.cpus_per_actor, pipeline.DECODE_CPUS),
+        plan.resource_plan(args.gpu, args.concurrency, args.cpus_per_actor, pipeline.DECODE_CPUS),
         rule,
     )
     if args.runtime == "onnx":
@@ -217,14 +197,14 @@ def run(args, console: Console) -> int:
             + (f"; {skipped:,} already scored" if skipped else "")
         )
         ray_compat.quiet_ray_data()
-        this_run = driver.execute(items, state, cfg, reader, work, console)
-        this_run |= queue.write(work, output, model, cfg, reader)
-        this_run |= {
-            "inputs_seen": len(items) + skipped,
-            "skipped": skipped,
-            "rows_before": sum(len(pages) for _, pages in done.values()),
-            **notes,
-        }
+        stats = execute(items, state, cfg, reader, work, console)
+        this_run = driver.ThisRun(
+            stats,
+            inputs_seen=len(items) + skipped,
+            skipped=skipped,
+            rows_before=sum(len(pages) for _, pages in done.values()),
+            notes=queue.write(work, output, model, cfg, reader) | notes,
+        )
         totals, results = summary.finish(work, output, state, checkpoint, cfg, this_run, reader)
     except OSError as e:
         if disk_full(e):

@@ -21,9 +21,9 @@ import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 from PIL import Image
 
+from hdr_dist.bulk import labels, outputs, reading
 from hdr_dist.common import tables
 from hdr_dist.review import page
-from hdr_dist.scoring import labels, outputs, reading
 
 FOLDER = "review"
 QUEUE_FILE = "queue.parquet"

@@ -11,11 +11,12 @@ from pathlib import Path
 import pyarrow.compute as pc
 import pyarrow.dataset as pads
 
+from hdr_dist.bulk import outputs, reading
+from hdr_dist.bulk.driver import ThisRun
 from hdr_dist.common import tables
 from hdr_dist.common.names import escape
 from hdr_dist.imaging import images
 from hdr_dist.models.config import TrainConfig
-from hdr_dist.scoring import outputs, reading
 from hdr_dist.scoring.config import ScoreConfig
 
 
@@ -89,7 +90,7 @@ def mistakes(folder: Path, dataset: str, model: str, max_pixels: int) -> list[di
 
 
 def finish(
-    work: Path, output: Path, state: dict, checkpoint: str, cfg: ScoreConfig, this_run: dict, reader
+    work: Path, output: Path, state: dict, checkpoint: str, cfg: ScoreConfig, this_run: ThisRun, reader
 ) -> tuple[dict, dict]:
     """Metrics over all rows (this run's and any resumed ones), summary.json, then the rename.
     Every count comes from the rows written, so an image Ray Data scored twice after a fault,
@@ -97,15 +98,7 @@ def finish(
     model, history = TrainConfig.from_dict(state["config"]), state["history"]
     dataset = escape(Path(cfg.inputs[0]).name) + (f" +{len(cfg.inputs) - 1}" if len(cfg.inputs) > 1 else "")
     results, counts = metric_tables(work / "predictions", model, dataset, reader)
-    images = counts["images"] - this_run.pop("rows_before")
-    seconds, startup = this_run.pop("seconds"), this_run.pop("startup")
-    rates = {
-        "images_this_run": images,
-        "seconds": round(seconds, 3),
-        "images_per_s": round(images / max(seconds, 1e-9), 1),
-        "startup_seconds": round(startup, 3),
-        "steady_images_per_s": round(images / max(seconds - startup, 1e-9), 1),
-    }
+    rates = this_run.rates(counts["images"], "images", 1)
     if results:
         results["metrics"][0] |= {
             "train_seconds": sum(h["seconds"] for h in history),
@@ -113,7 +106,7 @@ def finish(
             "device": "gpu" if cfg.use_gpu else "cpu",
             "num_workers": cfg.concurrency,
             "threads_per_worker": cfg.threads,
-            "num_nodes": len(this_run["images_by_node"]),
+            "num_nodes": len(this_run.stats.rows_by_node),
             "checkpoint": checkpoint,
             "infer_images_per_s": rates["images_per_s"],
             "params": state["params"],
@@ -134,11 +127,11 @@ def finish(
         tables.write_tables(work, results)
     rule = {k: v for k, v in cfg.rule.items() if k != "threshold"}  # the threshold is in the identity
     summary = {
-        "inputs_seen": this_run.pop("inputs_seen"),
-        "skipped_already_scored": this_run.pop("skipped"),
+        "inputs_seen": this_run.inputs_seen,
+        "skipped_already_scored": this_run.skipped,
         **counts,
         **rates,
-        **this_run,
+        **this_run.notes,
         **rule,
         **state["identity"],
         "temperature": state["temperature"],

@@ -14,10 +14,10 @@ from collections import defaultdict
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from hdr_dist.bulk.inputs import Item
 from hdr_dist.common.errors import UserError, one_line
 from hdr_dist.common.names import tidy
 from hdr_dist.inference import readers
-from hdr_dist.scoring.inputs import Item
 
 EXAMPLES = 5  # paths shown per kind of problem, on the terminal and in summary.json
 
@@ -163,7 +163,8 @@ def with_labels(
         given = {label for _, label in label_file.rows}
         what = "--labels has labels"
     else:
-        # A top folder that is a label (3/scan/a.png) is the class; one that is not (batch7/3/a.png) holds them.
+        # A top folder that is a label (3/scan/a.png) is the class; one that is not (batch7/3/a.png)
+        # holds them.
         tops = {
             source: top
             for source, top in shared_tops(items).items()

@@ -20,8 +20,8 @@ from pathlib import Path
 import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 
+from hdr_dist.bulk.inputs import Item
 from hdr_dist.common.errors import UserError, disk_full
-from hdr_dist.scoring.inputs import Item
 
 LOCK = ".lock"
 RUN_FILE = "run.json"
@@ -168,7 +168,7 @@ def prediction_files(folder: Path) -> list[Path]:
     files = []
     for f in sorted(folder.glob("*.parquet")):
         try:
-            pq.ParquetFile(f).metadata
+            pq.read_metadata(f)
             files.append(f)
         except Exception:  # noqa: BLE001 - truncated by the crash
             f.unlink()

@@ -17,10 +17,10 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from hdr_dist.bulk import archives
 from hdr_dist.common.errors import UserError
 from hdr_dist.common.names import archive_kind, escape, junk, tidy
 from hdr_dist.common.storage import special
-from hdr_dist.scoring import archives
 
 
 @dataclass(frozen=True, slots=True)

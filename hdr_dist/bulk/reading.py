@@ -10,19 +10,20 @@ to back and a zip's directory of a million members costs seconds to parse.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import stat
 from collections.abc import Iterator
 
 import pyarrow as pa
 
+from hdr_dist.bulk import archives
+from hdr_dist.bulk.inputs import Item
 from hdr_dist.common import ray_compat
 from hdr_dist.common.errors import one_line
 from hdr_dist.common.names import unescape
 from hdr_dist.common.storage import special
 from hdr_dist.imaging import images
-from hdr_dist.scoring import archives
-from hdr_dist.scoring.inputs import Item
 
 MAX_FILE_BYTES = archives.MAX_MEMBER_BYTES
 ITEMS_PER_TASK = 1000  # plain files per read task
@@ -144,10 +145,9 @@ def pages_again(rows: list[dict], max_pixels: int, make, pdf_width: int | None =
                 images.decode(row["data"], max_pixels, pdf_width) if row["data"] else ()
             ):
                 if page in pages and error is None:
-                    try:
+                    # A page scoring survived must not stop what shows it: shown as not readable.
+                    with contextlib.suppress(Exception):
                         found[(*key, page)] = make((*key, page), gray)
-                    except Exception:  # noqa: BLE001 - a page scoring survived must not stop what shows it
-                        pass  # shown as not readable
                 if page >= max(pages, default=-1):
                     break  # a long TIFF is not decoded past the last page wanted
     return found

@@ -1,4 +1,4 @@
-"""The driver's side of a score run: it pulls the pipeline's rows, counts them for the live line and
+"""The driver's side of a bulk run: it pulls the pipeline's rows, counts them for the live line and
 for where the work ran, and commits them as they come (``committer``).
 
 Counting the rows the driver receives, rather than in a helper actor, leaves the job no actor of
@@ -10,16 +10,13 @@ from __future__ import annotations
 
 import threading
 import time
-from pathlib import Path
+from dataclasses import dataclass
 
 from rich.console import Console
 
-from hdr_dist.common import cluster, tables
-from hdr_dist.common.errors import UserError
-from hdr_dist.scoring import pipeline
-from hdr_dist.scoring.committer import Committer
-from hdr_dist.scoring.config import ScoreConfig
-from hdr_dist.scoring.inputs import Item
+from hdr_dist.bulk import plan
+from hdr_dist.bulk.actor import NODE
+from hdr_dist.bulk.committer import Committer
 
 RATES = {"images": "img/s", "pages": "pages/s"}  # how the live line says a rate of each unit
 
@@ -39,7 +36,7 @@ class Received:
         failed = batch.num_rows - batch["error"].null_count
         self.scored += batch.num_rows - failed
         self.failed += failed
-        for node, count in zip(*(c.to_pylist() for c in batch[pipeline.NODE].value_counts().flatten())):
+        for node, count in zip(*(c.to_pylist() for c in batch[NODE].value_counts().flatten())):
             self.by_node[node] = self.by_node.get(node, 0) + count
 
 
@@ -133,22 +130,19 @@ class Clock(threading.Thread):
         self.join()
 
 
-def execute(items: list[Item], state: dict, cfg: ScoreConfig, reader, work: Path, console: Console) -> dict:
-    """Run score's pipeline, committing its rows into ``work/predictions`` as they come, with the live
-    line; this run's timings and where its images were scored."""
-    import ray
+@dataclass(frozen=True)
+class RunStats:
+    """What one run of a pipeline took: its seconds, the start-up among them (until the first result),
+    and the rows each node's actors made."""
 
-    def rows():
-        weights = ray.put({k: state[k] for k in ("model", "config", "temperature", "onnx") if k in state})
-        return pipeline.build(items, weights, cfg, len(cluster.alive_nodes()), reader)
-
-    committer = Committer(work / "predictions", tables.PREDICTION_SCHEMA, cfg.commit_rows, cfg.commit_seconds)
-    return pull(rows if items else None, committer, len(items), cfg.concurrency, console)
+    seconds: float
+    startup: float
+    rows_by_node: dict[str, int]
 
 
 def pull(
     rows, committer: Committer, total: int | None, concurrency: int, console: Console, unit: str = "images"
-) -> dict:
+) -> RunStats:
     """Pull a pipeline's rows (``rows()`` builds it; None: nothing to do), count them and commit them as
     they come; the timings, and the rows each node's actors made. ``total``: the rows to expect, where
     the listing knows it (None: the live line counts without a total)."""
@@ -163,44 +157,41 @@ def pull(
             for batch in rows().iter_batches(batch_size=None, batch_format="pyarrow"):
                 clock.check()
                 received.add(batch)
-                committer.add(batch.drop_columns([pipeline.NODE]))
+                committer.add(batch.drop_columns([NODE]))
         clock.check()
         committer.close()
     except ray.exceptions.GetTimeoutError:
-        raise UserError(
-            f"--concurrency {concurrency}: the inference actors did not all start within "
-            f"{pipeline.ACTOR_START_TIMEOUT_S} s; the cluster has no room for them now"
-        ) from None
+        raise plan.actors_did_not_start(concurrency) from None
     finally:
         clock.stop()
     seconds = time.perf_counter() - start
     # Until the first result the inference actors are starting (a fixed few seconds);
     # after it, the job runs at the rate a long job keeps.
     startup = min(seconds, max(0.0, received.first - wall_start)) if received.first else seconds
-    return {"seconds": seconds, "startup": startup, "images_by_node": received.by_node}
+    return RunStats(seconds, startup, received.by_node)
 
 
-def resource_plan(gpu: str, concurrency: int | None, cpus_per_actor: float, decode_cpus: float) -> dict:
-    """Whether to use GPUs, how many inference actors and read tasks run at once; a request the
-    cluster can never place fails now, where Ray would wait forever."""
-    import ray
+@dataclass(frozen=True)
+class ThisRun:
+    """What a bulk output's summary says of the run that finished it, beside the counts over every row
+    (a resumed run's rows among them)."""
 
-    total = ray.cluster_resources()
-    gpus, cpus = int(total.get("GPU", 0)), int(total.get("CPU", 0))
-    if gpu == "on" and gpus == 0:
-        raise UserError("--gpu on: the Ray cluster has no GPU")
-    use_gpu = gpu != "off" and gpus > 0
-    concurrency = concurrency or (gpus if use_gpu else max(1, cpus // 4))
-    if use_gpu and concurrency > gpus:
-        raise UserError(
-            f"--concurrency {concurrency} with GPUs needs {concurrency} GPUs; the Ray cluster has {gpus}"
-        )
-    if cpus_per_actor <= 0:
-        raise UserError(f"--cpus-per-actor {cpus_per_actor:g}: must be more than 0")
-    actor_cpus = 1 if use_gpu else cpus_per_actor
-    if concurrency * actor_cpus + decode_cpus > cpus:
-        raise UserError(
-            f"--concurrency {concurrency} x {actor_cpus:g} CPUs per inference actor leaves too few of "
-            f"the cluster's {cpus} CPUs for decoding ({decode_cpus:g})"
-        )
-    return {"use_gpu": use_gpu, "concurrency": concurrency, "read_tasks": max(2, cpus)}
+    stats: RunStats
+    inputs_seen: int
+    skipped: int  # inputs an earlier run of the same output had finished
+    rows_before: int  # rows the output held before this run
+    notes: dict  # the job's own entries of summary.json (its review queue, what it skipped), as they are
+
+    def rates(self, rows_now: int, unit: str, digits: int) -> dict:
+        """summary.json's timings of this run: its rows (of ``rows_now`` in the output), its seconds and
+        start-up, the rate over the whole run and after start-up, and the rows each node made; ``unit``
+        names the rows (images, pages), ``digits`` the rates' rounding."""
+        rows, seconds, startup = rows_now - self.rows_before, self.stats.seconds, self.stats.startup
+        return {
+            f"{unit}_this_run": rows,
+            "seconds": round(seconds, 3),
+            f"{unit}_per_s": round(rows / max(seconds, 1e-9), digits),
+            "startup_seconds": round(startup, 3),
+            f"steady_{unit}_per_s": round(rows / max(seconds - startup, 1e-9), digits),
+            f"{unit}_by_node": self.stats.rows_by_node,
+        }
