@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: install browser run test test-fast bench clean
+.PHONY: install browser run lint test test-fast bench clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,11 @@ browser:
 
 run: install
 	$(PY) jobs/compare.py $(ARGS)
+
+# ruff's formatter and linter, configured in pyproject.toml (docs/architecture.md says why these rules).
+lint: install
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/ruff check .
 
 test: install browser $(VENV)/.extras
 	$(PY) -m pytest $(PYTEST_ARGS)

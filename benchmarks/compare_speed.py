@@ -67,8 +67,8 @@ def main() -> int:
             )
         new_seconds, new_acc, timings = timed_compare(ROOT, Path(tmp) / "new-results", extra)
     print(
-        f"{os.cpu_count()} CPUs; old default ({args.old}) {old_seconds:.0f} s, new default {new_seconds:.0f} s: "
-        f"{new_seconds / old_seconds:.3f}x the wall time"
+        f"{os.cpu_count()} CPUs; old default ({args.old}) {old_seconds:.0f} s, new default "
+        f"{new_seconds:.0f} s: {new_seconds / old_seconds:.3f}x the wall time"
     )
     for model in new_acc:
         before = 100 * old_acc.get(model, float("nan"))

@@ -26,9 +26,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from PIL import Image  # noqa: E402
+from PIL import Image
 
-from hdr_dist.data import datasets, samples  # noqa: E402
+from hdr_dist.data import datasets, samples
 from hdr_dist.imaging import images
 
 SIZES, FORMATS = (28, 64, 200), ("PNG", "JPEG")

@@ -24,7 +24,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from hdr_dist.data import datasets
-from hdr_dist.inference import calibration, readers  # noqa: E402
+from hdr_dist.inference import calibration, readers
 from hdr_dist.models import checkpoints
 
 
@@ -56,10 +56,10 @@ def main() -> int:
     for name in names:
         state, cfg, checkpoint = checkpoints.for_scoring(args.model, name)
         ds = ds or datasets.load(cfg.dataset, seed=cfg.seed)
-        t = state["temperature"] or 1.0
-        probs[name] = [
-            readers.DIGIT.test(state, split.x, split.y, temperature=t)["probs"] for split in (ds.val, ds.test)
-        ]
+        t = state.temperature or 1.0
+        sets = {"val": (ds.val.x, ds.val.y), "test": (ds.test.x, ds.test.y)}
+        tested = readers.DIGIT.test(state, sets, temperature=t).sets
+        probs[name] = [tested["val"]["probs"], tested["test"]["probs"]]
         print(f"{name}: {checkpoint}, temperature {t:.3f}")
     probs["+".join(names)] = [np.mean([probs[n][i] for n in names], axis=0) for i in (0, 1)]
     # The average of calibrated models is not calibrated itself: also their mean log-probability,
@@ -79,7 +79,8 @@ def main() -> int:
         print(
             f"{name:<12} {100 * accuracy:>8.2f}% "
             + " ".join(
-                f"{100 * r['val_coverage']:>8.2f}%/{100 * r['test_coverage']:>6.2f}%/{100 * r['test_error']:>5.3f}%"
+                f"{100 * r['val_coverage']:>8.2f}%/{100 * r['test_coverage']:>6.2f}"
+                f"%/{100 * r['test_error']:>5.3f}%"
                 for r in row.values()
             )
         )

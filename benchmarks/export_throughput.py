@@ -28,13 +28,13 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.train_throughput import cpu_model  # noqa: E402
-from hdr_dist.data import datasets, fields  # noqa: E402
-from hdr_dist.inference import readers  # noqa: E402
-from hdr_dist.inference.device import for_inference, normalise, pad  # noqa: E402
-from hdr_dist.inference.onnx_runtime import OnnxModel, for_actors  # noqa: E402
-from hdr_dist.models import recipes  # noqa: E402
-from hdr_dist.models.config import TrainConfig  # noqa: E402
+from benchmarks.train_throughput import cpu_model
+from hdr_dist.data import datasets, fields
+from hdr_dist.inference import readers
+from hdr_dist.inference.device import for_inference, normalise, pad
+from hdr_dist.inference.onnx_runtime import OnnxModel, for_actors
+from hdr_dist.models import checkpoints, recipes
+from hdr_dist.models.config import TrainConfig
 
 DIGIT_BATCH = 512
 
@@ -71,7 +71,7 @@ def measure(name: str, ds, reps: int, digits: int, n_fields: int) -> dict:
     cfg = TrainConfig.from_recipe(name, ds)
     torch.manual_seed(0)
     model = for_inference(recipes.from_config(cfg))
-    state = {"model": model.state_dict(), "config": cfg.as_dict()}
+    state = checkpoints.ModelState(model.state_dict(), cfg.as_dict(), [], 0, None, None, identity=None)
     onnx = OnnxModel(for_actors(state, use_gpu=False), threads=1)  # as score --runtime onnx builds it
     inputs = batches(cfg.kind, ds, cfg, digits, n_fields)
     items = sum(len(args[0]) for args in inputs)
@@ -116,9 +116,9 @@ def main() -> None:
     for r in rows:
         unit = "strips" if r["kind"] == "field" else "images"
         print(
-            f"{r['model']:<6} {r['items']:>6} {r['batch']:>6} {r['torch_per_s']:>10,.0f} {r['ort_per_s']:>15,.0f} "
-            f"{r['ort_vs_torch']:>6.2f}x  torch {r['spread']['torch']:.0%}, ort {r['spread']['onnxruntime']:.0%}"
-            f" ({unit})"
+            f"{r['model']:<6} {r['items']:>6} {r['batch']:>6} {r['torch_per_s']:>10,.0f} "
+            f"{r['ort_per_s']:>15,.0f} {r['ort_vs_torch']:>6.2f}x  torch {r['spread']['torch']:.0%}, "
+            f"ort {r['spread']['onnxruntime']:.0%} ({unit})"
         )
     print(
         json.dumps(

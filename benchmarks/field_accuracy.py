@@ -58,7 +58,7 @@ def operating_points(results: Path) -> dict:
     tests = field_eval.test_sets(ds, cfg.seed)
     sets = {name: tests[name] for name in ("val_scans", "scans")}
     seg = field_eval.segmented(cnn_state, tests)["sets"]
-    labels, blank, temperature = list(cfg.labels), len(cfg.labels), crnn_state.get("temperature") or 1.0
+    labels, blank, temperature = list(cfg.labels), len(cfg.labels), crnn_state.temperature or 1.0
     out, answers = {}, {}
     for name, (strips, truth) in sets.items():
         scaled, paths = FIELD.best_paths(
@@ -129,12 +129,13 @@ def main() -> int:
         f"{os.cpu_count()} CPUs; results in {args.results}" + (f"; compare took {wall:.0f} s" if wall else "")
     )
     print(
-        f"crnn: trained {crnn['train_seconds']:.0f} s on {crnn['num_workers']} workers, {crnn['epochs']} epochs "
-        f"(target <= {TARGETS['train_seconds']} s)"
+        f"crnn: trained {crnn['train_seconds']:.0f} s on {crnn['num_workers']} workers, {crnn['epochs']} "
+        f"epochs (target <= {TARGETS['train_seconds']} s)"
     )
     for name, r in (("crnn", crnn), ("cnn-segmented (baseline)", seg)):
         print(
-            f"{name}: 5-digit scans {100 * r['field_accuracy_5']:.2f} % fields right, CER {100 * r['cer_5']:.2f} %; "
+            f"{name}: 5-digit scans {100 * r['field_accuracy_5']:.2f} % fields right, "
+            f"CER {100 * r['cer_5']:.2f} %; "
             f"fields of 1-12 digits {100 * r['field_accuracy']:.2f} %, CER {100 * r['cer']:.2f} %"
         )
     print(
@@ -178,8 +179,8 @@ def main() -> int:
         f"{100 * points['agree_share']:.2f} % of the scans"
     )
     print(
-        f"crnn with the length known: {100 * points['field_accuracy_5_length_known']:.2f} % of the 5-digit scans "
-        f"right (free decode {100 * crnn['field_accuracy_5']:.2f} %)"
+        f"crnn with the length known: {100 * points['field_accuracy_5_length_known']:.2f} % of the 5-digit "
+        f"scans right (free decode {100 * crnn['field_accuracy_5']:.2f} %)"
     )
     print(
         json.dumps(

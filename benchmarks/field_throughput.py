@@ -27,19 +27,20 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from score_throughput import with_ray  # noqa: E402
+from score_throughput import with_ray
 
 from hdr_dist.common import cluster
 from hdr_dist.data import datasets, fields
 from hdr_dist.imaging import images
 from hdr_dist.inference.readers import FIELD
-from hdr_dist.models import checkpoints  # noqa: E402
+from hdr_dist.models import checkpoints
 
 MODEL = "crnn"
 
 
 def make_folder(folder: Path, n: int) -> Path:
-    """``n`` field scans and their labels CSV beside the folder (returned); kept for the next run if complete."""
+    """``n`` field scans and their labels CSV beside the folder (returned); kept for the next run if
+    complete."""
     labels = folder.with_name(folder.name + "-labels.csv")
     if labels.is_file() and sum(1 for _ in folder.glob("*/*.*")) == n:
         return labels
@@ -70,7 +71,7 @@ def plain(folder: Path, model_path: str, batch_size: int) -> float:
 
     def infer():
         logits = FIELD.step_logits(model, batch, cfg.mean, cfg.std)
-        texts.extend(r[0] for r in FIELD.read(logits, state["temperature"] or 1.0, labels))
+        texts.extend(r[0] for r in FIELD.read(logits, state.temperature or 1.0, labels))
         batch.clear()
 
     for f in sorted(folder.glob("*/*.*")):
@@ -101,7 +102,8 @@ def main() -> int:
     args = p.parse_args()
     labels = make_folder(args.folder, args.fields)
     print(
-        f"{args.fields:,} fields in {args.folder}; {os.cpu_count()} CPUs; torch threads {torch.get_num_threads()}"
+        f"{args.fields:,} fields in {args.folder}; {os.cpu_count()} CPUs; torch threads "
+        f"{torch.get_num_threads()}"
     )
     before = plain(args.folder, args.model, args.batch_size)
     print(f"(a) plain loop: {before:,.1f} fields/s")
@@ -127,7 +129,8 @@ def main() -> int:
     r["steady_ratio"] = round(r["steady_images_per_s"] / baseline, 3)
     print(f"(a) plain loop again: {after:,.1f} fields/s; baseline {baseline:,.1f} fields/s")
     print(
-        f"Ray Data: {r['ratio']:.2f}x the plain loop over the whole job, {r['steady_ratio']:.2f}x after start-up"
+        f"Ray Data: {r['ratio']:.2f}x the plain loop over the whole job, "
+        f"{r['steady_ratio']:.2f}x after start-up"
     )
     print(
         json.dumps(

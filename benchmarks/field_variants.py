@@ -1,6 +1,6 @@
 """Field reader variants raced for the same wall time, side by side on the same cores.
 
-    python benchmarks/field_variants.py                       # base, mid, wide, dense: 720 s each, all at once
+    python benchmarks/field_variants.py                 # base, mid, wide, dense: 720 s each, all at once
     python benchmarks/field_variants.py --variants base,wide --seconds 300
 
 Each variant is a ``CRNN`` trained in its own process with one thread, all of them at once, for the
@@ -106,7 +106,7 @@ def race(name: str, seconds: float) -> None:
         return float(np.mean([r[0] == t for r, t in zip(reads, truth[:n])]))
 
     start, paused, seen, next_reading = time.perf_counter(), 0.0, 0, EVERY
-    trained = lambda: time.perf_counter() - start - paused  # noqa: E731
+    trained = lambda: time.perf_counter() - start - paused  # noqa: E731 - reads the pause as it grows
     while trained() < seconds:
         picks = fields.picks_of(rng.permutation(len(y)), fields.lengths(fields.per_epoch(len(y)), rng))
         for batch in kinds.similar_lengths(picks, cfg.batch_size, rng):

@@ -36,16 +36,16 @@ import pyarrow.parquet as pq
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import pyarrow as pa  # noqa: E402
-from peak_memory import Peak  # noqa: E402
+import pyarrow as pa
+from peak_memory import Peak
 
-from hdr_dist.common import cluster  # noqa: E402
-from hdr_dist.forms import pipeline, registration, samples, zones  # noqa: E402
-from hdr_dist.forms import template as templates  # noqa: E402
-from hdr_dist.forms.config import FormsConfig  # noqa: E402
-from hdr_dist.imaging import images  # noqa: E402
-from hdr_dist.jobs import forms  # noqa: E402
-from hdr_dist.models import checkpoints  # noqa: E402
+from hdr_dist.common import cluster
+from hdr_dist.forms import pipeline, registration, samples, zones
+from hdr_dist.forms import template as templates
+from hdr_dist.forms.config import FormsConfig
+from hdr_dist.imaging import images
+from hdr_dist.jobs import forms
+from hdr_dist.models import checkpoints
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -70,7 +70,7 @@ def plain(folder: Path, model: str, batch_size: int) -> dict:
     """Pages/s of the loop one would write without Ray, and the seconds each stage took."""
     start = time.perf_counter()
     template_path = str(folder / f"{samples.NAME}.yaml")
-    template, reference, drop = pipeline.prepared_template(template_path, "reference")
+    template, reference, drop = zones.prepared_template(template_path, "reference")
     states = [checkpoints.for_scoring(model, name)[0] for name in (None, forms.FIELD_MODEL)]
     cfg = FormsConfig(
         inputs=(),
@@ -89,10 +89,9 @@ def plain(folder: Path, model: str, batch_size: int) -> dict:
         read_tasks=1,
         target_error=None,
         thresholds=None,
+        threshold_source="none",
     )
-    reader = pipeline.FormReader(
-        *[{k: s[k] for k in ("model", "config", "temperature")} for s in states], template_path, cfg
-    )
+    reader = pipeline.FormReader(*[s.lean() for s in states], template_path, cfg)
     stages = dict.fromkeys(("decode", "registration", "dropout", "reading"), 0.0)
     pending, n, fields = [], 0, 0
 

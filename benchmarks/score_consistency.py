@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from hdr_dist.data import datasets, samples
 from hdr_dist.inference import readers
 from hdr_dist.jobs import score
-from hdr_dist.models import checkpoints  # noqa: E402
+from hdr_dist.models import checkpoints
 
 SIZES, FORMATS = (28, 64, 200), ("PNG", "JPEG")
 
@@ -56,7 +56,8 @@ def main() -> int:
     state, cfg, checkpoint = checkpoints.for_scoring(args.model, args.model_name)
     name = cfg.model
     ds = datasets.load("mnist")
-    tested = readers.DIGIT.test(state, ds.test.x, ds.test.y, temperature=state["temperature"] or 1.0)
+    sets = {"test": (ds.test.x, ds.test.y)}
+    tested = readers.DIGIT.test(state, sets, temperature=state.temperature or 1.0).scores
     in_memory = 100 * tested["accuracy"]
     print(f"{name} ({checkpoint}): in-memory test accuracy {in_memory:.2f} %")
 
@@ -114,7 +115,8 @@ def main() -> int:
     }
     for k, r in rows.items():
         print(
-            f"  {k:18s} {r['accuracy']:6.2f} %  ({r['delta_pp']:+.2f} pp, {r['images']:,} images, {r['errors']} errors)"
+            f"  {k:18s} {r['accuracy']:6.2f} %  ({r['delta_pp']:+.2f} pp, {r['images']:,} images, "
+            f"{r['errors']} errors)"
         )
     worst = max(abs(r["delta_pp"]) for r in rows.values())
     if args.target_error:

@@ -37,10 +37,10 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.peak_memory import Peak  # noqa: E402
-from hdr_dist.data import (  # noqa: E402
+from benchmarks.peak_memory import Peak  # noqa: E402 - the package is imported after sys.path is set
+from hdr_dist.data import (  # noqa: E402 - the package is imported after sys.path is set
     datasets,
-    hostile,  # noqa: E402
+    hostile,
     samples,
 )
 
@@ -171,8 +171,8 @@ def main() -> int:
         print(
             f"{name:20s} {r['rows']:>9,} rows ({r['failed']:,} errors) in {r['wall_seconds']:6.1f} s "
             f"({r['wall_vs_polite']:.2f}x polite); peak: largest process {r['peak_process_gib']:.2f} GiB "
-            f"({r['peak_process']}, {r['peak_process_vs_polite']:.2f}x polite), tree {r['peak_tree_rss_gib']:.2f} GiB, "
-            f"machine +{r['peak_machine_used_gib']:.2f} GiB",
+            f"({r['peak_process']}, {r['peak_process_vs_polite']:.2f}x polite), tree "
+            f"{r['peak_tree_rss_gib']:.2f} GiB, machine +{r['peak_machine_used_gib']:.2f} GiB",
             flush=True,
         )
     print(json.dumps(results))

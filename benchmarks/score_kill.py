@@ -31,8 +31,8 @@ import pyarrow.dataset as pads
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.score_throughput import make_folder  # noqa: E402
-from hdr_dist.common import cluster  # noqa: E402
+from benchmarks.score_throughput import make_folder  # noqa: E402 - the package is imported after sys.path is set
+from hdr_dist.common import cluster  # noqa: E402 - the package is imported after sys.path is set
 
 PROGRESS = re.compile(r"^scored ([\d,]+)/([\d,]+) images \((\d+) %\)")
 
@@ -121,8 +121,8 @@ def main() -> int:
         "resume_vs_uninterrupted": round(second / whole, 3),
     }
     print(
-        f"kept {kept:,} of {args.images:,} inputs ({result['kept_share']:.1%}); the resume took {second:.1f} s, "
-        f"{result['resume_vs_uninterrupted']:.2f}x an uninterrupted run; every input once: "
+        f"kept {kept:,} of {args.images:,} inputs ({result['kept_share']:.1%}); the resume took "
+        f"{second:.1f} s, {result['resume_vs_uninterrupted']:.2f}x an uninterrupted run; every input once: "
         f"{result['every_input_once']}"
     )
     print(json.dumps(result))

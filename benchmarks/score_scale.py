@@ -41,8 +41,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.peak_memory import Peak  # noqa: E402
-from hdr_dist.data import datasets, samples  # noqa: E402
+from benchmarks.peak_memory import Peak  # noqa: E402 - the package is imported after sys.path is set
+from hdr_dist.data import datasets, samples  # noqa: E402 - the package is imported after sys.path is set
 
 SIZES = (20_000, 50_000)  # measured beside --images
 
@@ -191,8 +191,9 @@ def main() -> int:
             "every_row": r["rows"] == n == r["images"],
         }
         print(
-            f"{n:,} scans ({mib:,.0f} MiB of archives): plain loop {base['images_per_s']:,.0f} img/s; the job "
-            f"{r['images_per_s']:,.0f} img/s whole ({r['whole_vs_plain']:.2f}x), first row written at "
+            f"{n:,} scans ({mib:,.0f} MiB of archives): plain loop {base['images_per_s']:,.0f} img/s; "
+            f"the job {r['images_per_s']:,.0f} img/s whole ({r['whole_vs_plain']:.2f}x), "
+            "first row written at "
             f"{r['first_row_seconds']:.1f} s, start-up {r['startup_seconds']:.1f} s, then "
             f"{r['steady_images_per_s']:,.0f} img/s ({r['steady_vs_plain']:.2f}x); {r['rows']:,} rows, "
             f"{r['failed']:,} errors; peak memory: tree {r['peak_tree_rss_gib']:.2f} GiB, "

@@ -41,7 +41,7 @@ from hdr_dist.imaging import images, preprocess
 from hdr_dist.inference import evaluate
 from hdr_dist.inference.device import for_inference
 from hdr_dist.jobs import score
-from hdr_dist.models import checkpoints  # noqa: E402
+from hdr_dist.models import checkpoints
 
 SIZES, FORMATS = (28, 64, 200), ("PNG", "JPEG")
 
@@ -159,7 +159,8 @@ def variant_cost(args, concurrency: int, run: dict, variant: tuple) -> tuple[dic
 
 
 def commit_cost(args) -> dict:
-    """The steady rate with the default commits against one piece at the end: two runs of each, alternating."""
+    """The steady rate with the default commits against one piece at the end: two runs of each,
+    alternating."""
     flags = ("--labels-from", "dirname")
     runs = {"with": [], "without": []}
     for _ in range(2):
@@ -181,9 +182,9 @@ def commit_cost(args) -> dict:
         "runs": {k: [r["steady_images_per_s"] for r in v] for k, v in runs.items()},
     }
     print(
-        f"(c) commits as rows come, against one piece at the end: {result['steady_ratio']:.3f}x after start-up "
-        f"({steady['with']:,.0f} against {steady['without']:,.0f} img/s), {result['whole_job_ratio']:.3f}x "
-        "over the whole job"
+        f"(c) commits as rows come, against one piece at the end: {result['steady_ratio']:.3f}x after "
+        f"start-up ({steady['with']:,.0f} against {steady['without']:,.0f} img/s), "
+        f"{result['whole_job_ratio']:.3f}x over the whole job"
     )
     return result
 
@@ -224,7 +225,8 @@ def main() -> int:
     args = p.parse_args()
     make_folder(args.folder, args.images)
     print(
-        f"{args.images:,} images in {args.folder}; {os.cpu_count()} CPUs; torch threads {torch.get_num_threads()}"
+        f"{args.images:,} images in {args.folder}; {os.cpu_count()} CPUs; torch threads "
+        f"{torch.get_num_threads()}"
     )
 
     before = plain(args.folder, args.model, args.batch_size)
@@ -242,8 +244,9 @@ def main() -> int:
             ratios, rejecting = variant_cost(args, c, r, ("--threshold", str(args.threshold)))
             r["reject_ratio"], r["reject_ratio_whole_job"] = ratios["steady"], ratios["whole_job"]
             print(
-                f"(c) --threshold {args.threshold:g}, twice, between the runs without: {r['reject_ratio']:.3f}x "
-                f"after start-up, {r['reject_ratio_whole_job']:.3f}x over the whole job "
+                f"(c) --threshold {args.threshold:g}, twice, between the runs without: "
+                f"{r['reject_ratio']:.3f}x after start-up, "
+                f"{r['reject_ratio_whole_job']:.3f}x over the whole job "
                 f"({rejecting[0]['review']:,} images to review)"
             )
         if args.runtime_onnx:
@@ -251,8 +254,8 @@ def main() -> int:
             r["onnx_ratio"], r["onnx_ratio_whole_job"] = ratios["steady"], ratios["whole_job"]
             rates = ", ".join(f"{x['steady_images_per_s']:,.0f}" for x in onnx_runs)
             print(
-                f"(d) --runtime onnx, twice, between the runs with torch: {r['onnx_ratio']:.3f}x after start-up "
-                f"({rates} img/s), {r['onnx_ratio_whole_job']:.3f}x over the whole job"
+                f"(d) --runtime onnx, twice, between the runs with torch: {r['onnx_ratio']:.3f}x after "
+                f"start-up ({rates} img/s), {r['onnx_ratio_whole_job']:.3f}x over the whole job"
             )
     commits = commit_cost(args) if args.commit_cost else None
     import ray

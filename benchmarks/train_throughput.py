@@ -32,11 +32,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from hdr_dist.common import cluster  # noqa: E402
-from hdr_dist.data import datasets  # noqa: E402
-from hdr_dist.models import checkpoints  # noqa: E402
-from hdr_dist.models.config import TrainConfig  # noqa: E402
-from hdr_dist.training import train  # noqa: E402
+from hdr_dist.common import cluster
+from hdr_dist.data import datasets
+from hdr_dist.models import checkpoints
+from hdr_dist.models.config import TrainConfig
+from hdr_dist.training import train
 
 
 def steady(history: list[dict]) -> float:
@@ -139,7 +139,8 @@ def main() -> None:
             f"{name:>5}: median {figures[f'{name}_images_per_s']:,.0f} img/s "
             f"(spread {figures[f'{name}_low']:,.0f}-{figures[f'{name}_high']:,.0f}) over {args.rounds} rounds"
             + (
-                f"; {figures[f'{name}_vs_plain']:.3f}x plain, paired {figures[f'{name}_vs_plain_paired']:.3f}x"
+                f"; {figures[f'{name}_vs_plain']:.3f}x plain, paired "
+                f"{figures[f'{name}_vs_plain_paired']:.3f}x"
                 if name != "plain"
                 else ""
             )

@@ -11,7 +11,7 @@ from pathlib import Path
 # cluster; the uploaded checkout is, so make its package importable from here.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from hdr_dist.jobs.forms import main  # noqa: E402
+from hdr_dist.jobs.forms import main
 
 if __name__ == "__main__":
     raise SystemExit(main(prog="jobs/forms.py"))

@@ -8,7 +8,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the package, when run from a checkout
 
-from hdr_dist.jobs.tune import main  # noqa: E402
+from hdr_dist.jobs.tune import main
 
 if __name__ == "__main__":
     raise SystemExit(main(prog="jobs/tune.py"))

@@ -21,10 +21,12 @@ def test_identity_when_ranges_are_zero():
 def test_shapes_and_ink_are_kept():
     x = digits()
     y = augment(x, AugmentRanges(15, 0.1, 0.1), torch.Generator().manual_seed(0))
-    assert y.shape == x.shape and y.dtype == x.dtype
+    assert y.shape == x.shape
+    assert y.dtype == x.dtype
     assert not torch.allclose(y, x, atol=1e-3)
     ratio = y.flatten(1).sum(1) / x.flatten(1).sum(1)  # zoom scales ink by 0.81..1.21; nothing is lost
-    assert ratio.min() > 0.6 and ratio.max() < 1.5
+    assert ratio.min() > 0.6
+    assert ratio.max() < 1.5
 
 
 def test_samples_stay_in_order_so_labels_still_match():

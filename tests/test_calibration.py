@@ -56,7 +56,8 @@ def test_report_reads_thresholds_off_validation_and_measures_them_on_test():
         calibration.calibrated(z[20_000:], 1.0).max(1),
         t,
     )
-    assert set(curves) == {"val", "test"} and row["temperature"] == t
+    assert set(curves) == {"val", "test"}
+    assert row["temperature"] == t
     assert row["ece_after"] < row["ece_before"]
     for target in calibration.ERROR_TARGETS:
         assert 0 <= row[f"coverage_at_{target:g}"] <= 1
@@ -107,7 +108,8 @@ def test_read_rate_takes_the_threshold_from_validation_and_counts_on_test():
     test_right = np.array([True, True, False, True, True, True, False, True])
     rate, error = read_rate((val_conf, val_right), (test_conf, test_right))
     threshold = val_conf[101]
-    assert threshold == pytest.approx(0.4975, abs=1e-3) and (test_conf >= threshold).sum() == 5
+    assert threshold == pytest.approx(0.4975, abs=1e-3)
+    assert (test_conf >= threshold).sum() == 5
     assert (rate, error) == (5 / 8, 1 / 5)  # 0.99, 0.8, 0.6 (wrong), 0.51 and 0.5 accepted
     assert read_rate((val_conf, np.zeros(200, bool)), (test_conf, test_right)) == (
         0.0,

@@ -51,7 +51,8 @@ def test_each_classical_model_is_an_mlflow_run(fitted):
     assert sorted(r.info.run_name for r in runs) == sorted(classical.MODELS)
     for run in runs:
         row = m["model"].index(run.info.run_name)
-        assert run.data.params["method"] == m["method"][row] and run.info.status == "FINISHED"
+        assert run.data.params["method"] == m["method"][row]
+        assert run.info.status == "FINISHED"
         assert run.data.metrics["accuracy"] == pytest.approx(m["accuracy"][row])
         assert not client.get_metric_history(run.info.run_id, "val_acc")  # one fit, no epochs
         assert "report.html" in {a.path for a in client.list_artifacts(run.info.run_id)}
@@ -63,12 +64,16 @@ def test_every_classical_model_writes_compare_rows(fitted):
     assert sorted(m["model"]) == sorted(classical.MODELS)
     for i, name in enumerate(m["model"]):
         assert m["accuracy"][i] > FLOORS[name], name
-        assert m["train_seconds"][i] > 0 and m["infer_images_per_s"][i] > 0
-        assert m["epochs"][i] is None and m["checkpoint"][i] is None and m["device"][i] == "cpu"
+        assert m["train_seconds"][i] > 0
+        assert m["infer_images_per_s"][i] > 0
+        assert m["epochs"][i] is None
+        assert m["checkpoint"][i] is None
+        assert m["device"][i] == "cpu"
     methods = dict(zip(m["model"], m["method"]))
     assert methods["nb"].startswith("PCA(n_components=50) -> GaussianNB")
     assert "RandomForestClassifier(n_estimators=200)" in methods["rf"]
-    assert "SVC(C=" in methods["svm-rbf"] and "LinearSVC" in methods["svm-linear"]
+    assert "SVC(C=" in methods["svm-rbf"]
+    assert "LinearSVC" in methods["svm-linear"]
     approximations = dict(zip(m["model"], m["approximation"]))
     assert approximations.pop("svm-rbf") == classical.APPROXIMATIONS["svm-rbf"] != ""
     assert set(approximations.values()) == {""}
@@ -76,7 +81,8 @@ def test_every_classical_model_writes_compare_rows(fitted):
 
 def test_per_class_and_confusion_agree_with_metrics(fitted):
     m, pc, cm = (table(fitted, n) for n in ("metrics", "per_class", "confusion"))
-    assert len(pc["model"]) == 70 and len(cm["model"]) == 700
+    assert len(pc["model"]) == 70
+    assert len(cm["model"]) == 700
     for model, acc in zip(m["model"], m["accuracy"]):
         cells = [
             (t, p, c) for mm, t, p, c in zip(cm["model"], cm["true"], cm["pred"], cm["count"]) if mm == model
@@ -88,12 +94,15 @@ def test_per_class_and_confusion_agree_with_metrics(fitted):
 def test_svm_grid_is_a_ray_tune_sweep_with_5_fold_cv(fitted):
     grid = table(fitted, "svm_rbf_cv")
     pairs = {(c, g) for c in classical.SVM_GRID["C"] for g in classical.SVM_GRID["gamma"]}
-    assert set(zip(grid["C"], grid["gamma"])) == pairs and len(grid["C"]) == len(pairs)
-    assert set(grid["folds"]) == {5} and set(grid["images"]) == {500}
+    assert set(zip(grid["C"], grid["gamma"])) == pairs
+    assert len(grid["C"]) == len(pairs)
+    assert set(grid["folds"]) == {5}
+    assert set(grid["images"]) == {500}
     assert all(0.5 < a <= 1 for a in grid["cv_accuracy"])
     best = max(range(len(pairs)), key=lambda i: grid["cv_accuracy"][i])
     method = dict(zip(*(table(fitted, "metrics")[k] for k in ("model", "method"))))["svm-rbf"]
-    assert f"C={grid['C'][best]}" in method and f"gamma={grid['gamma'][best]}" in method
+    assert f"C={grid['C'][best]}" in method
+    assert f"gamma={grid['gamma'][best]}" in method
     assert list(fitted.glob("ray_train/svm-rbf-cv-*/experiment_state-*.json"))  # Tune's own record
 
 
@@ -130,9 +139,11 @@ def test_table_shows_each_seed_figure_and_the_difference(fitted):
     for row in rows:
         label, figure = studies.STUDY_FIGURES.get(row["model"], ("", None))
         line = next(line for line in text.splitlines() if f" {row['model']} " in line)
-        assert f"{100 * row['accuracy']:.2f}" in line and f"{100 * row['f1_macro']:.2f}" in line
+        assert f"{100 * row['accuracy']:.2f}" in line
+        assert f"{100 * row['f1_macro']:.2f}" in line
         if figure is not None:
             assert f"{label} {figure:.2f}" in line
             assert f"{100 * row['accuracy'] - figure:+.2f}" in line
     assert "50 PCA components" in next(line for line in text.splitlines() if " svm-rbf " in line)
-    assert studies.STUDY_FIGURES["nb"] == ("002 NB", 80.6) and studies.STUDY_FIGURES["svm-rbf"][1] == 94.4
+    assert studies.STUDY_FIGURES["nb"] == ("002 NB", 80.6)
+    assert studies.STUDY_FIGURES["svm-rbf"][1] == 94.4

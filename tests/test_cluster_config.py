@@ -36,7 +36,8 @@ def test_cluster_yaml_passes_rays_validation():
     full = prepare_config(copy.deepcopy(config))  # what `ray up` does first: defaults in, then the schema
     validate_config(full)
     types = full["available_node_types"]
-    assert full["provider"]["type"] == "aws" and full["head_node_type"] == "head"
+    assert full["provider"]["type"] == "aws"
+    assert full["head_node_type"] == "head"
     workers = {name: t for name, t in types.items() if name != "head"}
     assert set(workers) == {"cpu-worker", "gpu-worker"}
     for t in workers.values():  # both autoscale, from zero
@@ -44,13 +45,15 @@ def test_cluster_yaml_passes_rays_validation():
     assert types["gpu-worker"]["node_config"]["InstanceType"].startswith(("g", "p"))  # AWS's GPU families
     assert not types["head"]["node_config"]["InstanceType"].startswith(("g", "p"))
     # The checkout goes to every node and is installed there, with the token the cluster shares.
-    assert config["file_mounts"]["~/hdr-dist"] == "." and "~/.ray/auth_token" in config["file_mounts"]
+    assert config["file_mounts"]["~/hdr-dist"] == "."
+    assert "~/.ray/auth_token" in config["file_mounts"]
     assert any("pip install" in c and "-e ~/hdr-dist" in c for c in config["setup_commands"])
     # Workers decode untrusted images: a role of their own, not the launcher's EC2-and-S3 head profile.
     for t in workers.values():
         assert t["node_config"]["IamInstanceProfile"] == {"Name": "hdr-dist-worker"}
     head_start = " ".join(config["head_start_ray_commands"])
-    assert "--dashboard-host=127.0.0.1" in head_start and "RAY_AUTH_MODE=token" in head_start
+    assert "--dashboard-host=127.0.0.1" in head_start
+    assert "RAY_AUTH_MODE=token" in head_start
     assert "RAY_AUTH_MODE=token" in " ".join(config["worker_start_ray_commands"])
 
 
@@ -62,7 +65,8 @@ def test_the_worker_role_reaches_one_bucket_and_nothing_else():
     ]
     for statement in policy["Statement"]:
         actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
-        assert statement["Effect"] == "Allow" and all(a.startswith("s3:") and "*" not in a for a in actions)
+        assert statement["Effect"] == "Allow"
+        assert all(a.startswith("s3:") and "*" not in a for a in actions)
         assert statement["Resource"] in ("arn:aws:s3:::BUCKET", "arn:aws:s3:::BUCKET/*")
     assert {"s3:GetObject", "s3:PutObject", "s3:ListBucket"} <= {
         a for st in policy["Statement"] for a in st["Action"]
@@ -108,7 +112,8 @@ def test_rayjob_runs_compare_from_the_image_deploy_builds():
     # The dashboard's job API stays off the pod network: bound to the head pod's localhost, and the
     # job submitted from a sidecar in that pod.
     head = spec["rayClusterSpec"]["headGroupSpec"]
-    assert spec["submissionMode"] == "SidecarMode" and head["rayStartParams"]["dashboard-host"] == "127.0.0.1"
+    assert spec["submissionMode"] == "SidecarMode"
+    assert head["rayStartParams"]["dashboard-host"] == "127.0.0.1"
     assert head["template"]["spec"]["restartPolicy"] == "Never"
 
     # The entrypoint: this repository's jobs/compare.py, where deploy/Dockerfile puts the checkout,
@@ -116,10 +121,12 @@ def test_rayjob_runs_compare_from_the_image_deploy_builds():
     python, script, *entry_flags = shlex.split(spec["entrypoint"])
     dockerfile = (ROOT / "deploy" / "Dockerfile").read_text()
     home = re.search(r"^COPY .* \. (\S+)$", dockerfile, re.M).group(1)
-    assert python == "python" and script == f"{home}/jobs/compare.py"
+    assert python == "python"
+    assert script == f"{home}/jobs/compare.py"
     assert (ROOT / "jobs" / "compare.py").is_file()
     args = compare.parser("compare").parse_args(entry_flags)
-    assert args.workers > 1 and args.placement_timeout
+    assert args.workers > 1
+    assert args.placement_timeout
 
     # Every pod runs that image and mounts the shared volume where the flags write.
     groups = [spec["rayClusterSpec"]["headGroupSpec"], *spec["rayClusterSpec"]["workerGroupSpecs"]]
@@ -141,7 +148,8 @@ def test_rayjob_runs_compare_from_the_image_deploy_builds():
 
 
 def readme_job_commands() -> list[tuple[str, list[str]]]:
-    """Each `python jobs/NAME.py ...` or `hdr NAME ...` command in the shell blocks of the README and docs/."""
+    """Each `python jobs/NAME.py ...` or `hdr NAME ...` command in the shell blocks of the README and
+    docs/."""
     text = "\n".join(p.read_text() for p in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))])
     commands = []
     for block in re.findall(r"```bash\n(.*?)```", text, re.S):

@@ -8,7 +8,7 @@ import time
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from hdr_dist.scoring.committer import Committer, leftovers
+from hdr_dist.bulk.committer import Committer, leftovers
 
 SCHEMA = pa.schema([("n", pa.int64())])
 
@@ -28,7 +28,8 @@ def test_pieces_of_n_rows_in_order_and_the_rest_on_close(tmp_path):
     c.add(rows(3, 10))  # 13 rows: three pieces of 4, one row waits
     assert committed(tmp_path) == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9, 10, 11]]
     c.close()
-    assert committed(tmp_path)[-1] == [12] and (c.pieces, c.committed) == (4, 13)
+    assert committed(tmp_path)[-1] == [12]
+    assert (c.pieces, c.committed) == (4, 13)
     assert leftovers(tmp_path) == []
 
 
@@ -48,4 +49,5 @@ def test_a_killed_runs_temporary_piece_is_removed_and_never_read(tmp_path):
     (tmp_path / ".part-20261203-000000-abcdef-000003.parquet.tmp").write_bytes(b"PAR1 half a piece")
     assert len(leftovers(tmp_path)) == 1
     Committer(tmp_path, SCHEMA)
-    assert leftovers(tmp_path) == [] and list(tmp_path.iterdir()) == []
+    assert leftovers(tmp_path) == []
+    assert list(tmp_path.iterdir()) == []

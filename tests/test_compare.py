@@ -39,11 +39,16 @@ def compared(ray_cluster, tmp_path_factory):
 def test_metrics_parquet_schema_and_values(compared):
     m = table(compared, "metrics")
     assert set(tables.METRIC_COLUMNS) <= set(m)
-    assert m["model"] == ["cnn", "lstm"] and m["dataset"] == ["mnist", "mnist"]
+    assert m["model"] == ["cnn", "lstm"]
+    assert m["dataset"] == ["mnist", "mnist"]
     # --workers auto on the session's one node of 2 CPUs: a worker per core, one torch thread each.
-    assert m["epochs"] == [2, 2] and m["num_workers"] == [2, 2] and m["device"] == ["cpu", "cpu"]
-    assert m["threads_per_worker"] == [1, 1] and m["num_nodes"] == [1, 1]
-    assert m["accuracy"][0] > 0.8 and m["accuracy"][1] > 0.3  # chance is 0.1
+    assert m["epochs"] == [2, 2]
+    assert m["num_workers"] == [2, 2]
+    assert m["device"] == ["cpu", "cpu"]
+    assert m["threads_per_worker"] == [1, 1]
+    assert m["num_nodes"] == [1, 1]
+    assert m["accuracy"][0] > 0.8
+    assert m["accuracy"][1] > 0.3  # chance is 0.1
     assert all(0 < v <= 1 for v in m["f1_macro"] + m["precision_weighted"])
     assert all(v > 0 for v in m["train_seconds"] + m["infer_images_per_s"] + m["params"])
 
@@ -70,7 +75,8 @@ def test_workers_auto_and_a_number():
     ) == cluster.Workers(3, 8, True)
     assert cluster.auto_workers([{"CPU": 0.0}], use_gpu=False) == cluster.Workers(1, 1, False)  # a bare head
     args = compare.parser().parse_args([])
-    assert args.workers is None and args.cpus_per_worker is None  # auto, decided on the cluster
+    assert args.workers is None
+    assert args.cpus_per_worker is None  # auto, decided on the cluster
     assert compare.parser().parse_args(["--workers", "3"]).workers == 3
     with pytest.raises(SystemExit):
         compare.parser().parse_args(["--workers", "many"])
@@ -92,8 +98,10 @@ def test_report_has_every_models_figures(compared):
 
 def test_tables_agree_with_each_other(compared):
     m, pc, cm, h = (table(compared, n) for n in ("metrics", "per_class", "confusion", "history"))
-    assert len(pc["model"]) == 20 and set(pc["label"]) == {str(d) for d in range(10)}
-    assert len(cm["model"]) == 200 and {"model", "true", "pred", "count"} <= set(cm)
+    assert len(pc["model"]) == 20
+    assert set(pc["label"]) == {str(d) for d in range(10)}
+    assert len(cm["model"]) == 200
+    assert {"model", "true", "pred", "count"} <= set(cm)
     for i, model in enumerate(m["model"]):
         counts = [c for c, mm in zip(cm["count"], cm["model"]) if mm == model]
         diag = [
@@ -118,10 +126,13 @@ def test_calibration_is_stored_with_the_checkpoint_and_its_curves_written(compar
     ds = datasets.load("mnist", limit_train=2000, limit_test=200)  # SMALL's images and hold-out
     curves = pq.read_table(compared / "risk_coverage.parquet").to_pylist()
     for row in pq.read_table(compared / "metrics.parquet").to_pylist():
-        assert set(tables.CALIBRATION_COLUMNS) <= set(row) and 0 <= row["ece_after"] <= 1
+        assert set(tables.CALIBRATION_COLUMNS) <= set(row)
+        assert 0 <= row["ece_after"] <= 1
         state = checkpoints.load(row["checkpoint"])
-        assert state["temperature"] == pytest.approx(row["temperature"]) and 0.05 <= row["temperature"] <= 20
-        val = readers.DIGIT.test(state, ds.val.x, ds.val.y)  # the temperature was fitted here
+        assert state["temperature"] == pytest.approx(row["temperature"])
+        assert 0.05 <= row["temperature"] <= 20
+        # the temperature was fitted on the hold-out
+        val = readers.DIGIT.test(state, {"val": (ds.val.x, ds.val.y)}, temperature=1.0).sets["val"]
         assert calibration.nll(val["logits"], ds.val.y, row["temperature"]) <= calibration.nll(
             val["logits"], ds.val.y, 1.0
         )
@@ -131,7 +142,8 @@ def test_calibration_is_stored_with_the_checkpoint_and_its_curves_written(compar
                 key=lambda r: -r["threshold"],
             )
             assert [r["coverage"] for r in curve] == sorted(r["coverage"] for r in curve)
-            assert curve[-1]["coverage"] == 1.0 and round(curve[0]["coverage"] * n) >= 1
+            assert curve[-1]["coverage"] == 1.0
+            assert round(curve[0]["coverage"] * n) >= 1
             if split == "val":  # kept with the checkpoint too: score --target-error reads its threshold there
                 assert state["val_risk_coverage"]["threshold"] == pytest.approx(
                     [r["threshold"] for r in curve]
@@ -144,7 +156,8 @@ def test_checkpoint_loads_weights_only_and_reproduces_accuracy(compared):
     ds = datasets.load("mnist", limit_train=2000, limit_test=200)
     for model, path, acc in zip(m["model"], m["checkpoint"], m["accuracy"]):
         state = torch.load(path, weights_only=True)
-        assert state["config"]["model"] == model and state["config"]["labels"] == ds.labels
+        assert state["config"]["model"] == model
+        assert state["config"]["labels"] == ds.labels
         again = readers.DIGIT.test(state, ds.test.x, ds.test.y)
         assert again["accuracy"] == pytest.approx(acc)
         from sklearn.metrics import f1_score
@@ -176,16 +189,17 @@ def test_each_model_is_an_mlflow_run_read_back_by_mlflow(compared):
     by_model = {}
     for run in runs:
         by_model.setdefault(run.info.run_name, []).append(run)
-    assert set(by_model) == {"cnn", "lstm"} and len(by_model["cnn"]) == len(by_model["lstm"]) == 1
+    assert set(by_model) == {"cnn", "lstm"}
+    assert len(by_model["cnn"]) == len(by_model["lstm"]) == 1
     metrics = table(compared, "metrics")
     history = table(compared, "history")
     for model in ("cnn", "lstm"):
         run = by_model[model][0]
         assert run.info.status == "FINISHED"
-        assert run.data.params["model"] == model and run.data.params["epochs"] == "2"
-        assert run.data.params["batch_size"] == "32" and json.loads(run.data.params["labels"]) == list(
-            "0123456789"
-        )
+        assert run.data.params["model"] == model
+        assert run.data.params["epochs"] == "2"
+        assert run.data.params["batch_size"] == "32"
+        assert json.loads(run.data.params["labels"]) == list("0123456789")
         assert run.data.params["workers"] == str(metrics["num_workers"][metrics["model"].index(model)])
         logged = {
             name: client.get_metric_history(run.info.run_id, name)
@@ -305,14 +319,16 @@ def run_cli(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
 def test_bad_flags_give_one_line(args, message):
     result = run_cli(*args)
     assert result.returncode == 2
-    assert result.stderr.count("\n") == 1 and message in result.stderr
+    assert result.stderr.count("\n") == 1
+    assert message in result.stderr
     assert "Traceback" not in result.stderr
 
 
 def test_bad_data_dir_contents_give_one_line(tmp_path, mnist_copy):
     (mnist_copy / "t10k-labels-idx1-ubyte").unlink()
     result = run_cli("--data-dir", str(mnist_copy), "--output", str(tmp_path / "out"))
-    assert result.returncode == 2 and result.stderr.count("\n") == 1
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1
     assert "incomplete MNIST folder, missing t10k-labels-idx1-ubyte" in result.stderr
 
     corrupt = tmp_path / "corrupt"
@@ -321,7 +337,8 @@ def test_bad_data_dir_contents_give_one_line(tmp_path, mnist_copy):
         (corrupt / f.name).write_bytes(f.read_bytes())
     (corrupt / "t10k-labels-idx1-ubyte").write_bytes(np.array([0, 0, 8, 1], np.uint8).tobytes() + b"\x00\x00")
     result = run_cli("--data-dir", str(corrupt), "--output", str(tmp_path / "out"))
-    assert result.returncode == 2 and result.stderr.count("\n") == 1
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1
     assert "t10k-labels-idx1-ubyte: truncated IDX header" in result.stderr
 
 
@@ -329,7 +346,8 @@ def test_unwritable_output(tmp_path):
     blocker = tmp_path / "a-file"
     blocker.write_text("")
     result = run_cli("--output", str(blocker / "results"))
-    assert result.returncode == 2 and result.stderr.count("\n") == 1
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1
     assert f"--output {blocker / 'results'}: cannot write there" in result.stderr
 
 
@@ -337,9 +355,10 @@ def test_more_workers_than_the_cluster_can_place(ray_cluster, tmp_path, capsys):
     """Without an autoscaler, at once; with --placement-timeout, after waiting that long; never a hang."""
     assert compare.main([*SMALL, "--workers", "3", "--output", str(tmp_path)]) == 2
     out, err = capsys.readouterr()
-    assert err.count("\n") == 1 and err.startswith(
-        "hdr compare: error: --workers 3 x --cpus-per-worker 1: the Ray cluster's 1 node(s) hold 2 such workers "
-        "(2 CPUs); add nodes, lower --workers, or pass --placement-timeout SECONDS"
+    assert err.count("\n") == 1
+    assert err.startswith(
+        "hdr compare: error: --workers 3 x --cpus-per-worker 1: the Ray cluster's 1 node(s) hold 2 such "
+        "workers (2 CPUs); add nodes, lower --workers, or pass --placement-timeout SECONDS"
     )
     assert "waiting" not in out  # it did not wait for nodes: no autoscaler, no --placement-timeout
     started = time.monotonic()
@@ -362,7 +381,8 @@ def test_more_workers_than_the_cluster_can_place(ray_cluster, tmp_path, capsys):
     out, err = capsys.readouterr()
     assert time.monotonic() - started >= 3
     assert "waiting up to 3 s for nodes: --workers 2 x --cpus-per-worker 2" in out
-    assert err.count("\n") == 1 and "hold 1 such workers (2 CPUs); waited 3 s (--placement-timeout)" in err
+    assert err.count("\n") == 1
+    assert "hold 1 such workers (2 CPUs); waited 3 s (--placement-timeout)" in err
     assert (
         compare.main(
             [*SMALL, "--workers", "1", "--cpus-per-worker", "2", "--gpu", "on", "--output", str(tmp_path)]
@@ -399,25 +419,29 @@ def test_emnist_47_classes_end_to_end(ray_cluster, tmp_path):
     )
     m, pc = table(tmp_path, "metrics"), table(tmp_path, "per_class")
     assert m["dataset"] == ["emnist-bymerge-test-resplit"]  # never called "EMNIST Balanced"
-    assert len(pc["label"]) == 47 and pc["label"][10] == "A" and pc["label"][36] == "a"
+    assert len(pc["label"]) == 47
+    assert pc["label"][10] == "A"
+    assert pc["label"][36] == "a"
     state = checkpoints.load(m["checkpoint"][0])
-    assert state["config"]["num_classes"] == 47 and len(state["config"]["labels"]) == 47
+    assert state["config"]["num_classes"] == 47
+    assert len(state["config"]["labels"]) == 47
     from PIL import (
         Image,  # the report's 47-class confusion matrix grows to stay readable
     )
 
     with Image.open(tmp_path / "figures" / "confusion_cnn.png") as im:
-        assert im.width >= 1200 and im.height >= 1200
+        assert im.width >= 1200
+        assert im.height >= 1200
 
 
 def test_console_script():
     hdr = Path(sys.executable).parent / "hdr"
     result = subprocess.run([str(hdr), "compare", "--models", "nope"], capture_output=True, text=True)
+    assert result.returncode == 2
     assert (
-        result.returncode == 2
-        and result.stderr
-        == "hdr compare: error: unknown model 'nope'; "
+        result.stderr == "hdr compare: error: unknown model 'nope'; "
         "choose from cnn, lstm, crnn, cnn-seed, cnn-emnist-seed, lstm-seed\n"
     )
     result = subprocess.run([str(hdr)], capture_output=True, text=True)
-    assert result.returncode == 2 and "usage: hdr {compare,score,forms,tune,report,export}" in result.stderr
+    assert result.returncode == 2
+    assert "usage: hdr {compare,score,forms,tune,report,export}" in result.stderr

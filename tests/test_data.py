@@ -22,27 +22,32 @@ def mnist():
 
 def test_embedded_mnist_splits_and_stratified_holdout(mnist):
     assert (len(mnist.train.y), len(mnist.val.y), len(mnist.test.y)) == (54000, 6000, 10000)
-    assert mnist.train.x.shape[1:] == (28, 28) and mnist.train.x.dtype == np.uint8
+    assert mnist.train.x.shape[1:] == (28, 28)
+    assert mnist.train.x.dtype == np.uint8
     counts = np.bincount(mnist.train.y, minlength=10) + np.bincount(mnist.val.y, minlength=10)
     assert counts.tolist() == MNIST_TRAIN_COUNTS
     # Stratified: every class gives 10 % (within rounding) to validation.
     val_share = np.bincount(mnist.val.y, minlength=10) / np.array(MNIST_TRAIN_COUNTS)
     assert np.allclose(val_share, 0.1, atol=0.002)
     assert mnist.labels == [str(d) for d in range(10)]
-    assert abs(mnist.mean - 0.1307) < 0.002 and abs(mnist.std - 0.3081) < 0.002
+    assert abs(mnist.mean - 0.1307) < 0.002
+    assert abs(mnist.std - 0.3081) < 0.002
 
 
 def test_holdout_is_seeded():
     a, b = datasets.load("mnist", limit_train=2000, seed=1), datasets.load("mnist", limit_train=2000, seed=1)
     c = datasets.load("mnist", limit_train=2000, seed=2)
-    assert np.array_equal(a.val.x, b.val.x) and not np.array_equal(a.val.x, c.val.x)
-    assert len(a.train.y) + len(a.val.y) == 2000 and len(np.unique(a.val.y)) == 10
+    assert np.array_equal(a.val.x, b.val.x)
+    assert not np.array_equal(a.val.x, c.val.x)
+    assert len(a.train.y) + len(a.val.y) == 2000
+    assert len(np.unique(a.val.y)) == 10
 
 
 def test_user_folder_uncompressed(mnist_copy, mnist):
     ds = datasets.load("mnist", mnist_copy, limit_test=500)
     assert np.array_equal(ds.train.x, mnist.train.x)
-    assert len(ds.test.y) == 500 and np.bincount(ds.test.y).min() >= 40
+    assert len(ds.test.y) == 500
+    assert np.bincount(ds.test.y).min() >= 40
 
 
 def test_incomplete_folder_names_missing_files(mnist_copy):
@@ -74,7 +79,8 @@ def test_idx_reader_accepts_valid_and_rejects_bad(tmp_path: Path):
     good = tmp_path / "good-images-idx3-ubyte.gz"
     good.write_bytes(gzip.compress(idx(2051, (2, 28, 28), bytes(range(256)) * 6 + bytes(32))))
     x = datasets.read_idx(good, datasets.IDX_IMAGES)
-    assert x.shape == (2, 28, 28) and x[0, 0, 5] == 5
+    assert x.shape == (2, 28, 28)
+    assert x[0, 0, 5] == 5
 
     truncated = tmp_path / "truncated-images-idx3-ubyte"
     truncated.write_bytes(idx(2051, (2, 28, 28), bytes(1000)))
@@ -133,9 +139,12 @@ def balanced_dir(tmp_path: Path) -> Path:
 
 def test_emnist_official_files_upright_with_characters(tmp_path: Path):
     ds = datasets.load("emnist-balanced", balanced_dir(tmp_path))
-    assert ds.name == "emnist-balanced" and ds.num_classes == 47
-    assert len(ds.train.y) + len(ds.val.y) == 9120 and len(ds.test.y) == 304
-    assert ds.labels[:11] == [*"0123456789", "A"] and ds.labels[-1] == "t"
+    assert ds.name == "emnist-balanced"
+    assert ds.num_classes == 47
+    assert len(ds.train.y) + len(ds.val.y) == 9120
+    assert len(ds.test.y) == 304
+    assert ds.labels[:11] == [*"0123456789", "A"]
+    assert ds.labels[-1] == "t"
     # Upright: a "1" is a tall stroke, so it covers more rows than columns.
     ones = np.concatenate([ds.train.x[ds.train.y == 1], ds.val.x[ds.val.y == 1]])
     rows = (ones.max(axis=2) > 128).sum(axis=1).mean()
@@ -166,7 +175,8 @@ def test_emnist_needs_data_dir():
 
 def test_bymerge_test_only_is_resplit_and_named_so():
     ds = datasets.load("emnist-bymerge", shared("emnist-bymerge"), limit_test=3000)
-    assert ds.name == "emnist-bymerge-test-resplit" and ds.num_classes == 47
+    assert ds.name == "emnist-bymerge-test-resplit"
+    assert ds.num_classes == 47
     total = len(ds.train.y) + len(ds.val.y)
     assert abs(total - 0.85 * 116323) < 2
     assert len(np.unique(ds.train.y)) == 47

@@ -23,9 +23,9 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
+from hdr_dist.bulk import committer
 from hdr_dist.data import samples
 from hdr_dist.jobs import score
-from hdr_dist.scoring import committer
 from tests.helpers import ROOT
 
 IMAGES = 3000
@@ -99,7 +99,8 @@ def assert_each_input_once(out: Path) -> dict:
         columns=["source", "page", "error", "true_label"]
     )
     keys = list(zip(t["source"].to_pylist(), t["page"].to_pylist()))
-    assert len(keys) == len(set(keys)) == IMAGES and t["error"].null_count == IMAGES
+    assert len(keys) == len(set(keys)) == IMAGES
+    assert t["error"].null_count == IMAGES
     summary = json.loads((out / "summary.json").read_text())
     assert (summary["images"], summary["scored"], summary["failed"]) == (IMAGES, IMAGES, 0)
     assert sum(pq.read_table(out / "confusion.parquet")["count"].to_pylist()) == IMAGES
@@ -122,7 +123,8 @@ def test_a_killed_driver_keeps_every_committed_piece(ray_cluster, scans, digits_
     job.wait()
     kept = pieces(preds)
     kept_bytes = {name: (preds / name).read_bytes() for name in kept}
-    assert not out.exists() and (len(kept) == 0 if when.startswith("before") else sum(kept.values()) > 0)
+    assert not out.exists()
+    assert len(kept) == 0 if when.startswith("before") else sum(kept.values()) > 0
     if when == "mid-way":
         assert sum(kept.values()) < IMAGES
 
@@ -233,7 +235,8 @@ rm {disk}/ballast
 cp -r {disk}/out {tmp_path}/out
 """
     result = in_namespace(script)
-    assert "first=2" in result.stdout and "second=0" in result.stdout, result.stdout + result.stderr
+    assert "first=2" in result.stdout, result.stdout + result.stderr
+    assert "second=0" in result.stdout, result.stdout + result.stderr
     # One line of ours. Ray's core worker, in C++ below Python, also notes the inference actors' restart
     # setting once per run on the driver's stderr: that line is Ray's and is left alone.
     first = [
@@ -242,10 +245,8 @@ cp -r {disk}/out {tmp_path}/out
         if "core_worker.cc" not in line
     ]
     assert len(first) == 1, first
-    assert (
-        first[0].startswith(f"jobs/score.py: error: --output {disk / 'out'}: the disk is full")
-        and "--resume" in first[0]
-    )
+    assert first[0].startswith(f"jobs/score.py: error: --output {disk / 'out'}: the disk is full")
+    assert "--resume" in first[0]
     assert_each_input_once(tmp_path / "out")
 
 
@@ -307,11 +308,12 @@ def test_an_impossible_model_is_one_line(scans, digits_model, tmp_path, kind):
     else:
         path.write_bytes(b"PK not really a checkpoint" * 100)
     code, lines, peak_kib = run_line(str(scans), "--model", str(path), "--output", str(tmp_path / "out"))
-    assert code == 2 and len(lines) == 1 and lines[0].startswith(f"jobs/score.py: error: --model {path}"), (
-        lines
-    )
+    assert code == 2, lines
+    assert len(lines) == 1, lines
+    assert lines[0].startswith(f"jobs/score.py: error: --model {path}"), lines
     assert expect in lines[0], lines
-    assert not (tmp_path / "out").exists() and not (tmp_path / "out.partial").exists()
+    assert not (tmp_path / "out").exists()
+    assert not (tmp_path / "out.partial").exists()
     assert peak_kib < 2 * 2**20, f"{peak_kib} KiB to refuse it"  # refused before anything large is built
 
 

@@ -28,7 +28,9 @@ def test_metrics_match_sklearn(seed):
         assert (m[f"precision_{avg}"], m[f"recall_{avg}"], m[f"f1_{avg}"]) == pytest.approx((p, r, f))
     p, r, f, s = precision_recall_fscore_support(y_true, y_pred, labels=range(classes), zero_division=0)
     pc = m["per_class"]
-    assert np.allclose(pc["precision"], p) and np.allclose(pc["recall"], r) and np.allclose(pc["f1"], f)
+    assert np.allclose(pc["precision"], p)
+    assert np.allclose(pc["recall"], r)
+    assert np.allclose(pc["f1"], f)
     assert np.array_equal(pc["support"], s)
 
 

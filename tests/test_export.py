@@ -132,7 +132,9 @@ def test_digit_model_matches_torch_on_1000_test_images(results, data, tmp_path, 
     assert got.shape == expected.shape == (DIGITS, 10)
     assert np.abs(got - expected).max() <= TOLERANCE
     assert np.array_equal(got.argmax(1), expected.argmax(1))
-    assert meta["model"] == name and meta["kind"] == "digit" and meta["temperature"] == TEMPERATURE
+    assert meta["model"] == name
+    assert meta["kind"] == "digit"
+    assert meta["temperature"] == TEMPERATURE
 
 
 @pytest.mark.parametrize("fmt", export.FORMATS)
@@ -159,7 +161,8 @@ def test_crnn_matches_torch_on_200_test_fields_of_any_width(results, data, tmp_p
             reference = model(torch.from_numpy(x), torch.from_numpy(widths)).numpy()
         got += [row[: w // meta["step"]] for row, w in zip(z, widths)]
         expected += [row[: w // meta["step"]] for row, w in zip(reference, widths)]
-    assert len(got) == FIELDS and max(np.abs(g - e).max() for g, e in zip(got, expected)) <= TOLERANCE
+    assert len(got) == FIELDS
+    assert max(np.abs(g - e).max() for g, e in zip(got, expected)) <= TOLERANCE
     reads = [
         [
             ctc.best_path(log_softmax(z / meta["temperature"], axis=1), len(z), meta["blank"])[0]
@@ -167,7 +170,8 @@ def test_crnn_matches_torch_on_200_test_fields_of_any_width(results, data, tmp_p
         ]
         for logits in (got, expected)
     ]
-    assert reads[0] == reads[1] and sum(map(len, reads[0])) > FIELDS  # strings, not all blank
+    assert reads[0] == reads[1]
+    assert sum(map(len, reads[0])) > FIELDS  # strings, not all blank
 
 
 def test_metadata_is_the_same_in_both_formats_and_complete(results, tmp_path):
@@ -178,17 +182,22 @@ def test_metadata_is_the_same_in_both_formats_and_complete(results, tmp_path):
         found[fmt] = export.read_metadata(tmp_path / fmt)
     assert found["onnx"] == found["torchscript"]
     meta = found["onnx"]
-    assert meta["labels"] == list("0123456789") and meta["blank"] == 10 and meta["step"] == 4
+    assert meta["labels"] == list("0123456789")
+    assert meta["blank"] == 10
+    assert meta["step"] == 4
     assert (meta["temperature"], meta["scale"], meta["mean"], meta["std"]) == (
         TEMPERATURE,
         1 / 255,
         0.0,
         cfg.std,
     )
-    assert meta["recipe"] == cfg.as_dict() and meta["recipe"]["width"] == 1.5
-    assert meta["input"]["x"]["shape"] == [None, 1, 32, None] and meta["input"]["widths"]["dtype"] == "int64"
+    assert meta["recipe"] == cfg.as_dict()
+    assert meta["recipe"]["width"] == 1.5
+    assert meta["input"]["x"]["shape"] == [None, 1, 32, None]
+    assert meta["input"]["widths"]["dtype"] == "int64"
     digit = export.metadata(checkpoints.for_scoring(str(results), "cnn")[1], None)
-    assert json.loads(digit["temperature"]) == 1.0 and "blank" not in digit  # no temperature fitted: 1
+    assert json.loads(digit["temperature"]) == 1.0
+    assert "blank" not in digit  # no temperature fitted: 1
 
 
 def test_the_docs_example_reads_a_scan_as_score_does(results, data, tmp_path, monkeypatch, capsys):
@@ -210,9 +219,8 @@ def test_the_docs_example_reads_a_scan_as_score_does(results, data, tmp_path, mo
             for_inference(checkpoints.model_from_state(state)[0]), x, cfg.mean, cfg.std, torch.device("cpu")
         )
     p = torch.softmax(z / TEMPERATURE, 1)[0]
-    assert label == cfg.labels[int(p.argmax())] and float(confidence) == pytest.approx(
-        float(p.max()), abs=1e-3
-    )
+    assert label == cfg.labels[int(p.argmax())]
+    assert float(confidence) == pytest.approx(float(p.max()), abs=1e-3)
 
 
 BAD = [
@@ -223,8 +231,8 @@ BAD = [
     ),
     (
         ["{results}", "--model-name", "cnn-segmented", "--output", "{tmp}/m.onnx"],
-        "--model-name cnn-segmented: a classical model, which keeps no checkpoint; {results}/metrics.parquet has cnn, "
-        "lstm, crnn to export",
+        "--model-name cnn-segmented: a classical model, which keeps no checkpoint; "
+        "{results}/metrics.parquet has cnn, lstm, crnn to export",
     ),
     (
         ["{results}", "--format", "pdf", "--output", "{tmp}/m.onnx"],
@@ -274,7 +282,8 @@ def test_without_onnx_installed_onnx_export_says_what_to_install(results, tmp_pa
         2,
         "hdr export: error: --format onnx needs the onnx package: pip install 'hdr-dist[onnx]'\n",
     )
-    assert not (tmp_path / "m.onnx").exists() and not (tmp_path / "m.onnx.partial").exists()
+    assert not (tmp_path / "m.onnx").exists()
+    assert not (tmp_path / "m.onnx.partial").exists()
 
 
 def test_the_job_script_exports_torchscript_and_says_where(results, tmp_path):
@@ -297,8 +306,10 @@ def test_the_job_script_exports_torchscript_and_says_where(results, tmp_path):
         timeout=300,
     )
     assert done.returncode == 0, done.stderr
-    assert "export: " in done.stdout and "torchscript, model cnn" in done.stdout
-    assert export.read_metadata(out)["model"] == "cnn" and torch.jit.load(io.BytesIO(out.read_bytes()))
+    assert "export: " in done.stdout
+    assert "torchscript, model cnn" in done.stdout
+    assert export.read_metadata(out)["model"] == "cnn"
+    assert torch.jit.load(io.BytesIO(out.read_bytes()))
 
 
 @pytest.mark.parametrize("name", ["cnn", "crnn"])

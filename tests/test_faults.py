@@ -23,7 +23,8 @@ IMAGES = 8000
 
 
 def ray_process(title: str) -> psutil.Process | None:
-    """A live process of the session cluster whose title (Ray sets ``ray::<task or actor>``) holds ``title``."""
+    """A live process of the session cluster whose title (Ray sets ``ray::<task or actor>``) holds
+    ``title``."""
     for p in psutil.Process().children(recursive=True):
         try:
             if title in " ".join(p.cmdline()):
@@ -84,7 +85,8 @@ def score_driver(ray_cluster, scans: Path, model: Path, out: Path) -> subprocess
 def assert_each_input_once(out: Path) -> None:
     t = pads.dataset(out / "predictions", format="parquet").to_table(columns=["source", "page", "error"])
     keys = list(zip(t["source"].to_pylist(), t["page"].to_pylist()))
-    assert len(keys) == len(set(keys)) == IMAGES and t["error"].null_count == IMAGES
+    assert len(keys) == len(set(keys)) == IMAGES
+    assert t["error"].null_count == IMAGES
     summary = json.loads((out / "summary.json").read_text())
     assert (summary["images"], summary["images_this_run"], summary["scored"]) == (IMAGES, IMAGES, IMAGES)
     assert sum(summary["images_by_node"].values()) == IMAGES

@@ -49,26 +49,29 @@ def test_compare_tests_crnn_beside_the_segmentation_baseline(field_models):
     crnn, seg = m["crnn"], m["cnn-segmented"]
     for row in (crnn, seg):
         assert all(0.0 <= row[k] <= 1.0 for k in ("field_accuracy", "field_accuracy_5"))
-        assert row["cer"] >= 0 and row["accuracy"] == pytest.approx(max(0.0, 1 - row["cer"]))
+        assert row["cer"] >= 0
+        assert row["accuracy"] == pytest.approx(max(0.0, 1 - row["cer"]))
     assert m["cnn"]["field_accuracy"] is None  # a digit model has no field figures of its own
     # Both field readers quote a read rate at 1 % error on the 5-digit scans (readers.read_rate, tested by
     # hand in test_calibration); a digit model has none.
     for row in (crnn, seg):
-        assert 0.0 <= row["read_rate_at_0.01"] <= 1.0 and 0.0 <= row["read_error_at_0.01"] <= 1.0
+        assert 0.0 <= row["read_rate_at_0.01"] <= 1.0
+        assert 0.0 <= row["read_error_at_0.01"] <= 1.0
     assert m["cnn"]["read_rate_at_0.01"] is None
-    assert seg["checkpoint"] is None and seg["method"].startswith("connected components")
+    assert seg["checkpoint"] is None
+    assert seg["method"].startswith("connected components")
     # The field model is calibrated like the digit models: a temperature and the validation curve.
     state = checkpoints.load(crnn["checkpoint"])
-    assert state["temperature"] == pytest.approx(crnn["temperature"]) and state["val_risk_coverage"]["risk"]
+    assert state["temperature"] == pytest.approx(crnn["temperature"])
+    assert state["val_risk_coverage"]["risk"]
     # Accuracy by length: both readers, on the same test fields (each of the 200 test digits once).
     lengths = pq.read_table(field_models / "field_lengths.parquet").to_pylist()
     counts = {
         name: {r["length"]: r["fields"] for r in lengths if r["model"] == name}
         for name in ("crnn", "cnn-segmented")
     }
-    assert counts["crnn"] == counts["cnn-segmented"] and set(counts["crnn"]) <= set(
-        range(1, fields.MAX_DIGITS + 1)
-    )
+    assert counts["crnn"] == counts["cnn-segmented"]
+    assert set(counts["crnn"]) <= set(range(1, fields.MAX_DIGITS + 1))
     assert 150 <= sum(n * k for n, k in counts["crnn"].items()) <= 200
     assert {
         r["split"]
@@ -76,11 +79,9 @@ def test_compare_tests_crnn_beside_the_segmentation_baseline(field_models):
         if r["model"] == "crnn"
     } == {"val", "test"}
     page = (field_models / "report.html").read_text()
-    assert (
-        "field_lengths.png" in page
-        and "5-digit field %" in page
-        and (field_models / "figures/field_lengths.png").is_file()
-    )
+    assert "field_lengths.png" in page
+    assert "5-digit field %" in page
+    assert (field_models / "figures/field_lengths.png").is_file()
 
 
 def test_crnn_training_resumes_after_ctrl_c(ray_cluster, tmp_path):
@@ -101,11 +102,13 @@ def test_crnn_training_resumes_after_ctrl_c(ray_cluster, tmp_path):
     driver = driver_with_a_checkpoint(ray_cluster, args, tmp_path, stderr=subprocess.PIPE, text=True)
     driver.send_signal(signal.SIGINT)
     _, err = driver.communicate(timeout=120)
-    assert driver.returncode == 130 and "interrupted; run the same command again to resume" in err
+    assert driver.returncode == 130
+    assert "interrupted; run the same command again to resume" in err
     first = checkpoints.load(checkpoint_files(tmp_path)[0])["history"][0]
     assert compare.main(args) == 0
     h = table(tmp_path, "history")
-    assert h["epoch"] == [1, 2, 3] and h["model"] == ["crnn"] * 3
+    assert h["epoch"] == [1, 2, 3]
+    assert h["model"] == ["crnn"] * 3
     assert h["seconds"][0] == first["seconds"]  # epoch 1 came from the checkpoint, not a re-run
 
 
@@ -181,14 +184,20 @@ def test_score_reads_a_zip_of_fields(ray_cluster, field_models, field_zip, tmp_p
         r["member"]: r for r in pads.dataset(out / "predictions", format="parquet").to_table().to_pylist()
     }
     assert set(rows) == set(truth) | {"blank.png", "wide.png"}  # every input has its row
-    assert rows["blank.png"]["error"] == "blank image" and rows["blank.png"]["decision"] == "review"
+    assert rows["blank.png"]["error"] == "blank image"
+    assert rows["blank.png"]["decision"] == "review"
     assert rows["wide.png"]["error"].startswith("field too wide: its ink is 2976x6 pixels")
     scored = [rows[name] for name in truth]
     for r in scored:
-        assert r["error"] is None and r["model"] == "crnn" and r["pred"] is None and r["topk_labels"] is None
-        assert r["text"] == r["pred_label"] and set(r["text"]) <= set("0123456789")
+        assert r["error"] is None
+        assert r["model"] == "crnn"
+        assert r["pred"] is None
+        assert r["topk_labels"] is None
+        assert r["text"] == r["pred_label"]
+        assert set(r["text"]) <= set("0123456789")
         assert len(r["char_confidences"]) == len(r["text"])
-        assert 0 <= r["confidence"] <= 1 and all(0 < c <= 1 for c in r["char_confidences"])
+        assert 0 <= r["confidence"] <= 1
+        assert all(0 < c <= 1 for c in r["char_confidences"])
         assert r["decision"] == ("accept" if r["confidence"] >= 0.5 else "review")
 
     # The actors read what the model reads in memory from the same images, at the same temperature.
@@ -200,7 +209,7 @@ def test_score_reads_a_zip_of_fields(ray_cluster, field_models, field_zip, tmp_p
             for name in truth
         ]
     reads = FIELD.read(
-        FIELD.step_logits(model, strips, cfg.mean, cfg.std), state["temperature"], list(cfg.labels)
+        FIELD.step_logits(model, strips, cfg.mean, cfg.std), state.temperature, list(cfg.labels)
     )
     assert [r[0] for r in reads] == [r["text"] for r in scored]
     assert [r[2] for r in reads] == pytest.approx([r["confidence"] for r in scored], rel=1e-3)
@@ -212,12 +221,12 @@ def test_score_reads_a_zip_of_fields(ray_cluster, field_models, field_zip, tmp_p
     assert m["cer"] == pytest.approx(edits / sum(len(t) for t in truth.values()))
     lengths = pq.read_table(out / "field_lengths.parquet").to_pylist()
     assert {r["length"]: r["fields"] for r in lengths} == dict.fromkeys(range(1, 13), 1)
-    assert (
-        "field_lengths.png" in (out / "report.html").read_text()
-        and (out / "figures/field_lengths.png").is_file()
-    )
+    assert "field_lengths.png" in (out / "report.html").read_text()
+    assert (out / "figures/field_lengths.png").is_file()
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["warnings"] == [] and summary["failed"] == 2 and summary["scored"] == 12
+    assert summary["warnings"] == []
+    assert summary["failed"] == 2
+    assert summary["scored"] == 12
     queue = pq.read_table(out / "review" / "queue.parquet").to_pylist()
     assert {r["member"] for r in queue} == {r["member"] for r in rows.values() if r["decision"] == "review"}
     assert 'img class="strip"' in (out / "review" / "review.html").read_text()
@@ -229,8 +238,10 @@ def test_a_digit_model_given_fields_is_warned_about(ray_cluster, digits_model, f
     assert score.main([str(archive), "--model", str(digits_model), "--output", str(out)]) == 0
     said = capsys.readouterr().out
     summary = json.loads((out / "summary.json").read_text())
-    assert len(summary["warnings"]) == 1 and "look like fields of several digits" in summary["warnings"][0]
-    assert "warning: " in said and "compare --models crnn" in said
+    assert len(summary["warnings"]) == 1
+    assert "look like fields of several digits" in summary["warnings"][0]
+    assert "warning: " in said
+    assert "compare --models crnn" in said
 
 
 def test_field_labels_must_be_strings_of_digits(ray_cluster, field_models, field_zip, tmp_path, capsys):
@@ -254,11 +265,9 @@ def test_field_labels_must_be_strings_of_digits(ray_cluster, field_models, field
         == 2
     )
     err = capsys.readouterr().err.strip().splitlines()
-    assert (
-        len(err) == 1
-        and "not strings of the characters field model crnn reads" in err[0]
-        and "'12a4'" in err[0]
-    )
+    assert len(err) == 1
+    assert "not strings of the characters field model crnn reads" in err[0]
+    assert "'12a4'" in err[0]
 
 
 def test_preprocessing_keeps_the_aspect_ratio_and_polarity():
@@ -269,7 +278,8 @@ def test_preprocessing_keeps_the_aspect_ratio_and_polarity():
     for gray in (dark, 255 - dark, np.asarray(Image.fromarray(dark).resize((90, 30)))):
         strip = preprocess.to_strip(gray)
         ink = np.flatnonzero((strip > 0.5).any(0))
-        assert strip.shape[0] == preprocess.STRIP_HEIGHT and strip.max() > 0.9  # white ink on black
+        assert strip.shape[0] == preprocess.STRIP_HEIGHT
+        assert strip.max() > 0.9  # white ink on black
         assert (ink[-1] - ink[0] + 1) / preprocess.STRIP_INK == pytest.approx(124 / 40, rel=0.08)
 
 
@@ -298,7 +308,8 @@ def test_field_review_page_round_trip(ray_cluster, field_models, field_zip, tmp_
     assert len(queue) == len(truth) + 2  # at threshold 1 every field is reviewed, and the two errors
     page, trouble = open_page(browser, out / "review" / "review.html")
     shown = page.locator("tr.item").evaluate_all("""trs => trs.map(tr => ({
-        path: JSON.parse(tr.dataset.key)[0], strip: tr.querySelector('img.strip') && tr.querySelector('img.strip').src,
+        path: JSON.parse(tr.dataset.key)[0],
+        strip: tr.querySelector('img.strip') && tr.querySelector('img.strip').src,
         height: tr.querySelector('img.strip') ? tr.querySelector('img.strip').naturalHeight : 0,
         guesses: Array.from(tr.querySelectorAll('button.guess'), b => b.dataset.label)}))""")
     assert [s["path"] for s in shown] == [r["path"] for r in queue]
@@ -309,14 +320,15 @@ def test_field_review_page_round_trip(ray_cluster, field_models, field_zip, tmp_
             assert s["strip"] is None
             continue
         # A field read as no digits has no guess to click (an empty button would label it "").
-        assert s["height"] == preprocess.STRIP_HEIGHT and s["guesses"] == ([r["text"]] if r["text"] else [])
+        assert s["height"] == preprocess.STRIP_HEIGHT
+        assert s["guesses"] == ([r["text"]] if r["text"] else [])
         # The strip is what the model read: reading it again gives the row's digit string.
         strip = (
             np.asarray(Image.open(io.BytesIO(base64.b64decode(s["strip"].split(",", 1)[1]))), np.float32)
             / 255
         )
         read = FIELD.read(
-            FIELD.step_logits(model, [strip], cfg.mean, cfg.std), state["temperature"], list(cfg.labels)
+            FIELD.step_logits(model, [strip], cfg.mean, cfg.std), state.temperature, list(cfg.labels)
         )
         assert read[0][0] == r["text"]
     first = next(i for i, r in enumerate(queue) if r["error"] is None)

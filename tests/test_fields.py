@@ -47,7 +47,8 @@ def test_field_metrics_count_edits_by_hand():
     truth = ["12345", "999", "1"]
     read = ["12445", "99", "17"]  # one substitution, one deletion, one insertion
     m = ctc.field_metrics(truth, read)
-    assert ctc.distance("12345", "12445") == 1 and ctc.distance("999", "99") == 1
+    assert ctc.distance("12345", "12445") == 1
+    assert ctc.distance("999", "99") == 1
     assert m["cer"] == pytest.approx(3 / 9)
     assert m["field_accuracy"] == 0.0
     assert m["by_length"] == {1: (0.0, 1), 3: (0.0, 1), 5: (0.0, 1)}
@@ -78,13 +79,15 @@ def test_scans_lose_their_lines_and_keep_their_digits(mnist):
     picks = [np.arange(5), np.arange(5, 17)]
     scans = list(fields.scans(mnist.test.x, mnist.test.y, picks, [28, 64], ["PNG", "JPEG"], seed=1))
     assert [text for text, _ in scans] == ["".join(mnist.labels[d] for d in mnist.test.y[p]) for p in picks]
-    for (_, data), p in zip(scans, picks):
+    for (_, data), _p in zip(scans, picks):
         gray = np.asarray(Image.open(io.BytesIO(data)).convert("L"))
         strip = preprocess.to_strip(gray)
-        assert strip.shape[0] == fields.HEIGHT and strip.max() > 0.5
+        assert strip.shape[0] == fields.HEIGHT
+        assert strip.max() > 0.5
         # No printed line is left: no row of ink across most of the field, no column down all of it.
         on = strip > 0.5
-        assert on.mean(1).max() < 0.5 and on.mean(0).max() < 0.9
+        assert on.mean(1).max() < 0.5
+        assert on.mean(0).max() < 0.9
 
 
 def test_a_blank_or_too_wide_field_is_refused():
@@ -135,7 +138,8 @@ def test_training_batches_hold_fields_of_similar_length_and_every_field_once():
     batches = similar_lengths(picks, 16, np.random.default_rng(1))
     flat = np.concatenate([np.concatenate(b) for b in batches])
     assert sorted(flat.tolist()) == sorted(np.concatenate(picks).tolist())
-    assert sum(len(b) != 16 for b in batches) <= 1 and all(0 < len(b) <= 16 for b in batches)
+    assert sum(len(b) != 16 for b in batches) <= 1
+    assert all(0 < len(b) <= 16 for b in batches)
 
     def padding(groups):
         return sum(len(g) * max(map(len, g)) - sum(map(len, g)) for g in groups) / sum(map(len, picks))

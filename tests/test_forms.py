@@ -97,10 +97,14 @@ def run(*argv) -> int:
     return forms.main([str(a) for a in argv])
 
 
+def read_csv(path: Path, reader=csv.DictReader) -> list:
+    """Every row of a CSV file, the file closed again."""
+    with open(path) as f:
+        return list(reader(f))
+
+
 def truth_of(root: Path) -> dict[tuple, str]:
-    return {
-        (r["path"], int(r["page"]), r["field"]): r["label"] for r in csv.DictReader(open(root / "truth.csv"))
-    }
+    return {(r["path"], int(r["page"]), r["field"]): r["label"] for r in read_csv(root / "truth.csv")}
 
 
 def test_a_zip_of_pages_in_every_format_reads_one_row_per_page_and_per_zone(
@@ -124,17 +128,19 @@ def test_a_zip_of_pages_in_every_format_reads_one_row_per_page_and_per_zone(
         == 0
     )
     template = templates.load(batch / "claim-v1.yaml")
-    kinds = {(r["path"], int(r["page"])): r["kind"] for r in csv.DictReader(open(batch / "pages.csv"))}
+    kinds = {(r["path"], int(r["page"])): r["kind"] for r in read_csv(batch / "pages.csv")}
     formed = pads.dataset(out / "forms").to_table().to_pylist()
     fields = pads.dataset(out / "fields").to_table().to_pylist()
     by_page = {(f["member"], f["page"]): f for f in formed}
     # Every page a row: the samples' pages, the upside-down form, the strays, one row per broken PDF or
     # unreadable file.
-    assert len(formed) == len(kinds) + 7 and len(by_page) == len(formed)
+    assert len(formed) == len(kinds) + 7
+    assert len(by_page) == len(formed)
     for (name, page), kind in kinds.items():
         row = by_page[(name, page)]
         if kind == "form":
-            assert row["error"] is None and row["registration"]["score"] >= registration.MIN_SCORE, row
+            assert row["error"] is None, row
+            assert row["registration"]["score"] >= registration.MIN_SCORE, row
         else:
             assert row["error"].startswith("does not match template claim-v1 (score "), row
     assert by_page[("upside-down.png", 0)]["error"] is None
@@ -147,18 +153,18 @@ def test_a_zip_of_pages_in_every_format_reads_one_row_per_page_and_per_zone(
     assert by_page[("empty.tif", 0)]["error"] == "empty file (0 bytes)"
     g4 = [r for r in formed if r["member"].endswith("-tiff-g4.tif")]
     pdfs = [r for r in formed if r["member"].endswith("-pdf.pdf")]
-    assert (
-        g4
-        and pdfs
-        and all(r["error"] is None for r in g4 + pdfs if kinds[(r["member"], r["page"])] == "form")
-    )
-    assert len(pdfs) > 1 and {r["pages"] for r in pdfs} == {len(pdfs)}
+    assert g4
+    assert pdfs
+    assert all(r["error"] is None for r in g4 + pdfs if kinds[(r["member"], r["page"])] == "form")
+    assert len(pdfs) > 1
+    assert {r["pages"] for r in pdfs} == {len(pdfs)}
     # One field row per zone of every matched page, none for the others; each form row carries the texts.
     matched = [r for r in formed if r["error"] is None]
     assert len(fields) == len(matched) * len(template.zones)
     for f in fields:
         page = by_page[(f["member"], f["page"])]
-        assert page[f"field_{f['field']}"] == f["text"] and len(f["box"]) == 4
+        assert page[f"field_{f['field']}"] == f["text"]
+        assert len(f["box"]) == 4
         assert page["decision"] == "accept" or any(
             g["decision"] == "review" for g in fields if (g["member"], g["page"]) == (f["member"], f["page"])
         )
@@ -179,17 +185,15 @@ def test_a_zip_of_pages_in_every_format_reads_one_row_per_page_and_per_zone(
         np.mean([t != f["text"] for t, f in took]) if took else 0.0
     )
     empties = [f for t, f in labelled if t == ""]
-    assert empties and all(
-        f["text"] == "" and f["decision"] == "accept" for f in empties
-    )  # empty optional zones
+    assert empties
+    assert all(f["text"] == "" and f["decision"] == "accept" for f in empties)  # empty optional zones
     summary = json.loads((out / "summary.json").read_text())
     assert (summary["pages"], summary["forms_matched"]) == (len(formed), len(matched))
     assert summary["pages_unmatched"] == sum(k != "form" for k in kinds.values()) + 2
     assert summary["pages_failed"] == 4  # the two broken PDFs, the garbage and the empty file
-    lines = list(csv.reader(open(out / "forms.csv")))
-    assert (
-        lines[0][-len(template.zones) :] == [z.name for z in template.zones] and len(lines) == len(formed) + 1
-    )
+    lines = read_csv(out / "forms.csv", csv.reader)
+    assert lines[0][-len(template.zones) :] == [z.name for z in template.zones]
+    assert len(lines) == len(formed) + 1
 
 
 def test_bad_templates_are_one_line_naming_the_key(batch, tmp_path, capsys):
@@ -227,7 +231,9 @@ def test_bad_templates_are_one_line_naming_the_key(batch, tmp_path, capsys):
         path.write_text(text)
         assert run("--check-template", path) == 2, name
         err = capsys.readouterr().err
-        assert err.count("\n") == 1 and f"--template {path}" in err and message in err, (name, err)
+        assert err.count("\n") == 1, (name, err)
+        assert f"--template {path}" in err, (name, err)
+        assert message in err, (name, err)
     (tmp_path / "uneven.yaml").write_text(good.replace("cells: 5", "cells: [100, 80, 90, 90, 90]"))
     uneven = templates.load(tmp_path / "uneven.yaml")
     assert [b[2] for b in uneven.zones[0].cell_boxes()] == [100, 80, 90, 90, 90]
@@ -272,8 +278,10 @@ def test_a_field_zone_without_a_field_model_is_one_line(batch, tmp_path, capsys)
         == 2
     )
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "its field zones (amount) need a field model" in err
-    assert not (tmp_path / "out").exists() and not (tmp_path / "out.partial").exists()
+    assert err.count("\n") == 1
+    assert "its field zones (amount) need a field model" in err
+    assert not (tmp_path / "out").exists()
+    assert not (tmp_path / "out.partial").exists()
 
 
 @pytest.mark.parametrize("flag", ["--digit-model-name", "--field-model-name"])
@@ -298,7 +306,8 @@ def test_a_model_name_the_folder_lacks_is_one_line_naming_the_flag_given(
     assert err.count("\n") == 1
     assert f"{flag} rnn: {models / 'metrics.parquet'} has no such model; it has cnn, crnn" in err
     assert "--model-name rnn" not in err.replace(flag, "")
-    assert not (tmp_path / "out").exists() and not (tmp_path / "out.partial").exists()
+    assert not (tmp_path / "out").exists()
+    assert not (tmp_path / "out.partial").exists()
 
 
 def test_ctrl_c_then_resume_reads_every_page_once(ray_cluster, models, batch, tmp_path):
@@ -325,13 +334,13 @@ def test_ctrl_c_then_resume_reads_every_page_once(ray_cluster, models, batch, tm
     job = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 300
     while not list((out.with_name("out.partial") / "forms").glob("part-*.parquet")):
-        assert job.poll() is None and time.time() < deadline, (
-            job.stderr.read() if job.poll() is not None else ""
-        )
+        assert job.poll() is None, job.stderr.read() if job.poll() is not None else ""
+        assert time.time() < deadline, job.stderr.read() if job.poll() is not None else ""
         time.sleep(0.05)
     job.send_signal(signal.SIGINT)
     _, err = job.communicate(timeout=120)
-    assert job.returncode == 130 and "interrupted; run the same command with --resume" in err, err
+    assert job.returncode == 130, err
+    assert "interrupted; run the same command with --resume" in err, err
     kept = pads.dataset(out.with_name("out.partial") / "forms").count_rows()
     assert kept > 0
     time.sleep(2)
@@ -340,10 +349,11 @@ def test_ctrl_c_then_resume_reads_every_page_once(ray_cluster, models, batch, tm
         pads.dataset(out / "forms").to_table(columns=["source", "member", "occurrence", "page"]).to_pylist()
     )
     keys = [(r["source"], r["member"], r["occurrence"], r["page"]) for r in formed]
-    expected = 2 * (sum(1 for _ in csv.DictReader(open(batch / "pages.csv"))) + 7)  # and the odd pages
+    expected = 2 * (len(read_csv(batch / "pages.csv")) + 7)  # and the odd pages
     assert len(keys) == len(set(keys)) == expected
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["skipped_already_read"] >= 1 and summary["pages"] == expected
+    assert summary["skipped_already_read"] >= 1
+    assert summary["pages"] == expected
     fields = pads.dataset(out / "fields").to_table(
         columns=["source", "member", "occurrence", "page", "field"]
     )
@@ -405,7 +415,8 @@ def test_a_length_constrained_decode_is_the_best_path_of_that_length():
             if low <= len(string) <= high and (best is None or score > best[0]):
                 best = (score, string)
         found = ctc.best_path_of_length(lp, blank, low, high)
-        assert (found is None) == (best is None) and (best is None or found[0] == best[1])
+        assert (found is None) == (best is None)
+        assert best is None or found[0] == best[1]
 
 
 def test_the_review_page_shows_each_zone_and_its_corrections_read_back(
@@ -429,7 +440,8 @@ def test_the_review_page_shows_each_zone_and_its_corrections_read_back(
         == 0
     )
     queue = pq.read_table(out / "review" / "queue.parquet").to_pylist()
-    assert queue and all(r["decision"] == "review" for r in queue)
+    assert queue
+    assert all(r["decision"] == "review" for r in queue)
     page, trouble = open_page(browser, out / "review" / "review.html")
     items = page.locator("tr.item")
     assert items.count() == min(12, len(queue))
@@ -446,8 +458,9 @@ def test_the_review_page_shows_each_zone_and_its_corrections_read_back(
         typed[(Path(path).name, page_number, field)] = label
     corrections = save_corrections(page, tmp_path / "corrections.csv")
     assert trouble == []
-    rows = list(csv.DictReader(open(corrections)))
-    assert list(rows[0]) == ["path", "page", "field", "label"] and len(rows) == 3
+    rows = read_csv(corrections)
+    assert list(rows[0]) == ["path", "page", "field", "label"]
+    assert len(rows) == 3
     again = tmp_path / "again"
     assert (
         run(
@@ -465,7 +478,8 @@ def test_the_review_page_shows_each_zone_and_its_corrections_read_back(
     )
     summary = json.loads((again / "summary.json").read_text())
     metrics = {(m["group"], m["name"]): m for m in pq.read_table(again / "metrics.parquet").to_pylist()}
-    assert metrics[("all", "all")]["fields"] == len(typed) and summary["labelled_forms"] >= 1
+    assert metrics[("all", "all")]["fields"] == len(typed)
+    assert summary["labelled_forms"] >= 1
 
 
 def test_template_keys_are_checked_before_anything_is_read(tmp_path):
@@ -476,14 +490,16 @@ def test_template_keys_are_checked_before_anything_is_read(tmp_path):
 
 
 def test_a_bad_labels_file_is_one_line_and_odd_rows_are_counted(batch, tmp_path):
+    from hdr_dist.bulk import inputs
     from hdr_dist.forms import truth
-    from hdr_dist.scoring import inputs
 
     template = templates.load(batch / "claim-v1.yaml")
     items = inputs.find([str(batch / "pages")]).items
     cases = {
         "path,label\nx.png,3\n": "needs a header line 'path,page,field,label'",
-        "path,page,field,label\nblank.jpg,0,signature,1\n": "fields the template claim-v1 does not have: 'signature'",
+        "path,page,field,label\nblank.jpg,0,signature,1\n": (
+            "fields the template claim-v1 does not have: 'signature'"
+        ),
         "path,page,field,label\nblank.jpg,0,postcode,12a\n": "labels that are not digit strings: '12a'",
     }
     for text, message in cases.items():

@@ -51,8 +51,10 @@ def hostile_run(ray_cluster, mnist, digits_model, tmp_path_factory):
 def test_every_hostile_input_finishes_with_exit_0(hostile_run):
     _, out, code, stdout, stderr, _ = hostile_run
     assert code == 0, stderr
-    assert "Traceback" not in stderr and not (out.parent / "out.partial").exists()
-    assert "skipped 5 desktop junk files" in stdout and "1 files named twice" in stdout
+    assert "Traceback" not in stderr
+    assert not (out.parent / "out.partial").exists()
+    assert "skipped 5 desktop junk files" in stdout
+    assert "1 files named twice" in stdout
 
 
 def test_each_source_has_exactly_its_rows(hostile_run):
@@ -74,10 +76,12 @@ def test_each_source_has_exactly_its_rows(hostile_run):
             continue
         if case.path.name == "truncated.tar.gz":  # where the cut falls decides how many members come first
             archive = [r for r in got if r["member"] is None]
-            assert len(archive) == 1 and archive[0]["error"].startswith("corrupt archive: ")
+            assert len(archive) == 1
+            assert archive[0]["error"].startswith("corrupt archive: ")
             assert archive[0]["error"].endswith("the rest was not read")
             members = sorted(r["member"] for r in got if r["member"] is not None)
-            assert 0 < len(members) < 8 and members == [f"{i}.png" for i in range(len(members))]
+            assert 0 < len(members) < 8
+            assert members == [f"{i}.png" for i in range(len(members))]
             continue
         assert len(got) == len(case.rows), case.path
         errors = {(r["member"], r["occurrence"]): r["error"] for r in got}
@@ -86,11 +90,8 @@ def test_each_source_has_exactly_its_rows(hostile_run):
             if start is None:
                 assert errors[key] is None, (case.path, key, errors[key])
             else:
-                assert errors[key] is not None and errors[key].startswith(start), (
-                    case.path,
-                    key,
-                    errors[key],
-                )
+                assert errors[key] is not None, (case.path, key, errors[key])
+                assert errors[key].startswith(start), (case.path, key, errors[key])
                 assert "\n" not in errors[key]
 
 
@@ -108,9 +109,8 @@ def test_names_that_are_not_utf8_are_kept_losslessly(hostile_run):
     t = pads.dataset(out / "predictions", format="parquet").to_table(columns=["source", "member", "error"])
     sources = set(t["source"].to_pylist())
     latin1 = next(c.path for c in cases if b"\xe9" in bytes(c.path))
-    assert names.escape(str(latin1)) in sources and str(latin1).encode("utf-8", "surrogateescape") == bytes(
-        latin1
-    )
+    assert names.escape(str(latin1)) in sources
+    assert str(latin1).encode("utf-8", "surrogateescape") == bytes(latin1)
     assert any(
         s.endswith("back\\\\xslash.png") for s in sources
     )  # a real backslash, told apart from an escape
@@ -122,8 +122,10 @@ def test_summary_counts_each_image_once_and_the_skipped(hostile_run):
     summary = json.loads((out / "summary.json").read_text())
     rows = pads.dataset(out / "predictions", format="parquet").count_rows()
     assert summary["images"] == summary["images_this_run"] == rows == summary["scored"] + summary["failed"]
-    assert summary["skipped_junk"] == 5 and summary["skipped_duplicates"] == 1
-    assert summary["checkpoint_sha256"] and summary["model"] == "cnn"
+    assert summary["skipped_junk"] == 5
+    assert summary["skipped_duplicates"] == 1
+    assert summary["checkpoint_sha256"]
+    assert summary["model"] == "cnn"
 
 
 def test_peak_memory_of_every_process_stays_bounded(hostile_run):

@@ -9,9 +9,9 @@ import pyarrow as pa
 import pytest
 from PIL import Image
 
+from hdr_dist.bulk import reading
 from hdr_dist.data import datasets
 from hdr_dist.imaging import images, preprocess
-from hdr_dist.scoring import reading
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +57,8 @@ def test_every_accepted_mode_and_format_decodes(digits, mode):
     assert len(pages) == 1
     page, count, w, h, gray, error = pages[0]
     assert (page, count, w, h, error) == (0, 1, 28, 28, None)
-    assert gray.ndim == 2 and gray.shape == (28, 28)
+    assert gray.ndim == 2
+    assert gray.shape == (28, 28)
     out, ref = preprocess.to_mnist(gray), preprocess.to_mnist(digits[0])
     # "1" is thresholded and JPEG lossy (measured 6.6 and 1.6); another digit is ~40 away.
     assert np.abs(out.astype(int) - ref).mean() < 10
@@ -65,7 +66,9 @@ def test_every_accepted_mode_and_format_decodes(digits, mode):
 
 def test_16_bit_png_is_float_in_unit_range(digits):
     ((_, _, _, _, gray, _),) = images.decode(as_mode(digits[0], "I;16"))
-    assert gray.dtype == np.float32 and gray.max() == 1.0 and gray.min() < 0.1
+    assert gray.dtype == np.float32
+    assert gray.max() == 1.0
+    assert gray.min() < 0.1
 
 
 def test_multipage_tiff_gives_every_page(digits):
@@ -99,7 +102,8 @@ def test_random_bytes_are_not_an_image():
 def test_truncated_png_is_corrupt(digits):
     raw = as_mode(digits[0], "L")
     (error,) = errors(raw[: len(raw) // 2])
-    assert error.startswith("corrupt image") and "\n" not in error
+    assert error.startswith("corrupt image")
+    assert "\n" not in error
 
 
 def test_image_over_max_pixels():
@@ -153,10 +157,13 @@ def test_decode_batch(digits):
         ("resumed.tif", 2, 3, None),
     ]
     assert all(len(r["image"]) == 784 for r in rows)
-    assert rows[0]["image"] == preprocess.to_mnist(digits[0]).tobytes() and rows[0]["true_label"] == "7"
+    assert rows[0]["image"] == preprocess.to_mnist(digits[0]).tobytes()
+    assert rows[0]["true_label"] == "7"
     assert rows[6]["image"] == rows[4]["image"] == preprocess.to_mnist(digits[2]).tobytes()
-    assert rows[1]["image"] == bytes(784) and rows[5]["image"] == bytes(784)
-    assert (rows[1]["width"], rows[1]["height"]) == (40, 30) and rows[5]["width"] is None
+    assert rows[1]["image"] == bytes(784)
+    assert rows[5]["image"] == bytes(784)
+    assert (rows[1]["width"], rows[1]["height"]) == (40, 30)
+    assert rows[5]["width"] is None
 
 
 def test_a_broken_page_directory_keeps_the_pages_before_it(digits):
@@ -164,7 +171,8 @@ def test_a_broken_page_directory_keeps_the_pages_before_it(digits):
 
     got = list(images.decode(cut_tiff_directory(tiff(digits, 6), 4)))
     assert [(p, n) for p, n, *_ in got] == [(0, 5), (1, 5), (2, 5), (3, 5), (4, 5)]
-    assert [e for *_, e in got[:4]] == [None] * 4 and got[4][5].startswith("corrupt image: page 5 unreadable")
+    assert [e for *_, e in got[:4]] == [None] * 4
+    assert got[4][5].startswith("corrupt image: page 5 unreadable")
 
 
 def test_thousands_of_pages_come_out_in_bounded_tables(digits):
@@ -175,13 +183,16 @@ def test_thousands_of_pages_come_out_in_bounded_tables(digits):
     out = list(images.decode_batch(table, images.DEFAULT_MAX_PIXELS))
     assert [t.num_rows for t in out] == [images.OUT_ROWS, 5000 - images.OUT_ROWS]
     rows = pa.concat_tables(out)
-    assert rows["page"].to_pylist() == list(range(5000)) and set(rows["pages"].to_pylist()) == {5000}
+    assert rows["page"].to_pylist() == list(range(5000))
+    assert set(rows["pages"].to_pylist()) == {5000}
     assert rows["error"].null_count == 5000
 
 
 def test_whatever_a_page_raises_becomes_its_error():
     """Not only ValueError: any exception preprocessing raises is that page's row, never the batch's."""
     image, error = images.to_mnist(np.zeros((3, 3, 3), np.uint8))
-    assert image == images.BLANK and error.startswith("cannot preprocess: expected a 2-D image")
+    assert image == images.BLANK
+    assert error.startswith("cannot preprocess: expected a 2-D image")
     image, error = images.to_mnist(np.array([["a", "b"], ["c", "d"]], dtype=object))
-    assert image == images.BLANK and error.startswith("cannot preprocess: ")
+    assert image == images.BLANK
+    assert error.startswith("cannot preprocess: ")

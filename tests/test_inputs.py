@@ -14,11 +14,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from hdr_dist.bulk import inputs, labels, reading
+from hdr_dist.bulk.inputs import Item
 from hdr_dist.common import names
 from hdr_dist.common.errors import UserError
 from hdr_dist.data import datasets, samples
-from hdr_dist.scoring import inputs, labels, reading
-from hdr_dist.scoring.inputs import Item
 
 DIGITS = list("0123456789")
 
@@ -92,7 +92,9 @@ def test_find_single_file_and_missing_input(tree):
 def test_corrupt_zip(tmp_path):
     (tmp_path / "x.zip").write_bytes(np.random.default_rng(0).bytes(500))
     (item,) = find(tmp_path / "x.zip")
-    assert item.member is None and item.key == "x.zip" and item.error.startswith("corrupt archive")
+    assert item.member is None
+    assert item.key == "x.zip"
+    assert item.error.startswith("corrupt archive")
 
 
 def test_truncated_tar_gz_lists_members_before_the_cut(tmp_path, scans):
@@ -104,7 +106,9 @@ def test_truncated_tar_gz_lists_members_before_the_cut(tmp_path, scans):
     assert 0 < len(members) < len(scans)
     assert [it.member for it in members] == [name for name, _ in scans[: len(members)]]
     assert all(it.error is None for it in members)
-    assert last.member is None and last.key == "cut.tar.gz" and last.error.startswith("corrupt archive")
+    assert last.member is None
+    assert last.key == "cut.tar.gz"
+    assert last.error.startswith("corrupt archive")
 
 
 def test_tar_link_and_unsafe_zip_member(tmp_path, scans):
@@ -113,8 +117,10 @@ def test_tar_link_and_unsafe_zip_member(tmp_path, scans):
         add(t, "link.png", b"", tarfile.SYMTYPE, "real.png")
     samples.write(tmp_path / "evil.zip", [("../evil.png", scans[0][1])])
     real, link, evil = find(tmp_path / "links.tar", tmp_path / "evil.zip")
-    assert real.error is None and "link" in link.error
-    assert evil.member == "../evil.png" and evil.error == "unsafe member name (absolute path or '..')"
+    assert real.error is None
+    assert "link" in link.error
+    assert evil.member == "../evil.png"
+    assert evil.error == "unsafe member name (absolute path or '..')"
     assert [(r["data"], r["error"]) for r in rows([link, evil])] == [(None, link.error), (None, evil.error)]
 
 
@@ -131,7 +137,8 @@ def test_read_items_gives_one_row_per_item_with_its_bytes(tree, scans):
         f"c.tar.gz/{scans[5][0]}": scans[5][1],
         "d.tgz/9/x.png": scans[6][1],
     }
-    assert len(items) == 7 and got == {k: (raw, None) for k, raw in expected.items()}
+    assert len(items) == 7
+    assert got == {k: (raw, None) for k, raw in expected.items()}
 
 
 def test_read_items_blocks(tmp_path, scans):
@@ -153,14 +160,16 @@ def test_broken_zip_member(tmp_path):
         blob[i] ^= 0xFF
     path.write_bytes(bytes(blob))
     (row,) = rows(find(path))
-    assert row["data"] is None and row["error"].startswith("broken archive member")
+    assert row["data"] is None
+    assert row["error"].startswith("broken archive member")
 
 
 def test_dangling_symlink_cannot_be_read(tmp_path):
     os.symlink(tmp_path / "gone.png", tmp_path / "link.png")
     (item,) = find(tmp_path)
     (row,) = rows([item])
-    assert row["error"] == "cannot read: No such file or directory" and row["data"] is None
+    assert row["error"] == "cannot read: No such file or directory"
+    assert row["data"] is None
 
 
 def test_read_tasks_each_archive_whole_and_files_in_slices(tree):
@@ -240,7 +249,8 @@ def test_desktop_junk_is_skipped_and_counted(tmp_path, scans):
     (tmp_path / "in" / "4" / "._b.png").write_bytes(b"\x00\x05\x16\x07")
     (tmp_path / "in" / "desktop.ini").write_text("[.ShellClassInfo]")
     found = inputs.find([str(tmp_path / "in")])
-    assert [it.key for it in found.items] == ["a.zip/3/a.png", "4/b.png"] and found.junk == 5
+    assert [it.key for it in found.items] == ["a.zip/3/a.png", "4/b.png"]
+    assert found.junk == 5
     items, _ = labels.with_labels(found.items, "dirname", None, DIGITS, "cnn")
     assert [it.label for it in items] == ["3", "4"]
 
@@ -283,9 +293,11 @@ def test_label_file_matches_through_input_and_archive_never_by_bare_name(tmp_pat
     assert [it.label for it in got] == [None, None]
     assert problems == {"paths under more than one INPUT (use the absolute path)": ["a.png"]}
     report = labels.report(labels.LabelFile("l.csv", [("a.png", "2")]), problems)
-    assert report["rows"] == 1 and report["problems"][
-        "paths under more than one INPUT (use the absolute path)"
-    ] == {"count": 1, "examples": ["a.png"]}
+    assert report["rows"] == 1
+    assert report["problems"]["paths under more than one INPUT (use the absolute path)"] == {
+        "count": 1,
+        "examples": ["a.png"],
+    }
 
 
 def test_label_file_with_unknown_label_fails(tree):
@@ -340,10 +352,12 @@ def test_non_utf8_names_are_escaped_losslessly(tmp_path, scans):
     with open(raw, "wb") as f:
         f.write(scans[0][1])
     (item,) = find(tmp_path)
-    assert item.key == "caf\\xe9\\\\x41.png" and item.key.encode("utf-8")
+    assert item.key == "caf\\xe9\\\\x41.png"
+    assert item.key.encode("utf-8")
     assert os.fsencode(names.unescape(item.source)) == raw
     (row,) = rows([item])
-    assert row["data"] == scans[0][1] and row["error"] is None
+    assert row["data"] == scans[0][1]
+    assert row["error"] is None
     for name in ("plain.png", "back\\xslash", "a\\b", "\udcff\\x", "\\\udc80"):
         assert names.unescape(names.escape(name)) == name
     assert names.escape("back\\x41") != names.escape("back\udcc1")
@@ -407,13 +421,13 @@ def test_a_folder_thousands_of_levels_deep_never_stops_the_listing(deep, scans):
         (len("/d/a.png"), None),
         (1100 * 2 + len("/a.png"), None),
     ]
-    assert (
-        len(found) == 4
-        and found[3].error == "cannot list folder: File name too long; its files were not read"
-    )
-    assert found[3].source.startswith(f"{tmp_path}/d/d/") and len(found[3].source) >= 4096 - len("/d")
+    assert len(found) == 4
+    assert found[3].error == "cannot list folder: File name too long; its files were not read"
+    assert found[3].source.startswith(f"{tmp_path}/d/d/")
+    assert len(found[3].source) >= 4096 - len("/d")
     got = rows(found)
-    assert [r["error"] for r in got][:3] == [None, None, None] and got[2]["data"] == scans[0][1]
+    assert [r["error"] for r in got][:3] == [None, None, None]
+    assert got[2]["data"] == scans[0][1]
 
 
 @pytest.mark.parametrize(

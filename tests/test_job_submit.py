@@ -182,11 +182,12 @@ def test_compare_then_score_spread_over_two_nodes(cluster, tmp_path):
     assert "max_restarts > 0" not in result.stdout + result.stderr
     assert "PreemptionWatcher" in (out / "ray-notices.log").read_text()
     metrics = pq.read_table(out / "metrics.parquet").to_pydict()
-    assert metrics["model"] == ["cnn"] and metrics["epochs"] == [1]
+    assert metrics["model"] == ["cnn"]
+    assert metrics["epochs"] == [1]
     # auto: a worker per core of every node, so both nodes train; the run says where its workers ran.
-    assert (
-        metrics["num_workers"] == [4] and metrics["threads_per_worker"] == [1] and metrics["num_nodes"] == [2]
-    )
+    assert metrics["num_workers"] == [4]
+    assert metrics["threads_per_worker"] == [1]
+    assert metrics["num_nodes"] == [2]
     assert "Ray Train: 4 worker(s) x 1 CPU(s)" in result.stdout + result.stderr
     assert Path(metrics["checkpoint"][0]).is_file()
 
@@ -218,13 +219,14 @@ def test_compare_then_score_spread_over_two_nodes(cluster, tmp_path):
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     rows = pads.dataset(scored / "predictions", format="parquet").to_table().to_pylist()
-    assert len(rows) == 1200 and all(r["error"] is None and r["model"] == "cnn" for r in rows)
+    assert len(rows) == 1200
+    assert all(r["error"] is None and r["model"] == "cnn" for r in rows)
     summary = json.loads((scored / "summary.json").read_text())
     assert summary["scored"] == 1200
     by_node = summary["images_by_node"]
-    assert len(by_node) == 2 and all(n > 0 for n in by_node.values()) and sum(by_node.values()) == 1200, (
-        by_node
-    )
+    assert len(by_node) == 2, by_node
+    assert all(n > 0 for n in by_node.values()), by_node
+    assert sum(by_node.values()) == 1200, by_node
     assert pq.read_table(scored / "metrics.parquet").to_pydict()["num_nodes"] == [2]
 
 
@@ -260,7 +262,8 @@ def test_node_local_paths_are_refused_before_work_starts(cluster, tmp_path):
         cluster, ["jobs/score.py", str(scans), "--model", str(model), "--output", str(local / "scored")]
     )
     assert f"jobs/score.py: error: --output {local / 'scored'}: a node-local path" in result.stdout
-    assert not (local / "scored").exists() and not (local / "scored.partial").exists()
+    assert not (local / "scored").exists()
+    assert not (local / "scored.partial").exists()
     local_scans = local / "scans"
     shutil.copytree(scans, local_scans)
     result = submit(
@@ -320,4 +323,5 @@ def test_a_run_waits_for_the_node_it_needs(cluster, tmp_path):
         time.sleep(3)
     assert f"Job '{job}' succeeded" in status, job_cli(cluster, "logs", job)[-3000:]
     metrics = pq.read_table(out / "metrics.parquet").to_pydict()
-    assert metrics["num_workers"] == [3] and metrics["num_nodes"] == [3]
+    assert metrics["num_workers"] == [3]
+    assert metrics["num_nodes"] == [3]

@@ -16,7 +16,8 @@ def test_forward_shape(name, classes):
     model = models.build(name, classes).eval()
     with torch.no_grad():
         out = model(torch.randn(3, 1, 28, 28))
-    assert out.shape == (3, classes) and torch.isfinite(out).all()
+    assert out.shape == (3, classes)
+    assert torch.isfinite(out).all()
 
 
 def test_seed_cnn_is_002s_keras_model_layer_for_layer():
@@ -29,7 +30,8 @@ def test_seed_lstm_is_relu_lstm_with_keras_init():
     layer = model.rnn[0]
     assert isinstance(layer, models.ReluLSTMLayer)
     h = layer.hidden
-    assert torch.all(layer.inp.bias[h : 2 * h] == 1) and torch.all(layer.inp.bias[:h] == 0)
+    assert torch.all(layer.inp.bias[h : 2 * h] == 1)
+    assert torch.all(layer.inp.bias[:h] == 0)
     w = layer.rec.weight  # orthogonal columns
     assert torch.allclose(w.T @ w, torch.eye(h), atol=1e-4)
 
@@ -43,7 +45,8 @@ def test_lstm_reads_rows_as_time_steps(rows):
     x = torch.randn(2, 1, 28, 28)
     with torch.no_grad():
         assert not torch.allclose(model(x), model(x.flip(2)))
-    assert models.recipe("lstm").settings["rows_per_step"] == 2 and models.build("lstm", 10).steps == 14
+    assert models.recipe("lstm").settings["rows_per_step"] == 2
+    assert models.build("lstm", 10).steps == 14
 
 
 def test_unknown_model():

@@ -40,7 +40,8 @@ def on_paper(digit: np.ndarray, side: int = 100, at: int = 10, size: int = 80) -
 
 
 def test_mnist_digits_pass_almost_unchanged(digits, converted):
-    assert converted.shape == digits.shape and converted.dtype == np.uint8
+    assert converted.shape == digits.shape
+    assert converted.dtype == np.uint8
     assert diff(converted, digits).mean() < 1.5  # measured 0.56 (most differ by a one-pixel shift at most)
     assert diff(converted, digits).mean(axis=(1, 2)).max() < 30  # vs ~44 between different digits
 
@@ -74,14 +75,16 @@ def test_size_invariance_200_px(digits, converted):
     )
     assert diff(big, converted).mean() < 12  # measured 8.5; different digits differ by ~44
     corr = [np.corrcoef(b.ravel(), c.ravel())[0, 1] for b, c in zip(big, converted)]
-    assert np.mean(corr) > 0.9 and min(corr) > 0.6
+    assert np.mean(corr) > 0.9
+    assert min(corr) > 0.6
 
 
 def test_aspect_ratio_is_kept_for_a_thin_bar():
     page = np.full((100, 100), 255, np.uint8)
     page[20:80, 45:55] = 0  # 60 tall, 10 wide
     h, w = ink_box(to_mnist(page))
-    assert h == 20 and 3 <= w <= 4
+    assert h == 20
+    assert 3 <= w <= 4
 
 
 @pytest.mark.parametrize("value", [0, 128, 255])
@@ -112,13 +115,16 @@ def test_drop_specks_on_a_size_not_divisible_by_the_grid():
     ink[50:150, 30:100] = 1.0
     ink[2, 2] = 1.0
     out = preprocess.drop_specks(ink)
-    assert out.shape == ink.shape and out[2, 2] == 0 and out[50:150, 30:100].min() == 1.0
+    assert out.shape == ink.shape
+    assert out[2, 2] == 0
+    assert out[50:150, 30:100].min() == 1.0
 
 
 def test_16_bit_and_float_input_match_uint8(digits, converted):
     for d, ref in zip(digits[:20], converted[:20]):
         gray16 = images.grayscale(Image.fromarray(d.astype(np.uint16) * 257))  # mode I;16 -> float32
-        assert gray16.dtype == np.float32 and gray16.max() <= 1.0
+        assert gray16.dtype == np.float32
+        assert gray16.max() <= 1.0
         assert diff(to_mnist(gray16), ref).max() <= 1
         assert diff(to_mnist(d.astype(np.float64) / 255), ref).max() <= 1
 
@@ -133,14 +139,18 @@ def test_rejects_non_2d_or_tiny_input():
 def test_batch_keeps_shape_and_blank_images(digits, converted):
     x = np.concatenate([digits[:10], np.zeros((1, 28, 28), np.uint8)])
     out = preprocess.batch(x)
-    assert out.shape == x.shape and out.dtype == np.uint8
-    assert np.array_equal(out[:10], converted[:10]) and not out[10].any()
+    assert out.shape == x.shape
+    assert out.dtype == np.uint8
+    assert np.array_equal(out[:10], converted[:10])
+    assert not out[10].any()
 
 
 def test_load_with_scan_preprocess():
     plain = datasets.load("mnist", limit_train=300, limit_test=100)
     scanned = datasets.load("mnist", limit_train=300, limit_test=100, scan_preprocess=True)
     for a, b in ((plain.train, scanned.train), (plain.val, scanned.val), (plain.test, scanned.test)):
-        assert a.x.shape == b.x.shape and b.x.dtype == np.uint8 and np.array_equal(a.y, b.y)
+        assert a.x.shape == b.x.shape
+        assert b.x.dtype == np.uint8
+        assert np.array_equal(a.y, b.y)
     assert np.array_equal(scanned.test.x, preprocess.batch(plain.test.x))
     assert not np.array_equal(scanned.test.x, plain.test.x)

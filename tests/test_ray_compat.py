@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import os
 
 import pytest
 
@@ -67,7 +68,8 @@ def test_the_data_context_has_every_setting_the_pipelines_set():
     for name in [*ray_compat.DATA_CONTEXT, ray_compat.WAIT_FOR_ACTORS, ray_compat.RESERVATION]:
         where(f"DataContext.{name}", lambda name=name: hasattr(context, name))
     ray_compat.configure_data_context(context, 7.0)
-    assert getattr(context, ray_compat.WAIT_FOR_ACTORS) == 7.0 and context.enable_progress_bars is False
+    assert getattr(context, ray_compat.WAIT_FOR_ACTORS) == 7.0
+    assert context.enable_progress_bars is False
     assert getattr(context, ray_compat.RESERVATION) is False
     ray_compat.configure_data_context(context, reserve=True)
     assert getattr(context, ray_compat.RESERVATION) is True
@@ -83,3 +85,21 @@ def test_the_notice_ray_train_calls_safe_to_ignore_still_says_so():
         f"the wording {marker!r} of Train's autoscaling coordinator",
         lambda: marker in inspect.getsource(autoscaling_coordinator_client),
     )
+
+
+def test_tune_still_reads_the_setting_that_turns_its_new_output_off(monkeypatch):
+    from ray.tune.experimental import output
+
+    name, value = ray_compat.TUNE_OLD_OUTPUT
+    where(
+        f"{name} in ray.tune.experimental.output.get_air_verbosity",
+        lambda: name in inspect.getsource(output.get_air_verbosity),
+    )
+    monkeypatch.setattr(os, "environ", {k: v for k, v in os.environ.items() if k != name})  # this test's own
+    ray_compat.tune_output_settings()
+    assert os.environ[name] == value
+    assert output.get_air_verbosity(0) is None  # what the setting is for: no banner, even at verbose=0
+    os.environ[name] = "1"
+    ray_compat.tune_output_settings()
+    assert os.environ[name] == "1"  # a value the user set stays
+    assert output.get_air_verbosity(1) is not None

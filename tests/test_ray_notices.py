@@ -20,7 +20,8 @@ COORDINATOR = [
     f"\x1b[36m(TrainController pid=5120)\x1b[0m {line}"
     for line in (
         "Failed to send resource request for train-run-4f1e. If this only happens transiently during network "
-        "partition or CPU being overloaded, it's safe to ignore this error. If this error persists, file a GitHub issue.",
+        "partition or CPU being overloaded, it's safe to ignore this error. If this error persists, "
+        "file a GitHub issue.",
         "Traceback (most recent call last):",
         '  File "/venv/lib/python3.11/site-packages/ray/train/v2/_internal/execution/scaling_policy/'
         'autoscaling_coordinator_client.py", line 58, in send_resource_request',
@@ -47,14 +48,13 @@ def test_notices_go_to_the_log_and_the_rest_to_the_terminal(tmp_path):
     shown = terminal.getvalue().splitlines()
     note = shown[1]
     assert shown == [PROGRESS, note, PROGRESS, REAL_WARNING, OURS]
-    assert (
-        note.startswith("note: Ray Train's autoscaling coordinator")
-        and str(tmp_path / "ray-notices.log") in note
-    )
+    assert note.startswith("note: Ray Train's autoscaling coordinator")
+    assert str(tmp_path / "ray-notices.log") in note
     assert sum(line.startswith("note:") for line in shown) == 1  # once per kind, however often Ray says it
     logged = (tmp_path / "ray-notices.log").read_text().splitlines()
     assert len(logged) == 1 + 2 * len(COORDINATOR)
-    assert "PreemptionWatcher" in logged[0] and "GetTimeoutError" in logged[-1]
+    assert "PreemptionWatcher" in logged[0]
+    assert "GetTimeoutError" in logged[-1]
 
 
 def test_a_line_written_in_parts_and_a_partial_line_at_the_end(tmp_path):
@@ -64,7 +64,8 @@ def test_a_line_written_in_parts_and_a_partial_line_at_the_end(tmp_path):
     stream.write(PREEMPTION[40:] + "\n" + "no newline yet")
     assert terminal.getvalue() == ""
     stream.flush()
-    assert terminal.getvalue() == "no newline yet" and "PreemptionWatcher" in (tmp_path / "log").read_text()
+    assert terminal.getvalue() == "no newline yet"
+    assert "PreemptionWatcher" in (tmp_path / "log").read_text()
 
 
 def test_the_job_restores_stderr(tmp_path):

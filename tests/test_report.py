@@ -61,7 +61,8 @@ def test_compare_writes_every_figure_and_the_report(compared):
     metrics = pq.read_table(compared / "metrics.parquet").to_pylist()
     for r in metrics:  # the table opens the page with each model's accuracy
         assert f"<td>{100 * r['accuracy']:.2f}</td>" in page.split("<img ")[0]
-    assert "000 CNN 99.31" in page and "002 NB 80.60" in page
+    assert "000 CNN 99.31" in page
+    assert "002 NB 80.60" in page
 
 
 def test_mistakes_are_the_most_confident_wrong_predictions(compared):
@@ -99,10 +100,12 @@ def test_bad_results_dirs_are_one_line(tmp_path, capsys):
     assert capsys.readouterr().err == f"hdr report: error: RESULTS_DIR {tmp_path / 'nope'}: no such folder\n"
     assert report.main([str(tmp_path)]) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "holds no results of compare, tune or score" in err
+    assert err.count("\n") == 1
+    assert "holds no results of compare, tune or score" in err
     hdr = Path(sys.executable).parent / "hdr"
     done = subprocess.run([str(hdr), "report"], capture_output=True, text=True, timeout=60)
-    assert done.returncode == 2 and "the following arguments are required: RESULTS_DIR" in done.stderr
+    assert done.returncode == 2
+    assert "the following arguments are required: RESULTS_DIR" in done.stderr
 
 
 def test_an_unlabelled_score_output_gets_its_confidences_and_errors(compared, tmp_path):
@@ -131,7 +134,8 @@ def test_figures_for_47_classes_stay_readable(tmp_path):
     small = plots.confusion(cm[:10, :10], labels[:10], "cnn", tmp_path / "c10.png")
     large = plots.confusion(cm, labels, "cnn", tmp_path / "c47.png")
     with Image.open(small) as a, Image.open(large) as b:
-        assert b.width > 1.8 * a.width and b.height > 1.8 * a.height
+        assert b.width > 1.8 * a.width
+        assert b.height > 1.8 * a.height
         assert b.width >= 1200
 
 
@@ -161,12 +165,11 @@ def test_a_47_class_emnist_cnn_stands_beside_002s_emnist_cnn(tmp_path):
         next(line for line in lines if f"{100 * r['accuracy']:.2f}" in line and f" {r['model']} " in line)
         for r in rows
     )
-    assert (
-        "002 CNN EMNIST Balanced 88.00" in emnist_cnn
-        and "+3.05" in emnist_cnn
-        and "000 CNN" not in emnist_cnn
-    )
-    assert "002 " not in emnist_lstm and "000 LSTM" not in emnist_lstm
+    assert "002 CNN EMNIST Balanced 88.00" in emnist_cnn
+    assert "+3.05" in emnist_cnn
+    assert "000 CNN" not in emnist_cnn
+    assert "002 " not in emnist_lstm
+    assert "000 LSTM" not in emnist_lstm
     assert "000 CNN 99.31" in mnist_cnn
     assert studies.seed_figure("emnist-balanced", "cnn-emnist-seed") == ("002 CNN EMNIST Balanced", 88.0)
     png = plots.comparison(rows, tmp_path / "comparison.png")
@@ -196,11 +199,12 @@ def test_accuracy_axes_stop_at_100_percent():
     for fig, axis in zip(figures, ("x", "y")):
         ax = fig.axes[0]
         low, high = getattr(ax, f"get_{axis}lim")()
-        assert high == 100 and 0 <= low < 100
+        assert high == 100
+        assert 0 <= low < 100
         fig.canvas.draw()
         box = ax.get_window_extent()
         for text in ax.texts:
             inside = text.get_window_extent()
-            assert box.x0 - 1 <= inside.x0 and inside.x1 <= box.x1 + 1 and inside.y1 <= box.y1 + 1, (
-                text.get_text()
-            )
+            assert box.x0 - 1 <= inside.x0, text.get_text()
+            assert inside.x1 <= box.x1 + 1, text.get_text()
+            assert inside.y1 <= box.y1 + 1, text.get_text()

@@ -75,12 +75,14 @@ def test_review_queue_page_and_corrections_round_trip(ray_cluster, mnist, digits
         == json.loads((out / "summary.json").read_text())["review"]
     )
     confidences = [r["confidence"] for r in queue if r["error"] is None]
-    assert confidences == sorted(confidences) and queue[-1]["error"] is not None
+    assert confidences == sorted(confidences)
+    assert queue[-1]["error"] is not None
     assert all(
         r["path"] == (r["source"] if r["member"] is None else f"{r['source']}/{r['member']}") for r in queue
     )
     paths = {r["path"] for r in queue}
-    assert str(tmp_path / "in" / HOSTILE) in paths and str(tmp_path / "in" / "pages.tif") in paths
+    assert str(tmp_path / "in" / HOSTILE) in paths
+    assert str(tmp_path / "in" / "pages.tif") in paths
 
     page, trouble = open_page(browser, out / "review" / "review.html")
     items = page.locator("tr.item")
@@ -97,15 +99,17 @@ def test_review_queue_page_and_corrections_round_trip(ray_cluster, mnist, digits
     model, cfg = checkpoints.model_from_state(torch.load(digits_model / "model.pt", weights_only=True))
     for s, r in zip(shown, queue):
         if r["error"] is not None:
-            assert s["cropWidth"] == 0 and s["originalWidth"] == 0 and r["error"] in s["text"]
+            assert s["cropWidth"] == 0
+            assert s["originalWidth"] == 0
+            assert r["error"] in s["text"]
             continue
-        assert s["cropWidth"] == 28 and 0 < s["originalWidth"] <= review_queue.ORIGINAL_PX, s
+        assert s["cropWidth"] == 28, s
+        assert 0 < s["originalWidth"] <= review_queue.ORIGINAL_PX, s
         assert s["guesses"] == r["topk_labels"]
         # The crop is what the model saw: scoring it again gives the row's answer.
         z, pred, _ = evaluate.predict(model, picture(s["crop"])[None], cfg.mean, cfg.std)
-        assert pred[0] == r["pred"] and torch.softmax(torch.from_numpy(z), 1).max().item() == pytest.approx(
-            r["confidence"], abs=1e-4
-        )
+        assert pred[0] == r["pred"]
+        assert torch.softmax(torch.from_numpy(z), 1).max().item() == pytest.approx(r["confidence"], abs=1e-4)
     assert trouble == []  # no script error, and the file name's onerror never ran
 
     # A person works through it: types labels, takes a guess, makes a typo.
@@ -163,10 +167,12 @@ def test_review_queue_page_and_corrections_round_trip(ray_cluster, mnist, digits
     }
     assert labelled == corrections
     summary = json.loads((again / "summary.json").read_text())
-    assert summary["labels"]["problems"] == {} and summary["labels"]["rows"] == len(corrections)
+    assert summary["labels"]["problems"] == {}
+    assert summary["labels"]["rows"] == len(corrections)
     assert summary["review_page_rows"] == 5 < summary["review"]
     capped, trouble = open_page(browser, again / "review" / "review.html")
-    assert capped.locator("tr.item").count() == 5 and "queue.parquet" in capped.inner_text("body")
+    assert capped.locator("tr.item").count() == 5
+    assert "queue.parquet" in capped.inner_text("body")
     assert trouble == []
 
 
@@ -185,11 +191,13 @@ def test_without_a_threshold_only_errors_are_queued(ray_cluster, mnist, digits_m
     ]
     page, trouble = open_page(browser, tmp_path / "out" / "review" / "review.html")
     rows = page.locator("tr.item")
-    assert rows.count() == 2 and "empty file (0 bytes)" in rows.nth(1).inner_text()
+    assert rows.count() == 2
+    assert "empty file (0 bytes)" in rows.nth(1).inner_text()
     # A blank page has no crop, but its original is shown: a person can see whether it is blank.
     assert rows.nth(0).locator("img.crop").count() == 0
     assert rows.nth(0).locator("img.original").evaluate("img => img.naturalWidth") == 60
-    assert "no threshold set" in page.inner_text("body") and trouble == []
+    assert "no threshold set" in page.inner_text("body")
+    assert trouble == []
 
 
 def test_names_with_cr_lf_and_tab_keep_their_corrections(ray_cluster, mnist, digits_model, tmp_path, browser):

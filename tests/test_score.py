@@ -65,7 +65,8 @@ def test_folder_tar_and_zip_end_to_end(ray_cluster, mnist, digits_model, tmp_pat
     )
 
     t = predictions(out)
-    assert t.schema.equals(tables.PREDICTION_SCHEMA) and t.num_rows == n == 120
+    assert t.schema.equals(tables.PREDICTION_SCHEMA)
+    assert t.num_rows == n == 120
     rows = t.to_pylist()
     assert all(r["error"] is None and r["model"] == "cnn" and len(r["topk_labels"]) == 3 for r in rows)
     assert {r["member"] is None for r in rows if r["source"].endswith(".png")} == {True}
@@ -92,11 +93,13 @@ def test_folder_tar_and_zip_end_to_end(ray_cluster, mnist, digits_model, tmp_pat
     assert m["accuracy"] == pytest.approx(correct / n)
     assert (m["scored"], m["failed"], m["unlabelled"]) == (n, 0, 0)
     cm = pq.read_table(out / "confusion.parquet").to_pydict()
-    assert sum(cm["count"]) == n and len(cm["count"]) == 100
+    assert sum(cm["count"]) == n
+    assert len(cm["count"]) == 100
     assert pq.read_table(out / "per_class.parquet").num_rows == 10
     summary = json.loads((out / "summary.json").read_text())
     assert (summary["inputs_seen"], summary["scored"], summary["failed"]) == (n, n, 0)
-    assert summary["images_per_s"] > 0 and not (tmp_path / "out.partial").exists()
+    assert summary["images_per_s"] > 0
+    assert not (tmp_path / "out.partial").exists()
 
     # Labels known: the report, with the most confident mistakes drawn from the scored images.
     from tests.helpers import check_report
@@ -109,7 +112,8 @@ def test_folder_tar_and_zip_end_to_end(ray_cluster, mnist, digits_model, tmp_pat
     for m in mistakes:
         source, _, member = m["item"].partition("::")
         assert (source, member or None) in {(r["source"], r["member"]) for r in wrong}
-        assert len(m["image"]) == 784 and m["true_label"] != m["pred_label"]
+        assert len(m["image"]) == 784
+        assert m["true_label"] != m["pred_label"]
     check_report(
         out,
         {
@@ -192,7 +196,8 @@ def test_confidences_are_calibrated_by_the_checkpoints_temperature(
         assert summary["temperature"] == (None if name == "plain" else 2.5)
     for source, plain in runs["plain"].items():
         hot_row = runs["hot"][source]
-        assert hot_row["topk_labels"] == plain["topk_labels"] and hot_row["pred"] == plain["pred"]
+        assert hot_row["topk_labels"] == plain["topk_labels"]
+        assert hot_row["pred"] == plain["pred"]
         gap = np.log(plain["topk_probs"][0] / plain["topk_probs"][1])
         assert np.log(hot_row["topk_probs"][0] / hot_row["topk_probs"][1]) == pytest.approx(
             gap / 2.5, rel=1e-3, abs=1e-4
@@ -211,7 +216,7 @@ def test_reject_option_splits_answers_at_the_threshold(ray_cluster, mnist, digit
     model.mkdir()
     (model / "model.pt").write_bytes((digits_model / "model.pt").read_bytes())
     state = checkpoints.load(model / "model.pt")
-    val = readers.DIGIT.test(state, mnist.val.x, mnist.val.y)
+    val = readers.DIGIT.test(state, {"val": (mnist.val.x, mnist.val.y)}, temperature=1.0).sets["val"]
     temperature = calibration.fit_temperature(
         calibration.class_nll(val["logits"], mnist.val.y), len(mnist.val.y)
     )
@@ -242,7 +247,8 @@ def test_reject_option_splits_answers_at_the_threshold(ray_cluster, mnist, digit
     accepted = [r for r in rows if r["decision"] == "accept"]
     assert 0 < len(accepted) < 121
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
-    assert summary["threshold"] == pytest.approx(threshold) and summary["accepted"] == len(accepted)
+    assert summary["threshold"] == pytest.approx(threshold)
+    assert summary["accepted"] == len(accepted)
     assert summary["expected_coverage"] == pytest.approx(expected_coverage)
     assert summary["threshold_source"].startswith("--target-error 0.02")
     m = pq.read_table(tmp_path / "out" / "metrics.parquet").to_pylist()[0]
@@ -294,7 +300,8 @@ def test_every_bad_input_is_a_row_with_its_error(ray_cluster, mnist, digits_mode
     }
     for name, start in expected.items():
         key = name if name in errors else Path(name).name
-        assert errors[key] is not None and errors[key].startswith(start), (name, errors.get(key))
+        assert errors[key] is not None, (name, errors.get(key))
+        assert errors[key].startswith(start), (name, errors.get(key))
         assert "\n" not in errors[key]
     assert errors["ok.png"] is None
     assert sorted(r["page"] for r in rows if r["source"].endswith("pages.tif")) == [0, 1, 2]
@@ -302,7 +309,8 @@ def test_every_bad_input_is_a_row_with_its_error(ray_cluster, mnist, digits_mode
     failed = [r for r in rows if r["error"] is not None]
     assert all(r["pred"] is None and r["pred_label"] is None and r["topk_labels"] is None for r in failed)
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["failed"] == len(expected) and summary["scored"] == 4  # ok.png and 3 TIFF pages
+    assert summary["failed"] == len(expected)
+    assert summary["scored"] == 4  # ok.png and 3 TIFF pages
     assert not (out / "metrics.parquet").exists()  # no labels given
 
 
@@ -335,7 +343,8 @@ def test_resume_adds_new_inputs_and_keeps_old_rows(ray_cluster, mnist, digits_mo
     assert run(folder, "--model", digits_model, "--output", out) == 2  # would overwrite: refused
     assert run(folder, "--model", digits_model, "--output", out, "--resume") == 0
     rows = predictions(out).to_pylist()
-    assert len(rows) == 15 and len({r["source"] for r in rows}) == 15
+    assert len(rows) == 15
+    assert len({r["source"] for r in rows}) == 15
     assert first <= {(r["source"], r["pred"]) for r in rows}
     summary = json.loads((out / "summary.json").read_text())
     assert (summary["skipped_already_scored"], summary["images_this_run"], summary["images"]) == (10, 5, 15)
@@ -353,7 +362,8 @@ def test_resume_after_a_crash_drops_a_cut_file_and_finishes(ray_cluster, mnist, 
     (work / "predictions" / "cut.parquet").write_bytes(good[: len(good) // 2])
     assert run(folder, "--model", digits_model, "--output", out) == 2  # an interrupted run is not thrown away
     assert run(folder, "--model", digits_model, "--output", out, "--resume") == 0
-    assert not work.exists() and not (out / "predictions" / "cut.parquet").exists()
+    assert not work.exists()
+    assert not (out / "predictions" / "cut.parquet").exists()
     assert predictions(out).num_rows == 10
     assert json.loads((out / "summary.json").read_text())["images_this_run"] == 0
 
@@ -384,11 +394,13 @@ def test_killed_driver_leaves_no_complete_looking_output_and_resumes(
     time.sleep(3)  # the pipeline is running
     driver.send_signal(signal.SIGKILL)
     driver.wait()
-    assert not out.exists() and (tmp_path / "out.partial").exists()
+    assert not out.exists()
+    assert (tmp_path / "out.partial").exists()
     time.sleep(2)  # let Ray reap the dead driver's actors
     assert score.main(args + ["--resume"]) == 0
     rows = predictions(out).to_pylist()
-    assert len(rows) == 720 and len({r["source"] for r in rows}) == 720
+    assert len(rows) == 720
+    assert len({r["source"] for r in rows}) == 720
     assert pq.read_table(out / "metrics.parquet")["scored"].to_pylist() == [720]
 
 
@@ -429,8 +441,10 @@ def test_bad_flags_and_paths_are_one_line(ray_cluster, mnist, digits_model, tmp_
     with pytest.raises(SystemExit) if flag_error else contextlib.nullcontext():
         assert score.main(argv) == 2  # argparse exits with 2 itself for a bad flag value
     err = capsys.readouterr().err
-    assert message in err and len(err.strip().splitlines()) == 1, err
-    assert not (tmp_path / "out").exists() and not (tmp_path / "out.partial").exists()
+    assert message in err, err
+    assert len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "out").exists()
+    assert not (tmp_path / "out.partial").exists()
 
 
 def test_output_that_is_not_a_score_output_is_refused(ray_cluster, mnist, digits_model, tmp_path, capsys):
@@ -461,8 +475,10 @@ def test_emnist_model_scores_letters_with_their_characters(ray_cluster, tmp_path
         == 0
     )
     rows = predictions(tmp_path / "out").to_pylist()
-    assert len(rows) == 60 and all(r["error"] is None for r in rows)
-    assert {r["true_label"] for r in rows} <= set(ds.labels) and len({r["true_label"] for r in rows}) > 20
+    assert len(rows) == 60
+    assert all(r["error"] is None for r in rows)
+    assert {r["true_label"] for r in rows} <= set(ds.labels)
+    assert len({r["true_label"] for r in rows}) > 20
     assert all(r["pred_label"] in ds.labels and len(r["topk_labels"]) == 5 for r in rows)
     assert pq.read_table(tmp_path / "out" / "per_class.parquet").num_rows == 47
 
@@ -473,7 +489,8 @@ def test_console_script_and_job_script(tmp_path):
         [sys.executable, str(ROOT / "jobs" / "score.py"), "--help"],
     ):
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
-        assert done.returncode == 0 and "--labels-from" in done.stdout
+        assert done.returncode == 0
+        assert "--labels-from" in done.stdout
 
 
 def test_resume_with_another_model_is_refused(ray_cluster, mnist, digits_model, tmp_path, capsys):
@@ -490,8 +507,11 @@ def test_resume_with_another_model_is_refused(ray_cluster, mnist, digits_model, 
             out.rename(where)
         assert run(folder, "--model", tmp_path / "retrained.pt", "--output", out, "--resume") == 2
         err = capsys.readouterr().err
-        assert err.count("\n") == 1 and "were scored by cnn" in err and "would mix two models' answers" in err
-        assert where.is_dir() and (where / "run.json").is_file()  # left as it was
+        assert err.count("\n") == 1
+        assert "were scored by cnn" in err
+        assert "would mix two models' answers" in err
+        assert where.is_dir()
+        assert (where / "run.json").is_file()  # left as it was
     assert run(folder, "--model", digits_model, "--output", out, "--resume") == 0  # the same model goes on
 
 
@@ -538,13 +558,15 @@ def test_two_runs_into_one_output_at_once_are_refused(ray_cluster, mnist, digits
                 capture_output=True,
                 text=True,
             )
-            assert second.returncode == 2 and second.stderr.count("\n") == 1, second.stderr
+            assert second.returncode == 2, second.stderr
+            assert second.stderr.count("\n") == 1, second.stderr
             assert "another hdr score is writing into it now" in second.stderr
     finally:
         first.send_signal(signal.SIGCONT)
     assert first.wait(timeout=300) == 0, first.stderr.read()
     rows = predictions(out).to_pylist()
-    assert len(rows) == 240 and len({(r["source"], r["page"]) for r in rows}) == 240
+    assert len(rows) == 240
+    assert len({(r["source"], r["page"]) for r in rows}) == 240
 
 
 def test_resume_maps_each_row_to_one_member_occurrence(ray_cluster, mnist, digits_model, tmp_path):
@@ -631,8 +653,10 @@ def test_an_input_that_holds_nothing_is_one_line(ray_cluster, digits_model, tmp_
     for name in ("empty", "junk"):
         assert run(tmp_path / name, "--model", digits_model, "--output", tmp_path / "out") == 2
         err = capsys.readouterr().err
-        assert err.count("\n") == 1 and f"INPUT {tmp_path / name}: holds no files to score" in err
-        assert not (tmp_path / "out").exists() and not (tmp_path / "out.partial").exists()
+        assert err.count("\n") == 1
+        assert f"INPUT {tmp_path / name}: holds no files to score" in err
+        assert not (tmp_path / "out").exists()
+        assert not (tmp_path / "out.partial").exists()
 
 
 def test_a_folder_thousands_of_levels_deep_is_scored_to_the_end(
@@ -643,7 +667,8 @@ def test_a_folder_thousands_of_levels_deep_is_scored_to_the_end(
     out = tmp_path_factory.mktemp("deep-out") / "out"
     assert run(deep, "--model", digits_model, "--output", out) == 0
     rows = predictions(out).to_pylist()
-    assert len(rows) == 4 and sum(r["error"] is None for r in rows) == 3
+    assert len(rows) == 4
+    assert sum(r["error"] is None for r in rows) == 3
     assert [r["error"] for r in rows if r["error"]] == [
         "cannot list folder: File name too long; its files were not read"
     ]

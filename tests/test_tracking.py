@@ -44,7 +44,8 @@ def test_a_store_that_cannot_be_written_is_one_line(tmp_path):
     blocker.write_text("")
     with pytest.raises(UserError, match="cannot log there") as e:
         tracking.open_tracker(str(blocker / "mlruns"), "results", tmp_path)
-    assert str(blocker / "mlruns") in str(e.value) and "\n" not in str(e.value)
+    assert str(blocker / "mlruns") in str(e.value)
+    assert "\n" not in str(e.value)
 
 
 def test_without_mlflow_the_flag_says_how_to_install_it(tmp_path):
@@ -56,7 +57,8 @@ def test_without_mlflow_the_flag_says_how_to_install_it(tmp_path):
     result = subprocess.run(
         [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120
     )
-    assert result.returncode == 2 and result.stderr.count("\n") == 1
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1
     assert "--mlflow needs MLflow, an optional extra: pip install 'hdr-dist[mlflow]'" in result.stderr
 
 
@@ -90,5 +92,6 @@ def test_a_tracker_that_fails_halfway_costs_a_warning_not_the_job(tmp_path, capl
         run.finish({"accuracy": 0.9}, {None: [tmp_path / "nothing.html"]})
         assert run.start("cnn", "key2") is None
     warnings = [r.getMessage() for r in caplog.records]
-    assert len(warnings) == 3 and all(w.startswith("mlflow: could not log ") for w in warnings)
+    assert len(warnings) == 3
+    assert all(w.startswith("mlflow: could not log ") for w in warnings)
     assert all(str(store.as_uri()) in w for w in warnings)

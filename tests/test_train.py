@@ -30,7 +30,8 @@ def test_plain_loop_learns_and_checkpoint_loads_weights_only(tmp_path):
     sched = train.make_schedule(opt, cfg, 10)
     checkpoints.save(str(tmp_path), model, opt, sched, cfg, 1, history)
     state = checkpoints.load(tmp_path)  # weights_only=True inside
-    assert state["config"]["model"] == "cnn" and state["epoch"] == 1
+    assert state["config"]["model"] == "cnn"
+    assert state["epoch"] == 1
     assert state["config"]["labels"] == ds.labels
     assert all(torch.equal(v, model.state_dict()[k]) for k, v in state["model"].items())
     assert TrainConfig.from_dict(state["config"]) == cfg
@@ -40,7 +41,8 @@ def test_config_takes_the_recipe_and_only_the_settings_given():
     ds = datasets.load("mnist", limit_train=500, limit_test=50)
     cfg = TrainConfig.from_recipe("cnn-seed", ds, lr=0.01, dropout=None, augment=None)
     assert (cfg.lr, cfg.optimizer, cfg.augment, cfg.dropout, cfg.epochs) == (0.01, "rmsprop", False, None, 30)
-    assert cfg.labels == tuple(ds.labels) and cfg.num_classes == 10
+    assert cfg.labels == tuple(ds.labels)
+    assert cfg.num_classes == 10
     try:
         cfg.lr = 1.0
     except AttributeError:
@@ -86,13 +88,16 @@ def test_a_checkpoint_written_before_the_config_dataclass_still_loads(tmp_path):
     assert (cfg.width, cfg.dropout, cfg.labels) == (1.0, None, tuple(ds.labels))
     assert all(torch.equal(v, weights[k]) for k, v in model.state_dict().items())
     state, cfg, path = checkpoints.for_scoring(str(tmp_path), None)  # what `hdr score --model` does
-    assert cfg.model == "cnn" and path == str(tmp_path / "model.pt") and state["params"] > 0
+    assert cfg.model == "cnn"
+    assert path == str(tmp_path / "model.pt")
+    assert state.params > 0
     # An lstm of before issue 17 read one row a step, where the recipe now reads two.
     lstm = old | {"model": "lstm", "arch": "lstm"}
     weights = models.build("lstm", 10, rows_per_step=1).state_dict()
     torch.save({"model": weights, "config": lstm, "history": []}, tmp_path / "model.pt")
     model, cfg = checkpoints.model_from_state(checkpoints.load(tmp_path / "model.pt"))
-    assert cfg.rows_per_step == 1 and model.steps == 28
+    assert cfg.rows_per_step == 1
+    assert model.steps == 28
     assert all(torch.equal(v, weights[k]) for k, v in model.state_dict().items())
 
 

@@ -37,12 +37,16 @@ def swept(ray_cluster, tmp_path_factory):
 
 def test_trials_parquet_has_one_row_per_trial(swept):
     t = table(swept, "trials")
-    assert len(t["trial_id"]) == 3 and len(set(t["trial_id"])) == 3
+    assert len(t["trial_id"]) == 3
+    assert len(set(t["trial_id"])) == 3
     assert set(SWEPT) | {"best_val_acc", "best_epoch", "epochs", "seconds", "status"} <= set(t)
-    assert set(t["status"]) <= {"completed", "stopped early"} and "completed" in t["status"]
+    assert set(t["status"]) <= {"completed", "stopped early"}
+    assert "completed" in t["status"]
     for i in range(3):
-        assert 0 < t["best_val_acc"][i] <= 1 and 1 <= t["best_epoch"][i] <= t["epochs"][i] <= 2
-        assert (t["status"][i] == "completed") == (t["epochs"][i] == 2) and t["seconds"][i] > 0
+        assert 0 < t["best_val_acc"][i] <= 1
+        assert 1 <= t["best_epoch"][i] <= t["epochs"][i] <= 2
+        assert (t["status"][i] == "completed") == (t["epochs"][i] == 2)
+        assert t["seconds"][i] > 0
         assert Path(t["checkpoint"][i]).is_dir()
     first = {k: t[k][0] for k in SWEPT}  # --recipe-first: trial 0 is the recipe's own settings
     assert first == pytest.approx(sweep.recipe_point("cnn"))
@@ -56,7 +60,8 @@ def test_the_sweep_is_an_mlflow_run_with_each_trial_nested(swept):
     experiment = client.get_experiment_by_name(swept.name)
     runs = client.search_runs([experiment.experiment_id])
     parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
-    assert len(parents) == 1 and parents[0].info.run_name.startswith("sweep-mnist-cnn")
+    assert len(parents) == 1
+    assert parents[0].info.run_name.startswith("sweep-mnist-cnn")
     parent = parents[0]
     trials = table(swept, "trials")
     children = {
@@ -65,13 +70,15 @@ def test_the_sweep_is_an_mlflow_run_with_each_trial_nested(swept):
     assert set(children) == {f"trial {t}" for t in trials["trial_id"]}
     for i, trial_id in enumerate(trials["trial_id"]):
         run = children[f"trial {trial_id}"]
-        assert run.info.status == "FINISHED" and run.data.tags["hdr.outcome"] == trials["status"][i]
+        assert run.info.status == "FINISHED"
+        assert run.data.tags["hdr.outcome"] == trials["status"][i]
         assert float(run.data.params["lr"]) == pytest.approx(trials["lr"][i])
         assert run.data.params["model"] == "cnn"
         steps = sorted(client.get_metric_history(run.info.run_id, "val_acc"), key=lambda m: m.step)
         # Rank 0 logs each epoch as it ends; when ASHA stops a trial, its worker may have finished one
         # more epoch than Tune counted.
-        assert [m.step for m in steps] == list(range(1, len(steps) + 1)) and len(steps) >= trials["epochs"][i]
+        assert [m.step for m in steps] == list(range(1, len(steps) + 1))
+        assert len(steps) >= trials["epochs"][i]
         assert max(m.value for m in steps[: trials["epochs"][i]]) == pytest.approx(trials["best_val_acc"][i])
     best = table(swept, "metrics")
     assert parent.info.status == "FINISHED"
@@ -103,8 +110,11 @@ def test_report_plots_each_hyperparameter(swept):
 
 def test_best_trial_is_tested_in_compares_schemas(swept):
     t, m, pc, cm = (table(swept, n) for n in ("trials", "metrics", "per_class", "confusion"))
-    assert set(tables.METRIC_COLUMNS) <= set(m) and m["model"] == ["cnn"]
-    assert len(pc["label"]) == 10 and len(cm["count"]) == 100 and sum(cm["count"]) == 200
+    assert set(tables.METRIC_COLUMNS) <= set(m)
+    assert m["model"] == ["cnn"]
+    assert len(pc["label"]) == 10
+    assert len(cm["count"]) == 100
+    assert sum(cm["count"]) == 200
     diag = sum(c for tt, p, c in zip(cm["true"], cm["pred"], cm["count"]) if tt == p)
     assert diag / 200 == pytest.approx(m["accuracy"][0])
     best = max(range(3), key=lambda i: t["best_val_acc"][i])
@@ -118,8 +128,10 @@ def test_best_config_trains_again_through_compare(swept, tmp_path):
     best = json.loads((swept / "best_config.json").read_text())
     t = table(swept, "trials")
     i = max(range(3), key=lambda i: t["best_val_acc"][i])
-    assert best["models"] == "cnn" and best["lr"] == pytest.approx(t["lr"][i], rel=1e-5)
-    assert best["batch_size"] == t["batch_size"][i] and best["epochs"] == 2
+    assert best["models"] == "cnn"
+    assert best["lr"] == pytest.approx(t["lr"][i], rel=1e-5)
+    assert best["batch_size"] == t["batch_size"][i]
+    assert best["epochs"] == 2
     # --epochs on the command line wins over the file's
     assert (
         compare.main(
@@ -146,7 +158,8 @@ def test_best_config_trains_again_through_compare(swept, tmp_path):
 
 def test_width_and_dropout_reach_the_model():
     wide = models.build("cnn", 10, width=2.0, dropout=0.4)
-    assert wide.features[0].out_channels == 32 and wide.classifier[0].p == 0.4
+    assert wide.features[0].out_channels == 32
+    assert wide.classifier[0].p == 0.4
     assert models.count_params(wide) > 2 * models.count_params(models.build("cnn", 10))
     assert models.build("lstm", 10, width=0.5).rnn.hidden_size == 64
 
@@ -214,7 +227,8 @@ def test_ctrl_c_then_the_same_command_resumes_the_sweep(ray_cluster, tmp_path):
     time.sleep(2)  # let Ray reap the dead driver's actors
     assert tune.main(args) == 0
     t = table(tmp_path, "trials")
-    assert len(t["trial_id"]) == 4 and set(before) <= set(t["trial_id"])
+    assert len(t["trial_id"]) == 4
+    assert set(before) <= set(t["trial_id"])
     after = first_epochs(tmp_path)
     assert {k: after[k] for k in before} == before  # resumed from their checkpoints, not retrained
     sweep_dir(tmp_path)
@@ -238,7 +252,9 @@ def test_killed_driver_then_the_same_command_resumes_the_sweep(ray_cluster, tmp_
     time.sleep(2)
     assert tune.main(args) == 0
     t = table(tmp_path, "trials")
-    assert len(t["trial_id"]) == 4 and len(set(t["trial_id"])) == 4 and known <= set(t["trial_id"])
+    assert len(t["trial_id"]) == 4
+    assert len(set(t["trial_id"])) == 4
+    assert known <= set(t["trial_id"])
     sweep_dir(tmp_path)
 
 
@@ -265,13 +281,15 @@ def run_cli(*args: str) -> subprocess.CompletedProcess:
 def test_bad_flags_give_one_line(args, message, tmp_path):
     result = run_cli(*args, "--output", str(tmp_path))
     assert result.returncode == 2, result.stderr
-    assert result.stderr.count("\n") == 1 and message in result.stderr
+    assert result.stderr.count("\n") == 1
+    assert message in result.stderr
 
 
 def test_more_trials_at_once_than_the_cluster_holds(ray_cluster, tmp_path, capsys):
     assert tune.main([*SWEEP, "--max-concurrent", "3", "--output", str(tmp_path)]) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "--max-concurrent 3: the Ray cluster holds 2 trials of 1 worker(s)" in err
+    assert err.count("\n") == 1
+    assert "--max-concurrent 3: the Ray cluster holds 2 trials of 1 worker(s)" in err
 
 
 def test_a_sweep_saved_by_a_version_whose_modules_moved_is_one_line(ray_cluster, tmp_path):

@@ -50,10 +50,9 @@ class InferenceActor:
 
             state = ray.get(state[0])
         model, cfg = checkpoints.model_from_state(state)
-        onnx = state.get("onnx")
-        runner = OnnxModel(onnx, self.threads) if onnx else for_inference(model, self.device)
+        runner = OnnxModel(state.onnx, self.threads) if state.onnx else for_inference(model, self.device)
         # A checkpoint from before calibration has no temperature: its confidences are the plain softmax.
-        return Loaded(runner, cfg, readers.of(cfg), state.get("temperature") or 1.0)
+        return Loaded(runner, cfg, readers.of(cfg), state.temperature or 1.0)
 
 
 def node_name() -> str:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from hdr_dist.bulk.inputs import Item
-from hdr_dist.common.errors import UserError, one_line
+from hdr_dist.common.errors import SettingError, UserError, one_line, setting
 from hdr_dist.common.names import tidy
 from hdr_dist.inference import readers
 
@@ -32,29 +32,29 @@ def read_label_file(path: str) -> LabelFile:
     """A CSV (header ``path,label``) or Parquet file with those two columns."""
     file = Path(path).expanduser()
     if not file.is_file():
-        raise UserError(f"--labels {path}: no such file")
+        raise SettingError("labels", path, "no such file")
     try:
         if file.suffix.lower() == ".parquet":
             import pyarrow.parquet as pq
 
             table = pq.read_table(file)
             if not {"path", "label"} <= set(table.column_names):
-                raise UserError(
-                    f"--labels {path}: needs columns 'path' and 'label', has {table.column_names}"
+                raise SettingError(
+                    "labels", path, f"needs columns 'path' and 'label', has {table.column_names}"
                 )
             rows = zip(table["path"].to_pylist(), table["label"].to_pylist())
         else:
             with file.open(newline="", encoding="utf-8-sig") as f:
                 reader = csv.DictReader(f)
                 if not {"path", "label"} <= set(reader.fieldnames or ()):
-                    raise UserError(
-                        f"--labels {path}: needs a header line 'path,label', has {reader.fieldnames}"
+                    raise SettingError(
+                        "labels", path, f"needs a header line 'path,label', has {reader.fieldnames}"
                     )
                 rows = [(r["path"], r["label"]) for r in reader]
     except UserError:
         raise
     except Exception as e:  # noqa: BLE001 - unreadable, not UTF-8, not Parquet: the user's --labels
-        raise UserError(f"--labels {path}: unreadable ({one_line(e)})") from None
+        raise SettingError("labels", path, f"unreadable ({one_line(e)})") from None
     return LabelFile(path, [(tidy(str(p)), str(lab)) for p, lab in rows if p is not None and lab is not None])
 
 
@@ -161,7 +161,7 @@ def with_labels(
     if label_file is not None:
         found, problems = match(items, label_file)
         given = {label for _, label in label_file.rows}
-        what = "--labels has labels"
+        what = f"{setting('labels')} has labels"
     else:
         # A top folder that is a label (3/scan/a.png) is the class; one that is not (batch7/3/a.png)
         # holds them.
@@ -172,7 +172,7 @@ def with_labels(
         }
         found = {i: dirname_label(it, tops.get(it.source)) for i, it in enumerate(items) if it.error is None}
         given = set(found.values()) - {None}
-        what = "--labels-from dirname: folder names"
+        what = f"{setting('labels_from')} dirname: folder names"
     unknown = sorted(g for g in given if not reader.is_label(g, model_labels))
     if unknown:
         shown = ", ".join(repr(u) for u in unknown[:5]) + (
@@ -198,7 +198,7 @@ def report(label_file: LabelFile, problems: dict[str, list[str]]) -> dict:
 def warnings(label_file: LabelFile, problems: dict[str, list[str]]) -> list[str]:
     """One terminal line per kind of problem."""
     return [
-        f"--labels {label_file.path}: {len(paths):,} {kind}: "
+        f"{setting('labels')} {label_file.path}: {len(paths):,} {kind}: "
         + ", ".join(paths[:EXAMPLES])
         + (", …" if len(paths) > EXAMPLES else "")
         for kind, paths in problems.items()

@@ -11,9 +11,11 @@ the process ends, however it ends, so a crash leaves no stale lock behind.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -21,7 +23,7 @@ import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 
 from hdr_dist.bulk.inputs import Item
-from hdr_dist.common.errors import UserError, disk_full
+from hdr_dist.common.errors import SettingError, disk_full, setting
 
 LOCK = ".lock"
 RUN_FILE = "run.json"
@@ -37,14 +39,15 @@ def lock(folder: Path, output: Path) -> int:
     try:
         fd = os.open(folder / LOCK, os.O_CREAT | os.O_RDWR | os.O_CLOEXEC, 0o644)
     except OSError as e:
-        raise UserError(f"--output {output}: cannot write there ({e.strerror or e})") from None
+        raise SettingError("output", output, f"cannot write there ({e.strerror or e})") from None
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
         os.close(fd)
-        raise UserError(
-            f"--output {output}: another hdr score is writing into it now; "
-            "wait for it to finish, or choose another folder"
+        raise SettingError(
+            "output",
+            output,
+            "another hdr score is writing into it now; wait for it to finish, or choose another folder",
         ) from None
     return fd
 
@@ -70,16 +73,21 @@ def check_identity(folder: Path, identity: dict, output: Path) -> None:
         else (before["model"], before["checkpoint"]) == (identity["model"], identity["checkpoint"])
     )
     if not same:
-        raise UserError(
-            f"--output {output}: its rows were scored by {before['model']} ({before['checkpoint']}), "
-            f"not {identity['model']} ({identity['checkpoint']}); --resume would mix two models' answers. "
-            "Choose another folder"
+        raise SettingError(
+            "output",
+            output,
+            f"its rows were scored by {before['model']} ({before['checkpoint']}), "
+            f"not {identity['model']} ({identity['checkpoint']}); "
+            f"{setting('resume')} would mix two models' answers. "
+            "Choose another folder",
         )
     if before["threshold"] != identity.get("threshold"):
-        raise UserError(
-            f"--output {output}: its rows were decided at threshold {before['threshold']}, not "
-            f"{identity.get('threshold')}; --resume would mix two thresholds' decisions. "
-            "Choose another folder"
+        raise SettingError(
+            "output",
+            output,
+            f"its rows were decided at threshold {before['threshold']}, not "
+            f"{identity.get('threshold')}; {setting('resume')} would mix two thresholds' decisions. "
+            "Choose another folder",
         )
 
 
@@ -88,28 +96,49 @@ def check_output(output: Path, resume: bool, identity: dict) -> None:
     work = partial_of(output)
     finished = output.is_dir() and any(output.iterdir())
     if output.exists() and not output.is_dir():
-        raise UserError(f"--output {output}: exists and is not a folder")
+        raise SettingError("output", output, "exists and is not a folder")
     if finished and not (output / "summary.json").is_file():
-        raise UserError(
-            f"--output {output}: exists and is not the output of hdr score; choose another folder"
+        raise SettingError(
+            "output", output, "exists and is not the output of hdr score; choose another folder"
         )
     for folder in (work, output):
         if folder.is_dir() and (folder / LOCK).exists():
             os.close(lock(folder, output))  # only a probe: fails if a run holds it now
     if not resume:
         if finished:
-            raise UserError(
-                f"--output {output}: holds an earlier run's results; pass --resume to add to them, "
-                "or choose another folder"
+            raise SettingError(
+                "output",
+                output,
+                f"holds an earlier run's results; pass {setting('resume')} to add to them, "
+                "or choose another folder",
             )
         if work.exists():
-            raise UserError(
-                f"--output {output}: {work} holds an interrupted run; pass --resume to continue it, "
-                "or delete it to start over"
+            raise SettingError(
+                "output",
+                output,
+                f"{work} holds an interrupted run; pass {setting('resume')} to continue it, "
+                "or delete it to start over",
             )
     for folder in (work, output):
         if folder.is_dir():
             check_identity(folder, identity, output)
+
+
+@contextlib.contextmanager
+def writing(
+    output: Path, resume: bool, identity: dict, folders: tuple[str, ...] = ("predictions",)
+) -> Iterator[Path]:
+    """The folder this run writes into, locked for the run (``prepare``); a disk that fills up meanwhile
+    is the one line that says what was kept (``full``)."""
+    work, held = prepare(output, resume, identity, folders)
+    try:
+        yield work
+    except OSError as e:
+        if disk_full(e):
+            raise full(output) from None
+        raise
+    finally:
+        os.close(held)
 
 
 def prepare(
@@ -141,24 +170,25 @@ def prepare(
         if fd is not None:
             os.close(fd)
         if isinstance(e, FileExistsError):
-            raise UserError(
-                f"--output {output}: another hdr score started writing into it just now; "
-                "choose another folder"
+            raise SettingError(
+                "output", output, "another hdr score started writing into it just now; choose another folder"
             ) from None
         if disk_full(e):
             raise full(output) from None
         if isinstance(e, OSError):
-            raise UserError(f"--output {output}: cannot write there ({e.strerror or e})") from None
+            raise SettingError("output", output, f"cannot write there ({e.strerror or e})") from None
         raise
 
 
-def full(output: Path) -> UserError:
+def full(output: Path) -> SettingError:
     """The one line for a disk that filled up during a run: what was committed stays, and
     ``--resume`` goes on from there."""
-    return UserError(
-        f"--output {output}: the disk is full (no space left on device); what was scored so far is "
-        f"kept in {partial_of(output)}. Free some space, then run the same command with --resume "
-        "to continue"
+    return SettingError(
+        "output",
+        output,
+        f"the disk is full (no space left on device); what was scored so far is "
+        f"kept in {partial_of(output)}. Free some space, then run the same command with {setting('resume')} "
+        "to continue",
     )
 
 

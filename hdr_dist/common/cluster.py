@@ -18,10 +18,11 @@ from pathlib import Path
 from rich.console import Console
 
 from hdr_dist.common import ray_compat, storage
-from hdr_dist.common.errors import UserError
+from hdr_dist.common.errors import SettingError, UserError, setting
 
 AUTOSCALER_WAIT_S = 900  # --placement-timeout's default when an autoscaler can add nodes
 PROBE_TIMEOUT_S = 60
+POLL_S = 2  # how often a job waiting for nodes looks again
 
 
 def connect(address: str | None, log_to_driver: bool = True) -> None:
@@ -41,8 +42,8 @@ def connect(address: str | None, log_to_driver: bool = True) -> None:
         try:
             socket.create_connection((host, int(port)), timeout=5).close()
         except OSError as e:
-            raise UserError(
-                f"--address {address}: no Ray cluster answers there ({e.strerror or e})"
+            raise SettingError(
+                "address", address, f"no Ray cluster answers there ({e.strerror or e})"
             ) from None
     ray_compat.train_controller_settings(private=address == "local")
     ray.init(address=address, logging_level="WARNING", log_to_driver=log_to_driver)
@@ -69,12 +70,11 @@ def auto_workers(nodes: list[dict], use_gpu: bool) -> Workers:
 
     With GPUs: one worker per GPU, each with its share of its node's CPUs. On CPU-only
     nodes: one worker per core, each with one CPU and one torch thread, rather than one
-    worker per node with all its cores. On one 2-core node, ``benchmarks/train_throughput.py``
-    (three rounds, alternated; AMD EPYC; medians against a plain PyTorch loop on both cores)
-    measured two one-core workers at 1.19x and 1.01x in two runs, one two-core worker at
-    0.99x and 0.97x: the all-reduce between the two costs less than torch's two threads
-    lose inside each small convolution. A cluster with no CPUs yet (an autoscaler's head)
-    gets one worker, which ``placement`` then waits for.
+    worker per node with all its cores: on 2-core machines one one-core worker per core trained
+    faster than one worker with both cores, as the all-reduce between the two costs less than
+    torch's two threads lose inside each small convolution (``benchmarks/train_throughput.py``;
+    docs/decisions.md). A cluster with no CPUs yet (an autoscaler's head) gets one worker, which
+    ``placement`` then waits for.
     """
     if use_gpu:
         gpu_nodes = [n for n in nodes if n.get("GPU", 0) >= 1]
@@ -92,6 +92,113 @@ def slots(nodes: list[dict], cpus_per_worker: float, use_gpu: bool) -> int:
     return total
 
 
+@dataclass(frozen=True)
+class Request:
+    """What a job asks of the cluster, decided on the nodes there are now: ``count`` workers of
+    ``cpus`` CPUs each, a GPU each when ``gpu``; ``shown`` words the workers setting it came from."""
+
+    count: int
+    cpus: int
+    gpu: bool
+    shown: str
+
+    @property
+    def need(self) -> str:
+        """The request in words, each setting it came from named (``errors.setting``)."""
+        return f"{self.shown} x {setting('cpus_per_worker')} {self.cpus}" + (
+            " with one GPU each" if self.gpu else ""
+        )
+
+    def workers(self) -> Workers:
+        return Workers(self.count, self.cpus, self.gpu)
+
+
+def total_gpus(nodes: list[dict]) -> int:
+    return sum(int(n.get("GPU", 0)) for n in nodes)
+
+
+def reachable_gpus(nodes: list[dict], limit: dict | None) -> int:
+    """The GPUs the cluster has, or its autoscaler could bring up, whichever is more."""
+    return max(total_gpus(nodes), (limit or {}).get("GPU", 0))
+
+
+def sized(
+    workers: int | None, cpus_per_worker: int | None, gpu: str, nodes: list[dict]
+) -> tuple[int, int, str]:
+    """How many workers, of how many CPUs each, and their wording: the numbers given, or (``workers``
+    None) ``auto_workers``'s choice on these nodes, with their GPUs unless ``gpu`` is off."""
+    if workers is None:
+        plan = auto_workers(nodes, gpu == "on" or (gpu == "auto" and total_gpus(nodes) > 0))
+        cpus = cpus_per_worker or plan.cpus
+        count = plan.count if cpus_per_worker is None else max(1, slots(nodes, cpus, plan.gpu))
+        return count, cpus, f"{setting('workers')} auto ({count})"
+    return workers, cpus_per_worker or 1, f"{setting('workers')} {workers}"
+
+
+def request(
+    workers: int | None, cpus_per_worker: int | None, gpu: str, nodes: list[dict], limit: dict | None
+) -> Request:
+    """The request on these nodes: its size (``sized``), and a GPU per worker when ``gpu`` is on, or
+    auto and the cluster has (or its autoscaler can reach) one for every worker."""
+    count, cpus, shown = sized(workers, cpus_per_worker, gpu, nodes)
+    use_gpu = gpu == "on" or (gpu == "auto" and reachable_gpus(nodes, limit) >= count)
+    return Request(count, cpus, use_gpu, shown)
+
+
+def check_reachable(req: Request, gpu: str, nodes: list[dict], limit: dict | None) -> None:
+    """Fail at once on a request that no wait can satisfy: GPUs asked for that the cluster neither has
+    nor can reach, or more CPUs than its autoscaler (``limit``) can ever bring up."""
+    if gpu == "on" and reachable_gpus(nodes, limit) < req.count:
+        raise UserError(
+            f"{setting('gpu')} on with {req.shown} needs {req.count} GPUs; "
+            f"the Ray cluster has {total_gpus(nodes)}"
+            + (f" and its autoscaler can reach {limit.get('GPU', 0)}" if limit else "")
+        )
+    if limit and (req.count * req.cpus > limit.get("CPU", 0)):
+        raise UserError(
+            f"{req.need} needs {req.count * req.cpus} CPUs; the cluster's autoscaler can reach "
+            f"{limit.get('CPU', 0)}"
+        )
+
+
+def holding(nodes: list[dict], have: int, use_gpu: bool) -> str:
+    """What the cluster holds now of the workers asked for, in words."""
+    cpu_total = sum(n.get("CPU", 0) for n in nodes)
+    return (
+        f"the Ray cluster's {len(nodes)} node(s) hold {have} such workers "
+        f"({cpu_total:g} CPUs{f', {total_gpus(nodes)} GPUs' if use_gpu else ''})"
+    )
+
+
+def gave_up(req: Request, now: str, wait: float) -> UserError:
+    """The error of a request still not placed after ``wait`` seconds (0: none was allowed)."""
+    hint = (
+        f"waited {wait:g} s ({setting('placement_timeout')}) for nodes to join"
+        if wait
+        else f"add nodes, lower {setting('workers')}, or pass {setting('placement_timeout')} SECONDS "
+        "to wait for nodes to join"
+    )
+    return UserError(f"{req.need}: {now}; {hint}")
+
+
+def ask_autoscaler(req: Request | None) -> None:
+    """Ask the autoscaler for the nodes ``req`` needs, or (None) withdraw the request: Ray Train
+    makes its own once the nodes are there."""
+    from ray.autoscaler.sdk import request_resources
+
+    if req is None:
+        request_resources(bundles=[])
+        return
+    bundle = {"CPU": req.cpus} | ({"GPU": 1} if req.gpu else {})
+    request_resources(bundles=[bundle] * req.count)
+
+
+def flagged(text: str) -> str:
+    """A line for the terminal that names settings, each as its flag (as ``UserError.line`` shows an
+    error's)."""
+    return UserError(text).line()
+
+
 def placement(
     workers: int | None, cpus_per_worker: int | None, gpu: str, timeout: float | None, console: Console
 ) -> Workers:
@@ -101,60 +208,30 @@ def placement(
 
     A request the cluster cannot place now fails at once, unless an autoscaler
     could add the nodes or ``--placement-timeout`` was given: then the job asks
-    the autoscaler for them and waits, saying so, for at most that long.
+    the autoscaler for them and waits, saying so, for at most that long. The request is decided
+    again on each look, as nodes join.
     """
-    from ray.autoscaler.sdk import request_resources
-
     limit = ray_compat.autoscaler_max_resources()
     wait = timeout if timeout is not None else (AUTOSCALER_WAIT_S if limit else 0)
     deadline = time.monotonic() + wait
     asked = False
     while True:
-        nodes = alive_nodes()
-        resources = [n["Resources"] for n in nodes]
-        gpus = sum(int(r.get("GPU", 0)) for r in resources)
-        if workers is None:
-            plan = auto_workers(resources, gpu == "on" or (gpu == "auto" and gpus > 0))
-            cpus = cpus_per_worker or plan.cpus
-            count = plan.count if cpus_per_worker is None else max(1, slots(resources, cpus, plan.gpu))
-            shown = f"--workers auto ({count})"
-        else:
-            count, cpus, shown = workers, cpus_per_worker or 1, f"--workers {workers}"
-        can_get_gpus = max(gpus, (limit or {}).get("GPU", 0)) >= count
-        use_gpu = gpu == "on" or (gpu == "auto" and can_get_gpus)
-        need = f"{shown} x --cpus-per-worker {cpus}" + (" with one GPU each" if use_gpu else "")
-        if gpu == "on" and not can_get_gpus:
-            raise UserError(
-                f"--gpu on with {shown} needs {count} GPUs; the Ray cluster has {gpus}"
-                + (f" and its autoscaler can reach {limit.get('GPU', 0)}" if limit else "")
-            )
-        if limit and (count * cpus > limit.get("CPU", 0)):
-            raise UserError(
-                f"{need} needs {count * cpus} CPUs; the cluster's autoscaler can reach {limit.get('CPU', 0)}"
-            )
-        have = slots(resources, cpus, use_gpu)
-        if have >= count:
+        nodes = [n["Resources"] for n in alive_nodes()]
+        req = request(workers, cpus_per_worker, gpu, nodes, limit)
+        check_reachable(req, gpu, nodes, limit)
+        have = slots(nodes, req.cpus, req.gpu)
+        if have >= req.count:
             if asked:
-                request_resources(bundles=[])  # withdraw the request: Ray Train makes its own
-            return Workers(count, cpus, use_gpu)
-        cpu_total = sum(r.get("CPU", 0) for r in resources)
-        now = (
-            f"the Ray cluster's {len(nodes)} node(s) hold {have} such workers "
-            f"({cpu_total:g} CPUs{f', {gpus} GPUs' if use_gpu else ''})"
-        )
+                ask_autoscaler(None)
+            return req.workers()
+        now = holding(nodes, have, req.gpu)
         if time.monotonic() >= deadline:
-            hint = (
-                f"waited {wait:g} s (--placement-timeout) for nodes to join"
-                if wait
-                else "add nodes, lower --workers, or pass --placement-timeout SECONDS to wait for nodes to join"
-            )
-            raise UserError(f"{need}: {now}; {hint}")
+            raise gave_up(req, now, wait)
         if not asked:
-            bundle = {"CPU": cpus} | ({"GPU": 1} if use_gpu else {})
-            request_resources(bundles=[bundle] * count)
+            ask_autoscaler(req)
             asked = True
-            console.print(f"waiting up to {wait:g} s for nodes: {need}, and {now}")
-        time.sleep(2)
+            console.print(flagged(f"waiting up to {wait:g} s for nodes: {req.need}, and {now}"))
+        time.sleep(POLL_S)
 
 
 def is_shared(path: str) -> bool:
@@ -173,52 +250,62 @@ def _visible(paths: list[str]) -> list[bool]:
 
 
 def require_shared(outputs: dict[str, str], inputs: dict[str, list[str]] | None = None) -> None:
-    """On a multi-node cluster, fail at once if a flag's path is one some node cannot see.
+    """On a multi-node cluster, fail at once if a setting's path is one some node cannot see.
 
-    ``outputs`` (flag -> folder every node writes into) are probed with a marker
-    file the driver writes; ``inputs`` (flag -> paths every node reads) must
-    exist on every node. A task pinned to each other node looks, so an NFS mount
-    passes and a node's own disk fails, whatever the path looks like. Nodes an
-    autoscaler adds later are not seen here: give those clusters a URI.
+    ``outputs`` (setting -> folder every node writes into, such as ``{"output": ...}``) are probed
+    with a marker file the driver writes; ``inputs`` (setting -> paths every node reads) must exist
+    on every node. The error names the setting (``errors.setting``), which the job shows as its flag
+    or, mapped, as a positional argument's name. A task pinned to each other node looks, so an NFS
+    mount passes and a node's own disk fails, whatever the path looks like. Nodes an autoscaler
+    adds later are not seen here: give those clusters a URI.
     """
     import ray
-    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
     here = ray.get_runtime_context().get_node_id()
     others = [n for n in alive_nodes() if n["NodeID"] != here]
-    checks = [(flag, p, p) for flag, p in outputs.items() if not is_shared(p)]
-    checks += [(flag, p, p) for flag, ps in (inputs or {}).items() for p in ps if not is_shared(p)]
+    checks = [(name, p, p) for name, p in outputs.items() if not is_shared(p)]
+    checks += [(name, p, p) for name, ps in (inputs or {}).items() for p in ps if not is_shared(p)]
     if not others or not checks:
         return
     markers = []
     try:
-        for i, (flag, shown, path) in enumerate(checks):
-            if flag in outputs:
-                folder = nearest_folder(Path(path))
-                marker = folder / f".hdr-shared-{uuid.uuid4().hex}"
+        for i, (name, shown, path) in enumerate(checks):
+            if name in outputs:
+                marker = nearest_folder(Path(path)) / f".hdr-shared-{uuid.uuid4().hex}"
                 try:
                     marker.write_text("")
                 except OSError:
                     continue  # the job's own write will fail with the reason
                 markers.append(marker)
-                checks[i] = (flag, shown, str(marker))
-        look = ray.remote(num_cpus=0, max_retries=0)(_visible)
-        refs = {
-            n["NodeManagerAddress"] + " " + n["NodeID"][:8]: look.options(
-                scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False)
-            ).remote([c[2] for c in checks])
-            for n in others
-        }
-        ready, _ = ray.wait(list(refs.values()), num_returns=len(refs), timeout=PROBE_TIMEOUT_S)
-        seen = {node: ray.get(ref) for node, ref in refs.items() if ref in ready}
+                checks[i] = (name, shown, str(marker))
+        seen = visible_on(others, [c[2] for c in checks])
     finally:
         for marker in markers:
             marker.unlink(missing_ok=True)
-    for i, (flag, shown, _) in enumerate(checks):
+    for i, (name, shown, _) in enumerate(checks):
         blind = [node for node, visible in seen.items() if not visible[i]]
         if blind:
-            raise UserError(
-                f"{flag} {shown}: a node-local path; {len(blind)} of the cluster's {len(others) + 1} nodes "
+            raise SettingError(
+                name,
+                shown,
+                f"a node-local path; {len(blind)} of the cluster's {len(others) + 1} nodes "
                 f"({', '.join(blind)}) cannot see it. A multi-node run needs storage every node shares: "
-                "s3://..., gs://..., or an NFS mount at the same path on every node"
+                "s3://..., gs://..., or an NFS mount at the same path on every node",
             )
+
+
+def visible_on(nodes: list[dict], paths: list[str]) -> dict[str, list[bool]]:
+    """Which of ``paths`` each of ``nodes`` sees, by a task pinned to it; a node that has not answered
+    within ``PROBE_TIMEOUT_S`` is left out."""
+    import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    look = ray.remote(num_cpus=0, max_retries=0)(_visible)
+    refs = {
+        n["NodeManagerAddress"] + " " + n["NodeID"][:8]: look.options(
+            scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False)
+        ).remote(paths)
+        for n in nodes
+    }
+    ready, _ = ray.wait(list(refs.values()), num_returns=len(refs), timeout=PROBE_TIMEOUT_S)
+    return {node: ray.get(ref) for node, ref in refs.items() if ref in ready}

@@ -31,14 +31,19 @@ def flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
+def shown(text: str, flags: Mapping[str, str] | None = None) -> str:
+    """A text that names settings (an error, or a warning a job prints), each setting shown as ``flags``
+    maps it, else as its flag."""
+    flags = flags or {}
+    return MARKED.sub(lambda m: flags.get(m[1]) or (m[1] if m[1] == "job" else flag(m[1])), text)
+
+
 class UserError(Exception):
     """A bad flag, path or input file, worded for the person who supplied it."""
 
     def line(self, flags: Mapping[str, str] | None = None) -> str:
         """The message, each setting it names shown as ``flags`` maps it (else as its flag)."""
-        flags = flags or {}
-        text = str(self.args[0]) if self.args else ""
-        return MARKED.sub(lambda m: flags.get(m[1]) or (m[1] if m[1] == "job" else flag(m[1])), text)
+        return shown(str(self.args[0]) if self.args else "", flags)
 
     def __str__(self) -> str:
         return self.line()

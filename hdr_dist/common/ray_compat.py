@@ -14,17 +14,16 @@ import importlib
 DATA_CONTEXT = {"enable_progress_bars": False, "print_on_execution_start": False}
 WAIT_FOR_ACTORS = "wait_for_min_actors_s"  # Ray Data: hold inference until every actor is up
 # Ray Data reserves a share of the cluster for each operator unless told not to. score turns it off: on 2
-# CPUs it left decoding one task at a time (17 s -> 14 s for 20,000 images without it). forms keeps it:
-# without it the inference actor got no pages while the preparing tasks had any left (of 240 pages, 55
-# in the first 32 s, the rest after 88 s), so nothing was committed until the end; with it they stream,
-# in the same 94 s.
+# CPUs it left decoding one task at a time, and score ran faster without it. forms keeps it: without it
+# the inference actor got no pages while the preparing tasks had any left, so nothing was committed until
+# the end; with it they stream, in the same time (docs/decisions.md).
 RESERVATION = "op_resource_reservation_enabled"
 
 
 # Ray Train's controller settings: environment variables the driver passes on to the controller actor
 # (``ray.train.v2._internal.constants.ENV_VARS_TO_PROPAGATE``), with no argument of their own.
-# How often the controller asks its workers how they are: at Ray's 2 s a Train run ended 3.5 s after its
-# last epoch (measured on 2 cores, a 1-epoch run, twice), at 0.25 s 0.7-1.1 s later.
+# How often the controller asks its workers how they are: at Ray's 2 s default a Train run ends seconds
+# after its last epoch, at 0.25 s well under that (docs/decisions.md).
 TRAIN_POLL = ("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.25")
 # The preemption watcher: an actor per Train run that watches Ray's node-drain notices (spot instances
 # taken back). A private local Ray has nothing to drain; the actor is one more process to start.
@@ -38,6 +37,19 @@ def train_controller_settings(private: bool) -> None:
 
     for name, value in (TRAIN_POLL, *((PREEMPTION_WATCHER,) if private else ())):
         os.environ.setdefault(name, value)
+
+
+# Ray Tune's new output engine prints its banner even at verbose=0, and only this environment variable
+# (no argument) turns it off (``ray.tune.experimental.output.get_air_verbosity``).
+TUNE_OLD_OUTPUT = ("RAY_AIR_NEW_OUTPUT", "0")
+
+
+def tune_output_settings() -> None:
+    """For a job's ``main`` that runs a Tune sweep, before Ray starts: ``TUNE_OLD_OUTPUT``, for the
+    job's own process. A value the user set stays."""
+    import os
+
+    os.environ.setdefault(*TUNE_OLD_OUTPUT)
 
 
 def autoscaler_max_resources() -> dict | None:

@@ -44,7 +44,8 @@ NOTICES = (
     Notice("has constructor arguments in the object store and max_restarts > 0", None),
     Notice(
         "it's safe to ignore this error",
-        "Ray Train's autoscaling coordinator timed out while the CPUs were busy; Ray calls this safe to ignore",
+        "Ray Train's autoscaling coordinator timed out while the CPUs were busy; "
+        "Ray calls this safe to ignore",
     ),
 )
 

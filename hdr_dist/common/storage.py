@@ -13,7 +13,7 @@ import os
 import stat
 from pathlib import Path
 
-from hdr_dist.common.errors import UserError
+from hdr_dist.common.errors import SettingError
 
 SPECIAL = {
     stat.S_IFIFO: "a FIFO",
@@ -84,7 +84,7 @@ def prepare_output(path: str) -> Path:
         probe.write_text("")
         probe.unlink()
     except OSError as e:
-        raise UserError(f"--output {out}: cannot write there ({e.strerror or e})") from None
+        raise SettingError("output", out, f"cannot write there ({e.strerror or e})") from None
     return out
 
 
@@ -96,8 +96,9 @@ def storage_location(flag: str | None, default: Path) -> str:
 
 
 def shared_locations(storage_flag: str | None, output: Path, storage: str) -> dict[str, str]:
-    """The flag that chose the checkpoint storage, and where it is: what every node must reach."""
-    return {"--storage-path": storage} if storage_flag else {"--output": str(output)}
+    """The setting that chose the checkpoint storage (``storage_path``, else ``output``), and where it
+    is: what every node must reach, as ``cluster.require_shared`` takes it."""
+    return {"storage_path": storage} if storage_flag else {"output": str(output)}
 
 
 def run_name(prefix: str, settings: dict) -> str:

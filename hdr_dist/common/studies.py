@@ -18,8 +18,13 @@ the random seed.
 from __future__ import annotations
 
 STUDIES = {
-    "000": "Toyobo et al., Performance Comparison of CNN and LSTM for the Classification of Handwritten Digits",
-    "002": "HDaLR: Impact of Machine Learning and Deep Learning Models on Handwritten Digits and Letters Recognition",
+    "000": (
+        "Toyobo et al., Performance Comparison of CNN and LSTM for the Classification of Handwritten Digits"
+    ),
+    "002": (
+        "HDaLR: Impact of Machine Learning and Deep Learning Models on Handwritten Digits and Letters "
+        "Recognition"
+    ),
 }
 
 # Test (or validation, where that is all a study gives) accuracy each study reports on MNIST, in %,

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 from sklearn.model_selection import train_test_split
 
-from hdr_dist.common.errors import UserError
+from hdr_dist.common.errors import SettingError, UserError, setting
 from hdr_dist.imaging import preprocess
 
 DATASETS = ("mnist", "emnist-balanced", "emnist-letters", "emnist-digits", "emnist-bymerge")
@@ -227,12 +227,13 @@ def load(
         raise UserError(f"unknown dataset {name!r}; choose from {', '.join(DATASETS)}")
     folder = Path(data_dir).expanduser() if data_dir else None
     if folder is not None and not folder.is_dir():
-        raise UserError(f"--data-dir {folder}: no such folder")
+        raise SettingError("data_dir", folder, "no such folder")
     if name == "mnist":
         labels, train, test = load_mnist(folder or mnist_folder())
     else:
         if folder is None:
-            raise UserError(f"--dataset {name} needs --data-dir pointing at the official EMNIST files")
+            needs = f"needs {setting('data_dir')} pointing at the official EMNIST files"
+            raise UserError(f"{setting('dataset')} {name} {needs}")
         name, labels, train, test = load_emnist(name, folder)
     train = subsample(train, limit_train, seed)
     test = subsample(test, limit_test, seed)

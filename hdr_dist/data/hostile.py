@@ -79,6 +79,12 @@ def deflated_zeros(size: int, prefix: bytes = b"") -> tuple[bytes, int]:
     return b"".join(out), crc
 
 
+def entry_fields(e: Entry) -> tuple:
+    """What a zip's local header and its central directory say alike of an entry: its flags, method,
+    time and date, CRC, sizes, name length and extra length."""
+    return (e.flags, e.method, 0, 0x21, e.crc, len(e.data), e.size, len(e.name), 0)
+
+
 def write_zip(path: Path, entries: list[Entry]) -> None:
     local, central, offsets = bytearray(), bytearray(), []
     for e in entries:
@@ -86,48 +92,12 @@ def write_zip(path: Path, entries: list[Entry]) -> None:
             offsets.append(offsets[e.shared_with])
         else:
             offsets.append(len(local))
-            local += (
-                struct.pack(
-                    "<IHHHHHIIIHH",
-                    0x04034B50,
-                    20,
-                    e.flags,
-                    e.method,
-                    0,
-                    0x21,
-                    e.crc,
-                    len(e.data),
-                    e.size,
-                    len(e.name),
-                    0,
-                )
-                + e.name
-                + e.data
-            )
+            local += struct.pack("<IHHHHHIIIHH", 0x04034B50, 20, *entry_fields(e)) + e.name + e.data
     for e, offset in zip(entries, offsets):
-        central += (
-            struct.pack(
-                "<IHHHHHHIIIHHHHHII",
-                0x02014B50,
-                (3 << 8) | 20,
-                20,
-                e.flags,
-                e.method,
-                0,
-                0x21,
-                e.crc,
-                len(e.data),
-                e.size,
-                len(e.name),
-                0,
-                0,
-                0,
-                0,
-                e.mode << 16,
-                offset,
-            )
-            + e.name
-        )
+        # made by Unix (3) zip 2.0; needs 2.0; the fields above; no comment, disk 0, no internal
+        # attributes; the Unix mode; where the local header is
+        fields = (0x02014B50, (3 << 8) | 20, 20, *entry_fields(e), 0, 0, 0, e.mode << 16, offset)
+        central += struct.pack("<IHHHHHHIIIHHHHHII", *fields) + e.name
     end = struct.pack("<IHHHHIIH", 0x06054B50, 0, 0, len(entries), len(entries), len(central), len(local), 0)
     path.write_bytes(bytes(local + central + end))
 
@@ -150,9 +120,8 @@ def tar_bytes(members: list[tuple], fmt=tarfile.GNU_FORMAT) -> bytes:
 
 def bad_block_after(raw: bytes, members: int) -> bytes:
     """A tar whose header after ``members`` members is overwritten with garbage."""
-    t = tarfile.open(fileobj=io.BytesIO(raw))
-    infos = t.getmembers()
-    at = infos[members].offset
+    with tarfile.open(fileobj=io.BytesIO(raw)) as t:
+        at = t.getmembers()[members].offset
     return raw[:at] + b"\xde\xad" * 256 + raw[at + 512 :]
 
 
@@ -269,7 +238,18 @@ def special_files(root: Path, good: list[bytes]) -> list[Case]:
 
 def zips(root: Path, good: list[bytes], tiny_members: int) -> list[Case]:
     """Zips with links, repeated names, bombs, overlapping entries, odd members, and a host of tiny ones."""
-    cases: list[Case] = []
+    return [
+        links_and_duplicates_zip(root, good),
+        bomb_zip(root),
+        overlapping_zip(root, good),
+        odd_members_zip(root, good),
+        *broken_zips(root, good),
+        tiny_members_zip(root, tiny_members),
+    ]
+
+
+def links_and_duplicates_zip(root: Path, good: list[bytes]) -> Case:
+    """A link and a FIFO under one name with two images, and desktop junk (no rows)."""
     link = stored("a.png", b"../../../etc/passwd", mode=stat.S_IFLNK | 0o777)
     fifo = stored("a.png", b"", mode=stat.S_IFIFO | 0o644)
     write_zip(
@@ -283,18 +263,20 @@ def zips(root: Path, good: list[bytes], tiny_members: int) -> list[Case]:
             stored(".DS_Store", b"junk"),
         ],
     )
-    cases.append(
-        Case(
-            root / "links-and-duplicates.zip",
-            {
-                ("a.png", 0): "archive member is a link",
-                ("a.png", 1): None,
-                ("a.png", 2): "archive member is a FIFO",
-                ("a.png", 3): None,
-            },
-        )
+    return Case(
+        root / "links-and-duplicates.zip",
+        {
+            ("a.png", 0): "archive member is a link",
+            ("a.png", 1): None,
+            ("a.png", 2): "archive member is a FIFO",
+            ("a.png", 3): None,
+        },
     )
 
+
+def bomb_zip(root: Path) -> Case:
+    """A hundred members, each inflating to just under the member limit: read whole, then refused by
+    Pillow."""
     payload, crc = deflated_zeros(BOMB_MEMBER)
     looks_png, png_crc = deflated_zeros(BOMB_MEMBER, b"\x89PNG\r\n\x1a\n")
     bomb = [Entry(f"zeros-{i:03d}.bin".encode(), payload, BOMB_MEMBER, crc, method=8) for i in range(96)]
@@ -302,31 +284,33 @@ def zips(root: Path, good: list[bytes], tiny_members: int) -> list[Case]:
         Entry(f"looks-like-{i}.png".encode(), looks_png, BOMB_MEMBER, png_crc, method=8) for i in range(4)
     ]
     write_zip(root / "inflates-to-25-GiB.zip", bomb)
-    cases.append(
-        Case(
-            root / "inflates-to-25-GiB.zip",
-            {
-                **{(f"zeros-{i:03d}.bin", 0): "not an image" for i in range(96)},
-                **{(f"looks-like-{i}.png", 0): "not an image" for i in range(4)},
-            },
-        )
-    )  # read whole, then refused by Pillow
+    return Case(
+        root / "inflates-to-25-GiB.zip",
+        {
+            **{(f"zeros-{i:03d}.bin", 0): "not an image" for i in range(96)},
+            **{(f"looks-like-{i}.png", 0): "not an image" for i in range(4)},
+        },
+    )
 
+
+def overlapping_zip(root: Path, good: list[bytes]) -> Case:
+    """Six central entries that all point at one local header."""
     shared = [stored("kernel.png", good[6], method=0)] + [
         Entry(f"overlap-{i}.png".encode(), good[6], len(good[6]), zlib.crc32(good[6]), shared_with=0)
         for i in range(5)
     ]
     write_zip(root / "overlapping-entries.zip", shared)
-    cases.append(
-        Case(
-            root / "overlapping-entries.zip",
-            {
-                ("kernel.png", 0): "archive member overlaps",
-                **{(f"overlap-{i}.png", 0): "archive member overlaps" for i in range(5)},
-            },
-        )
+    return Case(
+        root / "overlapping-entries.zip",
+        {
+            ("kernel.png", 0): "archive member overlaps",
+            **{(f"overlap-{i}.png", 0): "archive member overlaps" for i in range(5)},
+        },
     )
 
+
+def odd_members_zip(root: Path, good: list[bytes]) -> Case:
+    """An encrypted member, a nested archive, a name that climbs out, and a cp437 name."""
     write_zip(
         root / "odd-members.zip",
         [
@@ -337,59 +321,71 @@ def zips(root: Path, good: list[bytes], tiny_members: int) -> list[Case]:
             stored("ok/7.png", good[7]),
         ],
     )
-    cases.append(
-        Case(
-            root / "odd-members.zip",
-            {
-                ("secret.png", 0): "archive member is encrypted",
-                ("inner.zip", 0): "nested archive not opened",
-                ("../escape.png", 0): "unsafe member name",
-                (b"caf\xe9.png".decode("cp437"), 0): None,
-                ("ok/7.png", 0): None,
-            },
-        )
+    return Case(
+        root / "odd-members.zip",
+        {
+            ("secret.png", 0): "archive member is encrypted",
+            ("inner.zip", 0): "nested archive not opened",
+            ("../escape.png", 0): "unsafe member name",
+            (b"caf\xe9.png".decode("cp437"), 0): None,
+            ("ok/7.png", 0): None,
+        },
     )
 
-    write_zip(root / "bad-utf8-flag.zip", [stored(b"\xff\xfe.png", good[0], flags=0x800)])
-    cases.append(Case(root / "bad-utf8-flag.zip", {(None, 0): "corrupt archive"}))
-    write_zip(root / "empty.zip", [])
-    cases.append(Case(root / "empty.zip", {(None, 0): "archive holds no files"}))
 
+def broken_zips(root: Path, good: list[bytes]) -> list[Case]:
+    """A zip whose UTF-8 flag lies about a name, and an empty zip: one archive row each."""
+    write_zip(root / "bad-utf8-flag.zip", [stored(b"\xff\xfe.png", good[0], flags=0x800)])
+    write_zip(root / "empty.zip", [])
+    return [
+        Case(root / "bad-utf8-flag.zip", {(None, 0): "corrupt archive"}),
+        Case(root / "empty.zip", {(None, 0): "archive holds no files"}),
+    ]
+
+
+def tiny_members_zip(root: Path, tiny_members: int) -> Case:
+    """A host of one-byte members, none an image."""
     with zipfile.ZipFile(root / "tiny-members.zip", "w") as z:
         for i in range(tiny_members):
             z.writestr(f"t/{i:06d}", b"x")
-    cases.append(
-        Case(root / "tiny-members.zip", {(f"t/{i:06d}", 0): "not an image" for i in range(tiny_members)})
-    )
-    return cases
+    return Case(root / "tiny-members.zip", {(f"t/{i:06d}", 0): "not an image" for i in range(tiny_members)})
 
 
 def tars(root: Path, good: list[bytes]) -> list[Case]:
     """Tars cut short, joined, holding links and devices, and a bzip2 bomb."""
-    cases: list[Case] = []
     regular = [(f"{i}.png", good[i]) for i in range(8)]
+    return [*cut_tars(root, regular), *joined_tars(root, regular), links_tar(root, good), bz2_bomb_tar(root)]
+
+
+def cut_tars(root: Path, regular: list[tuple[str, bytes]]) -> list[Case]:
+    """A tar with a garbage header part way, and a .tar.gz cut short."""
     raw = tar_bytes(regular)
     (root / "bad-header-part-way.tar").write_bytes(bad_block_after(raw, 5))
-    cases.append(
+    whole = gzip.compress(raw)
+    (root / "truncated.tar.gz").write_bytes(whole[: len(whole) * 2 // 3])
+    return [
         Case(
             root / "bad-header-part-way.tar",
             {**{(f"{i}.png", 0): None for i in range(5)}, (None, 0): "corrupt archive: unreadable header"},
-        )
-    )
+        ),
+        Case(root / "truncated.tar.gz", {}),  # members before the cut, then one archive row: see check
+    ]
 
-    whole = gzip.compress(raw)
-    (root / "truncated.tar.gz").write_bytes(whole[: len(whole) * 2 // 3])
-    cases.append(
-        Case(root / "truncated.tar.gz", {})
-    )  # members before the cut, then one archive row: see check
 
+def joined_tars(root: Path, regular: list[tuple[str, bytes]]) -> list[Case]:
+    """Two tars end to end, and two gzip streams end to end: every member of both is read."""
     (root / "joined.tar").write_bytes(tar_bytes(regular[:3]) + tar_bytes(regular[3:6]))
-    cases.append(Case(root / "joined.tar", {(f"{i}.png", 0): None for i in range(6)}))
     (root / "joined-streams.tar.gz").write_bytes(
         gzip.compress(tar_bytes(regular[:4])) + gzip.compress(tar_bytes(regular[4:]))
     )
-    cases.append(Case(root / "joined-streams.tar.gz", {(f"{i}.png", 0): None for i in range(8)}))
+    return [
+        Case(root / "joined.tar", {(f"{i}.png", 0): None for i in range(6)}),
+        Case(root / "joined-streams.tar.gz", {(f"{i}.png", 0): None for i in range(8)}),
+    ]
 
+
+def links_tar(root: Path, good: list[bytes]) -> Case:
+    """Symbolic and hard links, a FIFO and a device under one name with an image, and a name not UTF-8."""
     (root / "links.tar").write_bytes(
         tar_bytes(
             [
@@ -402,27 +398,25 @@ def tars(root: Path, good: list[bytes]) -> list[Case]:
             ]
         )
     )
-    cases.append(
-        Case(
-            root / "links.tar",
-            {
-                ("b.png", 0): "archive member is a link",
-                ("b.png", 1): None,
-                ("b.png", 2): "archive member is a link",
-                ("b.png", 3): "archive member is a FIFO",
-                ("b.png", 4): "archive member is a device",
-                ("n\\xe4me.png", 0): None,
-            },
-        )
+    return Case(
+        root / "links.tar",
+        {
+            ("b.png", 0): "archive member is a link",
+            ("b.png", 1): None,
+            ("b.png", 2): "archive member is a link",
+            ("b.png", 3): "archive member is a FIFO",
+            ("b.png", 4): "archive member is a device",
+            ("n\\xe4me.png", 0): None,
+        },
     )
 
+
+def bz2_bomb_tar(root: Path) -> Case:
+    """A bzip2 tar whose one header claims 8 GiB of data."""
     declared = tar_bytes([("huge.png", b"")])
     header = bytearray(declared[:512])
     header[124:136] = b"%011o\x00" % (8 * 2**30)  # claims 8 GiB of data
     header[148:156] = b"        "
     header[148:156] = b"%06o\x00 " % sum(header)
     (root / "bz2-bomb.tar").write_bytes(bz2.compress(bytes(header) + bytes(2**20)))
-    cases.append(
-        Case(root / "bz2-bomb.tar", {(None, 0): "corrupt archive: member 'huge.png' would take it past"})
-    )
-    return cases
+    return Case(root / "bz2-bomb.tar", {(None, 0): "corrupt archive: member 'huge.png' would take it past"})

@@ -3,12 +3,12 @@
 Each image is rendered as black ink on white paper at a given size and format,
 named ``<label>/<size>px-<format>/<index>.<ext>`` so that the label is the
 first folder (torchvision's ImageFolder convention, ``--labels-from dirname``).
-``python -m hdr_dist.samples`` writes such a set for a quick try of ``hdr score``.
+``python -m hdr_dist.samples`` (``hdr_dist.jobs.samples``) writes such a set for a quick try of
+``hdr score``.
 """
 
 from __future__ import annotations
 
-import argparse
 import io
 import tarfile
 import time
@@ -83,38 +83,5 @@ def write(path: Path, items) -> int:
     return write_folder(path, items)
 
 
-def main(argv=None) -> int:
-    from hdr_dist.data import datasets
-
-    p = argparse.ArgumentParser(
-        prog="python -m hdr_dist.samples",
-        description="Write MNIST test images as scans (dark ink on light paper).",
-    )
-    p.add_argument("output", type=Path, help="a folder, or a .zip / .tar / .tar.gz file")
-    p.add_argument(
-        "--limit", type=int, default=1000, help="images per size and format (default: %(default)s)"
-    )
-    p.add_argument(
-        "--sizes", default="28,64,200", help="comma list of sides in pixels (default: %(default)s)"
-    )
-    p.add_argument(
-        "--formats", default="PNG,JPEG", help="comma list of PNG, JPEG, BMP, TIFF, GIF (default: %(default)s)"
-    )
-    args = p.parse_args(argv)
-    ds = datasets.load("mnist", limit_test=args.limit)
-    n = write(
-        args.output,
-        entries(
-            ds.test.x,
-            ds.test.y,
-            ds.labels,
-            [int(s) for s in args.sizes.split(",")],
-            [f.upper() for f in args.formats.split(",")],
-        ),
-    )
-    print(f"wrote {n:,} images to {args.output}")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+if __name__ == "__main__":  # the command is a job's now; the library cannot import the jobs
+    raise SystemExit("this is a library module; write a sample set with `python -m hdr_dist.samples`")

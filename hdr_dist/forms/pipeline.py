@@ -19,16 +19,13 @@ from hdr_dist.bulk.inputs import Item
 from hdr_dist.common import ray_compat
 from hdr_dist.forms import registration, zones
 from hdr_dist.forms.config import FormsConfig
-from hdr_dist.forms.prepared import prepared_template
 from hdr_dist.forms.template import Template, load
 from hdr_dist.imaging import images
 
 DECODE_CPUS = 0.75  # registration is most of a page's time: the tasks get the CPUs the actors leave
-# Ray Data joins a task's output into blocks of up to its target size (128 MiB) and hands a block on
-# when it is full or the task ends: 40 files of pages (80 MB) left the read task as one block, so one
-# task prepared every page (96 pages in 53 s on 2 CPUs, 1.8 pages/s, all at the end). Blocks of a
-# few MiB and read blocks of 2 files (1 to 4 pages each, ~0.4 s a page) make many short tasks, whose
-# pages stream on to the actors.
+# Ray Data hands a task's output on in blocks of up to its target size (128 MiB): at that size one
+# task prepared every page of a batch, all at the end (docs/decisions.md). Read blocks of 2 files and
+# blocks of a few MiB make many short tasks, whose pages stream on to the actors.
 FILES_PER_TASK = 2
 BLOCK_BYTES = 2 * 2**20
 PAGE_ROWS = 8  # pages per table a task yields: a TIFF of 10,000 pages is never one table
@@ -92,7 +89,7 @@ ANSWER_SCHEMA = pa.schema(
 def prepare_batch(batch: pa.Table, template_path: str, dropout: str, max_pixels: int):
     """Read rows (one per file) -> one row per page: registered, its zones prepared (``zones.read_zones``),
     or its error. A page that does not match the template is an error row, and yields no zones."""
-    template, reference, drop = prepared_template(template_path, dropout)
+    template, reference, drop = zones.prepared_template(template_path, dropout)
     rows: dict[str, list] = {name: [] for name in PAGE_SCHEMA.names}
     for row in batch.to_pylist():
         skip = set(row["skip_pages"] or ())

@@ -7,23 +7,12 @@ from __future__ import annotations
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from hdr_dist.forms.pipeline import REGISTRATION
+from hdr_dist.forms.pipeline import FIELD, REGISTRATION
 from hdr_dist.forms.template import Template
 
 WHERE = [("source", pa.string()), ("member", pa.string()), ("occurrence", pa.int32()), ("page", pa.int32())]
-FIELDS_SCHEMA = pa.schema(
-    [
-        *WHERE,
-        ("field", pa.string()),
-        ("kind", pa.string()),
-        ("text", pa.string()),
-        ("char_confidences", pa.list_(pa.float32())),
-        ("confidence", pa.float32()),
-        ("decision", pa.string()),
-        ("error", pa.string()),
-        ("box", pa.list_(pa.int32())),
-    ]
-)
+# A row per zone: where its page came from, and the field as the actors answer it (``pipeline.FIELD``).
+FIELDS_SCHEMA = pa.schema([*WHERE, *FIELD])
 # A form row's own columns; one text column per zone follows, named after it (``forms_schema``).
 FORM_COLUMNS = [
     *WHERE,

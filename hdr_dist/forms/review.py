@@ -16,7 +16,6 @@ from PIL import Image, ImageDraw
 
 from hdr_dist.bulk import labels, outputs, reading
 from hdr_dist.forms import registration, zones
-from hdr_dist.forms.prepared import prepared_template
 from hdr_dist.forms.records import FIELDS_SCHEMA
 from hdr_dist.forms.template import Template
 from hdr_dist.inference import readers
@@ -110,7 +109,7 @@ def registrations(forms_folder: Path) -> dict[tuple, registration.Registration]:
 
 def write(work: Path, output: Path, template_path: str, cfg, model_name: str) -> dict:
     """The queue and its page in ``work/review``; what summary.json says about them."""
-    template, _, dropout = prepared_template(template_path, cfg.dropout)
+    template, _, dropout = zones.prepared_template(template_path, cfg.dropout)
     folder = work / FOLDER
     folder.mkdir(exist_ok=True)
     rows = queue(work / "fields", work / "forms")

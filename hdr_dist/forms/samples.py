@@ -60,7 +60,7 @@ def reference(zones=ZONES, title: str = "CLAIM FORM  -  please write one digit p
     pen.line((140, 270, SIZE[0] - 140, 270), fill=0, width=3)
     for x, y in ((60, 60), (SIZE[0] - 120, 60), (60, SIZE[1] - 120), (SIZE[0] - 120, SIZE[1] - 120)):
         pen.rectangle((x, y, x + 60, y + 60), fill=0)
-    for name, kind, (x, y, w, h), cells, _, label in zones:
+    for _name, kind, (x, y, w, h), cells, _, label in zones:
         pen.text((x, y - 40), label, fill=0, font=font(28))
         pen.rectangle((x, y, x + w - 1, y + h - 1), outline=0, width=4)
         if kind == "comb":
@@ -216,7 +216,23 @@ def stray(kind: str, rng) -> Image.Image:
     if kind == "letter":
         page = Image.new("L", SIZE, 255)
         pen = ImageDraw.Draw(page)
-        words = ["dear", "sir", "madam", "we", "write", "about", "your", "order", "of", "the", "goods", "delivered", "last", "month", "please"]
+        words = [
+            "dear",
+            "sir",
+            "madam",
+            "we",
+            "write",
+            "about",
+            "your",
+            "order",
+            "of",
+            "the",
+            "goods",
+            "delivered",
+            "last",
+            "month",
+            "please",
+        ]
         for row in range(40):
             text = " ".join(rng.choice(words, int(rng.integers(6, 12))))
             pen.text((160, 200 + 44 * row), text, fill=20, font=font(28))
@@ -298,7 +314,8 @@ def main(argv=None) -> int:
     made = write(args.output, args.pages, args.seed)
     print(
         f"{made['pages']:,} pages ({made['forms']:,} of them forms) in {made['files']:,} files under "
-        f"{args.output / 'pages'}; template {args.output / (NAME + '.yaml')}; truth in {args.output / 'truth.csv'}"
+        f"{args.output / 'pages'}; template {args.output / (NAME + '.yaml')}; "
+        f"truth in {args.output / 'truth.csv'}"
     )
     return 0
 

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hdr_dist.common.errors import UserError, one_line
+from hdr_dist.common.errors import SettingError, one_line
 
 KINDS = ("comb", "field", "digit")
 MAX_FIELD_LENGTH = 12  # the longest field the field reader is trained on
@@ -64,7 +64,7 @@ class Template:
 
 
 def fail(path: Path, key: str, why: str):
-    raise UserError(f"--template {path}: {key}: {why}")
+    raise SettingError("template", path, f"{key}: {why}")
 
 
 def load(path: str | Path) -> Template:
@@ -73,13 +73,13 @@ def load(path: str | Path) -> Template:
 
     path = Path(path).expanduser()
     if not path.is_file():
-        raise UserError(f"--template {path}: no such file")
+        raise SettingError("template", path, "no such file")
     try:
         spec = yaml.safe_load(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
-        raise UserError(f"--template {path}: not a YAML file ({one_line(e)})") from None
+        raise SettingError("template", path, f"not a YAML file ({one_line(e)})") from None
     if not isinstance(spec, dict):
-        raise UserError(f"--template {path}: want a mapping with name, size, reference and fields")
+        raise SettingError("template", path, "want a mapping with name, size, reference and fields")
     for key in ("name", "size", "reference", "fields"):
         if key not in spec:
             fail(path, key, "missing")

@@ -13,7 +13,7 @@ import pyarrow as pa
 
 from hdr_dist.bulk import labels
 from hdr_dist.bulk.inputs import Item
-from hdr_dist.common.errors import UserError, one_line
+from hdr_dist.common.errors import SettingError, UserError, one_line
 from hdr_dist.common.names import tidy
 from hdr_dist.forms.template import Template
 from hdr_dist.inference import ctc
@@ -38,30 +38,31 @@ def read(path: str, template: Template, items: list[Item]) -> tuple[dict[tuple, 
     kind with its first paths (reported as score reports a labels file's)."""
     file = Path(path).expanduser()
     if not file.is_file():
-        raise UserError(f"--labels {path}: no such file")
+        raise SettingError("labels", path, "no such file")
     try:
         with file.open(newline="", encoding="utf-8-sig") as f:
             reader = csv.DictReader(f)
             if not set(COLUMNS) <= set(reader.fieldnames or ()):
-                raise UserError(
-                    f"--labels {path}: needs a header line '{','.join(COLUMNS)}', has {reader.fieldnames}"
+                raise SettingError(
+                    "labels", path, f"needs a header line '{','.join(COLUMNS)}', has {reader.fieldnames}"
                 )
             rows = [(tidy(r["path"]), r["page"], r["field"], r["label"]) for r in reader]
     except UserError:
         raise
     except Exception as e:  # noqa: BLE001 - unreadable, not UTF-8: the user's --labels
-        raise UserError(f"--labels {path}: unreadable ({one_line(e)})") from None
+        raise SettingError("labels", path, f"unreadable ({one_line(e)})") from None
     zones = {z.name for z in template.zones}
     bad = sorted({f for _, _, f, _ in rows if f not in zones})
     if bad:
-        raise UserError(
-            f"--labels {path}: fields the template {template.name} does not have: "
-            + ", ".join(repr(b) for b in bad[:5])
+        raise SettingError(
+            "labels",
+            path,
+            f"fields the template {template.name} does not have: " + ", ".join(repr(b) for b in bad[:5]),
         )
     bad = sorted({lab for *_, lab in rows if lab and not lab.isdigit()})
     if bad:
-        raise UserError(
-            f"--labels {path}: labels that are not digit strings: " + ", ".join(repr(b) for b in bad[:5])
+        raise SettingError(
+            "labels", path, "labels that are not digit strings: " + ", ".join(repr(b) for b in bad[:5])
         )
     resolve = labels.resolver(items)
     truth: dict[tuple, set] = defaultdict(set)

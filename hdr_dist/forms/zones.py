@@ -14,13 +14,14 @@ paper, the preprocessing ``score`` uses finds it blank; otherwise that preproces
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import cv2
 import numpy as np
 
-from hdr_dist.forms.registration import Registration, ink_of
-from hdr_dist.forms.template import Template, Zone
+from hdr_dist.forms.registration import Reference, Registration, ink_of
+from hdr_dist.forms.template import Template, Zone, load
 from hdr_dist.imaging import images
 
 DROPOUTS = ("reference", "lines")
@@ -103,3 +104,11 @@ def page_box(zone: Zone, reg: Registration) -> list[int]:
     left, top = page.min(0)
     right, bottom = page.max(0)
     return [int(round(left)), int(round(top)), int(round(right - left)), int(round(bottom - top))]
+
+
+@functools.lru_cache(maxsize=4)
+def prepared_template(path: str, dropout: str) -> tuple[Template, Reference, Dropout]:
+    """The template, its reference's features and its print mask: made once per worker process, for
+    the page stage and the review page alike."""
+    template = load(path)
+    return template, Reference(template.reference_image()), Dropout(template, dropout)

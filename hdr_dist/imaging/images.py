@@ -17,7 +17,7 @@ import numpy as np
 import pyarrow as pa
 from PIL import Image, UnidentifiedImageError
 
-from hdr_dist.common.errors import one_line
+from hdr_dist.common.errors import flag, one_line
 from hdr_dist.imaging import pdf, preprocess
 
 FORMATS = ("PNG", "JPEG", "MPO", "BMP", "TIFF", "GIF")  # MPO: a camera's JPEG with a second picture
@@ -25,6 +25,9 @@ FORMATS = ("PNG", "JPEG", "MPO", "BMP", "TIFF", "GIF")  # MPO: a camera's JPEG w
 # own check (a process-wide setting, left alone) only warns below twice its limit of 89 M pixels,
 # and that warning is silenced; beyond 179 M it refuses the image, which is then too large too.
 DEFAULT_MAX_PIXELS = 50_000_000  # a 300 dpi A3 page is 17.4 M; far beyond that is a decompression bomb
+# The setting, as a page's row names it: rows are output, never shown through a job, so the row spells
+# the flag itself.
+MAX_PIXELS = flag("max_pixels")
 PIXELS = preprocess.FIELD * preprocess.FIELD
 BLANK = bytes(PIXELS)
 OUT_ROWS = 4096  # page rows per table decoding yields
@@ -42,7 +45,8 @@ DECODED_SCHEMA = pa.schema(
         ("image", pa.binary(PIXELS)),
     ]
 )  # the 28x28 uint8 image, zeros where there is an error
-# For a field model: the strip (STRIP_HEIGHT rows, uint8, row by row) of any width; empty where there is an error.
+# For a field model: the strip (STRIP_HEIGHT rows, uint8, row by row) of any width; empty where there is
+# an error.
 FIELD_SCHEMA = DECODED_SCHEMA.set(DECODED_SCHEMA.get_field_index("image"), pa.field("image", pa.binary()))
 
 
@@ -79,7 +83,7 @@ def page_count(img: Image.Image) -> tuple[int, str | None]:
                     pages += 1
                 except EOFError:
                     return pages, None
-                except Exception as e:  # noqa: BLE001
+                except Exception as e:  # any failure past the first page ends the count there
                     return pages, one_line(e)
 
 
@@ -97,18 +101,9 @@ def decode(data: bytes | None, max_pixels: int = DEFAULT_MAX_PIXELS, pdf_width: 
     if data.startswith(pdf.SIGNATURE):
         yield from pdf.pages(data, max_pixels, pdf_width)
         return
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # Pillow warns on odd but readable metadata
-            img = Image.open(io.BytesIO(data))
-    except UnidentifiedImageError:
-        yield 0, 1, None, None, None, "not an image (no PNG, JPEG, BMP, TIFF, GIF or PDF header)"
-        return
-    except Image.DecompressionBombError as e:
-        yield 0, 1, None, None, None, f"image too large: {one_line(e)}"
-        return
-    except Exception as e:  # noqa: BLE001 - any failure to parse a header is that file's error
-        yield 0, 1, None, None, None, f"corrupt image: {one_line(e)}"
+    img, error = opened(data)
+    if img is None:
+        yield 0, 1, None, None, None, error
         return
     if img.format not in FORMATS:
         yield 0, 1, *img.size, None, f"unsupported image format {img.format} (accepted: {', '.join(FORMATS)})"
@@ -117,35 +112,50 @@ def decode(data: bytes | None, max_pixels: int = DEFAULT_MAX_PIXELS, pdf_width: 
     pages, broken = page_count(img) if img.format == "TIFF" else (1, None)
     total = pages + (broken is not None)
     for page in range(pages):
-        try:
-            with warnings.catch_warnings():  # never held across a yield: the caller's filters are its own
-                warnings.simplefilter("ignore")
-                if page:
-                    img.seek(page)
-                w, h = img.size
-                too_large = w * h > max_pixels
-                if not too_large:
-                    img.load()
-                    gray = grayscale(img)
-        except Image.DecompressionBombError as e:  # a TIFF page beyond Pillow's own limit
-            yield page, total, None, None, None, f"image too large: {one_line(e)}"
-            continue
-        except Exception as e:  # noqa: BLE001 - truncated or corrupt pixel data, a page that will not seek
-            yield page, total, *img.size, None, f"corrupt image: {one_line(e)}"
-            continue
-        if too_large:
-            yield (
-                page,
-                total,
-                w,
-                h,
-                None,
-                f"image too large: {w}x{h} pixels exceeds --max-pixels {max_pixels:,}",
-            )
-        else:
-            yield page, total, w, h, gray, None
+        yield one_page(img, page, total, max_pixels)
     if broken is not None:
         yield pages, total, None, None, None, f"corrupt image: page {pages + 1} unreadable: {broken}"
+
+
+def opened(data: bytes) -> tuple[Image.Image | None, str | None]:
+    """The file opened from its header alone (no pixels), or None and why it cannot be."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # Pillow warns on odd but readable metadata
+            return Image.open(io.BytesIO(data)), None
+    except UnidentifiedImageError:
+        return None, "not an image (no PNG, JPEG, BMP, TIFF, GIF or PDF header)"
+    except Image.DecompressionBombError as e:
+        return None, f"image too large: {one_line(e)}"
+    except Exception as e:  # noqa: BLE001 - any failure to parse a header is that file's error
+        return None, f"corrupt image: {one_line(e)}"
+
+
+def one_page(img: Image.Image, page: int, total: int, max_pixels: int) -> tuple:
+    """``decode``'s item for one page of an open file: its pixels, or why not (a page larger than
+    ``max_pixels``, from its header, is refused before any pixel is decoded)."""
+    try:
+        with warnings.catch_warnings():  # held only within this call: the caller's filters are its own
+            warnings.simplefilter("ignore")
+            if page:
+                img.seek(page)
+            w, h = img.size
+            if w * h > max_pixels:
+                return (
+                    page,
+                    total,
+                    w,
+                    h,
+                    None,
+                    f"image too large: {w}x{h} pixels exceeds {MAX_PIXELS} {max_pixels:,}",
+                )
+            img.load()
+            gray = grayscale(img)
+    except Image.DecompressionBombError as e:  # a TIFF page beyond Pillow's own limit
+        return page, total, None, None, None, f"image too large: {one_line(e)}"
+    except Exception as e:  # noqa: BLE001 - truncated or corrupt pixel data, a page that will not seek
+        return page, total, *img.size, None, f"corrupt image: {one_line(e)}"
+    return page, total, w, h, gray, None
 
 
 def to_mnist(gray) -> tuple[bytes, str | None]:

@@ -11,10 +11,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from hdr_dist.common.errors import one_line
+from hdr_dist.common.errors import flag, one_line
 
 SIGNATURE = b"%PDF-"
 DPI = 200  # a scan's usual resolution, where no template says otherwise
+# The setting, as a page's row names it (as ``images.MAX_PIXELS``, which imports this module).
+MAX_PIXELS = flag("max_pixels")
 
 
 def pages(data: bytes, max_pixels: int, width: int | None = None) -> Iterator[tuple]:
@@ -55,7 +57,7 @@ def render(pdf, i: int, total: int, max_pixels: int, width: int | None) -> tuple
                     w,
                     h,
                     None,
-                    f"image too large: {w}x{h} pixels exceeds --max-pixels {max_pixels:,}",
+                    f"image too large: {w}x{h} pixels exceeds {MAX_PIXELS} {max_pixels:,}",
                 )
             gray = page.render(scale=scale, grayscale=True).to_numpy()
         finally:

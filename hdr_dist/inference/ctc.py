@@ -49,7 +49,7 @@ def best_path_of_length(
     the steps cannot hold ``low`` classes (each needs a step, a repeated one two)."""
     steps, width = log_probs.shape
     neg = -np.inf
-    # score[k, c]: best log-probability with k classes emitted, the last step emitting c (c == blank: a blank).
+    # score[k, c]: best log-probability with k classes emitted, the last step emitting c (or blank).
     score = np.full((high + 1, width), neg)
     score[0, blank] = log_probs[0, blank]
     if high:

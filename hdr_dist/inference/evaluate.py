@@ -11,7 +11,7 @@ import time
 import numpy as np
 import torch
 
-from hdr_dist.inference.device import autocast, for_inference, normalise
+from hdr_dist.inference.device import CPU, autocast, for_inference, normalise
 
 
 def logits(model: torch.nn.Module, x_u8: torch.Tensor, mean: float, std: float, device) -> torch.Tensor:
@@ -26,7 +26,7 @@ def predict(
     x_u8: np.ndarray,
     mean: float,
     std: float,
-    device=torch.device("cpu"),
+    device: torch.device = CPU,
     batch_size: int = 1024,
 ) -> tuple[np.ndarray, np.ndarray, float]:
     """Logits and predictions for uint8 images, and the images/s it ran at."""

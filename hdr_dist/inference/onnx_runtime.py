@@ -11,8 +11,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from hdr_dist.common.errors import UserError
-from hdr_dist.models import export
+from hdr_dist.common.errors import SettingError, UserError, setting
+from hdr_dist.models import checkpoints, export
 
 
 def session(model: bytes | str, threads: int = 1):
@@ -29,11 +29,15 @@ def session(model: bytes | str, threads: int = 1):
     return ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
 
 
-def for_actors(state: dict, use_gpu: bool) -> bytes:
+def for_actors(state: checkpoints.ModelState, use_gpu: bool) -> bytes:
     """``score --runtime onnx``: the checkpoint exported once, by the driver, so a missing package or a
     model that does not export is one line before anything starts, and every actor runs the same file."""
     if use_gpu:
-        raise UserError("--runtime onnx: runs the model on the CPU, and this cluster has GPUs; add --gpu off")
+        raise SettingError(
+            "runtime",
+            "onnx",
+            f"runs the model on the CPU, and this cluster has GPUs; add {setting('gpu')} off",
+        )
     data, _ = export.exported(state, "onnx")
     session(data)  # onnxruntime is there, and reads the file
     return data

@@ -4,17 +4,18 @@ field model part ways.
 A *reader* is a model's kind (``Recipe.kind``): ``digit`` reads one 28x28 character, ``field`` reads a
 strip of digits of any width, by CTC. Each kind carries what the rest of the project would otherwise
 branch on: how a page is prepared for the model (the decode stage's schema and function), how the
-model's output becomes answers with a calibrated confidence (the predictor's core), which labels are
-valid, the metrics over labelled answers, the temperature fit and the test after training, and the
-review page's picture and guesses. Scoring, review and compare ask ``of(cfg)`` for the kind and call
-it; none of them knows which kind it holds. Training adds the kind's batches and objective on top
-(``training.kinds``), so that scoring never imports training. A new kind (the forms job's zones) is
-one more class here.
+model's output becomes answers with a calibrated confidence (the predictor's core, and a form's cells
+and fields read by ``read``), which labels are valid, the metrics over labelled answers, and the
+temperature fit and the test after training (``test``, the same call for both kinds). The bulk jobs,
+review and compare ask ``of(cfg)`` for the kind and call it; none of them knows which kind it holds.
+Training adds the kind's batches and objective on top (``training.kinds``), so that scoring never
+imports training; how the review page shows a kind is the review layer's (``review.page.SHOWN``).
 """
 
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass, field
 
 import numpy as np
 import pyarrow as pa
@@ -29,9 +30,25 @@ from hdr_dist.inference import calibration, ctc, evaluate
 from hdr_dist.inference.device import autocast, pad
 from hdr_dist.models import checkpoints
 
+CPU = torch.device("cpu")
 FIELD_BATCH = 128  # strips per forward pass; each batch holds strips of similar width, so little is padding
 READ_RATE_ERROR = 0.01  # the error at which a field reader's read rate is quoted (field_row)
 FIELD_ASPECT = 2.5  # an image this many times as wide as high is a field of several digits, not one
+
+
+@dataclass(frozen=True)
+class ReaderTest:
+    """A reader's test, the same for both kinds: ``row`` the metrics columns it gives; ``sets`` what each
+    test set measured; the ``temperature`` its answers were calibrated at (and the seconds its fit
+    took); the risk-coverage curves where the reader draws them; and ``scores``, what compare's and
+    tune's tables are made of."""
+
+    row: dict
+    sets: dict
+    temperature: float
+    calibration_seconds: float = 0.0
+    curves: dict | None = None
+    scores: dict = field(default_factory=dict)
 
 
 class DigitReader:
@@ -39,10 +56,6 @@ class DigitReader:
 
     kind = "digit"
     preparation = images.DIGIT  # the decode stage: a page -> the 28x28 MNIST-space image
-    picture_class = "crop"  # the review page's picture of what the model saw, and its label field
-    max_label = 8
-    label_rule = "class"  # a label is one of the classes (the review page checks it as is_label does)
-    shows_mistakes = True  # the report's grid of its most confident mistakes, 28x28 each
 
     def describes(self, model: str) -> str:
         return f"classes of model {model}"
@@ -114,38 +127,38 @@ class DigitReader:
         if 2 * wide <= scored.num_rows:
             return []
         return [
-            f"{wide:,} of the {scored.num_rows:,} scored images are at least {FIELD_ASPECT:g} times as wide as "
-            f"high: they look like fields of several digits, which digit model {cfg.model} reads as one digit "
-            "each; score them with a field model (compare --models crnn)"
+            f"{wide:,} of the {scored.num_rows:,} scored images are at least {FIELD_ASPECT:g} times as "
+            f"wide as high: they look like fields of several digits, which digit model {cfg.model} reads "
+            "as one digit each; score them with a field model (compare --models crnn)"
         ]
 
-    def picture(self, data: bytes) -> np.ndarray:
-        """The prepared image's bytes as the picture of what the model saw."""
-        return np.frombuffer(data, np.uint8).reshape(28, 28)
-
-    def guesses(self, row: dict) -> list[tuple[str, float]]:
-        return list(zip(row["topk_labels"], row["topk_probs"]))
-
-    def test(
-        self,
-        state: dict,
-        x_u8: np.ndarray,
-        y: np.ndarray,
-        device=torch.device("cpu"),
-        temperature: float = 1.0,
-    ) -> dict:
-        """A checkpoint's weights scored once on a split; ``probs`` are calibrated at ``temperature``,
-        ``logits`` kept for fitting one."""
+    def test(self, state, sets: dict[str, tuple], device=CPU, temperature: float | None = None) -> ReaderTest:
+        """A checkpoint's weights scored once on each of ``sets`` (name -> (uint8 images, classes)). Without
+        a ``temperature``, one is fitted on the set named ``val`` (none: 1). Each set keeps its metrics,
+        its ``logits`` (for fitting a temperature), its ``probs`` calibrated at the temperature, and its
+        predictions; the set named ``test`` is what compare's and tune's tables are made of."""
         model, cfg = checkpoints.model_from_state(state)
-        z, pred, ips = evaluate.predict(model, x_u8, cfg.mean, cfg.std, device)
-        out = evaluate.metrics(y, pred, cfg.num_classes)
-        return out | {
-            "infer_images_per_s": ips,
-            "params": models.count_params(model),
-            "logits": z,
-            "probs": calibration.calibrated(z, temperature).astype(np.float32),
-            "pred": pred,
-        }
+        scored = {}
+        for name, (x_u8, y) in sets.items():
+            z, pred, ips = evaluate.predict(model, x_u8, cfg.mean, cfg.std, device)
+            scored[name] = evaluate.metrics(y, pred, cfg.num_classes) | {
+                "infer_images_per_s": ips,
+                "params": models.count_params(model),
+                "logits": z,
+                "pred": pred,
+            }
+        fitting = time.perf_counter()
+        if temperature is None:
+            temperature = 1.0
+            if "val" in sets:
+                nll = calibration.class_nll(scored["val"]["logits"], sets["val"][1])
+                temperature = calibration.fit_temperature(nll, len(sets["val"][1]))
+        fitting = time.perf_counter() - fitting
+        for found in scored.values():
+            found["probs"] = calibration.calibrated(found["logits"], temperature).astype(np.float32)
+        test = scored.get("test", {})
+        row = {k: v for k, v in test.items() if isinstance(v, (int, float))}
+        return ReaderTest(row, scored, temperature, fitting, scores=test)
 
 
 class FieldReader:
@@ -154,10 +167,6 @@ class FieldReader:
 
     kind = "field"
     preparation = images.FIELD  # the decode stage: a page -> the strip (preprocess.to_strip)
-    picture_class = "strip"
-    max_label = 64
-    label_rule = "string"  # a label is a string of the classes' characters
-    shows_mistakes = False
 
     def describes(self, model: str) -> str:
         return f"strings of the characters field model {model} reads"
@@ -172,7 +181,7 @@ class FieldReader:
         strips: list[np.ndarray],
         mean: float,
         std: float,
-        device=torch.device("cpu"),
+        device=CPU,
     ) -> list[np.ndarray]:
         """Each strip's (steps, classes + blank) logits; strips are white ink on black, on [0, 1]. The
         model says how many columns a step covers (``CRNN.step``)."""
@@ -251,21 +260,21 @@ class FieldReader:
         )
 
     def headline(self, row: dict) -> str:
-        return f"field accuracy {100 * row['field_accuracy']:.2f} %, character error rate {100 * row['cer']:.2f} %"
+        return (
+            f"field accuracy {100 * row['field_accuracy']:.2f} %, "
+            f"character error rate {100 * row['cer']:.2f} %"
+        )
 
     def warnings(self, scored: pa.Table, cfg) -> list[str]:
         return []
 
-    def picture(self, data: bytes) -> np.ndarray:
-        return (images.strip_of(data) * 255).astype(np.uint8)
-
-    def guesses(self, row: dict) -> list[tuple[str, float]]:
-        return [(row["text"], row["confidence"])]
-
-    def test(self, state: dict, val: tuple[list, list], tests: dict, device=torch.device("cpu")) -> dict:
-        """A field model's test: its temperature, fitted on the validation fields; then the test sets
-        read at it, with the calibration columns and the risk-coverage curves of whole fields. The
-        best paths do not depend on the temperature, so each field is decoded once."""
+    def test(self, state, sets: dict[str, tuple], device=CPU, temperature: float | None = None) -> ReaderTest:
+        """A field model's test: its temperature, fitted on the validation fields (the set named ``val``:
+        strips and their digits) unless one is given; then the other sets (strips and their strings)
+        read at it, with the calibration columns and the risk-coverage curves of whole fields (the set
+        named ``fields``). The best paths do not depend on the temperature, so each field is decoded
+        once."""
+        val, tests = sets["val"], {name: found for name, found in sets.items() if name != "val"}
         model, cfg = checkpoints.model_from_state(state)
         model.to(device)
         labels, blank = list(cfg.labels), len(cfg.labels)
@@ -276,12 +285,13 @@ class FieldReader:
         val_right = np.array([r[0] == t for r, t in zip(val_reads, val_truth)], bool)
         val_strings = [classes for classes, _, _ in val_paths]
         fitting = time.perf_counter()
-        temperature = calibration.fit_temperature(
-            calibration.right_or_wrong(
-                lambda t: self.text_log_probs(val_logits, t, val_strings, blank), val_right
-            ),
-            len(val_right),
-        )
+        if temperature is None:
+            temperature = calibration.fit_temperature(
+                calibration.right_or_wrong(
+                    lambda t: self.text_log_probs(val_logits, t, val_strings, blank), val_right
+                ),
+                len(val_right),
+            )
         fitting = time.perf_counter() - fitting
         sets, raw = {}, None
         for name, (strips, truth) in tests.items():
@@ -297,13 +307,7 @@ class FieldReader:
             (val_conf, val_right), (sets["fields"]["confidence"], sets["fields"]["right"]), raw, temperature
         )
         row = field_row(sets) | {"params": models.count_params(model)} | row
-        return {
-            "row": row,
-            "sets": sets,
-            "curves": curves,
-            "temperature": temperature,
-            "calibration_seconds": fitting,
-        }
+        return ReaderTest(row, sets, temperature, fitting, curves, scores=row)
 
 
 def constrained_path(log_probs: np.ndarray, blank: int, length: tuple[int, int] | None) -> tuple:

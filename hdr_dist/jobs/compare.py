@@ -9,7 +9,6 @@ Run locally it starts Ray on this machine; under ``ray job submit`` (or with
 from __future__ import annotations
 
 import json
-import os
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -18,7 +17,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from hdr_dist import models
-from hdr_dist.common import cluster, ray_notices, storage, tables
+from hdr_dist.common import cluster, ray_compat, ray_notices, storage, tables
 from hdr_dist.common.errors import UserError
 from hdr_dist.data import datasets
 from hdr_dist.inference import evaluate
@@ -188,7 +187,8 @@ def train_and_test(
 
 
 def segmented_row(ds: datasets.Dataset, digit_row: dict, field_tests) -> tuple[dict, dict]:
-    """The segmentation baseline, read by the digit model of ``digit_row`` on the field models' test fields."""
+    """The segmentation baseline, read by the digit model of ``digit_row`` on the field models' test
+    fields."""
     state = checkpoints.for_scoring(digit_row["checkpoint"], None)[0]
     name = f"{digit_row['model']}-segmented"
     tested = field_eval.segmented(state, field_tests)
@@ -199,7 +199,7 @@ def segmented_row(ds: datasets.Dataset, digit_row: dict, field_tests) -> tuple[d
             tested["row"],
             train_seconds=digit_row["train_seconds"],
             epochs=digit_row["epochs"],
-            params=state["params"],
+            params=state.params,
             num_workers=digit_row["num_workers"],
             threads_per_worker=digit_row["threads_per_worker"],
             num_nodes=digit_row["num_nodes"],
@@ -339,32 +339,9 @@ def compare(
     deep = [n for n in names if n not in classical.MODELS]
     shallow = [n for n in names if n in classical.MODELS]
     location = storage.storage_location(args.storage_path, output / "ray_train")
-    with phases.timing("data"):
-        ds = datasets.load(
-            args.dataset,
-            args.data_dir,
-            seed=args.seed,
-            limit_train=args.limit_train,
-            limit_test=args.limit_test,
-            scan_preprocess=args.preprocess == "scan",
-        )
-    console.print(
-        f"[bold]{ds.name}[/]: {len(ds.train.y):,} train / {len(ds.val.y):,} validation / "
-        f"{len(ds.test.y):,} test images, {ds.num_classes} classes; models {', '.join(names)}"
-    )
+    ds = load_data(args, names, console, phases)
     with phases.timing("ray_start"):
-        cluster.connect(args.address)
-        workers = (
-            cluster.placement(args.workers, args.cpus_per_worker, args.gpu, args.placement_timeout, console)
-            if deep
-            else None
-        )
-        if shallow:
-            cluster.placement(1, args.cpus_per_worker or 1, "off", args.placement_timeout, console)
-        cluster.require_shared(
-            storage.shared_locations(args.storage_path, output, location)
-            | (tracker.shared() if tracker else {})
-        )
+        workers = start_ray(args, bool(deep), bool(shallow), output, location, tracker, console)
 
         import ray
 
@@ -388,21 +365,87 @@ def compare(
         with phases.timing("report"):
             results.record(name, row, scores, history)
         collect(pending, ds, results, console, timeout=0)
-    # The segmentation baseline: the first digit cnn of this run, read on the field models' test fields.
-    if field_models and (
-        cnn := next(
-            (
-                r
-                for r in results.tables["metrics"]
-                if r["model"] in deep and models.recipe(r["model"]).arch == "cnn"
-            ),
-            None,
-        )
-    ):
-        row, scores = segmented_row(ds, cnn, field_tests)
-        results.record(row["model"], row, scores)
-        names.append(row["model"])
+    if field_models:
+        segmentation_baseline(ds, deep, field_tests, results, names)
     collect(pending, ds, results, console, timeout=None)
+    finish(names, output, results, runs, tracker, console, phases)
+    return 0
+
+
+def load_data(args, names: list[str], console: Console, phases: Phases) -> datasets.Dataset:
+    """The data set the flags name, timed as the data phase, and a line saying what it holds."""
+    with phases.timing("data"):
+        ds = datasets.load(
+            args.dataset,
+            args.data_dir,
+            seed=args.seed,
+            limit_train=args.limit_train,
+            limit_test=args.limit_test,
+            scan_preprocess=args.preprocess == "scan",
+        )
+    console.print(
+        f"[bold]{ds.name}[/]: {len(ds.train.y):,} train / {len(ds.val.y):,} validation / "
+        f"{len(ds.test.y):,} test images, {ds.num_classes} classes; models {', '.join(names)}"
+    )
+    return ds
+
+
+def start_ray(
+    args,
+    deep: bool,
+    shallow: bool,
+    output: Path,
+    location: str,
+    tracker: tracking.Tracker | None,
+    console: Console,
+) -> cluster.Workers | None:
+    """Join (or start) Ray and wait for room: the deep models' Train workers (None without ``deep``)
+    and, for the classical models, one task; then check every node reaches the storage."""
+    cluster.connect(args.address)
+    workers = (
+        cluster.placement(args.workers, args.cpus_per_worker, args.gpu, args.placement_timeout, console)
+        if deep
+        else None
+    )
+    if shallow:
+        cluster.placement(1, args.cpus_per_worker or 1, "off", args.placement_timeout, console)
+    cluster.require_shared(
+        storage.shared_locations(args.storage_path, output, location) | (tracker.shared() if tracker else {})
+    )
+    return workers
+
+
+def segmentation_baseline(
+    ds: datasets.Dataset, deep: list[str], field_tests, results: Results, names: list[str]
+) -> None:
+    """The segmentation baseline: the first digit cnn of this run, read on the field models' test
+    fields, recorded and added to ``names`` (nothing without such a cnn)."""
+    cnn = next(
+        (
+            r
+            for r in results.tables["metrics"]
+            if r["model"] in deep and models.recipe(r["model"]).arch == "cnn"
+        ),
+        None,
+    )
+    if cnn is None:
+        return
+    row, scores = segmented_row(ds, cnn, field_tests)
+    results.record(row["model"], row, scores)
+    names.append(row["model"])
+
+
+def finish(
+    names: list[str],
+    output: Path,
+    results: Results,
+    runs: dict,
+    tracker: tracking.Tracker | None,
+    console: Console,
+    phases: Phases,
+) -> None:
+    """The results table in ``names``' order, the report, the MLflow runs' results, and where the time
+    went (``timings.json`` and the closing lines)."""
     order = {n: i for i, n in enumerate(names)}
     with phases.timing("report"):
         display.print_table(sorted(results.tables["metrics"], key=lambda r: order[r["model"]]), console)
@@ -414,12 +457,9 @@ def compare(
     (output / TIMINGS).write_text(json.dumps(timings, indent=2) + "\n")
     console.print(Phases.line(timings))
     console.print(f"results in {output} ({timings['total_seconds']:.0f} s)")
-    return 0
 
 
 def main(argv=None, prog: str = "hdr compare") -> int:
     args = parser(prog).parse_args(argv)
-    # svm-rbf's grid is a Ray Tune sweep, whose new output engine prints its banner even at
-    # verbose=0; only this environment variable turns it off (see tune.main).
-    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    ray_compat.tune_output_settings()  # svm-rbf's grid is a Ray Tune sweep: no banner from Tune
     return run_job(run, args, prog, "run the same command again to resume from the last checkpoint")

@@ -50,7 +50,7 @@ def check_output(output: str) -> Path:
 
 def run(args: argparse.Namespace, console: Console) -> int:
     output = check_output(args.output)
-    state, cfg, checkpoint = checkpoints.for_scoring(args.results, args.model_name, "RESULTS", "export")
+    state, cfg, checkpoint = checkpoints.for_scoring(args.results, args.model_name)
     try:
         export.write(state, output, args.format)
     except OSError as e:
@@ -67,4 +67,4 @@ def run(args: argparse.Namespace, console: Console) -> int:
 
 def main(argv=None, prog: str = "hdr export") -> int:
     args = parser(prog).parse_args(argv)
-    return run_job(run, args, prog, "run the same command again")
+    return run_job(run, args, prog, "run the same command again", flags={"model": "RESULTS"})

@@ -130,6 +130,11 @@ def worker_count(text: str) -> int | None:
         raise argparse.ArgumentTypeError(f"must be a number of workers or auto, got {text!r}") from None
 
 
+def gpu_flag(group, text: str) -> None:
+    """--gpu, for a training job's workers or a bulk job's actors; ``text`` says what gets a GPU."""
+    group.add_argument("--gpu", choices=("auto", "on", "off"), default="auto", help=text)
+
+
 def ray_flags(workers: int | str | None = None, per: str = "") -> Parser:
     """The Ray cluster a job joins and, with ``workers`` (the default of --workers), how many Ray
     Train workers it places there; ``per`` says what the workers belong to, as in "per trial"."""
@@ -150,12 +155,7 @@ def ray_flags(workers: int | str | None = None, per: str = "") -> Parser:
             help="CPUs, and torch threads, per Train worker and per classical model's task "
             "(default: with --workers auto, what it picks; else 1)",
         )
-        g.add_argument(
-            "--gpu",
-            choices=("auto", "on", "off"),
-            default="auto",
-            help="auto: one GPU per worker when the cluster has enough (default: %(default)s)",
-        )
+        gpu_flag(g, "auto: one GPU per worker when the cluster has enough (default: %(default)s)")
         g.add_argument(
             "--placement-timeout",
             type=float,
@@ -192,6 +192,7 @@ class BulkJob:
     each exclusive with its shared partner."""
 
     item: str
+    inputs: str  # what INPUT may name
     batch: int
     cpus_per_actor: float
     cpus_note: str
@@ -201,7 +202,7 @@ class BulkJob:
     labels_help: str
     target_error_help: str
     review_help: str
-    required: bool = False
+    required: bool = False  # --model, --output and INPUT (else the job checks them itself)
     labels_from: bool = False
     threshold: bool = False
 
@@ -211,6 +212,7 @@ def bulk_flags(job: BulkJob) -> Parser:
     option and review queue, its inference actors, how its rows are made durable as it runs, resuming,
     and the largest image it decodes."""
     p = Parser(add_help=False)
+    p.add_argument("inputs", nargs="+" if job.required else "*", metavar="INPUT", help=job.inputs)
     p.add_argument("--model", required=job.required, help=job.model_help)
     p.add_argument("--output", required=job.required, help=job.output_help)
     labels = p.add_mutually_exclusive_group() if job.labels_from else p
@@ -258,12 +260,7 @@ def ray_data_flags(g, job: BulkJob) -> None:
         help=f"CPUs each inference actor reserves on a CPU-only cluster; {job.cpus_note} "
         "(default: %(default)s)",
     )
-    g.add_argument(
-        "--gpu",
-        choices=("auto", "on", "off"),
-        default="auto",
-        help="auto: a GPU per inference actor when the cluster has one (default: %(default)s)",
-    )
+    gpu_flag(g, "auto: a GPU per inference actor when the cluster has one (default: %(default)s)")
     g.add_argument("--resume", action="store_true", help="keep what OUTPUT (or OUTPUT.partial) already holds")
     g.add_argument(
         "--commit-rows",

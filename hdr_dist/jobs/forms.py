@@ -20,7 +20,7 @@ from rich.console import Console
 from hdr_dist.bulk import driver, inputs, outputs, plan
 from hdr_dist.bulk.committer import Committer
 from hdr_dist.common import cluster, ray_compat
-from hdr_dist.common.errors import UserError, disk_full
+from hdr_dist.common.errors import SettingError, UserError
 from hdr_dist.forms import pipeline, records, review, summary, truth, zones
 from hdr_dist.forms import template as templates
 from hdr_dist.forms.config import FormsConfig
@@ -31,10 +31,12 @@ from hdr_dist.jobs.flags import Parser
 from hdr_dist.models import checkpoints
 
 COMMIT_PAGES = 200  # a forms piece: pages, each with its zones
+SHOWN = {"job": "forms"}  # how forms shows a setting inside a message of its own (run_job shows the rest)
 FIELD_MODEL = "crnn"
 
 
 FORMS = flags.BulkJob(
+    inputs="folders (recursive), image or PDF files, .zip/.tar/.tar.gz/.tgz archives, in any mix",
     item="page",
     batch=16,
     cpus_per_actor=0.5,
@@ -55,12 +57,6 @@ def parser(prog: str = "hdr forms") -> Parser:
         description="Read scanned forms by a template: one row per zone and one per form, "
         "each field with a calibrated confidence and a decision.",
         parents=[flags.ray_flags(), flags.bulk_flags(FORMS)],
-    )
-    p.add_argument(
-        "inputs",
-        nargs="*",
-        metavar="INPUT",
-        help="folders (recursive), image or PDF files, .zip/.tar/.tar.gz/.tgz archives, in any mix",
     )
     p.add_argument("--template", metavar="FORM.yaml", help="the form's template (required)")
     p.add_argument(
@@ -105,28 +101,34 @@ def check_template(path: str, console: Console) -> int:
     return 0
 
 
+def model_for(path: str, name: str | None, name_setting: str) -> tuple:
+    """A model of ``--model`` and its config; a problem with its name is told by the flag that gave it
+    (forms has two)."""
+    try:
+        state, cfg, _ = checkpoints.for_scoring(path, name)
+    except SettingError as e:
+        raise (e.renamed(name_setting) if e.setting == "model_name" else e) from None
+    return state, cfg
+
+
 def models(args, template) -> tuple[dict | None, dict | None]:
     """The digit model (for combs and digit zones) and the field model (for field zones) the template
     needs, from ``--model``; a kind it needs and cannot have is one line, before anything starts."""
     kinds = {z.kind for z in template.zones}
     digit = field = None
     if kinds & {"comb", "digit"}:
-        digit, cfg, _ = checkpoints.for_scoring(
-            args.model, args.digit_model_name, name_flag="--digit-model-name"
-        )
+        digit, cfg = model_for(args.model, args.digit_model_name, "digit_model_name")
         if cfg.kind != "digit":
             raise UserError(f"--digit-model-name {cfg.model}: reads fields, not one digit")
     if "field" in kinds:
         names = [z.name for z in template.zones if z.kind == "field"]
         try:
-            field, cfg, _ = checkpoints.for_scoring(
-                args.model, args.field_model_name, name_flag="--field-model-name"
-            )
+            field, cfg = model_for(args.model, args.field_model_name, "field_model_name")
         except UserError as e:
             raise UserError(
                 f"--template {args.template}: its field zones ({', '.join(names)}) need a field model, "
-                f"and --model {args.model} has none named {args.field_model_name} ({e}); train one with "
-                "hdr compare --models cnn,crnn, or name it with --field-model-name"
+                f"and --model {args.model} has none named {args.field_model_name} ({e.line(SHOWN)}); "
+                "train one with hdr compare --models cnn,crnn, or name it with --field-model-name"
             ) from None
         if cfg.kind != "field":
             raise UserError(f"--field-model-name {cfg.model}: reads one digit, not fields")
@@ -142,13 +144,13 @@ def thresholds(template, target: float | None, digit: dict | None, field: dict |
     out = []
     for z in template.zones:
         state = field if z.kind == "field" else digit
-        if state["val_risk_coverage"] is None:
+        if state.val_risk_coverage is None:
             raise UserError(
-                f"--target-error {target:g}: {state['identity']['checkpoint']} holds no validation curve "
+                f"--target-error {target:g}: {state.identity.checkpoint} holds no validation curve "
                 "to read a threshold from (calibrate it by training with hdr compare)"
             )
         share = target / len(z.cells) if z.kind == "comb" else target
-        out.append(calibration.coverage_at(state["val_risk_coverage"], share)[1])
+        out.append(calibration.coverage_at(state.val_risk_coverage, share)[1])
     return tuple(out)
 
 
@@ -157,12 +159,12 @@ def identity(digit, field, template, args) -> dict:
     states = [s for s in (digit, field) if s]
     digest = hashlib.sha256()
     for s in states:
-        digest.update(s["identity"]["checkpoint_sha256"].encode())
+        digest.update(s.identity.checkpoint_sha256.encode())
     digest.update(template.path.read_bytes() + template.reference.read_bytes())
     digest.update(f"{args.dropout} {args.length_constraint}".encode())
     return {
-        "model": "+".join(s["identity"]["model"] for s in states),
-        "checkpoint": " | ".join(s["identity"]["checkpoint"] for s in states),
+        "model": "+".join(s.identity.model for s in states),
+        "checkpoint": " | ".join(s.identity.checkpoint for s in states),
         "checkpoint_sha256": digest.hexdigest(),
         "threshold": args.target_error,
     }
@@ -212,15 +214,8 @@ def run(args, console: Console) -> int:
     cluster.require_shared(
         {"--output": str(output)}, {"INPUT": [os.path.realpath(os.path.expanduser(i)) for i in args.inputs]}
     )
-    work, held = outputs.prepare(output, args.resume, ident, folders=("fields", "forms"))
-    try:
+    with outputs.writing(output, args.resume, ident, folders=("fields", "forms")) as work:
         totals, rows = read_forms(work, output, template, found, digit, field, cfg, labels, ident, console)
-    except OSError as e:
-        if disk_full(e):
-            raise outputs.full(output) from None
-        raise
-    finally:
-        os.close(held)
     tell(totals, rows, output, console)
     console.print(f"results in {output} ({time.perf_counter() - started:.0f} s)")
     return 0
@@ -248,10 +243,7 @@ def read_forms(
     )
 
     def rows():
-        refs = [
-            ray.put({k: s[k] for k in ("model", "config", "temperature")}) if s else None
-            for s in (digit, field)
-        ]
+        refs = [ray.put(s.lean()) if s else None for s in (digit, field)]
         return pipeline.build(items, *refs, cfg.template, cfg, len(cluster.alive_nodes()))
 
     ray_compat.quiet_ray_data()

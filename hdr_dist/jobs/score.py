@@ -12,6 +12,7 @@ already scored (``outputs``).
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from pathlib import Path
@@ -20,7 +21,7 @@ from rich.console import Console
 
 from hdr_dist.bulk import driver, inputs, labels, outputs, plan
 from hdr_dist.bulk.committer import COMMIT_ROWS, Committer
-from hdr_dist.common import cluster, ray_compat, tables
+from hdr_dist.common import cluster, errors, ray_compat, tables
 from hdr_dist.common.errors import UserError, disk_full
 from hdr_dist.inference import calibration, onnx_runtime, readers
 from hdr_dist.jobs import flags
@@ -34,6 +35,7 @@ from hdr_dist.scoring import pipeline, summary
 from hdr_dist.scoring.config import ScoreConfig
 
 SCORE = flags.BulkJob(
+    inputs="folders (recursive), image files, .zip/.tar/.tar.gz/.tgz archives, in any mix",
     item="image",
     batch=512,
     cpus_per_actor=1.0,
@@ -60,12 +62,6 @@ def parser(prog: str = "hdr score") -> Parser:
         parents=[flags.ray_flags(), flags.bulk_flags(SCORE)],
     )
     p.add_argument(
-        "inputs",
-        nargs="+",
-        metavar="INPUT",
-        help="folders (recursive), image files, .zip/.tar/.tar.gz/.tgz archives, in any mix",
-    )
-    p.add_argument(
         "--model-name",
         help="which model of that folder (default: the most accurate digit model; name crnn to read fields)",
     )
@@ -88,11 +84,11 @@ def parser(prog: str = "hdr score") -> Parser:
 def reject_rule(args, state: dict) -> dict:
     """The confidence threshold the flags ask for, where it came from, and what the model's
     validation curve expects accepting at it to do (null without a curve)."""
-    curve = state["val_risk_coverage"]
+    curve = state.val_risk_coverage
     if args.target_error is not None:
         if curve is None:
             raise UserError(
-                f"--target-error {args.target_error:g}: {state['identity']['checkpoint']} holds no "
+                f"--target-error {args.target_error:g}: {state.identity.checkpoint} holds no "
                 "validation curve to read a threshold from (calibrate it by training with hdr compare), "
                 "or give --threshold"
             )
@@ -127,7 +123,7 @@ def execute(items: list[inputs.Item], state: dict, cfg: ScoreConfig, reader, wor
     import ray
 
     def rows():
-        weights = ray.put({k: state[k] for k in ("model", "config", "temperature", "onnx") if k in state})
+        weights = ray.put(state.lean())
         return pipeline.build(items, weights, cfg, len(cluster.alive_nodes()), reader)
 
     committer = Committer(work / "predictions", tables.PREDICTION_SCHEMA, cfg.commit_rows, cfg.commit_seconds)
@@ -143,7 +139,7 @@ def listing(args, cfg: TrainConfig, console: Console) -> tuple[list[inputs.Item]
         found.items, args.labels_from, label_file, list(cfg.labels), cfg.model, readers.of(cfg)
     )
     for line in labels.warnings(label_file, problems) if label_file else ():
-        console.print(line, markup=False, highlight=False)
+        console.print(errors.shown(line), markup=False, highlight=False)
     skipped = [
         f"{n:,} {what}"
         for n, what in (
@@ -163,8 +159,7 @@ def listing(args, cfg: TrainConfig, console: Console) -> tuple[list[inputs.Item]
 def run(args, console: Console) -> int:
     started = time.perf_counter()
     state, model, checkpoint = checkpoints.for_scoring(args.model, args.model_name)
-    reader = readers.of(model)
-    if state["temperature"] is None:
+    if state.temperature is None:
         console.print(
             f"{checkpoint}: no temperature (a checkpoint compare did not calibrate, or one from before "
             "calibration): confidences are the plain softmax (temperature 1)",
@@ -173,9 +168,9 @@ def run(args, console: Console) -> int:
         )
     items, notes = listing(args, model, console)
     rule = reject_rule(args, state)
-    state["identity"]["threshold"] = rule["threshold"]  # a resume must decide at the same threshold
+    identity = state.identity.as_dict() | {"threshold": rule["threshold"]}  # a resume decides alike
     output = Path(args.output).expanduser().resolve()
-    outputs.check_output(output, args.resume, state["identity"])
+    outputs.check_output(output, args.resume, identity)
     cluster.connect(args.address)
     cfg = score_config(
         args,
@@ -183,48 +178,62 @@ def run(args, console: Console) -> int:
         rule,
     )
     if args.runtime == "onnx":
-        state["onnx"] = onnx_runtime.for_actors(state, cfg.use_gpu)
+        state = dataclasses.replace(state, onnx=onnx_runtime.for_actors(state, cfg.use_gpu))
     cluster.require_shared(
         {"--output": str(output)}, {"INPUT": [os.path.realpath(os.path.expanduser(i)) for i in args.inputs]}
     )
-    work, held = outputs.prepare(output, args.resume, state["identity"])
-    try:
-        done = outputs.already_scored(work / "predictions", tables.PREDICTION_SCHEMA)
-        items, skipped = outputs.skip_scored(items, done)
-        console.print(
-            f"scoring {len(items):,} inputs with {model.model} ({checkpoint})"
-            + (" on onnxruntime" if args.runtime == "onnx" else "")
-            + (f"; {skipped:,} already scored" if skipped else "")
-        )
-        ray_compat.quiet_ray_data()
-        stats = execute(items, state, cfg, reader, work, console)
-        this_run = driver.ThisRun(
-            stats,
-            inputs_seen=len(items) + skipped,
-            skipped=skipped,
-            rows_before=sum(len(pages) for _, pages in done.values()),
-            notes=queue.write(work, output, model, cfg, reader) | notes,
-        )
-        totals, results = summary.finish(work, output, state, checkpoint, cfg, this_run, reader)
-    except OSError as e:
-        if disk_full(e):
-            raise outputs.full(output) from None
-        raise
-    finally:
-        os.close(held)
+    with outputs.writing(output, args.resume, identity) as work:
+        totals, results = score_into(work, output, items, notes, state, identity, cfg, args, console)
     if results:
-        try:
-            console.print(f"report: {write_report(output)}")
-        except OSError as e:
-            if not disk_full(e):
-                raise
-            raise UserError(
-                f"--output {output}: the disk is full (no space left on device); every row is scored and "
-                f"written, but not the report: free some space, then run hdr report {output}"
-            ) from None
-    tell(totals, results, cfg, reader, output, console)
+        write_the_report(output, console)
+    tell(totals, results, cfg, readers.of(model), output, console)
     console.print(f"results in {output} ({time.perf_counter() - started:.0f} s)")
     return 0
+
+
+def score_into(
+    work: Path,
+    output: Path,
+    items,
+    notes: dict,
+    state,
+    identity: dict,
+    cfg: ScoreConfig,
+    args,
+    console: Console,
+) -> tuple[dict, dict]:
+    """Score what ``work`` does not hold yet, then the review queue and the summary."""
+    model = TrainConfig.from_dict(state.config)
+    reader = readers.of(model)
+    done = outputs.already_scored(work / "predictions", tables.PREDICTION_SCHEMA)
+    items, skipped = outputs.skip_scored(items, done)
+    console.print(
+        f"scoring {len(items):,} inputs with {model.model} ({identity['checkpoint']})"
+        + (" on onnxruntime" if args.runtime == "onnx" else "")
+        + (f"; {skipped:,} already scored" if skipped else "")
+    )
+    ray_compat.quiet_ray_data()
+    stats = execute(items, state, cfg, reader, work, console)
+    this_run = driver.ThisRun(
+        stats,
+        inputs_seen=len(items) + skipped,
+        skipped=skipped,
+        rows_before=sum(len(pages) for _, pages in done.values()),
+        notes=queue.write(work, output, model, cfg, reader) | notes,
+    )
+    return summary.finish(work, output, state, identity, cfg, this_run, reader)
+
+
+def write_the_report(output: Path, console: Console) -> None:
+    try:
+        console.print(f"report: {write_report(output)}")
+    except OSError as e:
+        if not disk_full(e):
+            raise
+        raise UserError(
+            f"--output {output}: the disk is full (no space left on device); every row is scored and "
+            f"written, but not the report: free some space, then run hdr report {output}"
+        ) from None
 
 
 def tell(totals: dict, results: dict, cfg: ScoreConfig, reader, output: Path, console: Console) -> None:

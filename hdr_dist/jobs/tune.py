@@ -14,17 +14,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import time
 from pathlib import Path
 
 from rich.console import Console
 
 from hdr_dist import models
-from hdr_dist.common import cluster, storage, tables
+from hdr_dist.common import cluster, ray_compat, storage, tables
 from hdr_dist.common.errors import UserError
 from hdr_dist.data import datasets
-from hdr_dist.inference import readers
 from hdr_dist.jobs import flags
 from hdr_dist.jobs.cli import job_console, run_job
 from hdr_dist.jobs.flags import Parser, positive
@@ -32,7 +30,7 @@ from hdr_dist.models import checkpoints
 from hdr_dist.models.config import TrainConfig
 from hdr_dist.reports import display
 from hdr_dist.reports.html_report import write_report
-from hdr_dist.training import sweep, tracking, train
+from hdr_dist.training import kinds, sweep, tracking, train
 from hdr_dist.training.tuner import start_or_restore
 
 DRIVER_MEMORY = 256 * 2**20  # bytes Ray reserves for each trial's driver process
@@ -116,7 +114,10 @@ def score_best(row: dict, ds: datasets.Dataset, location: str, workers: cluster.
 
     checkpoint = Checkpoint(row["checkpoint"], filesystem=storage.filesystem(location)[0])
     state = checkpoints.load_ray(checkpoint)
-    scores = readers.DIGIT.test(state, ds.test.x, ds.test.y)
+    cfg = TrainConfig.from_dict(state["config"])
+    kind = kinds.of(cfg)
+    # Uncalibrated, as the sweep compared its trials.
+    scores = kind.test(state, kind.test_sets(ds, cfg.seed), temperature=1.0).scores
     history = state["history"]  # up to the best epoch: the checkpoint was taken then
     model = state["config"]["model"]
     metrics = tables.trained_row(
@@ -143,10 +144,7 @@ def run_sweep(
 ):
     """Run (or resume) the sweep to its end: Tune's results, the folder they are kept in, and with
     ``tracker`` the sweep's MLflow run, under which each trial's run is nested."""
-    import ray
     from ray import tune
-    from ray.tune.schedulers import ASHAScheduler
-    from ray.tune.search.basic_variant import BasicVariantGenerator
 
     at_once = sweep.concurrency(workers.count, workers.cpus, workers.gpu, args.max_concurrent)
     base = TrainConfig.from_recipe(
@@ -156,40 +154,11 @@ def run_sweep(
     if tracker is not None:
         keys = ("num_samples", "grace_period", "reduction_factor", "recipe_first")  # what names the sweep
         tracker = tracker.start(name, name, base.as_dict() | {k: getattr(args, k) for k in keys})
-    # The images' reference goes in a list: with_parameters would fetch a bare reference's value and
-    # hand every trial, and so every Train worker, its own copy of the arrays.
-    trainable = tune.with_parameters(
-        sweep.trial,
-        base=base,
-        images=[ray.put(train.arrays_of(ds))],
-        sweep=name,
-        workers=workers.count,
-        use_gpu=workers.gpu,
-        location=location,
-        tracker=tracker,
-    )
-    # A trial's driver only waits on its Train run: it holds memory for its process, not a CPU.
-    trainable = tune.with_resources(trainable, {"CPU": 0, "memory": DRIVER_MEMORY})
     tuner, restored = start_or_restore(
         f"{location}/{name}",
-        trainable,
+        trainable(base, ds, name, workers, location, tracker),
         sweep.search_space(args.model),
-        tune.TuneConfig(
-            metric=sweep.METRIC,
-            mode="max",
-            num_samples=args.num_samples,
-            scheduler=ASHAScheduler(
-                time_attr="epoch",
-                max_t=args.epochs,
-                grace_period=args.grace_period,
-                reduction_factor=args.reduction_factor,
-            ),
-            search_alg=BasicVariantGenerator(
-                points_to_evaluate=[sweep.recipe_point(args.model)] if args.recipe_first else None,
-                max_concurrent=at_once,
-                random_state=args.seed,
-            ),
-        ),
+        tune_config(args, at_once),
         tune.RunConfig(
             name=name,
             storage_path=location,
@@ -207,6 +176,60 @@ def run_sweep(
     if len(results) < args.num_samples or results.num_terminated + results.num_errors < len(results):
         raise KeyboardInterrupt  # Tune ends a sweep on Ctrl-C by saving it and returning
     return results, f"{location}/{name}", tracker
+
+
+def trainable(
+    base: TrainConfig,
+    ds: datasets.Dataset,
+    name: str,
+    workers: cluster.Workers,
+    location: str,
+    tracker: tracking.Tracker | None,
+):
+    """What Tune runs per trial (``sweep.trial``), with what every trial shares bound to it, and the
+    resources its driver holds."""
+    import ray
+    from ray import tune
+
+    # The images' reference goes in a list: with_parameters would fetch a bare reference's value and
+    # hand every trial, and so every Train worker, its own copy of the arrays.
+    bound = tune.with_parameters(
+        sweep.trial,
+        base=base,
+        images=[ray.put(train.arrays_of(ds))],
+        sweep=name,
+        workers=workers.count,
+        use_gpu=workers.gpu,
+        location=location,
+        tracker=tracker,
+    )
+    # A trial's driver only waits on its Train run: it holds memory for its process, not a CPU.
+    return tune.with_resources(bound, {"CPU": 0, "memory": DRIVER_MEMORY})
+
+
+def tune_config(args, at_once: int):
+    """The sweep's search: ``num_samples`` trials, at most ``at_once`` at a time, the recipe's own
+    settings first with ``--recipe-first``, and ASHA stopping the trials that trail."""
+    from ray import tune
+    from ray.tune.schedulers import ASHAScheduler
+    from ray.tune.search.basic_variant import BasicVariantGenerator
+
+    return tune.TuneConfig(
+        metric=sweep.METRIC,
+        mode="max",
+        num_samples=args.num_samples,
+        scheduler=ASHAScheduler(
+            time_attr="epoch",
+            max_t=args.epochs,
+            grace_period=args.grace_period,
+            reduction_factor=args.reduction_factor,
+        ),
+        search_alg=BasicVariantGenerator(
+            points_to_evaluate=[sweep.recipe_point(args.model)] if args.recipe_first else None,
+            max_concurrent=at_once,
+            random_state=args.seed,
+        ),
+    )
 
 
 def run(args, console: Console) -> int:
@@ -262,7 +285,5 @@ def run(args, console: Console) -> int:
 
 def main(argv=None, prog: str = "hdr tune") -> int:
     args = parser(prog).parse_args(argv)
-    # Tune's new output engine prints its banner even at verbose=0, and only this environment
-    # variable (no argument) turns it off: the job sets it for its own process, unless the user has.
-    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    ray_compat.tune_output_settings()  # no banner from Tune's output engine, for this process
     return run_job(run, args, prog, "run the same command again to resume the sweep")

@@ -11,6 +11,18 @@ from torch import nn
 from hdr_dist.imaging.preprocess import STRIP_HEIGHT
 
 
+def lstm(features: int, hidden: int, layers: int, bidirectional: bool, dropout: float) -> nn.LSTM:
+    """torch's LSTM over (batch, steps, features), with dropout between its layers (none with one)."""
+    return nn.LSTM(
+        features,
+        hidden,
+        num_layers=layers,
+        batch_first=True,
+        bidirectional=bidirectional,
+        dropout=dropout if layers > 1 else 0.0,
+    )
+
+
 class CNN(nn.Module):
     """Conv blocks, then an optional dense layer, then the classifier.
 
@@ -83,7 +95,8 @@ class LSTM(nn.Module):
     ``readout="last"`` classifies from the final step as 002 does; ``"pool"``
     uses the mean and max over all steps, which lets a bidirectional model see
     every row equally and converges in fewer epochs. Two rows a step (14 steps of 56 pixels) halve
-    the sequential recurrence, which is most of an LSTM's time on a CPU: 1.7x the images/s.
+    the sequential recurrence, which is most of an LSTM's time on a CPU (the measured gain is in
+    docs/decisions.md).
     """
 
     def __init__(
@@ -105,14 +118,7 @@ class LSTM(nn.Module):
         self.norm = nn.LayerNorm(features) if input_norm else nn.Identity()
         width = hidden * (2 if bidirectional else 1)
         if activation == "tanh":
-            self.rnn = nn.LSTM(
-                features,
-                hidden,
-                num_layers=layers,
-                batch_first=True,
-                bidirectional=bidirectional,
-                dropout=dropout if layers > 1 else 0.0,
-            )
+            self.rnn = lstm(features, hidden, layers, bidirectional, dropout)
         elif activation == "relu" and not bidirectional:
             stack = []
             for n in range(layers):
@@ -133,10 +139,8 @@ class LSTM(nn.Module):
         seq = self.norm(x.reshape(x.shape[0], self.steps, -1))  # (N, 1, 28, 28) -> steps of whole rows
         out = self.rnn(seq)
         out = out[0] if isinstance(out, tuple) else out
-        if self.readout == "pool":
-            feats = torch.cat([out.mean(dim=1), out.amax(dim=1)], dim=1)
-        else:
-            feats = out[:, -1]
+        pooled = self.readout == "pool"
+        feats = torch.cat([out.mean(dim=1), out.amax(dim=1)], dim=1) if pooled else out[:, -1]
         return self.classifier(feats)
 
 
@@ -186,14 +190,7 @@ class CRNN(nn.Module):
             nn.ReLU(inplace=True),
         )
         self.dropout = nn.Dropout(dropout)
-        self.rnn = nn.LSTM(
-            features,
-            hidden,
-            num_layers=layers,
-            batch_first=True,
-            bidirectional=True,
-            dropout=dropout if layers > 1 else 0.0,
-        )
+        self.rnn = lstm(features, hidden, layers, True, dropout)
         self.classifier = nn.Linear(2 * hidden, num_classes + 1)
 
     def forward(self, x, widths: torch.Tensor | None = None):

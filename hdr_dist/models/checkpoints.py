@@ -8,18 +8,20 @@ its path; a bad one is the user's one-line error.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
 import json
 import os
 import zipfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from hdr_dist import models
 from hdr_dist.common import storage
-from hdr_dist.common.errors import UserError, one_line
+from hdr_dist.common.errors import JOB, SettingError, one_line
 from hdr_dist.models.config import TrainConfig
 
 CHECKPOINT_FILE = "model.pt"
@@ -81,48 +83,52 @@ def set_calibration(location: str, temperature: float, val_curve: dict | None = 
     storage.write_bytes(location, buffer.getvalue())
 
 
-def model_from_state(state: dict) -> tuple[torch.nn.Module, TrainConfig]:
-    """The trained model a checkpoint's state describes, with its config."""
-    cfg = TrainConfig.from_dict(state["config"])
+def model_from_state(state: dict | ModelState) -> tuple[torch.nn.Module, TrainConfig]:
+    """The trained model a checkpoint's state describes (a ``ModelState``, or a checkpoint's dict as
+    training saves it), with its config."""
+    weights, config = (
+        (state.weights, state.config) if isinstance(state, ModelState) else (state["model"], state["config"])
+    )
+    cfg = TrainConfig.from_dict(config)
     model = models.from_config(cfg)
-    model.load_state_dict(state["model"])
+    model.load_state_dict(weights)
     return model, cfg
 
 
-def resolve(
-    path: str, name: str | None, flag: str = "--model", job: str = "score", name_flag: str = "--model-name"
-) -> str:
-    """``--model`` (a compare output folder, a checkpoint folder or file, a URI) -> the checkpoint file.
-    In a compare output, ``--model-name`` picks the model, else the most accurate digit model. A message
-    names the path by ``flag`` (export's is an argument, RESULTS) and the name by ``name_flag`` (forms
-    has two), and says that ``job`` takes the model."""
+def resolve(path: str, name: str | None) -> str:
+    """The ``model`` setting (a compare output folder, a checkpoint folder or file, a URI) -> the
+    checkpoint file. In a compare output, ``model_name`` picks the model, else the most accurate digit
+    model. An error names the two settings, which each job shows as its own flags (export's path is an
+    argument, forms has two model names), and the job that takes the model."""
     import pyarrow.parquet as pq
 
     if name is not None and "," in name:
-        raise UserError(
-            f"{name_flag} {name}: names one model; averaging several did not raise the coverage at a "
-            f"fixed error on the validation split (README, Ensembles), so {job} takes one"
+        raise SettingError(
+            "model_name",
+            name,
+            "names one model; averaging several did not raise the coverage at a fixed error on the "
+            f"validation split (README, Ensembles), so {JOB} takes one",
         )
     if storage.is_uri(path):
         return path
     where = Path(path).expanduser()
     if not where.exists():
-        raise UserError(f"{flag} {path}: no such file or folder")
+        raise SettingError("model", path, "no such file or folder")
     table = where / "metrics.parquet"
     if where.is_dir() and table.is_file():
         rows = pq.read_table(table).to_pylist()
         kept = [r for r in rows if r["checkpoint"]]  # the classical models keep none
         if name is not None and name not in {r["model"] for r in kept}:
-            has = f"{', '.join(r['model'] for r in kept) or 'no model'} to {job}"
+            has = f"{', '.join(r['model'] for r in kept) or 'no model'} to {JOB}"
             if name in {r["model"] for r in rows}:
-                raise UserError(
-                    f"{name_flag} {name}: a classical model, which keeps no checkpoint; {table} has {has}"
+                raise SettingError(
+                    "model_name", name, f"a classical model, which keeps no checkpoint; {table} has {has}"
                 )
-            raise UserError(f"{name_flag} {name}: {table} has no such model; it has {has}")
+            raise SettingError("model_name", name, f"{table} has no such model; it has {has}")
         rows = [r for r in kept if name is None or r["model"] == name]
         if not rows:
-            raise UserError(
-                f"{flag} {path}: {table} names no model with a checkpoint ({job} takes the deep models)"
+            raise SettingError(
+                "model", path, f"{table} names no model with a checkpoint ({JOB} takes the deep models)"
             )
         # A field model's accuracy is per character, not per image: it is taken when named, or alone.
         digits = [r for r in rows if r.get("field_accuracy") is None]
@@ -163,25 +169,56 @@ def vet_state(state) -> None:
         raise ValueError(f"its history has more than {MAX_HISTORY:,} epochs")
 
 
-def for_scoring(
-    path: str, name: str | None, flag: str = "--model", job: str = "score", name_flag: str = "--model-name"
-) -> tuple[dict, TrainConfig, str]:
-    """``--model`` -> (the weights and history, the config, the checkpoint's path); any problem is one line.
+@dataclass(frozen=True)
+class Identity:
+    """Which checkpoint (by content) an output's rows come from: a resumed output must match it."""
 
-    The state also carries the model's size and the checkpoint's identity (path and
-    sha256), which a resumed output must match.
-    """
-    checkpoint = resolve(path, name, flag, job, name_flag)
+    model: str
+    checkpoint: str
+    checkpoint_sha256: str
+
+    def as_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class ModelState:
+    """A checkpoint read for inference: the weights and the config to rebuild the model, its training
+    history and size, its calibration (a temperature, and the validation curve a reject threshold is
+    read from; None in a checkpoint from before calibration, whose confidences are the plain softmax),
+    its identity, and, for ``score --runtime onnx``, the model exported for onnxruntime."""
+
+    weights: dict
+    config: dict
+    history: list
+    params: int
+    temperature: float | None
+    val_risk_coverage: dict | None
+    identity: Identity
+    onnx: bytes | None = None
+
+    def lean(self) -> ModelState:
+        """What the inference actors need, and nothing they do not: sent once to the object store."""
+        return dataclasses.replace(self, history=[], val_risk_coverage=None)
+
+
+def for_scoring(path: str, name: str | None) -> tuple[ModelState, TrainConfig, str]:
+    """The ``model`` setting -> (the checkpoint as ``ModelState``, the config, the checkpoint's path);
+    any problem is one line naming the setting."""
+    checkpoint = resolve(path, name)
     try:
         size = storage.size_of(checkpoint)
     except ValueError as e:
-        raise UserError(f"{flag} {path}: {checkpoint}: {e}") from None
+        raise SettingError("model", path, f"{checkpoint}: {e}") from None
     except OSError as e:
-        raise UserError(f"{flag} {path}: {checkpoint}: cannot read ({e.strerror or one_line(e)})") from None
+        raise SettingError(
+            "model", path, f"{checkpoint}: cannot read ({e.strerror or one_line(e)})"
+        ) from None
     if size > MAX_CHECKPOINT_BYTES:
-        raise UserError(
-            f"{flag} {path}: {checkpoint} is {size:,} bytes, more than a checkpoint holds "
-            f"(limit {MAX_CHECKPOINT_BYTES:,})"
+        raise SettingError(
+            "model",
+            path,
+            f"{checkpoint} is {size:,} bytes, more than a checkpoint holds (limit {MAX_CHECKPOINT_BYTES:,})",
         )
     try:
         raw = storage.read_bytes(checkpoint)
@@ -189,24 +226,19 @@ def for_scoring(
         state = torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True)
         vet_state(state)
         model, cfg = model_from_state(state)
-    except Exception as e:  # noqa: BLE001 - missing, corrupt or foreign: all the user's --model
-        raise UserError(
-            f"{flag} {path}: {checkpoint} is not a readable hdr-dist checkpoint ({one_line(e)})"
+    except Exception as e:  # noqa: BLE001 - missing, corrupt or foreign: all the user's model setting
+        raise SettingError(
+            "model", path, f"{checkpoint} is not a readable hdr-dist checkpoint ({one_line(e)})"
         ) from None
     if name is not None and cfg.model != name:
-        raise UserError(f"{name_flag} {name}: the checkpoint holds model {cfg.model}")
-    state = {
-        "model": state["model"],
-        "config": cfg.as_dict(),
-        "history": state.get("history", []),
-        "params": models.count_params(model),
-        # None: written before calibration; its confidences are the plain softmax (temperature 1)
-        "temperature": state.get("temperature"),
-        "val_risk_coverage": state.get("val_risk_coverage"),
-        "identity": {
-            "model": cfg.model,
-            "checkpoint": checkpoint,
-            "checkpoint_sha256": hashlib.sha256(raw).hexdigest(),
-        },
-    }
-    return state, cfg, checkpoint
+        raise SettingError("model_name", name, f"the checkpoint holds model {cfg.model}")
+    read = ModelState(
+        weights=state["model"],
+        config=cfg.as_dict(),
+        history=state.get("history", []),
+        params=models.count_params(model),
+        temperature=state.get("temperature"),
+        val_risk_coverage=state.get("val_risk_coverage"),
+        identity=Identity(cfg.model, checkpoint, hashlib.sha256(raw).hexdigest()),
+    )
+    return read, cfg, checkpoint

@@ -35,7 +35,7 @@ from pathlib import Path
 
 import torch
 
-from hdr_dist.common.errors import UserError
+from hdr_dist.common.errors import SettingError, UserError, setting
 from hdr_dist.imaging.preprocess import STRIP_HEIGHT
 from hdr_dist.models import checkpoints
 from hdr_dist.models.config import TrainConfig
@@ -107,7 +107,7 @@ def onnx_bytes(model: torch.nn.Module, args: tuple, meta: dict[str, str]) -> byt
     try:
         import onnx
     except ImportError:
-        raise UserError(f"--format onnx needs the onnx package: {INSTALL}") from None
+        raise UserError(f"{setting('format')} onnx needs the onnx package: {INSTALL}") from None
     names = ["x", "widths"][: len(args)]
     axes = {"x": {0: "batch"}, "logits": {0: "batch"}}
     if len(args) == 2:  # strips: any width, any number of steps
@@ -148,18 +148,18 @@ def quiet():
         yield
 
 
-def exported(state: dict, fmt: str) -> tuple[bytes, dict[str, str]]:
+def exported(state: checkpoints.ModelState, fmt: str) -> tuple[bytes, dict[str, str]]:
     """A checkpoint's state (``checkpoints.for_scoring``) -> the file's bytes in ``fmt``, and its metadata."""
     if fmt not in WRITERS:
-        raise UserError(f"--format {fmt}: choose from {', '.join(FORMATS)}")
+        raise SettingError("format", fmt, f"choose from {', '.join(FORMATS)}")
     model, cfg = checkpoints.model_from_state(state)
     model.eval()
-    meta = metadata(cfg, state.get("temperature"), getattr(model, "step", 1))
+    meta = metadata(cfg, state.temperature, getattr(model, "step", 1))
     with torch.no_grad(), quiet():
         return WRITERS[fmt](model, example(cfg), meta), meta
 
 
-def write(state: dict, path: str | Path, fmt: str) -> dict[str, str]:
+def write(state: checkpoints.ModelState, path: str | Path, fmt: str) -> dict[str, str]:
     """``exported`` to ``path``, whole or not at all: a half-written model must not look like one."""
     data, meta = exported(state, fmt)
     path = Path(path)

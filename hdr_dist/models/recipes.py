@@ -31,13 +31,13 @@ RECIPES = {
     # This project's defaults: normalisation layers, AdamW with a one-cycle schedule and
     # light augmentation, sized to beat the seeds within the 12-minute CPU budget.
     # cnn: a global batch of 256 halves DDP's gradient syncs per image against 128; with channels-last
-    # weights (train.setup) 2 workers train ~3,150 img/s, not ~2,200, and reach 99.64 % against 99.58 %.
+    # weights (train.setup) it trains faster and no less accurately (measured: docs/decisions.md).
     "cnn": Recipe(
         "cnn",
         dict(blocks=((16, 2, True), (32, 2, True)), hidden=128, dropout=0.25),
         dict(lr=5e-3, batch_size=256, epochs=12, label_smoothing=0.05),
     ),
-    # lstm: two rows a step, 1.7x the images/s of one row, to the same accuracy.
+    # lstm: two rows a step, faster than one row to the same accuracy (measured: docs/decisions.md).
     "lstm": Recipe(
         "lstm",
         dict(hidden=128, layers=1, bidirectional=True, readout="pool", input_norm=True, dropout=0.1),
@@ -46,9 +46,9 @@ RECIPES = {
     # Whole numeric fields: a CNN + BiLSTM read by CTC, the hybrid seed 000 proposes. An epoch is one
     # pass over the training digits, made into fields of 1 to 12 of them. Batch 16: more steps per
     # second of CPU than 64. Width 1.5 (convolutions of 24 and 48 channels, a BiLSTM of 192): in races
-    # of equal CPU time it learned more per field than width 1 (benchmarks/field_variants.py); 28 epochs
-    # of it took 2,028 s on 2 workers and read 94.30 % of the 5-digit scans, against 92.65 % for 20 epochs
-    # at width 1. Checkpoints from before say width 1 and load as they were.
+    # of equal CPU time it learned more per field than width 1 (benchmarks/field_variants.py), and 28
+    # epochs of it read more of the 5-digit scans than 20 epochs at width 1 (measured:
+    # docs/decisions.md). Checkpoints from before say width 1 and load as they were.
     "crnn": Recipe(
         "crnn",
         dict(blocks=((16, 2, True), (32, 2, True)), hidden=128, layers=1, dropout=0.1),
@@ -100,7 +100,7 @@ def build(
         {"rows_per_step": rows_per_step or r.settings.get("rows_per_step", 1)} if r.arch == "lstm" else {}
     )
     if width != 1.0:
-        scale = lambda n: max(1, round(n * width))  # noqa: E731
+        scale = lambda n: max(1, round(n * width))  # noqa: E731 - a one-line rule, read beside its uses
         if "blocks" in kwargs:
             kwargs["blocks"] = tuple((scale(c), convs, pool) for c, convs, pool in kwargs["blocks"])
         for key in ("hidden", "dense"):

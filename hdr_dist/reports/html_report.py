@@ -36,7 +36,7 @@ def model_figures(out: Path, model: str, tables: dict) -> list[tuple[Path, str]]
     """Curves, confusion matrix, per-class bars and mistakes of one model, as far as its tables go."""
     from hdr_dist.reports import plots
 
-    pick = lambda name: [r for r in tables[name] if r["model"] == model]  # noqa: E731
+    pick = lambda name: [r for r in tables[name] if r["model"] == model]  # noqa: E731 - a one-line filter
     figures = []
     if history := sorted(pick("history"), key=lambda r: r["epoch"]):
         figures.append(
@@ -151,7 +151,8 @@ def html_table(columns: list[str], rows: list[list[str]], styles=None) -> str:
 
 
 STYLE = """body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;color:#222}
-table{border-collapse:collapse;font-size:14px;margin:1em 0}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}
+table{border-collapse:collapse;font-size:14px;margin:1em 0}
+td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}
 td:nth-child(-n+2),th{text-align:left}tr.green td{background:#e8f5e9}tr.red td{background:#fdecea}
 figure{margin:1.5em 0}img{max-width:100%}figcaption{color:#555;font-size:13px}code{color:#777}"""
 

@@ -1,8 +1,9 @@
 """The report's figures: one function per kind, each drawing one PNG from rows of a results table.
 
 matplotlib's Agg canvas draws them, without pyplot, so they render the same on a
-laptop, a cluster's head node or CI, with no display, and set no backend for the process. Each function takes plain rows (as
-``report`` reads them from Parquet) and the path to write, and returns that path.
+laptop, a cluster's head node or CI, with no display, and set no backend for the process.
+Each function takes plain rows (as ``report`` reads them from Parquet) and the path to
+write, and returns that path.
 """
 
 from __future__ import annotations

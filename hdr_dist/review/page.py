@@ -14,6 +14,41 @@ from __future__ import annotations
 import base64
 import html
 import json
+from dataclasses import dataclass
+
+import numpy as np
+
+from hdr_dist.imaging import images
+
+
+@dataclass(frozen=True)
+class Shown:
+    """How the page shows a reader kind's rows: the picture of what the model saw (its CSS class), the
+    longest label a person may type, and the rule a label must keep (the page checks it in the browser
+    as the reader's ``is_label`` does: one of the classes, or a string of their characters)."""
+
+    kind: str
+    picture_class: str
+    max_label: int
+    label_rule: str
+
+    def picture(self, data: bytes) -> np.ndarray:
+        """The prepared image's bytes (the decode stage's) as the picture of what the model saw."""
+        if self.kind == "field":
+            return (images.strip_of(data) * 255).astype(np.uint8)
+        return np.frombuffer(data, np.uint8).reshape(28, 28)
+
+    def guesses(self, row: dict) -> list[tuple[str, float]]:
+        """The answers a click takes: a digit model's top labels, a field model's one string."""
+        if self.kind == "field":
+            return [(row["text"], row["confidence"])]
+        return list(zip(row["topk_labels"], row["topk_probs"]))
+
+
+SHOWN = {
+    "digit": Shown("digit", picture_class="crop", max_label=8, label_rule="class"),
+    "field": Shown("field", picture_class="strip", max_label=64, label_rule="string"),
+}
 
 STYLE = """body{font-family:system-ui,sans-serif;max-width:1200px;margin:1.5em auto;padding:0 1em;color:#222}
 table{border-collapse:collapse;font-size:14px;width:100%}td,th{border-bottom:1px solid #ddd;padding:6px;
@@ -70,7 +105,8 @@ document.getElementById('save').addEventListener('click', () => {
     if (v === '') continue;
     if (!valid(v)) {
       status.textContent = 'row ' + tr.dataset.n + ': ' + JSON.stringify(v)
-        + (meta.rule === 'string' ? ' has a character the model does not read (' : ' is not a class of the model (')
+        + (meta.rule === 'string' ? ' has a character the model does not read ('
+                                  : ' is not a class of the model (')
         + meta.labels.join(' ') + '); nothing saved';
       field(tr).focus();
       return;
@@ -107,6 +143,7 @@ def picture(data: bytes | None, kind: str, why: str) -> str:
 def row_html(n: int, r: dict, reader, columns: tuple[str, ...] = ("path",)) -> str:
     """One image of the queue; every text from a file's name or an error is escaped. The guesses are the
     reader's: a digit model's top labels, a field model's one digit string."""
+    shown = SHOWN[reader.kind]
     where = f"<code>{html.escape(r['source'])}</code>"
     if r["member"] is not None:
         where += f"<br>member <code>{html.escape(r['member'])}</code>"
@@ -118,7 +155,7 @@ def row_html(n: int, r: dict, reader, columns: tuple[str, ...] = ("path",)) -> s
         "".join(
             f'<button type="button" class="guess" data-label="{html.escape(label)}">'
             f"{html.escape(label)} <small>{100 * p:.1f} %</small></button>"
-            for label, p in reader.guesses(r)
+            for label, p in shown.guesses(r)
             if label
         )
         if r.get("text") or r["error"] is None
@@ -130,13 +167,14 @@ def row_html(n: int, r: dict, reader, columns: tuple[str, ...] = ("path",)) -> s
     # an attribute into a line feed, and the saved correction must name the file by every byte of its
     # name (a macOS "Icon\r" has one).
     key = json.dumps([r[c] for c in columns])
+    seen_missing = "no crop: " + (r["error"] or "")
     return (
         f'<tr class="item" id="r{n}" data-n="{n}" data-key="{html.escape(key)}">'
-        f"<td>{n}</td><td>{picture(r.get('crop'), reader.picture_class, 'no crop: ' + (r['error'] or ''))}</td>"
+        f"<td>{n}</td><td>{picture(r.get('crop'), shown.picture_class, seen_missing)}</td>"
         f"<td>{picture(r.get('original'), 'original', 'original not readable')}</td>"
         f"<td>{guesses}</td><td>{where}</td>"
         f'<td><input class="label" aria-label="label of row {n}" autocomplete="off" spellcheck="false" '
-        f'maxlength="{reader.max_label}"></td></tr>'
+        f'maxlength="{shown.max_label}"></td></tr>'
     )
 
 
@@ -172,7 +210,7 @@ def render(
         "corrections and score again with <code>--labels corrections.csv</code>.</p>"
     )
     meta = json.dumps(
-        {"labels": labels, "key": key, "rule": reader.label_rule, "columns": list(columns)}
+        {"labels": labels, "key": key, "rule": SHOWN[reader.kind].label_rule, "columns": list(columns)}
     ).replace("<", "\\u003c")
     body = "".join(row_html(n, r, reader, columns) for n, r in enumerate(rows, 1))
     return (

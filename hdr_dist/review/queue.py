@@ -62,14 +62,15 @@ def png(gray: np.ndarray, level: int | None = None) -> bytes:
 
 
 def pictures(gray, reader) -> dict:
-    """A decoded page -> the PNGs the page shows: what the model saw (``reader.picture``: the 28x28
+    """A decoded page -> the PNGs the page shows: what the model saw (``page.Shown.picture``: the 28x28
     crop, or a field model's strip), and the original, shrunk."""
     seen, error = reader.preparation.prepare(gray)
     if gray.dtype != np.uint8:  # a 16- or 32-bit scan, on [0, 1]
         gray = (np.clip(gray, 0, 1) * 255).round().astype(np.uint8)
     original = Image.fromarray(gray, "L")
     original.thumbnail((ORIGINAL_PX, ORIGINAL_PX))
-    return {"crop": None if error else png(reader.picture(seen)), "original": png(np.asarray(original))}
+    seen_png = None if error else png(page.SHOWN[reader.kind].picture(seen))
+    return {"crop": seen_png, "original": png(np.asarray(original))}
 
 
 def write(work: Path, output: Path, model, cfg, reader) -> dict:

@@ -19,6 +19,9 @@ from hdr_dist.imaging import images
 from hdr_dist.models.config import TrainConfig
 from hdr_dist.scoring.config import ScoreConfig
 
+# The readers whose most confident mistakes the report shows as a grid of their 28x28 crops.
+SHOWS_MISTAKES = {"digit"}
+
 
 def metric_tables(folder: Path, cfg: TrainConfig, dataset: str, reader) -> tuple[dict, dict]:
     """compare's metrics tables over the labelled, scored rows (``reader.scores``: a digit model's metrics,
@@ -90,12 +93,12 @@ def mistakes(folder: Path, dataset: str, model: str, max_pixels: int) -> list[di
 
 
 def finish(
-    work: Path, output: Path, state: dict, checkpoint: str, cfg: ScoreConfig, this_run: ThisRun, reader
+    work: Path, output: Path, state, identity: dict, cfg: ScoreConfig, this_run: ThisRun, reader
 ) -> tuple[dict, dict]:
     """Metrics over all rows (this run's and any resumed ones), summary.json, then the rename.
     Every count comes from the rows written, so an image Ray Data scored twice after a fault,
     but wrote once, counts once."""
-    model, history = TrainConfig.from_dict(state["config"]), state["history"]
+    model, history = TrainConfig.from_dict(state.config), state.history
     dataset = escape(Path(cfg.inputs[0]).name) + (f" +{len(cfg.inputs) - 1}" if len(cfg.inputs) > 1 else "")
     results, counts = metric_tables(work / "predictions", model, dataset, reader)
     rates = this_run.rates(counts["images"], "images", 1)
@@ -107,9 +110,9 @@ def finish(
             "num_workers": cfg.concurrency,
             "threads_per_worker": cfg.threads,
             "num_nodes": len(this_run.stats.rows_by_node),
-            "checkpoint": checkpoint,
+            "checkpoint": identity["checkpoint"],
             "infer_images_per_s": rates["images_per_s"],
-            "params": state["params"],
+            "params": state.params,
             "method": f"{model.model} checkpoint, scored by hdr score",
             "approximation": "",
         }
@@ -122,7 +125,7 @@ def finish(
     ):  # a resumed run's are stale
         (work / f"{name}.parquet").unlink(missing_ok=True)
     if results and cfg.labelled:
-        if reader.shows_mistakes:
+        if reader.kind in SHOWS_MISTAKES:
             results["mistakes"] = mistakes(work / "predictions", dataset, model.model, cfg.max_pixels)
         tables.write_tables(work, results)
     rule = {k: v for k, v in cfg.rule.items() if k != "threshold"}  # the threshold is in the identity
@@ -133,8 +136,8 @@ def finish(
         **rates,
         **this_run.notes,
         **rule,
-        **state["identity"],
-        "temperature": state["temperature"],
+        **identity,
+        "temperature": state.temperature,
         "inputs": [escape(os.path.realpath(os.path.expanduser(i))) for i in cfg.inputs],
     }
     (work / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")

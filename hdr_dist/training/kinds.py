@@ -16,8 +16,9 @@ from hdr_dist.data import fields
 from hdr_dist.data.augment import AugmentRanges, augment
 from hdr_dist.inference import calibration, ctc
 from hdr_dist.inference.device import autocast, normalise, pad
-from hdr_dist.inference.readers import DigitReader, FieldReader
+from hdr_dist.inference.readers import CPU, DigitReader, FieldReader
 from hdr_dist.models.config import TrainConfig
+from hdr_dist.training import field_eval
 from hdr_dist.training.ranks import all_sum
 
 LENGTH_WINDOW = 32  # batches whose fields are sorted by length together (field models)
@@ -25,6 +26,7 @@ LENGTH_WINDOW = 32  # batches whose fields are sorted by length together (field 
 
 class DigitTraining(DigitReader):
     unit = "img/s"
+    validate_batch = 1024  # hold-out images per forward pass
     data_on_device = True  # MNIST is 47 MB as uint8: the whole set goes to the device once
 
     def per_rank(self, n: int, world: int) -> int:
@@ -52,23 +54,15 @@ class DigitTraining(DigitReader):
         return vx, vy
 
     @torch.no_grad()
-    def validate(
-        self,
-        model,
-        val: tuple,
-        cfg,
-        rank: int = 0,
-        world: int = 1,
-        device=torch.device("cpu"),
-        batch_size: int = 1024,
-    ) -> dict:
+    def validate(self, model, val: tuple, cfg, rank: int = 0, world: int = 1, device=CPU) -> dict:
         """Loss and accuracy over the hold-out, each rank taking every world-th image."""
         model.eval()
         loss_sum = correct = 0.0
         xs, ys = val[0][rank::world], val[1][rank::world]
-        for start in range(0, len(ys), batch_size):
-            xb = normalise(xs[start : start + batch_size].to(device), cfg.mean, cfg.std)
-            yb = ys[start : start + batch_size].to(device)
+        size = self.validate_batch
+        for start in range(0, len(ys), size):
+            xb = normalise(xs[start : start + size].to(device), cfg.mean, cfg.std)
+            yb = ys[start : start + size].to(device)
             with autocast(device):
                 logits = model(xb)
             loss_sum += F.cross_entropy(logits.float(), yb, reduction="sum").item()
@@ -76,27 +70,27 @@ class DigitTraining(DigitReader):
         loss_sum, correct, seen = all_sum([loss_sum, correct, float(len(ys))], device, world)
         return {"val_loss": loss_sum / seen, "val_acc": correct / seen}
 
+    def test_sets(self, ds, seed: int, field_tests=None) -> dict[str, tuple]:
+        """What ``test`` reads after training: the hold-out, to fit the temperature on, and the test split."""
+        return {"val": (ds.val.x, ds.val.y), "test": (ds.test.x, ds.test.y)}
+
     def tested(self, state: dict, ds, field_tests=None) -> dict:
         """After training: the temperature fitted on the hold-out, the test split at it, the calibration
         columns and both risk-coverage curves. ``scores`` hold what compare's tables are made of,
         ``row`` the columns calibration adds to the metrics row; ``seconds``: what inference and what
         calibration took."""
         t0 = time.perf_counter()
-        val = self.test(state, ds.val.x, ds.val.y)
+        tested = self.test(state, self.test_sets(ds, 0))
         t1 = time.perf_counter()
-        temperature = calibration.fit_temperature(
-            calibration.class_nll(val["logits"], ds.val.y), len(ds.val.y)
-        )
-        t2 = time.perf_counter()
-        scores = self.test(state, ds.test.x, ds.test.y, temperature=temperature)
-        t3 = time.perf_counter()
+        val, scores, temperature = tested.sets["val"], tested.scores, tested.temperature
         row, scores["curves"] = calibration.report(
             calibration.answers(val["logits"], ds.val.y, temperature),
             calibration.answers(scores["logits"], ds.test.y, temperature),
             calibration.calibrated(scores["logits"], 1.0).max(1),
             temperature,
         )
-        seconds = {"evaluation": t1 - t0 + t3 - t2, "calibration": t2 - t1 + time.perf_counter() - t3}
+        fit = tested.calibration_seconds
+        seconds = {"evaluation": t1 - t0 - fit, "calibration": fit + time.perf_counter() - t1}
         return {
             "row": row,
             "scores": scores,
@@ -108,6 +102,7 @@ class DigitTraining(DigitReader):
 
 class FieldTraining(FieldReader):
     unit = "fields/s"
+    validate_batch = 256  # hold-out fields per forward pass
     data_on_device = False  # strips are made on the host, from the digits, each epoch
 
     def per_rank(self, n: int, world: int) -> int:
@@ -146,24 +141,15 @@ class FieldTraining(FieldReader):
         return fields.fixed_set(vx.numpy(), vy.numpy(), cfg.seed)
 
     @torch.no_grad()
-    def validate(
-        self,
-        model,
-        val: tuple,
-        cfg,
-        rank: int = 0,
-        world: int = 1,
-        device=torch.device("cpu"),
-        batch_size: int = 256,
-    ) -> dict:
+    def validate(self, model, val: tuple, cfg, rank: int = 0, world: int = 1, device=CPU) -> dict:
         """CTC loss and field accuracy (exact match), each rank taking every world-th field; fields go in
         batches of similar width, so little of each batch is padding."""
         model.eval()
         strips, labels = val
         loss_sum = correct = 0.0
         mine = sorted(range(rank, len(labels), world), key=lambda i: strips[i].shape[1])
-        for start in range(0, len(mine), batch_size):
-            take = mine[start : start + batch_size]
+        for start in range(0, len(mine), self.validate_batch):
+            take = mine[start : start + self.validate_batch]
             xb, widths = pad([strips[i] for i in take])
             with autocast(device):
                 out = model((xb.to(device) - cfg.mean) / cfg.std, widths)
@@ -173,16 +159,25 @@ class FieldTraining(FieldReader):
         loss_sum, correct, seen = all_sum([loss_sum, correct, float(len(mine))], device, world)
         return {"val_loss": loss_sum / seen, "val_acc": correct / seen}
 
+    def test_sets(self, ds, seed: int, field_tests=None) -> dict[str, tuple]:
+        """What ``test`` reads after training: fixed fields of the hold-out digits, to fit the temperature
+        on, and the test sets (``field_eval.test_sets``, made once by compare for every field model)."""
+        val = fields.fixed_set(ds.val.x, ds.val.y, seed)
+        return {"val": val, **(field_tests or field_eval.test_sets(ds, seed))}
+
     def tested(self, state: dict, ds, field_tests=None) -> dict:
         """After training: ``test`` on the validation fields and the test sets (``field_eval.test_sets``)."""
         start = time.perf_counter()
         cfg = TrainConfig.from_dict(state["config"])
-        val = self.validation(cfg, torch.from_numpy(ds.val.x), torch.from_numpy(ds.val.y))
-        tested = self.test(state, val, field_tests)
-        lengths = tables.length_rows(ds.name, cfg.model, tested["sets"]["fields"]["by_length"])
-        fit = tested.pop("calibration_seconds")
-        return tested | {
-            "scores": tested["row"] | {"curves": tested["curves"], "lengths": lengths},
+        tested = self.test(state, self.test_sets(ds, cfg.seed, field_tests))
+        lengths = tables.length_rows(ds.name, cfg.model, tested.sets["fields"]["by_length"])
+        fit = tested.calibration_seconds
+        return {
+            "row": tested.row,
+            "sets": tested.sets,
+            "curves": tested.curves,
+            "temperature": tested.temperature,
+            "scores": tested.row | {"curves": tested.curves, "lengths": lengths},
             "seconds": {"evaluation": time.perf_counter() - start - fit, "calibration": fit},
         }
 
@@ -191,9 +186,8 @@ def similar_lengths(
     picks: list[np.ndarray], size: int, rng: np.random.Generator, window: int = LENGTH_WINDOW
 ) -> list[list[np.ndarray]]:
     """Batches of ``size`` fields of similar length, in random order: fields are sorted by length within
-    windows of ``window`` batches, so a batch still mixes the epoch's digits but pads little. By digit
-    count, batches of 16 random fields of 1 to 12 digits are 44 % padding, these 2.5 %; in a plain loop
-    on 2 threads the crnn trained 235 fields/s on batches sorted by length against 183 on random ones."""
+    windows of ``window`` batches, so a batch still mixes the epoch's digits but pads little, and the
+    crnn trains faster on them than on random batches (docs/decisions.md)."""
     batches = []
     for start in range(0, len(picks), size * window):
         part = sorted(picks[start : start + size * window], key=len)

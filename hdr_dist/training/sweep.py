@@ -10,7 +10,7 @@ from pathlib import Path
 
 from hdr_dist import models
 from hdr_dist.common import cluster, ray_compat
-from hdr_dist.common.errors import UserError
+from hdr_dist.common.errors import SettingError
 from hdr_dist.models import config
 from hdr_dist.models.config import TrainConfig
 from hdr_dist.training import train
@@ -111,9 +111,10 @@ def concurrency(workers: int, cpus_per_worker: int, use_gpu: bool, requested: in
     """
     fits = cluster.slots([n["Resources"] for n in cluster.alive_nodes()], cpus_per_worker, use_gpu) // workers
     if requested and requested > max(fits, 1):
-        raise UserError(
-            f"--max-concurrent {requested}: the Ray cluster holds {fits} trials of {workers} "
-            f"worker(s) x {cpus_per_worker} CPU(s) at once"
+        raise SettingError(
+            "max_concurrent",
+            requested,
+            f"the Ray cluster holds {fits} trials of {workers} worker(s) x {cpus_per_worker} CPU(s) at once",
         )
     return requested or max(fits, 1)
 

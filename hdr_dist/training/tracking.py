@@ -25,13 +25,13 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from hdr_dist.common import storage
-from hdr_dist.common.errors import UserError, one_line
+from hdr_dist.common.errors import SettingError, UserError, one_line, setting
 
 DEFAULT_STORE = "mlruns"  # a local file store: nothing here reaches a server
 RUN_TAG = "hdr.run"  # the Train run (or sweep) a MLflow run records
 PARENT_TAG = "mlflow.parentRunId"  # MLflow's own tag for a nested run
 NOT_PER_EPOCH = ("epoch", "ended_at", "nodes")  # bookkeeping of an epoch's stats, not figures of it
-INSTALL = "--mlflow needs MLflow, an optional extra: pip install 'hdr-dist[mlflow]'"
+INSTALL = f"{setting('mlflow')} needs MLflow, an optional extra: pip install 'hdr-dist[mlflow]'"
 log = logging.getLogger("hdr_dist.tracking")
 
 
@@ -81,7 +81,7 @@ class Tracker:
 
     def shared(self) -> dict[str, str]:
         """A folder store, as ``cluster.require_shared`` takes it: rank 0 may run on any node."""
-        return {"--mlflow": self.uri.removeprefix("file://")} if self.uri.startswith("file:") else {}
+        return {"mlflow": self.uri.removeprefix("file://")} if self.uri.startswith("file:") else {}
 
     def warn(self, what: str, error: Exception) -> None:
         log.warning(f"mlflow: could not log {what} to {self.uri}: {one_line(error)}")
@@ -116,7 +116,7 @@ class Tracker:
         images (or fields) per second, seconds."""
         try:
             self.client().log_batch(self.run_id, metrics=numbers(stats, stats["epoch"], skip=NOT_PER_EPOCH))
-        except Exception as e:  # noqa: BLE001
+        except Exception as e:  # noqa: BLE001 - best effort: a failing tracker costs a warning, not the run
             self.warn(f"epoch {stats['epoch']}", e)
 
     def finish(self, metrics: dict, files: dict[str | None, list], status: str = "FINISHED") -> None:
@@ -129,7 +129,7 @@ class Tracker:
                 for path in paths:
                     log_file(client, self.run_id, str(path), folder)
             client.set_terminated(self.run_id, status)
-        except Exception as e:  # noqa: BLE001
+        except Exception as e:  # noqa: BLE001 - best effort: a failing tracker costs a warning, not the run
             self.warn("the results", e)
 
     def end_children(self, outcomes: dict[str, str]) -> None:
@@ -143,13 +143,13 @@ class Tracker:
                 client.set_tag(run.info.run_id, "hdr.outcome", outcome)
                 if run.info.status == "RUNNING":
                     client.set_terminated(run.info.run_id, "FAILED" if outcome == "error" else "FINISHED")
-        except Exception as e:  # noqa: BLE001
+        except Exception as e:  # noqa: BLE001 - best effort: a failing tracker costs a warning, not the run
             self.warn("the trials' ends", e)
 
     def end(self, status: str = "FINISHED") -> None:
         try:
             self.client().set_terminated(self.run_id, status)
-        except Exception as e:  # noqa: BLE001
+        except Exception as e:  # noqa: BLE001 - best effort: a failing tracker costs a warning, not the run
             self.warn("the run's end", e)
 
 
@@ -180,7 +180,7 @@ def open_tracker(value: str | None, experiment: str, output: Path) -> Tracker:
     """The tracker at ``value`` (``store_uri``), with the experiment ``experiment`` there, or the
     user's one-line error: no MLflow, an unanswered server, a store that cannot be written."""
     try:
-        import mlflow  # noqa: F401
+        import mlflow  # noqa: F401 - imported only to learn whether the optional extra is installed
     except ImportError:
         raise UserError(INSTALL) from None
     uri = store_uri(value)
@@ -193,5 +193,5 @@ def open_tracker(value: str | None, experiment: str, output: Path) -> Tracker:
             # A write on every start: an existing experiment in a store now read-only fails here, not later.
             client.set_experiment_tag(experiment_id, "hdr.output", str(output))
     except Exception as e:  # noqa: BLE001 - whatever MLflow raises, it is this tracker's fault
-        raise UserError(f"--mlflow {uri}: cannot log there ({one_line(e)})") from None
+        raise SettingError("mlflow", uri, f"cannot log there ({one_line(e)})") from None
     return Tracker(uri, experiment_id)

@@ -34,6 +34,7 @@ BUFFER_SYNC_FLAG = (
 # Progress goes through logging: on Ray Train workers that reaches the driver's terminal
 # once, where print() would be echoed twice by Train V2's print patch.
 log = logging.getLogger("hdr_dist.train")
+CPU = torch.device("cpu")
 
 
 def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
@@ -70,7 +71,7 @@ def train_epoch(
     epoch: int,
     rank: int = 0,
     world: int = 1,
-    device=torch.device("cpu"),
+    device: torch.device = CPU,
     generator: torch.Generator | None = None,
     progress=None,
 ) -> dict:
@@ -98,13 +99,8 @@ def train_epoch(
         correct = correct + right
         seen += n
         if progress is not None:
-            progress(
-                step,
-                steps,
-                lambda: (loss_sum / seen).item(),
-                lambda: (correct / seen).item(),
-                seen * world / (time.perf_counter() - start),
-            )
+            ips = seen * world / (time.perf_counter() - start)
+            progress(step, steps, mean(loss_sum, seen), mean(correct, seen), ips)
     seconds = time.perf_counter() - start
     loss_sum, correct, seen = all_sum([loss_sum.item(), correct.item(), float(seen)], device, world)
     return {
@@ -115,12 +111,18 @@ def train_epoch(
     }
 
 
+def mean(total: torch.Tensor, n: int):
+    """``total / n`` as a number, read (a device sync) only when called: a progress line reads it only
+    when it is shown."""
+    return lambda: (total / n).item()
+
+
 def setup(cfg: TrainConfig, n_train: int, world: int):
     """Model, optimizer and schedule for ``cfg``, seeded so every rank builds the same model.
 
-    Convolution weights go channels-last: oneDNN's CPU convolutions then train the ``cnn`` about
-    1.4x faster (benchmarks/train_throughput.py); the state dict's values, and so every checkpoint,
-    are the same either way.
+    Convolution weights go channels-last: oneDNN's CPU convolutions then train the ``cnn`` faster
+    (benchmarks/train_throughput.py; docs/decisions.md); the state dict's values, and so every
+    checkpoint, are the same either way.
     """
     torch.manual_seed(cfg.seed)
     model = models.from_config(cfg).to(memory_format=torch.channels_last)
@@ -158,40 +160,19 @@ def train_loop_per_worker(loop_config: dict) -> None:
     import ray.train
     import ray.train.torch
 
-    # This is the Train worker process's entry point, so its logging is set here. Ray Train logs
-    # every report at INFO on the root logger's handlers; keep the terminal to our own progress
-    # lines (``log`` is INFO on its own, so it still gets through).
-    logging.getLogger().setLevel(logging.WARNING)
     cfg, tracker = loop_config["config"], loop_config.get("tracker")  # tracking.Tracker of this run, or None
-    log.setLevel(logging.INFO if cfg.log_progress else logging.WARNING)
+    quiet_worker(cfg)
     ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
     torch.set_num_threads(cfg.cpus_per_worker)
     device = ray.train.torch.get_device()
-    # Which nodes the workers landed on: the results say whether a run really spread out.
-    nodes = [ray.get_runtime_context().get_node_id()] * world
-    if world > 1:
-        dist.all_gather_object(nodes, nodes[0])
+    nodes = node_ids(world)
     x, y, vx, vy = tensors(ray.get(loop_config["data"]))
     val = kinds.of(cfg).validation(cfg, vx, vy)
 
     model, opt, sched = setup(cfg, len(y), world)
-    start_epoch, history = 0, []
-    checkpoint = ray.train.get_checkpoint()
-    if checkpoint:
-        state = checkpoints.load_ray(checkpoint)
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        sched.load_state_dict(state["scheduler"])
-        start_epoch, history = state["epoch"] + 1, state["history"]
-        if rank == 0:
-            log.info(f"[{cfg.model}] resuming after epoch {start_epoch}/{cfg.epochs}")
-    # No BatchNorm buffer broadcast from rank 0 before every forward: that is a second
-    # collective, a sync point per step. Each rank keeps its own running statistics;
-    # rank 0's go into the checkpoint, as in torchvision's reference without --sync-bn.
-    model = ray.train.torch.prepare_model(
-        model, parallel_strategy_kwargs={BUFFER_SYNC_FLAG: False, "gradient_as_bucket_view": True}
-    )
+    start_epoch, history = resume(model, opt, sched, cfg, rank)
+    model = distributed(model)
     generator = torch.Generator(device=device).manual_seed(cfg.seed * 7919 + rank + 17 * start_epoch)
 
     for epoch in range(start_epoch, cfg.epochs):
@@ -210,13 +191,69 @@ def train_loop_per_worker(loop_config: dict) -> None:
             log.info(epoch_line(cfg, stats))
             if tracker is not None:
                 tracker.log_epoch(stats)
-        with tempfile.TemporaryDirectory() as folder:
-            if rank == 0:
-                checkpoints.save(folder, model, opt, sched, cfg, epoch, history)
-            # Train V2 keeps only metrics that come with a checkpoint, so rank 0 always attaches one.
-            ray.train.report(
-                stats, checkpoint=ray.train.Checkpoint.from_directory(folder) if rank == 0 else None
-            )
+        report(stats, rank, model, opt, sched, cfg, epoch, history)
+
+
+def quiet_worker(cfg: TrainConfig) -> None:
+    """The Train worker process's logging, set at its entry point. Ray Train logs every report at
+    INFO on the root logger's handlers; the terminal keeps to our own progress lines (``log`` is
+    INFO on its own, so it still gets through, unless ``cfg`` turns progress off)."""
+    logging.getLogger().setLevel(logging.WARNING)
+    log.setLevel(logging.INFO if cfg.log_progress else logging.WARNING)
+
+
+def node_ids(world: int) -> list[str]:
+    """The node of every worker, gathered from all ranks: the results say whether a run really spread
+    out."""
+    import ray
+
+    nodes = [ray.get_runtime_context().get_node_id()] * world
+    if world > 1:
+        dist.all_gather_object(nodes, nodes[0])
+    return nodes
+
+
+def resume(model, opt, sched, cfg: TrainConfig, rank: int) -> tuple[int, list[dict]]:
+    """The Train run's latest checkpoint, if it has one, loaded into the model, optimizer and
+    schedule: the epoch to start at and the history so far (0 and none without one)."""
+    import ray.train
+
+    checkpoint = ray.train.get_checkpoint()
+    if not checkpoint:
+        return 0, []
+    state = checkpoints.load_ray(checkpoint)
+    model.load_state_dict(state["model"])
+    opt.load_state_dict(state["optimizer"])
+    sched.load_state_dict(state["scheduler"])
+    start_epoch = state["epoch"] + 1
+    if rank == 0:
+        log.info(f"[{cfg.model}] resuming after epoch {start_epoch}/{cfg.epochs}")
+    return start_epoch, state["history"]
+
+
+def distributed(model):
+    """The model wrapped for data-parallel training (DDP), and moved to the worker's device.
+
+    No BatchNorm buffer broadcast from rank 0 before every forward: that is a second collective, a
+    sync point per step. Each rank keeps its own running statistics; rank 0's go into the
+    checkpoint, as in torchvision's reference without --sync-bn.
+    """
+    import ray.train.torch
+
+    return ray.train.torch.prepare_model(
+        model, parallel_strategy_kwargs={BUFFER_SYNC_FLAG: False, "gradient_as_bucket_view": True}
+    )
+
+
+def report(stats: dict, rank: int, model, opt, sched, cfg: TrainConfig, epoch: int, history: list) -> None:
+    """An epoch's stats to Ray Train, with rank 0's checkpoint: Train V2 keeps only metrics that come
+    with a checkpoint, so rank 0 always attaches one."""
+    import ray.train
+
+    with tempfile.TemporaryDirectory() as folder:
+        if rank == 0:
+            checkpoints.save(folder, model, opt, sched, cfg, epoch, history)
+        ray.train.report(stats, checkpoint=ray.train.Checkpoint.from_directory(folder) if rank == 0 else None)
 
 
 def fit(
