@@ -5,8 +5,11 @@ starts, where Ray would wait forever.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
+from pathlib import Path
 
+from hdr_dist.common import cluster
 from hdr_dist.common.errors import SettingError, UserError, setting
 
 ACTOR_START_TIMEOUT_S = 600  # on several nodes, how long the actors may take to start (ray_compat)
@@ -47,6 +50,13 @@ def resource_plan(
             f"the cluster's {cpus} CPUs for decoding ({decode_cpus:g})"
         )
     return ResourcePlan(use_gpu=use_gpu, concurrency=concurrency, read_tasks=max(2, cpus))
+
+
+def require_visible(output: Path, inputs: tuple[str, ...]) -> None:
+    """On a multi-node cluster, the output folder and every input must be where each node sees them
+    (``cluster.require_shared``); the settings are ``output`` and ``inputs``."""
+    where = [os.path.realpath(os.path.expanduser(i)) for i in inputs]
+    cluster.require_shared({"output": str(output)}, {"inputs": where})
 
 
 def actors_did_not_start(concurrency: int) -> SettingError:

@@ -15,13 +15,14 @@ from hdr_dist.jobs.cli import run_job
 from hdr_dist.jobs.flags import Parser
 from hdr_dist.models import checkpoints, export
 
+DESCRIPTION = (
+    "Export a model trained by compare as one ONNX or TorchScript file that "
+    "carries its labels, temperature, input scaling and recipe."
+)
+
 
 def parser(prog: str = "hdr export") -> Parser:
-    p = Parser(
-        prog=prog,
-        description="Export a model trained by compare as one ONNX or TorchScript file that "
-        "carries its labels, temperature, input scaling and recipe.",
-    )
+    p = Parser(prog=prog, description=DESCRIPTION)
     p.add_argument("results", metavar="RESULTS", help="a compare --output folder, or a model.pt checkpoint")
     p.add_argument(
         "--model-name",

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import os
 import time
 from pathlib import Path
 
@@ -211,9 +210,7 @@ def run(args, console: Console) -> int:
     outputs.check_output(output, args.resume, ident)
     cluster.connect(args.address)
     cfg = forms_config(args, template, bool(labels), thresholds(template, args.target_error, digit, field))
-    cluster.require_shared(
-        {"--output": str(output)}, {"INPUT": [os.path.realpath(os.path.expanduser(i)) for i in args.inputs]}
-    )
+    plan.require_visible(output, args.inputs)
     with outputs.writing(output, args.resume, ident, folders=("fields", "forms")) as work:
         totals, rows = read_forms(work, output, template, found, digit, field, cfg, labels, ident, console)
     tell(totals, rows, output, console)
@@ -282,4 +279,6 @@ def tell(totals: dict, rows: list[dict], output: Path, console: Console) -> None
 
 def main(argv=None, prog: str = "hdr forms") -> int:
     args = parser(prog).parse_args(argv)
-    return run_job(run, args, prog, "run the same command with --resume to continue")
+    return run_job(
+        run, args, prog, "run the same command with --resume to continue", flags={"inputs": "INPUT"}
+    )

@@ -12,13 +12,14 @@ from hdr_dist.jobs.cli import run_job
 from hdr_dist.jobs.flags import Parser
 from hdr_dist.reports.html_report import write_report
 
+DESCRIPTION = (
+    "Draw the figures of a compare, tune or score output folder and write "
+    "RESULTS_DIR/report.html with them embedded."
+)
+
 
 def parser(prog: str = "hdr report") -> Parser:
-    p = Parser(
-        prog=prog,
-        description="Draw the figures of a compare, tune or score output folder and write "
-        "RESULTS_DIR/report.html with them embedded.",
-    )
+    p = Parser(prog=prog, description=DESCRIPTION)
     p.add_argument("results", metavar="RESULTS_DIR", help="a compare, tune or score --output folder")
     return p
 

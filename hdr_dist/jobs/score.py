@@ -13,7 +13,6 @@ already scored (``outputs``).
 from __future__ import annotations
 
 import dataclasses
-import os
 import time
 from pathlib import Path
 
@@ -179,9 +178,7 @@ def run(args, console: Console) -> int:
     )
     if args.runtime == "onnx":
         state = dataclasses.replace(state, onnx=onnx_runtime.for_actors(state, cfg.use_gpu))
-    cluster.require_shared(
-        {"--output": str(output)}, {"INPUT": [os.path.realpath(os.path.expanduser(i)) for i in args.inputs]}
-    )
+    plan.require_visible(output, args.inputs)
     with outputs.writing(output, args.resume, identity) as work:
         totals, results = score_into(work, output, items, notes, state, identity, cfg, args, console)
     if results:
@@ -269,4 +266,6 @@ def tell(totals: dict, results: dict, cfg: ScoreConfig, reader, output: Path, co
 
 def main(argv=None, prog: str = "hdr score") -> int:
     args = parser(prog).parse_args(argv)
-    return run_job(run, args, prog, "run the same command with --resume to continue")
+    return run_job(
+        run, args, prog, "run the same command with --resume to continue", flags={"inputs": "INPUT"}
+    )
