@@ -375,14 +375,7 @@ def compare(
 def load_data(args, names: list[str], console: Console, phases: Phases) -> datasets.Dataset:
     """The data set the flags name, timed as the data phase, and a line saying what it holds."""
     with phases.timing("data"):
-        ds = datasets.load(
-            args.dataset,
-            args.data_dir,
-            seed=args.seed,
-            limit_train=args.limit_train,
-            limit_test=args.limit_test,
-            scan_preprocess=args.preprocess == "scan",
-        )
+        ds = flags.dataset_of(args)
     console.print(
         f"[bold]{ds.name}[/]: {len(ds.train.y):,} train / {len(ds.val.y):,} validation / "
         f"{len(ds.test.y):,} test images, {ds.num_classes} classes; models {', '.join(names)}"

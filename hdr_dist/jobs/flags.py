@@ -120,6 +120,18 @@ def data_flags() -> Parser:
     return p
 
 
+def dataset_of(args) -> datasets.Dataset:
+    """The data set ``data_flags`` name, preprocessed as the training flags ask (``--preprocess``)."""
+    return datasets.load(
+        args.dataset,
+        args.data_dir,
+        seed=args.seed,
+        limit_train=args.limit_train,
+        limit_test=args.limit_test,
+        scan_preprocess=args.preprocess == "scan",
+    )
+
+
 def worker_count(text: str) -> int | None:
     """--workers: a number, or ``auto`` (None), which ``cluster.placement`` decides on the cluster."""
     if text == "auto":

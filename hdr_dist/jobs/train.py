@@ -11,7 +11,6 @@ import os
 import torch
 
 from hdr_dist import models
-from hdr_dist.data import datasets
 from hdr_dist.jobs import flags
 from hdr_dist.jobs.cli import run_job
 from hdr_dist.models.config import TrainConfig
@@ -36,14 +35,7 @@ def parser(prog: str = "python -m hdr_dist.train") -> flags.Parser:
 
 
 def run(args, console) -> int:
-    ds = datasets.load(
-        args.dataset,
-        args.data_dir,
-        seed=args.seed,
-        limit_train=args.limit_train,
-        limit_test=args.limit_test,
-        scan_preprocess=args.preprocess == "scan",
-    )
+    ds = flags.dataset_of(args)
     cfg = TrainConfig.from_recipe(
         args.model, ds, seed=args.seed, cpus_per_worker=os.cpu_count() or 1, **flags.train_settings(args)
     )
