@@ -52,7 +52,8 @@ def fit_small(ds, folder: Path) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     checkpoint = folder / "model.pt"
     torch.save({"model": model.state_dict(), "config": cfg.as_dict(), "history": history}, checkpoint)
-    scores = readers.DIGIT.test(torch.load(checkpoint, weights_only=True), ds.test.x, ds.test.y)
+    state = torch.load(checkpoint, weights_only=True)
+    scores = readers.DIGIT.test(state, {"test": (ds.test.x, ds.test.y)}, temperature=1.0).scores
     tables.write_tables(
         folder, {"metrics": [tables.metrics_row(ds.name, "cnn", scores, checkpoint=str(checkpoint))]}
     )

@@ -158,7 +158,7 @@ def test_checkpoint_loads_weights_only_and_reproduces_accuracy(compared):
         state = torch.load(path, weights_only=True)
         assert state["config"]["model"] == model
         assert state["config"]["labels"] == ds.labels
-        again = readers.DIGIT.test(state, ds.test.x, ds.test.y)
+        again = readers.DIGIT.test(state, {"test": (ds.test.x, ds.test.y)}).scores
         assert again["accuracy"] == pytest.approx(acc)
         from sklearn.metrics import f1_score
 
