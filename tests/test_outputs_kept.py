@@ -76,7 +76,7 @@ RUNS = {
 }
 
 
-def models_folder(folder: Path) -> Path:
+def models_folder(folder: Path, data: Path = DATA) -> Path:
     """A compare-style folder naming the two kept checkpoints, as forms takes them."""
     rows = [
         {
@@ -84,14 +84,14 @@ def models_folder(folder: Path) -> Path:
             "model": "cnn",
             "accuracy": 0.99,
             "field_accuracy": None,
-            "checkpoint": str(DATA / "cnn-before-the-layout.pt"),
+            "checkpoint": str(data / "cnn-before-the-layout.pt"),
         },
         {
             "dataset": "mnist",
             "model": "crnn",
             "accuracy": 0.9,
             "field_accuracy": 0.5,
-            "checkpoint": str(DATA / "crnn-before-the-layout.pt"),
+            "checkpoint": str(data / "crnn-before-the-layout.pt"),
         },
     ]
     folder.mkdir(parents=True, exist_ok=True)
@@ -99,25 +99,26 @@ def models_folder(folder: Path) -> Path:
     return folder
 
 
-def run_job(name: str, tmp: Path) -> Path:
+def run_job(name: str, tmp: Path, data: Path = DATA, *extra: str) -> Path:
+    """One of ``RUNS`` into ``tmp/NAME``, its inputs under ``data`` laid out as in tests/data."""
     from hdr_dist.jobs import forms, score
 
     job, *args = RUNS[name]
     out = tmp / name
-    argv = [str(DATA / a) if (DATA / a).exists() else a for a in args]
-    argv = [str(models_folder(tmp / "models")) if a == "{models}" else a for a in argv]
-    assert {"score": score.main, "forms": forms.main}[job]([*argv, "--output", str(out)]) == 0
+    argv = [str(data / a) if (data / a).exists() else a for a in args]
+    argv = [str(models_folder(tmp / "models", data)) if a == "{models}" else a for a in argv]
+    assert {"score": score.main, "forms": forms.main}[job]([*argv, "--output", str(out), *extra]) == 0
     return out
 
 
-def plain(value, out: Path):
+def plain(value, out: Path, data: Path = DATA):
     """A value as JSON holds it, with run-dependent keys of nested records left out."""
     if isinstance(value, dict):
-        return {k: plain(v, out) for k, v in sorted(value.items()) if not run_dependent(k)}
+        return {k: plain(v, out, data) for k, v in sorted(value.items()) if not run_dependent(k)}
     if isinstance(value, (list, tuple)):
-        return [plain(v, out) for v in value]
+        return [plain(v, out, data) for v in value]
     if isinstance(value, str):
-        return value.replace(str(out.parent), "<out>").replace(str(DATA), "<data>")
+        return value.replace(str(out.parent), "<out>").replace(str(data), "<data>")
     if isinstance(value, bytes):
         return f"<{len(value)} bytes>"
     if isinstance(value, float) and not math.isfinite(value):
@@ -125,29 +126,29 @@ def plain(value, out: Path):
     return value
 
 
-def table_of(table: pa.Table, out: Path) -> dict:
+def table_of(table: pa.Table, out: Path, data: Path = DATA) -> dict:
     """A table's schema (names and types) and its rows in a stable order."""
     keep = [f for f in table.schema if not run_dependent(f.name)]
-    rows = [plain(r, out) for r in table.select([f.name for f in keep]).to_pylist()]
+    rows = [plain(r, out, data) for r in table.select([f.name for f in keep]).to_pylist()]
     return {
         "schema": [[f.name, str(f.type)] for f in keep],
         "rows": sorted(rows, key=lambda r: json.dumps(r, sort_keys=True, default=str)),
     }
 
 
-def outputs_of(out: Path) -> dict:
+def outputs_of(out: Path, data: Path = DATA) -> dict:
     """Every Parquet table and JSON file an output holds, by its path under the output."""
     found = {}
     for folder in ("predictions", "fields", "forms"):
         if (out / folder).is_dir():
-            found[folder] = table_of(pads.dataset(out / folder).to_table(), out)
+            found[folder] = table_of(pads.dataset(out / folder).to_table(), out, data)
     for path in sorted(out.rglob("*.parquet")):
         if path.relative_to(out).parts[0] not in ("predictions", "fields", "forms"):
-            found[str(path.relative_to(out))] = table_of(pq.read_table(path), out)
+            found[str(path.relative_to(out))] = table_of(pq.read_table(path), out, data)
     for path in sorted(out.rglob("*.json")):
-        found[str(path.relative_to(out))] = plain(json.loads(path.read_text()), out)
+        found[str(path.relative_to(out))] = plain(json.loads(path.read_text()), out, data)
     for path in sorted(out.glob("*.csv")):
-        found[str(path.relative_to(out))] = plain(path.read_text().splitlines(), out)
+        found[str(path.relative_to(out))] = plain(path.read_text().splitlines(), out, data)
     return found
 
 
@@ -182,6 +183,67 @@ def test_a_bulk_job_writes_what_it_wrote_before(ray_cluster, tmp_path, name):
     expected = json.loads(EXPECTED.read_text())[name]
     found = differences(expected, outputs_of(run_job(name, tmp_path)))
     assert not found, f"{len(found)} differences, the first: " + "; ".join(found[:10])
+
+
+# Outputs the code before the bulk engine (e39491d) wrote, with the folder its inputs lay in then (laid
+# out as tests/data, in /tmp/oldgen/in): `jobs/score.py IN/digits-before-the-layout.zip --model
+# cnn-before-the-layout.pt --target-error 0.01 --labels IN/kept/digit-labels.csv`, and `jobs/forms.py
+# IN/kept/forms.zip` with the flags of RUNS["forms"]; a resumed run adds to them (report, figures and
+# review pages left out, as every run makes them again).
+OLD_OUTPUTS = KEPT / "old-outputs"
+OLD_INPUTS = "/tmp/oldgen/in"
+# What a resumed run says of itself differs from a fresh run's, by design; its rows must not.
+RESUME_DEPENDENT = ("summary.json", "run.json")
+
+
+def relocate(out: Path, old: str, new: str) -> None:
+    """An output moved with its inputs: every path it records under ``old`` now under ``new``."""
+    for path in out.rglob("*.parquet"):
+        table = pq.read_table(path)
+        columns = [
+            pa.array([v.replace(old, new) if v else v for v in c.to_pylist()], c.type)
+            if pa.types.is_string(c.type)
+            else c
+            for c in table.columns
+        ]
+        pq.write_table(pa.Table.from_arrays(columns, schema=table.schema), path)
+    for path in [*out.rglob("*.json"), *out.glob("*.csv")]:
+        path.write_text(path.read_text().replace(old, new))
+
+
+@pytest.mark.parametrize("name, job", [("score-digits", "score"), ("forms", "forms")])
+def test_an_output_written_before_the_change_resumes_to_the_same_rows(ray_cluster, tmp_path, name, job):
+    data = tmp_path / "in"
+    (data / "kept").mkdir(parents=True)
+    for name_in_data in (
+        "digits-before-the-layout.zip",
+        "cnn-before-the-layout.pt",
+        "crnn-before-the-layout.pt",
+    ):
+        shutil.copy(DATA / name_in_data, data)
+    for kept in (
+        "hostile.zip",
+        "forms.zip",
+        "claim-v1.yaml",
+        "claim-v1.png",
+        "truth.csv",
+        "digit-labels.csv",
+    ):
+        shutil.copy(KEPT / kept, data / "kept")
+    shutil.copytree(OLD_OUTPUTS / job, tmp_path / "run" / name)
+    relocate(tmp_path / "run" / name, OLD_INPUTS, str(data))
+    found = outputs_of(run_job(name, tmp_path / "run", data, "--resume"), data)
+    expected = json.loads(EXPECTED.read_text())[name]
+    for kept in RESUME_DEPENDENT:
+        del expected[kept], found[kept]
+    wrong = differences(expected, found)
+    assert not wrong, f"{len(wrong)} differences, the first: " + "; ".join(wrong[:10])
+    summary = json.loads((tmp_path / "run" / name / "summary.json").read_text())
+    if job == "score":  # the old output held the 20 digits; the resumed run scored the 3 hostile files
+        assert summary["skipped_already_scored"] == 20
+        assert summary["images_this_run"] == 3
+    else:  # the old output held every page
+        assert summary["pages_this_run"] == 0
 
 
 def regenerate() -> None:

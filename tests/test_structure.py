@@ -289,3 +289,23 @@ def test_every_noqa_says_why():
             if NOQA in line and not re.search(NOQA + r": [A-Z]+[0-9]+(, [A-Z]+[0-9]+)* +[-—:]+ +\w", line):
                 bare.append(f"{path.relative_to(ROOT)}:{number}")
     assert not bare, f"noqa without a rule and a reason: {bare}"
+
+
+def test_a_setting_error_names_its_flag_and_survives_pickling():
+    """The library names a setting; the job shows it as its flag, or as it maps it; a SettingError
+    raised in a Ray worker comes back to the driver whole."""
+    import pickle
+
+    from hdr_dist.common.errors import JOB, SettingError, UserError, setting
+
+    e = SettingError("model_name", "rnn", f"no such model; give {setting('target_error')} ({JOB} takes one)")
+    assert str(e) == "--model-name rnn: no such model; give --target-error (job takes one)"
+    shown = e.line({"model_name": "--digit-model-name", "job": "forms"})
+    assert shown == "--digit-model-name rnn: no such model; give --target-error (forms takes one)"
+    again = pickle.loads(pickle.dumps(e))
+    assert again.line() == e.line()
+    assert again.setting == "model_name"
+    assert e.renamed("field_model_name").line() == (
+        "--field-model-name rnn: no such model; give --target-error (job takes one)"
+    )
+    assert UserError(f"INPUT x: {setting('resume')} it").line({"resume": "RESUME"}) == "INPUT x: RESUME it"

@@ -58,6 +58,10 @@ class SettingError(UserError):
         super().__init__(f"{setting(name)}{shown}: {reason}")
         self.setting, self.value, self.reason = name, value, reason
 
+    def __reduce__(self):
+        """Pickled by its parts, so one raised in a Ray task or actor reaches the driver whole."""
+        return SettingError, (self.setting, self.value, self.reason)
+
     def renamed(self, name: str) -> SettingError:
         """The same error, caused by another setting: one call made for two settings (forms' digit and
         field model names) says which of the two it was."""
