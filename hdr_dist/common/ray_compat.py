@@ -83,12 +83,17 @@ def tune_report_callback():
     return getattr(importlib.import_module(module), name)()
 
 
-def configure_data_context(context, wait_for_actors_s: float | None = None, reserve: bool = False) -> None:
-    """``DATA_CONTEXT`` on a dataset's own context (not the process's), the wait for actors, and whether
-    each operator has its share of the cluster reserved (``RESERVATION``)."""
+def configure_data_context(
+    context, wait_for_actors_s: float | None = None, reserve: bool = False, block_bytes: int | None = None
+) -> None:
+    """``DATA_CONTEXT`` on a dataset's own context (not the process's), the wait for actors, whether
+    each operator has its share of the cluster reserved (``RESERVATION``), and the size at which a
+    task hands a block on (``block_bytes``; None: Ray Data's default)."""
     for name, value in DATA_CONTEXT.items():
         setattr(context, name, value)
     setattr(context, RESERVATION, reserve)
+    if block_bytes is not None:
+        context.target_max_block_size = block_bytes
     if wait_for_actors_s is not None:
         setattr(context, WAIT_FOR_ACTORS, wait_for_actors_s)
 

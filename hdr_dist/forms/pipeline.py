@@ -264,8 +264,7 @@ def build(items: list[Item], digit_ref, field_ref, template_path: str, cfg: Form
         override_num_blocks=len(source.tasks),
         concurrency=min(cfg.read_tasks, len(source.tasks)),
     )
-    ray_compat.configure_data_context(ds.context, None, reserve=True)
-    ds.context.target_max_block_size = BLOCK_BYTES
+    ray_compat.configure_data_context(ds.context, None, reserve=True, block_bytes=BLOCK_BYTES)
     ds = ds.map_batches(
         prepare_batch,
         batch_format="pyarrow",

@@ -28,6 +28,8 @@ from hdr_dist.jobs import flags
 from hdr_dist.jobs.cli import run_job
 from hdr_dist.jobs.flags import Parser
 from hdr_dist.models import checkpoints
+from hdr_dist.models.checkpoints import ModelState
+from hdr_dist.models.config import TrainConfig
 
 COMMIT_PAGES = 200  # a forms piece: pages, each with its zones
 SHOWN = {"job": "forms"}  # how forms shows a setting inside a message of its own (run_job shows the rest)
@@ -100,7 +102,7 @@ def check_template(path: str, console: Console) -> int:
     return 0
 
 
-def model_for(path: str, name: str | None, name_setting: str) -> tuple:
+def model_for(path: str, name: str | None, name_setting: str) -> tuple[ModelState, TrainConfig]:
     """A model of ``--model`` and its config; a problem with its name is told by the flag that gave it
     (forms has two)."""
     try:
@@ -110,7 +112,7 @@ def model_for(path: str, name: str | None, name_setting: str) -> tuple:
     return state, cfg
 
 
-def models(args, template) -> tuple[dict | None, dict | None]:
+def models(args, template) -> tuple[ModelState | None, ModelState | None]:
     """The digit model (for combs and digit zones) and the field model (for field zones) the template
     needs, from ``--model``; a kind it needs and cannot have is one line, before anything starts."""
     kinds = {z.kind for z in template.zones}
@@ -134,7 +136,9 @@ def models(args, template) -> tuple[dict | None, dict | None]:
     return digit, field
 
 
-def thresholds(template, target: float | None, digit: dict | None, field: dict | None) -> tuple | None:
+def thresholds(
+    template, target: float | None, digit: ModelState | None, field: ModelState | None
+) -> tuple | None:
     """Per zone, what each of its answers must reach: a digit zone's digit and a field's string at the
     target error off their model's validation curve; a comb's cells each at the target over its cells,
     so that the comb's error stays under the target (the union bound)."""

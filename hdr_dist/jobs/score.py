@@ -27,6 +27,7 @@ from hdr_dist.jobs import flags
 from hdr_dist.jobs.cli import run_job
 from hdr_dist.jobs.flags import Parser, positive
 from hdr_dist.models import checkpoints
+from hdr_dist.models.checkpoints import ModelState
 from hdr_dist.models.config import TrainConfig
 from hdr_dist.reports.html_report import write_report
 from hdr_dist.review import queue
@@ -80,7 +81,7 @@ def parser(prog: str = "hdr score") -> Parser:
     return p
 
 
-def reject_rule(args, state: dict) -> dict:
+def reject_rule(args, state: ModelState) -> dict:
     """The confidence threshold the flags ask for, where it came from, and what the model's
     validation curve expects accepting at it to do (null without a curve)."""
     curve = state.val_risk_coverage
@@ -116,7 +117,9 @@ def score_config(args, resources, rule: dict) -> ScoreConfig:
     return ScoreConfig(**flags.bulk_config(args, resources), top_k=args.top_k, **rule)
 
 
-def execute(items: list[inputs.Item], state: dict, cfg: ScoreConfig, reader, work: Path, console: Console):
+def execute(
+    items: list[inputs.Item], state: ModelState, cfg: ScoreConfig, reader, work: Path, console: Console
+):
     """Run score's pipeline, committing its rows into ``work/predictions`` as they come, with the live
     line; this run's timings and where its images were scored."""
     import ray

@@ -121,5 +121,5 @@ def configure(context, nodes: int) -> None:
     Blocks leave a read task once they reach ``OUT_BLOCK_BYTES``: at Ray Data's default (128 MiB) a
     read task held back everything it read until it ended, so an archive of small scans reached
     decoding only once it had been read to its end (docs/decisions.md has the measurement)."""
-    ray_compat.configure_data_context(context, plan.ACTOR_START_TIMEOUT_S if nodes > 1 else None)
-    context.target_max_block_size = OUT_BLOCK_BYTES
+    wait = plan.ACTOR_START_TIMEOUT_S if nodes > 1 else None
+    ray_compat.configure_data_context(context, wait, block_bytes=OUT_BLOCK_BYTES)

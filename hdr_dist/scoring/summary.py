@@ -16,6 +16,7 @@ from hdr_dist.bulk.driver import ThisRun
 from hdr_dist.common import tables
 from hdr_dist.common.names import escape
 from hdr_dist.imaging import images
+from hdr_dist.models.checkpoints import ModelState
 from hdr_dist.models.config import TrainConfig
 from hdr_dist.scoring.config import ScoreConfig
 
@@ -93,7 +94,7 @@ def mistakes(folder: Path, dataset: str, model: str, max_pixels: int) -> list[di
 
 
 def finish(
-    work: Path, output: Path, state, identity: dict, cfg: ScoreConfig, this_run: ThisRun, reader
+    work: Path, output: Path, state: ModelState, identity: dict, cfg: ScoreConfig, this_run: ThisRun, reader
 ) -> tuple[dict, dict]:
     """Metrics over all rows (this run's and any resumed ones), summary.json, then the rename.
     Every count comes from the rows written, so an image Ray Data scored twice after a fault,
