@@ -41,12 +41,7 @@ def parser(prog: str = "hdr compare") -> Parser:
         prog=prog,
         description="Train each model with Ray Train, test it once on the test split, "
         "print the results beside the seeds' figures and write them as Parquet.",
-        parents=[
-            flags.data_flags(),
-            flags.ray_flags(workers="auto"),
-            flags.output_flags("results", "ray_train", "Ray Train checkpoint storage"),
-            flags.tracking_flags(),
-        ],
+        parents=flags.training_flags("auto", "", ("results", "ray_train", "Ray Train checkpoint storage")),
     )
     g = p.add_argument_group("models and training")
     g.add_argument(

@@ -313,6 +313,13 @@ def bulk_config(args, plan) -> dict:
     }
 
 
+def training_flags(workers: int | str, per: str, output: tuple[str, str, str]) -> list[Parser]:
+    """A training job's parents (compare, tune): its data, its Ray Train workers (``workers`` the
+    default, ``per`` what they belong to), its ``output`` (``output_flags``' arguments) and its
+    tracking."""
+    return [data_flags(), ray_flags(workers, per), output_flags(*output), tracking_flags()]
+
+
 def tracking_flags() -> Parser:
     """MLflow tracking of a training job's runs (compare, tune)."""
     p = Parser(add_help=False)

@@ -41,12 +41,9 @@ def parser(prog: str = "hdr tune") -> Parser:
         prog=prog,
         description="Sweep a deep model's hyperparameters with Ray Tune: each trial a Ray Train "
         "run, ASHA stopping the weak ones early; the best model is tested once.",
-        parents=[
-            flags.data_flags(),
-            flags.ray_flags(workers=1, per=" per trial"),
-            flags.output_flags("results-tune", "ray_tune", "Ray Tune and Train storage"),
-            flags.tracking_flags(),
-        ],
+        parents=flags.training_flags(
+            1, " per trial", ("results-tune", "ray_tune", "Ray Tune and Train storage")
+        ),
     )
     g = p.add_argument_group("sweep")
     g.add_argument("--model", default="cnn", choices=list(models.RECIPES), help="(default: %(default)s)")
