@@ -138,18 +138,22 @@ def check_report(folder: Path, expected: set[str]) -> str:
     page = (folder / "report.html").read_text()
     for name in expected:
         png = (folder / "figures" / name).read_bytes()
-        assert png.startswith(PNG_MAGIC) and len(png) > 5000, name
+        assert png.startswith(PNG_MAGIC), name
+        assert len(png) > 5000, name
         with Image.open(io.BytesIO(png)) as im:
             im.verify()
         with Image.open(io.BytesIO(png)) as im:
-            assert im.width >= 300 and im.height >= min_height(folder, name), name
+            assert im.width >= 300, name
+            assert im.height >= min_height(folder, name), name
             low, high = im.convert("L").getextrema()
             assert low < 100 < high, name  # ink on paper, not a blank canvas
         embedded = re.search(
             rf'<img src="data:image/png;base64,([^"]+)" alt="figures/{re.escape(name)}">', page
         )
-        assert embedded and base64.b64decode(embedded.group(1)) == png, name
-    assert page.count("<img ") == len(expected) and 'src="http' not in page  # self-contained
+        assert embedded, name
+        assert base64.b64decode(embedded.group(1)) == png, name
+    assert page.count("<img ") == len(expected)
+    assert 'src="http' not in page  # self-contained
     if "<h2>Results on " in page:
         assert page.index("<table>") < page.index("<img ")
     return page

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from hdr_dist.common import ray_compat, storage
+from hdr_dist.common import errors, ray_compat, storage
 from hdr_dist.common.errors import SettingError, UserError, setting
 
 AUTOSCALER_WAIT_S = 900  # --placement-timeout's default when an autoscaler can add nodes
@@ -193,12 +193,6 @@ def ask_autoscaler(req: Request | None) -> None:
     request_resources(bundles=[bundle] * req.count)
 
 
-def flagged(text: str) -> str:
-    """A line for the terminal that names settings, each as its flag (as ``UserError.line`` shows an
-    error's)."""
-    return UserError(text).line()
-
-
 def placement(
     workers: int | None, cpus_per_worker: int | None, gpu: str, timeout: float | None, console: Console
 ) -> Workers:
@@ -230,7 +224,7 @@ def placement(
         if not asked:
             ask_autoscaler(req)
             asked = True
-            console.print(flagged(f"waiting up to {wait:g} s for nodes: {req.need}, and {now}"))
+            console.print(errors.shown(f"waiting up to {wait:g} s for nodes: {req.need}, and {now}"))
         time.sleep(POLL_S)
 
 

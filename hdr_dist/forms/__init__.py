@@ -1,1 +1,2 @@
-"""Reading whole scanned forms by a template: registration, form dropout, zones read, one record per page."""
+"""Reading whole scanned forms by a template, on the bulk engine (``hdr_dist.bulk``): registration, form
+dropout, zones read, one record per page."""

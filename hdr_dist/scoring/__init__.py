@@ -1,3 +1,3 @@
-"""``hdr score``'s library: inputs listed, archives walked, labels matched, bytes read, the Ray Data
-pipeline, the driver's loop and its commits, the output folder and its summary.
+"""What ``hdr score`` adds to the bulk engine (``hdr_dist.bulk``): its page stage (one image, or one
+field's strip, per page), its actor and answer schema, its config and its summary.
 """
