@@ -15,6 +15,7 @@ import sys
 import time
 from pathlib import Path
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from PIL import Image
@@ -23,6 +24,31 @@ ROOT = Path(__file__).resolve().parents[1]
 # EMNIST is too large to ship; the tests read it where the workplace keeps it, beside the repo.
 SHARED = ROOT.parent / "shared" / "datasets"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def kept_models(folder: Path, data: Path | None = None) -> Path:
+    """A compare-style folder naming the calibrated cnn and crnn checkpoints kept in tests/data (or in
+    ``data``, a copy of it), as forms takes them."""
+    data = data or ROOT / "tests" / "data"
+    rows = [
+        {
+            "dataset": "mnist",
+            "model": "cnn",
+            "accuracy": 0.99,
+            "field_accuracy": None,
+            "checkpoint": str(data / "cnn-before-the-layout.pt"),
+        },
+        {
+            "dataset": "mnist",
+            "model": "crnn",
+            "accuracy": 0.9,
+            "field_accuracy": 0.5,
+            "checkpoint": str(data / "crnn-before-the-layout.pt"),
+        },
+    ]
+    folder.mkdir(parents=True, exist_ok=True)
+    pq.write_table(pa.Table.from_pylist(rows), folder / "metrics.parquet")
+    return folder
 
 
 def free_port() -> int:

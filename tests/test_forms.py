@@ -27,7 +27,7 @@ from hdr_dist.common.errors import UserError
 from hdr_dist.forms import registration, samples
 from hdr_dist.forms import template as templates
 from hdr_dist.jobs import forms
-from tests.helpers import ROOT, open_page, save_corrections
+from tests.helpers import ROOT, kept_models, open_page, save_corrections
 
 DATA = ROOT / "tests" / "data"
 
@@ -35,25 +35,7 @@ DATA = ROOT / "tests" / "data"
 @pytest.fixture(scope="module")
 def models(tmp_path_factory) -> Path:
     """A compare-style folder naming the calibrated cnn and crnn checkpoints kept in tests/data."""
-    folder = tmp_path_factory.mktemp("form-models")
-    rows = [
-        {
-            "dataset": "mnist",
-            "model": "cnn",
-            "accuracy": 0.99,
-            "field_accuracy": None,
-            "checkpoint": str(DATA / "cnn-before-the-layout.pt"),
-        },
-        {
-            "dataset": "mnist",
-            "model": "crnn",
-            "accuracy": 0.9,
-            "field_accuracy": 0.5,
-            "checkpoint": str(DATA / "crnn-before-the-layout.pt"),
-        },
-    ]
-    pq.write_table(pa.Table.from_pylist(rows), folder / "metrics.parquet")
-    return folder
+    return kept_models(tmp_path_factory.mktemp("form-models"))
 
 
 @pytest.fixture(scope="module")

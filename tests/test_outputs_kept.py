@@ -24,7 +24,7 @@ import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 import pytest
 
-from tests.helpers import ROOT
+from tests.helpers import ROOT, kept_models
 
 DATA = ROOT / "tests" / "data"
 KEPT = DATA / "kept"
@@ -76,29 +76,6 @@ RUNS = {
 }
 
 
-def models_folder(folder: Path, data: Path = DATA) -> Path:
-    """A compare-style folder naming the two kept checkpoints, as forms takes them."""
-    rows = [
-        {
-            "dataset": "mnist",
-            "model": "cnn",
-            "accuracy": 0.99,
-            "field_accuracy": None,
-            "checkpoint": str(data / "cnn-before-the-layout.pt"),
-        },
-        {
-            "dataset": "mnist",
-            "model": "crnn",
-            "accuracy": 0.9,
-            "field_accuracy": 0.5,
-            "checkpoint": str(data / "crnn-before-the-layout.pt"),
-        },
-    ]
-    folder.mkdir(parents=True, exist_ok=True)
-    pq.write_table(pa.Table.from_pylist(rows), folder / "metrics.parquet")
-    return folder
-
-
 def run_job(name: str, tmp: Path, data: Path = DATA, *extra: str) -> Path:
     """One of ``RUNS`` into ``tmp/NAME``, its inputs under ``data`` laid out as in tests/data."""
     from hdr_dist.jobs import forms, score
@@ -106,7 +83,7 @@ def run_job(name: str, tmp: Path, data: Path = DATA, *extra: str) -> Path:
     job, *args = RUNS[name]
     out = tmp / name
     argv = [str(data / a) if (data / a).exists() else a for a in args]
-    argv = [str(models_folder(tmp / "models", data)) if a == "{models}" else a for a in argv]
+    argv = [str(kept_models(tmp / "models", data)) if a == "{models}" else a for a in argv]
     assert {"score": score.main, "forms": forms.main}[job]([*argv, "--output", str(out), *extra]) == 0
     return out
 
