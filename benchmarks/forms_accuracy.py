@@ -156,8 +156,9 @@ def plain(folder: Path, model: str, batch_size: int) -> dict:
     }
 
 
-def job(folder: Path, model: str, *extra: str) -> dict:
-    """One ``hdr forms`` run over the pages, in this process; its rows, metrics, summary and pages/s."""
+def job(folder: Path, model: str, *extra: str, template: Path | None = None) -> dict:
+    """One ``hdr forms`` run over the pages (of the claim form unless ``template`` says), in this
+    process; its rows, metrics, summary and pages/s."""
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "out"
         start = time.perf_counter()
@@ -165,7 +166,7 @@ def job(folder: Path, model: str, *extra: str) -> dict:
             [
                 str(folder / "pages"),
                 "--template",
-                str(folder / f"{samples.NAME}.yaml"),
+                str(template or folder / f"{samples.NAME}.yaml"),
                 "--model",
                 model,
                 "--output",

@@ -32,13 +32,16 @@ def ray_cluster():
 
     With its dashboard, as every real cluster has: Ray Train's placement-group cleaner asks its
     state API whether a run's controller still lives, and only then frees the workers' CPUs of
-    a Train run whose Tune trial ASHA stopped.
+    a Train run whose Tune trial ASHA stopped. Started as the jobs start theirs
+    (``cluster.start_private``), so that the cleaner finds this cluster while another Ray runs
+    on the machine: a job a test starts, or another test session.
     """
     import ray
 
+    from hdr_dist.common import cluster
+
     # A port of its own: a `ray start` head in another test takes the default.
-    ctx = ray.init(
-        address="local",
+    ctx = cluster.start_private(
         num_cpus=2,
         include_dashboard=True,
         dashboard_host="127.0.0.1",

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import re
 import signal
 import subprocess
 import sys
@@ -24,6 +26,20 @@ from tests.helpers import ROOT, checkpoint_files, driver_with_a_checkpoint, tabl
 # Enough steps (2 x 56 batches) for BatchNorm's running statistics to settle, still seconds per model.
 SMALL = ["--limit-train", "2000", "--limit-test", "200", "--epochs", "2", "--batch-size", "32"]
 STORE = "mlruns"  # the MLflow file store the compare run below logs to, inside its output folder
+# The smallest run of one model: one worker, one epoch of two batches.
+TINY = ["--models", "cnn", "--limit-train", "500", "--limit-test", "100", "--epochs", "1", "--workers", "1"]
+# MLflow's own client on a store (argv 1) and experiment (argv 2): each run's status, val_acc and accuracy.
+READ_BACK = """
+import json, sys
+from mlflow import MlflowClient
+client = MlflowClient(sys.argv[1])
+runs = client.search_runs([client.get_experiment_by_name(sys.argv[2]).experiment_id])
+print(json.dumps({r.info.run_name: {
+    "status": r.info.status,
+    "accuracy": r.data.metrics.get("accuracy"),
+    "val_acc": [(m.step, m.value) for m in client.get_metric_history(r.info.run_id, "val_acc")],
+} for r in runs}))
+"""
 
 
 @pytest.fixture(scope="module")
@@ -233,6 +249,35 @@ def test_each_model_is_an_mlflow_run_read_back_by_mlflow(compared):
         } <= files
         saved = Path(client.download_artifacts(run.info.run_id, "checkpoint/model.pt"))
         assert torch.load(saved, weights_only=True)["config"]["model"] == model
+
+
+def test_mlflow_alone_logs_to_mlruns_which_mlflow_opens_as_the_closing_line_says(
+    ray_cluster, tmp_path, monkeypatch, capsys
+):
+    """``--mlflow`` with no URI: the ./mlruns file store, read back by MLflow's own client in a fresh
+    interpreter with no MLflow settings but the one the job's closing line names, and refused without it."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    out = tmp_path / "tiny"
+    assert compare.main([*TINY, "--output", str(out), "--mlflow"]) == 0
+    line = next(line for line in capsys.readouterr().out.splitlines() if "mlflow ui" in line)
+    setting, uri = re.search(r": (\w+=\S+) mlflow ui --backend-store-uri (\S+)$", line).groups()
+    assert uri == (tmp_path / "mlruns").as_uri()
+
+    def read_back(env: dict) -> subprocess.CompletedProcess:
+        command = [sys.executable, "-c", READ_BACK, uri, out.name]
+        return subprocess.run(command, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+    refused = read_back(env)
+    assert refused.returncode == 1 and "maintenance mode" in refused.stderr
+    read = read_back(env | dict([setting.split("=", 1)]))
+    assert read.returncode == 0, read.stderr
+    runs = json.loads(read.stdout)
+    assert set(runs) == {"cnn"}
+    assert runs["cnn"]["status"] == "FINISHED"
+    assert runs["cnn"]["val_acc"] == [[1, pytest.approx(table(out, "history")["val_acc"][0])]]
+    assert runs["cnn"]["accuracy"] == pytest.approx(table(out, "metrics")["accuracy"][0])
 
 
 def test_killed_driver_resumes_from_last_checkpoint(ray_cluster, tmp_path):

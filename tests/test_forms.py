@@ -9,6 +9,7 @@ import csv
 import io
 import json
 import math
+import re
 import signal
 import subprocess
 import sys
@@ -23,13 +24,18 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
+from hdr_dist.bulk import inputs
+from hdr_dist.bulk import labels as bulk_labels
 from hdr_dist.common.errors import UserError
-from hdr_dist.forms import registration, samples
+from hdr_dist.forms import registration, samples, truth
 from hdr_dist.forms import template as templates
 from hdr_dist.jobs import forms
 from tests.helpers import ROOT, kept_models, open_page, save_corrections
 
 DATA = ROOT / "tests" / "data"
+# Member names a spreadsheet would run as formulas (OWASP's CSV injection), and a name that starts with
+# the quote that guards them. No slash: in a name it would be a folder (and "//" one empty folder less).
+FORMULA_NAMES = ['=HYPERLINK("evil.example","y").png', "+1.png", "-2.png", "@3.png", "'=4.png"]
 
 
 @pytest.fixture(scope="module")
@@ -462,6 +468,59 @@ def test_the_review_page_shows_each_zone_and_its_corrections_read_back(
     metrics = {(m["group"], m["name"]): m for m in pq.read_table(again / "metrics.parquet").to_pylist()}
     assert metrics[("all", "all")]["fields"] == len(typed)
     assert summary["labelled_forms"] >= 1
+
+
+def test_names_a_spreadsheet_would_run_are_text_in_forms_csv_and_exact_everywhere_else(
+    ray_cluster, models, batch, tmp_path, browser
+):
+    """forms.csv writes a formula-like member name behind a quote; the Parquet rows keep it as it is; the
+    review page counts fields, and a labels file quoted by its script reads back to the exact names."""
+    form = next(
+        r["path"] for r in read_csv(batch / "pages.csv") if r["kind"] == "form" and r["path"].endswith(".png")
+    )
+    archive = tmp_path / "odd.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        for name in FORMULA_NAMES:
+            z.write(batch / "pages" / form, name)
+    out = tmp_path / "out"
+    argv = [archive, "--template", batch / "claim-v1.yaml", "--model", models, "--output", out]
+    assert run(*argv, "--target-error", "0.001") == 0
+    assert sorted(r["member"] for r in pads.dataset(out / "forms").to_table().to_pylist()) == sorted(
+        FORMULA_NAMES
+    )
+    lines = read_csv(out / "forms.csv", csv.reader)
+    assert not [c for line in lines for c in line if c.startswith(tuple(bulk_labels.FORMULA_STARTS))]
+    assert sorted(line[1] for line in lines[1:]) == sorted("'" + n for n in FORMULA_NAMES)
+    assert sorted(bulk_labels.uncell(line[1]) for line in lines[1:]) == sorted(FORMULA_NAMES)
+
+    page, trouble = open_page(browser, out / "review" / "review.html")
+    queued = pq.read_metadata(out / "review" / "queue.parquet").num_rows
+    assert page.title() == f"Review queue: {queued:,} field{'' if queued == 1 else 's'}"
+    assert re.search(r"run forms again", page.inner_text("body"))
+    # The page's own quoting (the script's quoted()) of rows naming the members as --labels does.
+    saved = page.evaluate(
+        "rows => rows.map((r) => r.map((c) => quoted(String(c))).join(',')).join('\\r\\n')",
+        [["path", "page", "field", "label"], *[[n, 0, "postcode", "12345"] for n in FORMULA_NAMES]],
+    )
+    assert trouble == []
+    assert '"\'=HYPERLINK(""evil.example"",""y"").png"' in saved
+    assert "\"''=4.png\"" in saved
+    (tmp_path / "corrections.csv").write_text(saved, encoding="utf-8")
+    template = templates.load(batch / "claim-v1.yaml")
+    found, problems = truth.read(
+        str(tmp_path / "corrections.csv"), template, inputs.find([str(archive)]).items
+    )
+    assert problems == {}
+    assert sorted(key[1] for key in found) == sorted(FORMULA_NAMES)
+    # score's --labels reads the same quoting.
+    saved = page.evaluate(
+        "rows => rows.map((r) => r.map(quoted).join(',')).join('\\r\\n')",
+        [["path", "label"], *[[n, "7"] for n in FORMULA_NAMES]],
+    )
+    (tmp_path / "score-corrections.csv").write_text(saved, encoding="utf-8")
+    assert bulk_labels.read_label_file(str(tmp_path / "score-corrections.csv")).rows == [
+        (n, "7") for n in FORMULA_NAMES
+    ]
 
 
 def test_template_keys_are_checked_before_anything_is_read(tmp_path):

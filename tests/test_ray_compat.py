@@ -103,3 +103,35 @@ def test_tune_still_reads_the_setting_that_turns_its_new_output_off(monkeypatch)
     ray_compat.tune_output_settings()
     assert os.environ[name] == "1"  # a value the user set stays
     assert output.get_air_verbosity(1) is not None
+
+
+def test_a_new_local_rays_processes_are_told_its_address_and_the_driver_is_not(monkeypatch):
+    from ray._private import node, ray_constants
+    from ray.dashboard import utils
+
+    where(
+        f"{ray_compat.GCS_PORT}, the head's GCS port, in ray._private.node",
+        lambda: (
+            ray_constants.GCS_PORT_ENVIRONMENT_VARIABLE == ray_compat.GCS_PORT
+            and "GCS_PORT_ENVIRONMENT_VARIABLE" in inspect.getsource(node.Node)
+        ),
+    )
+    where(
+        f"{ray_compat.ADDRESS} in the state API's ray.dashboard.utils.get_address_for_submission_client",
+        lambda: (
+            ray_constants.RAY_ADDRESS_ENVIRONMENT_VARIABLE == ray_compat.ADDRESS
+            and "RAY_ADDRESS_ENVIRONMENT_VARIABLE"
+            in inspect.getsource(utils.get_address_for_submission_client)
+        ),
+    )
+    monkeypatch.delenv(ray_compat.GCS_PORT, raising=False)
+    monkeypatch.delenv(ray_compat.ADDRESS, raising=False)
+    with ray_compat.own_address():
+        port = os.environ[ray_compat.GCS_PORT]
+        assert os.environ[ray_compat.ADDRESS] == f"127.0.0.1:{port}"
+    assert ray_compat.GCS_PORT not in os.environ and ray_compat.ADDRESS not in os.environ
+    monkeypatch.setenv(ray_compat.GCS_PORT, "6390")  # a port the user chose stays
+    monkeypatch.setenv(ray_compat.ADDRESS, "elsewhere:6379")
+    with ray_compat.own_address():
+        assert os.environ[ray_compat.ADDRESS] == "127.0.0.1:6390"
+    assert os.environ[ray_compat.ADDRESS] == "elsewhere:6379"

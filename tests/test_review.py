@@ -196,7 +196,9 @@ def test_without_a_threshold_only_errors_are_queued(ray_cluster, mnist, digits_m
     # A blank page has no crop, but its original is shown: a person can see whether it is blank.
     assert rows.nth(0).locator("img.crop").count() == 0
     assert rows.nth(0).locator("img.original").evaluate("img => img.naturalWidth") == 60
-    assert "no threshold set" in page.inner_text("body")
+    assert page.title() == "Review queue: 2 images"
+    assert "no threshold set: every image with an answer was accepted" in page.inner_text("body")
+    assert "run score again" in page.inner_text("body")
     assert trouble == []
 
 

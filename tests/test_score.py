@@ -4,6 +4,7 @@ Parquet read back, labels, bad inputs, resume and bad flags."""
 from __future__ import annotations
 
 import contextlib
+import csv as csv_module
 import io
 import json
 import os
@@ -332,6 +333,26 @@ def test_labels_from_csv_and_parquet(ray_cluster, mnist, digits_model, tmp_path)
         m = pq.read_table(out / "metrics.parquet").to_pylist()[0]
         assert (m["scored"], m["unlabelled"]) == (12, 4)
         assert sum(pq.read_table(out / "confusion.parquet")["count"].to_pylist()) == 8
+
+
+def test_a_labels_csv_reads_quoted_cells_back_exactly_and_parquet_as_it_is(tmp_path):
+    """The quote that keeps a spreadsheet from running a name comes off a CSV's cell, and only that
+    quote: any text written through ``labels.cell`` reads back as it was, a hand-written ``=5.png``
+    as it is, and a Parquet file (no spreadsheet's) is never changed."""
+    from hdr_dist.bulk import labels
+
+    texts = ["=5.png", "+1", "-2", "@3", "\tx", "\rIcon", "'", "''", "'=", "'a", "a'=", "plain.png"]
+    for text in [*texts, ""]:
+        assert labels.uncell(labels.cell(text)) == text
+        assert not labels.cell(text).startswith(tuple(labels.FORMULA_STARTS))
+    with open(tmp_path / "labels.csv", "w", newline="", encoding="utf-8") as f:
+        out = csv_module.writer(f)
+        out.writerows([["path", "label"], *[[labels.cell(t), "1"] for t in texts], ["=hand.png", "2"]])
+    assert labels.read_label_file(str(tmp_path / "labels.csv")).rows == [(t, "1") for t in texts] + [
+        ("=hand.png", "2")
+    ]
+    pq.write_table(pa.table({"path": ["'=6.png"], "label": ["6"]}), tmp_path / "labels.parquet")
+    assert labels.read_label_file(str(tmp_path / "labels.parquet")).rows == [("'=6.png", "6")]
 
 
 def test_resume_adds_new_inputs_and_keeps_old_rows(ray_cluster, mnist, digits_model, tmp_path):

@@ -26,7 +26,10 @@ def test_the_store_comes_from_the_flag_then_the_environment_then_mlruns(tmp_path
     assert tracking.store_uri("file:store") == (tmp_path / "store").as_uri()
     assert tracking.store_uri("http://tracker:5000") == "http://tracker:5000"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "sqlite:///db.sqlite")
-    assert tracking.store_uri("") == "sqlite:///db.sqlite"
+    assert tracking.store_uri("") == f"sqlite:///{tmp_path / 'db.sqlite'}"  # absolute too
+    assert tracking.store_uri("sqlite:////abs/db.sqlite?timeout=20") == "sqlite:////abs/db.sqlite?timeout=20"
+    assert tracking.store_uri("sqlite:///db?timeout=20") == f"sqlite:///{tmp_path / 'db'}?timeout=20"
+    assert tracking.store_uri("sqlite:///:memory:") == "sqlite:///:memory:"
     assert tracking.store_uri(str(tmp_path / "x")) == (tmp_path / "x").as_uri()
 
 
@@ -95,3 +98,17 @@ def test_a_tracker_that_fails_halfway_costs_a_warning_not_the_job(tmp_path, capl
     assert len(warnings) == 3
     assert all(w.startswith("mlflow: could not log ") for w in warnings)
     assert all(str(store.as_uri()) in w for w in warnings)
+
+
+def test_the_closing_line_says_how_to_open_the_runs_in_mlflows_ui():
+    from hdr_dist.jobs.flags import mlflow_closing
+
+    folder = mlflow_closing("file:///runs/mlruns", "results").splitlines()
+    assert folder[0] == "MLflow: experiment 'results' at file:///runs/mlruns"
+    assert folder[1].endswith(
+        ": MLFLOW_ALLOW_FILE_STORE=true mlflow ui --backend-store-uri file:///runs/mlruns"
+    )
+    database = mlflow_closing("sqlite:////runs/mlflow.db", "results")
+    assert database.endswith(": mlflow ui --backend-store-uri sqlite:////runs/mlflow.db")
+    server = mlflow_closing("http://tracker:5000", "results")
+    assert server == "MLflow: experiment 'results' at http://tracker:5000"  # the server's address is its UI

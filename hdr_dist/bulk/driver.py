@@ -18,7 +18,18 @@ from hdr_dist.bulk import plan
 from hdr_dist.bulk.actor import NODE
 from hdr_dist.bulk.committer import Committer
 
-RATES = {"images": "img/s", "pages": "pages/s"}  # how the live line says a rate of each unit
+RATES = {"image": "img/s", "page": "pages/s"}  # how the live line says a rate of each item
+
+
+def rate_text(rate: float) -> str:
+    """A live rate as a person reads it: two significant digits below 10 a second, whole numbers from 10
+    up. A forms job reads about 2 pages/s on two CPUs after some 30 s of start-up (docs/forms.md), so
+    its early rate is a fraction of a page a second, which a whole number showed as 0."""
+    if rate >= 9.95:  # what two digits would round to 10
+        return f"{rate:,.0f}"
+    if rate >= 0.001:
+        return f"{rate:#.2g}"  # 2.0, 0.42: the second digit kept, zero or not
+    return "0" if rate == 0 else "<0.001"
 
 
 class Received:
@@ -43,7 +54,8 @@ class Received:
 class Clock(threading.Thread):
     """Every half second: commits the rows that have waited long enough while the pipeline is slow to
     deliver more, and redraws the live line (without a terminal: a line every 10 s and at each
-    tenth of the job, so a `ray job submit` log shows how far a job got)."""
+    tenth of the job, so a `ray job submit` log shows how far a job got). ``item`` and ``done`` are
+    the job's words for a row and what it did to it (image, scored; page, read)."""
 
     def __init__(
         self,
@@ -51,16 +63,12 @@ class Clock(threading.Thread):
         committer: Committer,
         total: int | None,
         console: Console,
-        unit: str = "images",
+        item: str,
+        done: str,
     ):
         super().__init__(daemon=True)
-        self.received, self.committer, self.total, self.console, self.unit = (
-            received,
-            committer,
-            total,
-            console,
-            unit,
-        )
+        self.received, self.committer, self.total, self.console = received, committer, total, console
+        self.item, self.done = item, done
         self.started = time.perf_counter()
         self.stopping = threading.Event()
         self.error: BaseException | None = None  # a commit that failed here fails the job in the driver
@@ -84,12 +92,13 @@ class Clock(threading.Thread):
             if time.perf_counter() - said >= 10 or share > tenth:
                 said, tenth = time.perf_counter(), share
                 of = (
-                    f"/{self.total:,} {self.unit} ({100 * done / max(self.total, 1):.0f} %)"
+                    f"/{self.total:,} {self.item}s ({100 * done / max(self.total, 1):.0f} %)"
                     if self.total
-                    else f" {self.unit}"
+                    else f" {self.item}s"
                 )
                 self.console.print(
-                    f"scored {done:,}{of}, {rate:,.0f} {RATES[self.unit]}, {self.received.failed:,} errors"
+                    f"{self.done} {done:,}{of}, {rate_text(rate)} {RATES[self.item]}, "
+                    f"{self.received.failed:,} errors"
                 )
 
     def bar(self) -> None:
@@ -102,7 +111,7 @@ class Clock(threading.Thread):
         )
 
         with Progress(
-            TextColumn("scoring"),
+            TextColumn(self.done),
             BarColumn(),
             MofNCompleteColumn(),
             TextColumn("{task.fields[rate]}"),
@@ -111,13 +120,13 @@ class Clock(threading.Thread):
             console=self.console,
             transient=True,
         ) as bar:
-            task = bar.add_task("score", total=self.total, rate="", errors="")
+            task = bar.add_task(self.done, total=self.total, rate="", errors="")
             while not self.stopping.wait(0.5):
                 done, rate = self.tick()
                 bar.update(
                     task,
                     completed=done,
-                    rate=f"{rate:,.0f} {RATES[self.unit]}",
+                    rate=f"{rate_text(rate)} {RATES[self.item]}",
                     errors=f"{self.received.failed:,} errors",
                 )
 
@@ -141,15 +150,16 @@ class RunStats:
 
 
 def pull(
-    rows, committer: Committer, total: int | None, concurrency: int, console: Console, unit: str = "images"
+    rows, committer: Committer, total: int | None, concurrency: int, console: Console, item: str, done: str
 ) -> RunStats:
     """Pull a pipeline's rows (``rows()`` builds it; None: nothing to do), count them and commit them as
     they come; the timings, and the rows each node's actors made. ``total``: the rows to expect, where
-    the listing knows it (None: the live line counts without a total)."""
+    the listing knows it (None: the live line counts without a total); ``item`` and ``done``: the live
+    line's words, the job's own (``flags.BulkJob``)."""
     import ray
 
     received = Received()
-    clock = Clock(received, committer, total, console, unit)
+    clock = Clock(received, committer, total, console, item, done)
     start, wall_start = time.perf_counter(), time.time()
     clock.start()
     try:

@@ -5,6 +5,11 @@ mistake in the metrics a team trusts. So a labels file matches each image
 exactly, by its path under its INPUT or by its absolute path, and whatever
 does not match cleanly (rows naming no image, a path given two labels, a
 relative path that fits images under two INPUTs) is left unused and reported.
+
+A CSV written for people (``forms.csv``, the review page's ``corrections.csv``) keeps a spreadsheet from
+running a file's name as a formula (OWASP's CSV injection): ``cell`` writes a text that starts with a
+formula character or a quote behind one more quote, and ``uncell`` takes exactly that quote off again,
+so a labels file the page saved names each file by its exact name.
 """
 
 from __future__ import annotations
@@ -20,6 +25,24 @@ from hdr_dist.common.names import tidy
 from hdr_dist.inference import readers
 
 EXAMPLES = 5  # paths shown per kind of problem, on the terminal and in summary.json
+# What makes a spreadsheet read a cell as a formula (OWASP: = + - @, tab, carriage return), and the quote
+# that marks a cell as text; the review page's script applies the same rule with these characters.
+FORMULA_STARTS = "=+-@\t\r"
+QUOTE = "'"
+QUOTED = (*FORMULA_STARTS, QUOTE)  # the starts that ``cell`` puts a quote in front of
+
+
+def cell(text: str) -> str:
+    """A text as a CSV cell a spreadsheet shows and never runs: one that starts with a formula character
+    gets a quote in front. So does one that starts with a quote, so that ``uncell`` can tell a quote it
+    must take off from a name's own and every text reads back as it was."""
+    return QUOTE + text if text.startswith(QUOTED) else text
+
+
+def uncell(text: str) -> str:
+    """A CSV cell as the text ``cell`` wrote it from; a cell ``cell`` leaves as it is (a hand-written
+    ``=3.png``) is read as it is."""
+    return text[1:] if text.startswith(QUOTE) and text[1:].startswith(QUOTED) else text
 
 
 @dataclass
@@ -29,7 +52,8 @@ class LabelFile:
 
 
 def read_label_file(path: str) -> LabelFile:
-    """A CSV (header ``path,label``) or Parquet file with those two columns."""
+    """A CSV (header ``path,label``, its cells as ``cell`` writes them) or Parquet file with those two
+    columns."""
     file = Path(path).expanduser()
     if not file.is_file():
         raise SettingError("labels", path, "no such file")
@@ -50,7 +74,9 @@ def read_label_file(path: str) -> LabelFile:
                     raise SettingError(
                         "labels", path, f"needs a header line 'path,label', has {reader.fieldnames}"
                     )
-                rows = [(r["path"], r["label"]) for r in reader]
+                rows = [
+                    tuple(None if r[c] is None else uncell(r[c]) for c in ("path", "label")) for r in reader
+                ]
     except UserError:
         raise
     except Exception as e:  # noqa: BLE001 - unreadable, not UTF-8, not Parquet: the user's --labels

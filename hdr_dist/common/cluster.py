@@ -46,7 +46,20 @@ def connect(address: str | None, log_to_driver: bool = True) -> None:
                 "address", address, f"no Ray cluster answers there ({e.strerror or e})"
             ) from None
     ray_compat.train_controller_settings(private=address == "local")
-    ray.init(address=address, logging_level="WARNING", log_to_driver=log_to_driver)
+    if address == "local":
+        start_private(logging_level="WARNING", log_to_driver=log_to_driver)
+    else:
+        ray.init(address=address, logging_level="WARNING", log_to_driver=log_to_driver)
+
+
+def start_private(**init):
+    """A new local Ray for this process alone (``ray.init(address="local", **init)``), whose own processes
+    know its address (``ray_compat.own_address``): with two jobs' Rays on one machine, Ray's state API,
+    asked without one, finds both and fails, and Ray Train's placement-group cleaner asks it so."""
+    import ray
+
+    with ray_compat.own_address():
+        return ray.init(address="local", **init)
 
 
 def alive_nodes() -> list[dict]:

@@ -13,12 +13,23 @@ destination, unless the job maps it to another (export's ``model`` is its RESULT
 from __future__ import annotations
 
 import errno
+import os
 import re
+import reprlib
 from collections.abc import Mapping
 
 MARK = "\x00"  # no path or name can hold a NUL, so a marked setting is never a user's text
 MARKED = re.compile(f"{MARK}([^{MARK}]*){MARK}")
 JOB = f"{MARK}job{MARK}"  # the job a message is shown by ("score takes the deep models"), named by it
+# A setting's value is most often a path: 255 characters is the longest file name most file systems
+# take, so a real path's last part shows whole and a hostile one (a 10 MB name) cannot flood the line.
+VALUE_LIMIT = 256
+# reprlib walks a nested value no deeper and no wider than this, so showing a value costs at most
+# 4 ** 3 leaves however large the value is (a few hundred bytes of YAML aliases expand to hundreds of
+# millions of items).
+BRIEF = reprlib.Repr()
+BRIEF.maxlevel, BRIEF.maxlist, BRIEF.maxtuple, BRIEF.maxdict, BRIEF.maxset = 3, 4, 4, 4, 4
+BRIEF.maxfrozenset, BRIEF.maxdeque, BRIEF.maxarray, BRIEF.maxstring, BRIEF.maxother = 4, 4, 4, 40, 40
 
 
 def setting(name: str) -> str:
@@ -38,6 +49,28 @@ def shown(text: str, flags: Mapping[str, str] | None = None) -> str:
     return MARKED.sub(lambda m: flags.get(m[1]) or (m[1] if m[1] == "job" else flag(m[1])), text)
 
 
+def quoted(value, limit: int = 80, *, plain: bool = False) -> str:
+    """A user's value as a message quotes it: at most ``limit`` characters of it, and, when that is not
+    all of it, how long the whole is. The value is never shown whole first, so a value too large to show
+    (a 10 MB name, a list that YAML aliases expand to billions of items) costs no more than a short one.
+    Texts and paths are shown as ``repr`` shows them, or as they are with ``plain``."""
+    if isinstance(value, os.PathLike):
+        value = os.fspath(value)
+    if isinstance(value, (str, bytes)):
+        head = value[:limit]
+        text = head if plain and isinstance(head, str) else repr(head)
+        if len(value) <= limit:
+            return text
+        unit = "characters" if isinstance(value, str) else "bytes"
+        cut = f"{head}…" if text is head else f"{text[:-1]}…{text[-1]}"
+        return f"{cut} ({len(value):,} {unit})"
+    try:
+        text = BRIEF.repr(value)
+    except ValueError:  # an int past Python's 4,300 digits has no repr
+        return f"<{type(value).__name__} too large to show>"
+    return text if len(text) <= limit else f"{text[:limit]}…"
+
+
 class UserError(Exception):
     """A bad flag, path or input file, worded for the person who supplied it."""
 
@@ -54,7 +87,7 @@ class SettingError(UserError):
     cannot be (its reason may name other settings with ``setting``)."""
 
     def __init__(self, name: str, value, reason: str):
-        shown = "" if value is None else f" {value}"
+        shown = "" if value is None else f" {quoted(value, VALUE_LIMIT, plain=True)}"
         super().__init__(f"{setting(name)}{shown}: {reason}")
         self.setting, self.value, self.reason = name, value, reason
 

@@ -8,6 +8,7 @@ Ray is imported inside each function, so that importing this module (and the lib
 from __future__ import annotations
 
 import importlib
+from contextlib import contextmanager
 
 # Ray Data settings the pipelines set on their own dataset's context (no per-call argument exists):
 # the job's live line replaces the progress bars and the execution banner.
@@ -37,6 +38,41 @@ def train_controller_settings(private: bool) -> None:
 
     for name, value in (TRAIN_POLL, *((PREEMPTION_WATCHER,) if private else ())):
         os.environ.setdefault(name, value)
+
+
+# A new local Ray's GCS port, which no ray.init argument sets (``ray._private.node`` reads it when the head
+# starts), and the address Ray's state API (``ray.util.state``) reads before it looks for Ray's processes on
+# the machine, where with two Rays it finds both and raises. Ray Train's placement-group cleaner, a detached
+# actor, asks that API without an address whether a run's controller still lives: with a second job's Ray
+# on the machine its thread died with a 30-line traceback on the job's terminal, and freed nothing.
+GCS_PORT = "RAY_GCS_SERVER_PORT"
+ADDRESS = "RAY_ADDRESS"
+
+
+@contextmanager
+def own_address():
+    """Around ``ray.init`` of a new local Ray: its GCS on a free port, and ``ADDRESS`` naming it, in the
+    environment its processes inherit (the raylet, and every worker it starts); Ray reads neither when it
+    connects a worker, only its state API does. The driver's own environment is put back after, so that a
+    job it starts later (a test's subprocess) starts a Ray of its own rather than joining this one."""
+    import os
+    import socket
+
+    port = os.environ.get(GCS_PORT)
+    if not port:
+        with socket.socket() as s:
+            s.bind(("", 0))
+            port = str(s.getsockname()[1])
+    saved = {name: os.environ.get(name) for name in (GCS_PORT, ADDRESS)}
+    os.environ.update({GCS_PORT: port, ADDRESS: f"127.0.0.1:{port}"})
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 # Ray Tune's new output engine prints its banner even at verbose=0, and only this environment variable

@@ -9,6 +9,7 @@ form row are committed together.
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pyarrow as pa
 import torch
@@ -96,7 +97,9 @@ def prepare_batch(batch: pa.Table, template_path: str, dropout: str, max_pixels:
         pages = (
             [(0, 1, None, None, None, row["error"])]
             if row["error"]
-            else images.decode(row["data"], max_pixels, pdf_width=template.size[0])
+            else images.decode(
+                row["data"], max_pixels, pdf_width=template.size[0], colour=drop.how == "colour"
+            )
         )
         for page, total, w, h, gray, error in pages:
             if page in skip:
@@ -127,6 +130,7 @@ def page_of(gray, error, template: Template, reference, drop) -> dict:
         return empty
     if gray.dtype != np.uint8:  # a 16- or 32-bit scan, on [0, 1]
         gray = (np.clip(gray, 0, 1) * 255).round().astype(np.uint8)
+    page, gray = gray, (cv2.cvtColor(gray, cv2.COLOR_RGB2GRAY) if gray.ndim == 3 else gray)
     try:
         reg = registration.register(gray, reference)
     except Exception as e:  # noqa: BLE001 - a page OpenCV cannot take is that page's error
@@ -136,7 +140,7 @@ def page_of(gray, error, template: Template, reference, drop) -> dict:
             "error": f"does not match template {template.name} (score {reg.score:.2f})",
             "registration": reg.as_dict(),
         }
-    mapped = registration.onto_reference(gray, reg, template.size)
+    mapped = registration.onto_reference(page, reg, template.size)
     reads = zones.read_zones(mapped, template, drop)
     return {
         "error": None,

@@ -7,7 +7,9 @@ refined by ECC on the print's gradients (``findTransformECC``). ORB is rotation 
 fed upside down registers like any other, as a turn of about 180 degrees. The quality ``score`` is the
 share of the reference's printed strokes that the mapped page has ink on: a page of this form scores
 near 1, a blank sheet, a letter or another form far lower, and a page under ``MIN_SCORE`` matches no
-template.
+template. It is taken twice, and the better kept: over all the print, faint dropout colours included,
+and over the black print alone (corner marks, titles, labels), which is all a bilevel scan keeps of a
+form printed in a light dropout colour.
 """
 
 from __future__ import annotations
@@ -23,6 +25,9 @@ FEATURES = 4000  # ORB keypoints per image
 MIN_MATCHES = 12  # fewer RANSAC inliers than this: no transform at all
 MIN_SCORE = 0.6  # a page whose form print agrees less than this matches no template
 ECC_ITERATIONS = 60
+PRINT_CONTRAST = 25  # grey levels under the paper: printed, however faint (a light dropout colour)
+MIN_PRINT = 500  # work pixels: a tier with less print (a form with no black print) says nothing
+BLACK_PRINT = 0.35  # of the paper's level: darker print is black, which every scan keeps
 
 
 @dataclass(frozen=True)
@@ -53,6 +58,11 @@ def ink_of(gray: np.ndarray) -> np.ndarray:
     return gray < paper - max(40.0, 0.25 * paper)
 
 
+def print_of(gray: np.ndarray) -> np.ndarray:
+    """Every printed pixel of a clean reference, faint ones too: darker than its paper by a little."""
+    return gray < float(np.median(gray)) - PRINT_CONTRAST
+
+
 class Reference:
     """A template's reference, prepared once per worker: its features and its print, at the work size."""
 
@@ -62,7 +72,11 @@ class Reference:
         self.small = cv2.resize(image, None, fx=self.factor, fy=self.factor, interpolation=cv2.INTER_AREA)
         self.orb = cv2.ORB_create(FEATURES)
         self.keypoints, self.descriptors = self.orb.detectAndCompute(self.small, None)
-        self.print = ink_of(self.small)
+        # (the print, how the mapped page shows ink) for all the print, then the black print alone
+        self.tiers = (
+            (print_of(self.small), lambda g: g < float(np.median(g)) - PRINT_CONTRAST),
+            (self.small < BLACK_PRINT * float(np.median(self.small)), ink_of),
+        )
         self.gradients = gradient(self.small)
 
 
@@ -93,8 +107,7 @@ def register(page: np.ndarray, ref: Reference) -> Registration:
     mapped = cv2.warpAffine(
         small, matrix, (ref.small.shape[1], ref.small.shape[0]), flags=cv2.INTER_AREA, borderValue=255
     )
-    found = cv2.dilate(ink_of(mapped).astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
-    score = float((found & ref.print).sum() / max(ref.print.sum(), 1))
+    score = max(agreement(mapped, printed, ink) for printed, ink in ref.tiers)
     # From the work sizes to full ones: page pixel -> small page -> small reference -> reference pixel.
     full = (
         np.diag([1 / ref.factor, 1 / ref.factor, 1.0])
@@ -102,6 +115,14 @@ def register(page: np.ndarray, ref: Reference) -> Registration:
         @ np.diag([factor, factor, 1.0])
     )
     return described(full[:2], score)
+
+
+def agreement(mapped: np.ndarray, printed: np.ndarray, ink) -> float:
+    """The share of the printed pixels the mapped page has ink on (within a pixel); 0 with no print."""
+    if printed.sum() < MIN_PRINT:
+        return 0.0
+    found = cv2.dilate(ink(mapped).astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
+    return float((found & printed).sum() / printed.sum())
 
 
 def refine(small: np.ndarray, ref: Reference, matrix: np.ndarray) -> np.ndarray:
@@ -168,5 +189,7 @@ def from_row(row: dict) -> Registration:
 
 def onto_reference(page: np.ndarray, reg: Registration, size: tuple[int, int]) -> np.ndarray:
     """The page mapped onto the reference's pixels (``size``: width, height), paper where it had none."""
-    paper = int(np.median(page))
+    paper = [
+        float(v) for v in np.median(page[::4, ::4].reshape(-1, page.shape[2] if page.ndim == 3 else 1), 0)
+    ]
     return cv2.warpAffine(page, reg.matrix, size, flags=cv2.INTER_LINEAR, borderValue=paper)

@@ -133,7 +133,15 @@ def write(work: Path, output: Path, template_path: str, cfg, model_name: str) ->
         "threshold_source": cfg.threshold_source,
     }
     html = review_page.render(
-        shown, rows.num_rows, list("0123456789"), summary, str(output), readers.FIELD, COLUMNS
+        shown,
+        rows.num_rows,
+        list("0123456789"),
+        summary,
+        str(output),
+        readers.FIELD,
+        COLUMNS,
+        item="field",
+        job="forms",
     )
     (folder / "review.html").write_text(html, encoding="utf-8")
     return {"review": rows.num_rows, "review_page_rows": len(shown)}

@@ -14,7 +14,7 @@ import pyarrow.compute as pc
 import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 
-from hdr_dist.bulk import outputs
+from hdr_dist.bulk import labels, outputs
 from hdr_dist.bulk.driver import ThisRun
 from hdr_dist.common.names import escape
 from hdr_dist.forms import truth
@@ -49,11 +49,14 @@ def counts(forms: pa.Table, fields: pa.Table) -> dict:
 
 def write_csv(forms: pa.Table, template: Template, path: Path) -> None:
     """One line per form (page), for a spreadsheet or a database load: where it came from, its decision
-    and error, and each zone's text."""
-    names = ["source", "member", "page", "decision", "error", *[f"field_{z.name}" for z in template.zones]]
+    and error, and each zone's text. A text cell is written as ``labels.cell`` writes it, so an archive
+    member named ``=HYPERLINK(…)`` is shown by the spreadsheet, never run; the Parquet rows keep it as
+    it is."""
+    head = ["source", "member", "page", "decision", "error"]
+    names = [*head, *[f"field_{z.name}" for z in template.zones]]
     with path.open("w", newline="", encoding="utf-8") as f:
         out = csv.writer(f)
-        out.writerow(["source", "member", "page", "decision", "error", *[z.name for z in template.zones]])
+        out.writerow([labels.cell(n) for n in [*head, *[z.name for z in template.zones]]])
         for row in (
             forms.sort_by(
                 [
@@ -66,7 +69,13 @@ def write_csv(forms: pa.Table, template: Template, path: Path) -> None:
             .select(names)
             .to_pylist()
         ):
-            out.writerow(["" if row[n] is None else row[n] for n in names])
+            out.writerow([cell(row[n]) for n in names])
+
+
+def cell(value) -> str | int:
+    """A forms.csv cell: a text through ``labels.cell``, as any name may start like a formula; a page
+    number cannot, and a null is an empty cell."""
+    return "" if value is None else labels.cell(value) if isinstance(value, str) else value
 
 
 def finish(

@@ -35,7 +35,8 @@ METRICS_SCHEMA = pa.schema(
 
 def read(path: str, template: Template, items: list[Item]) -> tuple[dict[tuple, str], dict]:
     """(source, member, occurrence, page, field) -> its true digit string; and the file's problems, each
-    kind with its first paths (reported as score reports a labels file's)."""
+    kind with its first paths (reported as score reports a labels file's). Cells are read as
+    ``labels.uncell`` reads them: the review page writes its corrections as forms.csv is written."""
     file = Path(path).expanduser()
     if not file.is_file():
         raise SettingError("labels", path, "no such file")
@@ -46,11 +47,12 @@ def read(path: str, template: Template, items: list[Item]) -> tuple[dict[tuple, 
                 raise SettingError(
                     "labels", path, f"needs a header line '{','.join(COLUMNS)}', has {reader.fieldnames}"
                 )
-            rows = [(tidy(r["path"]), r["page"], r["field"], r["label"]) for r in reader]
+            rows = [tuple(labels.uncell(r[c] or "") for c in COLUMNS) for r in reader]
     except UserError:
         raise
     except Exception as e:  # noqa: BLE001 - unreadable, not UTF-8: the user's --labels
         raise SettingError("labels", path, f"unreadable ({one_line(e)})") from None
+    rows = [(tidy(p), page, field, label) for p, page, field, label in rows]
     zones = {z.name for z in template.zones}
     bad = sorted({f for _, _, f, _ in rows if f not in zones})
     if bad:

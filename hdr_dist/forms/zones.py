@@ -1,15 +1,23 @@
 """A registered page's zones as the models read them: the form's print dropped, each comb cell and digit
 zone a 28x28 MNIST-space image, each free field a strip; an empty cell is known as empty, never guessed.
 
-Two ways to drop the printed form, chosen by ``--dropout``:
+People write over a comb's walls, so the print is dropped without dropping the strokes that cross it,
+and a cell is cut by its ink, not by its walls. ``--dropout`` chooses how the print goes:
 
-- ``reference``: the registered reference's print (its dark strokes, widened by ``PRINT_MARGIN``
-  pixels for what registration leaves) is painted over with paper, in every zone;
-- ``lines``: nothing is subtracted; a cell is cut inside its walls, and a field's strip loses its
-  printed lines in ``preprocess.to_strip``, as ``score`` reads a field.
+- ``colour`` (the default): as ``reference``, and on a colour scan whose print has a colour, the pixels
+  of the print's colour (on the line from the paper's colour to the print's) near the print are paper
+  too, crossing strokes or not, where registration left them outside the widened print; ink is grey
+  or another colour and stays;
+- ``reference``: the registered reference's print (widened by ``PRINT_MARGIN`` pixels for what
+  registration leaves) is painted over with paper, then the strokes that cross it are restored: a
+  painted pixel comes back where ink lies on both sides of the line within the line's width;
+- ``paint``: as ``reference`` without the restoring (what this project did before; kept to measure);
+- ``lines``: no reference: the zone's long straight runs of ink are its printed lines, removed and
+  restored the same way.
 
-A cell is empty when, its faint marks (paper texture, noise, a wall's last grey pixels) painted as
-paper, the preprocessing ``score`` uses finds it blank; otherwise that preprocessing prepares it.
+A cell's digit is the ink that belongs to it: the connected strokes of the zone's surroundings with most
+of their ink inside the cell, whether or not they overflow its walls; a neighbour's overflow has most of
+its ink in the neighbour. A cell with no such stroke is empty, however thick its walls.
 """
 
 from __future__ import annotations
@@ -20,15 +28,26 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from hdr_dist.forms.registration import Reference, Registration, ink_of
+from hdr_dist.forms.registration import Reference, Registration, print_of
 from hdr_dist.forms.template import Template, Zone, load
 from hdr_dist.imaging import images
 
-DROPOUTS = ("reference", "lines")
+DROPOUTS = ("colour", "reference", "paint", "lines")
 PRINT_MARGIN = 3  # pixels the reference's print is widened by before it is painted over
-CELL_INSET = 0.08  # of a cell's side cut off each edge: its walls and the ink rubbing them
-FIELD_INSET = 6  # pixels cut off each edge of a field's frame
 FAINT = 60  # grey levels under the paper: lighter marks are paper, not pen
+# A print is dropped by its colour when its colour is this far from grey (the sine of its angle to the
+# grey axis: a dark green print is 0.29 away, red 0.55); black print is left to the reference.
+COLOUR_CHROMA = 0.2
+# RGB distance from the paper-to-print line that is still print: noise, and JPEG's halved colour
+# resolution, move a 150-dpi light blue print's pixels up to ~50 off it; black ink is 0.37 x its
+# darkness (~75) off that print's line
+COLOUR_TOLERANCE = 45
+COLOUR_DEPTH = 1.3  # as dark as the print or a little darker (two prints overlapping) is print
+OVERFLOW = 0.45  # of a cell's height (and width at a comb's ends) searched beyond it for its strokes
+OWN_SHARE = 0.4  # a stroke belongs to the cell holding this share of its ink, if one does
+SPLIT = 0.25  # a stroke with this share of its ink in each of two cells is two digits touching
+SLIVER = 2  # a stroke no thicker than this many pixels, and long, is what a printed line left
+MIN_STROKE = 0.003  # of a cell's area: smaller blobs are dust
 
 
 @dataclass(frozen=True)
@@ -43,56 +62,171 @@ class Read:
 
 
 class Dropout:
-    """A template's print as a mask over its reference, made once per worker."""
+    """A template's print as a mask over its reference, made once per worker, and how it is dropped."""
 
     def __init__(self, template: Template, how: str):
         self.how = how
-        self.print = None
-        if how == "reference":
-            reference = template.reference_image()
-            mask = ink_of(reference).astype(np.uint8)
-            size = 2 * PRINT_MARGIN + 1
-            self.print = cv2.dilate(mask, np.ones((size, size), np.uint8)).astype(bool)
+        reference = template.reference_image()
+        self.print = print_of(reference)  # every printed pixel, faint ones included
+        self.mask = self.near = None
+        if how != "lines":
+            self.mask = widened(self.print, PRINT_MARGIN)
+            self.near = widened(self.print, 3 * PRINT_MARGIN)
+        # how far a crossing stroke is looked for: the widest printed line in a zone, with its margins
+        self.reach = 2 * PRINT_MARGIN + 2 + line_width(self.print, template.zones)
 
-    def apply(self, crop: np.ndarray, box: tuple[int, int, int, int], paper: int) -> np.ndarray:
-        """The crop (of the mapped page at ``box``) with the print painted as paper."""
-        if self.print is None:
-            return crop
+    def grey(self, mapped: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """The mapped page in grey, and, on a colour page whose print has a colour, which pixels have
+        the print's colour: on the line from the paper's colour to the print's, and no darker than the
+        print. Ink is grey or another colour, so where it crosses the print it is not of them."""
+        if mapped.ndim == 2:
+            return mapped, None
+        luminance = cv2.cvtColor(mapped, cv2.COLOR_RGB2GRAY)
+        if self.how != "colour" or not self.print.any():
+            return luminance, None
+        paper = np.median(mapped[::4, ::4].reshape(-1, 3), axis=0).astype(np.float32)
+        axis = paper - np.median(mapped[self.print], axis=0).astype(np.float32)
+        strength = float(np.linalg.norm(axis))
+        if strength < COLOUR_TOLERANCE or chroma(axis) < COLOUR_CHROMA:
+            return luminance, None
+        u = axis / strength
+        d = paper - mapped.astype(np.float32)
+        along = d @ u
+        off = np.linalg.norm(d - along[..., None] * u, axis=2)
+        return luminance, (off < COLOUR_TOLERANCE) & (along < COLOUR_DEPTH * strength)
+
+    def apply(self, crop: np.ndarray, box, paper: int, span=None, coloured=None) -> np.ndarray:
+        """The crop (of the mapped page at ``box``) without its print, the strokes crossing it kept;
+        ``lines`` takes runs of ink ``span`` (height, width) long for printed lines; ``coloured`` (the
+        crop's pixels of the print's colour) are print wherever they lie near it, crossing or not."""
         x, y, w, h = box
-        return np.where(self.print[y : y + h, x : x + w], paper, crop).astype(np.uint8)
+        if self.mask is None:
+            mask = lines_in(crop < paper - FAINT, span or (h * 4 // 5, w * 4 // 5))
+        else:
+            mask = self.mask[y : y + h, x : x + w]
+        if self.how == "paint":
+            return np.where(mask, paper, crop).astype(np.uint8)
+        erase = mask & ~crossing(crop < paper - FAINT, mask, self.reach)
+        if coloured is not None:  # the print's colour goes, near the print, however registration fell
+            erase |= self.near[y : y + h, x : x + w] & coloured
+        return np.where(erase, paper, crop).astype(np.uint8)
 
 
-def inset(box: tuple[int, int, int, int], share: float = 0.0, pixels: int = 0) -> tuple[int, int, int, int]:
-    x, y, w, h = box
-    dx, dy = max(pixels, round(w * share)), max(pixels, round(h * share))
-    return x + dx, y + dy, max(1, w - 2 * dx), max(1, h - 2 * dy)
+def widened(mask: np.ndarray, margin: int) -> np.ndarray:
+    size = 2 * margin + 1
+    return cv2.dilate(mask.astype(np.uint8), np.ones((size, size), np.uint8)).astype(bool)
+
+
+def chroma(axis: np.ndarray) -> float:
+    """How far a colour difference is from grey: the sine of its angle to (1, 1, 1)."""
+    grey = axis.sum() / np.sqrt(3)
+    return float(np.sqrt(max(0.0, float(axis @ axis) - grey**2)) / max(np.linalg.norm(axis), 1e-6))
+
+
+def line_width(print_mask: np.ndarray, zones) -> int:
+    """The thickest printed line inside the zones, in pixels (twice the deepest distance to paper)."""
+    deepest = 0.0
+    for zone in zones:
+        x, y, w, h = zone.box
+        part = print_mask[y : y + h, x : x + w].astype(np.uint8)
+        if part.any():
+            deepest = max(deepest, float(cv2.distanceTransform(part, cv2.DIST_L2, 3).max()))
+    return int(np.ceil(2 * deepest))
+
+
+def crossing(dark: np.ndarray, mask: np.ndarray, reach: int) -> np.ndarray:
+    """The masked pixels a stroke crosses: ink outside the mask on both sides of them, within
+    ``reach`` pixels, above and below (a horizontal line) or left and right (a vertical one)."""
+    outside = (dark & ~mask).astype(np.uint8)
+    column, row = np.ones((reach + 1, 1), np.uint8), np.ones((1, reach + 1), np.uint8)
+    above = cv2.dilate(outside, column, anchor=(0, reach))
+    below = cv2.dilate(outside, column, anchor=(0, 0))
+    left = cv2.dilate(outside, row, anchor=(reach, 0))
+    right = cv2.dilate(outside, row, anchor=(0, 0))
+    return mask & (((above & below) | (left & right)) > 0)
+
+
+def lines_in(dark: np.ndarray, span: tuple[int, int]) -> np.ndarray:
+    """Long straight runs of ink (a box's walls and rules), found without a reference: an opening
+    with a vertical line ``span[0]`` long and a horizontal one ``span[1]`` long, as long as a zone's
+    walls and frame: a handwritten stroke is seldom so long and straight."""
+    ink = dark.astype(np.uint8)
+    vertical = cv2.morphologyEx(ink, cv2.MORPH_OPEN, np.ones((max(3, span[0]), 1), np.uint8))
+    horizontal = cv2.morphologyEx(ink, cv2.MORPH_OPEN, np.ones((1, max(3, span[1])), np.uint8))
+    found = (vertical | horizontal).astype(np.uint8)
+    return cv2.dilate(found, np.ones((3, 3), np.uint8)).astype(bool)
 
 
 def read_zones(mapped: np.ndarray, template: Template, dropout: Dropout) -> list[Read]:
     """Every zone of the page mapped onto the reference: one ``Read`` per comb cell, digit and field."""
-    paper = int(np.median(mapped))
+    grey, coloured = dropout.grey(mapped)
+    paper = int(np.median(grey[::2, ::2]))
     out = []
     for i, zone in enumerate(template.zones):
-        if zone.kind == "field":
-            out.append(
-                prepared(mapped, i, 0, inset(zone.box, pixels=FIELD_INSET), dropout, paper, images.to_field)
-            )
-        else:
-            out += [
-                prepared(mapped, i, c, inset(box, share=CELL_INSET), dropout, paper, images.to_mnist)
-                for c, box in enumerate(zone.cell_boxes())
-            ]
+        boxes = [zone.box] if zone.kind == "field" else zone.cell_boxes()
+        prepare = images.to_field if zone.kind == "field" else images.to_mnist
+        region, crop = surroundings(grey, zone, dropout, paper, coloured)
+        for c, ink in enumerate(cells_by_ink(crop < paper - FAINT, region, boxes)):
+            out.append(prepared(i, c, crop, ink, paper, prepare, tight=zone.kind != "field"))
     return out
 
 
-def prepared(mapped, zone: int, cell: int, box, dropout: Dropout, paper: int, prepare) -> Read:
-    """One cell or field: empty when, its faint marks painted as paper, ``preprocess`` finds it blank
-    (``score``'s ink test); else prepared from the crop as it is, whose stroke edges are the digit's."""
-    x, y, w, h = box
-    crop = dropout.apply(mapped[y : y + h, x : x + w], box, paper)
-    if prepare(np.where(crop > paper - FAINT, paper, crop).astype(np.uint8))[1] == "blank image":
+def surroundings(grey, zone: Zone, dropout: Dropout, paper: int, coloured):
+    """The zone and what overflows it (``OVERFLOW`` of its cells beyond each side), print dropped."""
+    x, y, w, h = zone.box
+    cell_w = min(b[2] for b in ([zone.box] if zone.kind == "field" else zone.cell_boxes()))
+    dx, dy = round(cell_w * OVERFLOW), round(h * OVERFLOW)
+    left, top = max(0, x - dx), max(0, y - dy)
+    right, bottom = min(grey.shape[1], x + w + dx), min(grey.shape[0], y + h + dy)
+    region = (left, top, right - left, bottom - top)
+    part = None if coloured is None else coloured[top:bottom, left:right]
+    return region, dropout.apply(grey[top:bottom, left:right], region, paper, (h * 4 // 5, w * 4 // 5), part)
+
+
+def cells_by_ink(dark: np.ndarray, region, boxes) -> list[np.ndarray]:
+    """For each cell box (page pixels, left to right), the mask of the strokes that belong to it in
+    ``dark`` (the region's ink). A stroke goes whole to the cell holding at least ``OWN_SHARE`` of it,
+    overflow and all; a stroke that ``SPLIT`` or more of lies in each of two cells is two digits
+    touching, and is cut where their wall is."""
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(dark.astype(np.uint8), connectivity=8)
+    left, top = region[0], region[1]
+    inside = np.zeros((len(boxes), count), np.int64)
+    for c, (x, y, w, h) in enumerate(boxes):
+        part = labels[max(0, y - top) : y - top + h, max(0, x - left) : x - left + w]
+        inside[c] = np.bincount(part.ravel(), minlength=count)
+    area = np.maximum(stats[:, cv2.CC_STAT_AREA], 1)
+    thin = np.minimum(stats[:, cv2.CC_STAT_WIDTH], stats[:, cv2.CC_STAT_HEIGHT]) <= SLIVER
+    long = np.maximum(stats[:, cv2.CC_STAT_WIDTH], stats[:, cv2.CC_STAT_HEIGHT]) > 4 * SLIVER
+    owner = inside.argmax(0)
+    shares = inside / area
+    smallest = MIN_STROKE * min(min(w, h) * h for _, _, w, h in boxes)
+    kept = (shares.max(0) >= OWN_SHARE) & (area >= smallest) & ~(thin & long)
+    kept[0] = False  # the background
+    split = kept & ((shares >= SPLIT).sum(0) >= 2)
+    whole = kept & ~split
+    # each column of the region belongs to the cell above or below it (the end cells beyond the comb)
+    starts = np.array([x for x, _, _, _ in boxes])
+    column = np.clip(
+        np.searchsorted(starts, left + np.arange(dark.shape[1]), side="right") - 1, 0, len(boxes) - 1
+    )
+    cut = split[labels]
+    return [((whole & (owner == c))[labels]) | (cut & (column == c)[None, :]) for c in range(len(boxes))]
+
+
+def prepared(
+    zone: int, cell: int, crop: np.ndarray, ink: np.ndarray, paper: int, prepare, tight: bool
+) -> Read:
+    """One cell or field from its strokes (their anti-aliased edges with them), on paper; empty when it
+    has none. A field's strokes get paper around them as wide as they are high, so that the median of
+    its pixels, which ``preprocess.to_strip`` takes for the paper, is paper."""
+    if not ink.any():
         return Read(zone, cell, b"", True, None)
-    image, error = prepare(crop)
+    rows, cols = np.flatnonzero(ink.any(1)), np.flatnonzero(ink.any(0))
+    top, bottom = max(0, rows[0] - 2), rows[-1] + 3
+    left, right = max(0, cols[0] - 2), cols[-1] + 3
+    near = cv2.dilate(ink[top:bottom, left:right].astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
+    piece = np.where(near, crop[top:bottom, left:right], paper).astype(np.uint8)
+    image, error = prepare(np.pad(piece, 4 if tight else bottom - top, constant_values=paper))
     return Read(zone, cell, image if error is None else b"", False, error)
 
 

@@ -68,6 +68,17 @@ def grayscale(img: Image.Image) -> np.ndarray:
     return np.asarray(img, dtype=np.uint8)
 
 
+def colour_or_grey(img: Image.Image) -> np.ndarray:
+    """A colour page as (H, W, 3) RGB uint8, for a reader that drops a form's print by its colour;
+    any page without colour as ``grayscale`` gives it."""
+    if img.mode not in ("RGB", "RGBA", "P", "CMYK", "YCbCr", "LAB", "HSV", "RGBX", "RGBa"):
+        return grayscale(img)
+    if img.mode in ("RGBA", "P", "RGBa"):
+        paper = Image.new("RGBA", img.size, (255, 255, 255, 255))
+        img = Image.alpha_composite(paper, img.convert("RGBA"))
+    return np.asarray(img.convert("RGB"), dtype=np.uint8)
+
+
 def page_count(img: Image.Image) -> tuple[int, str | None]:
     """A TIFF's pages, from its page directory alone (no pixels), and why the directory breaks off
     early if it does: the pages before the break are still scored."""
@@ -87,9 +98,15 @@ def page_count(img: Image.Image) -> tuple[int, str | None]:
                     return pages, one_line(e)
 
 
-def decode(data: bytes | None, max_pixels: int = DEFAULT_MAX_PIXELS, pdf_width: int | None = None):
+def decode(
+    data: bytes | None,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    pdf_width: int | None = None,
+    colour: bool = False,
+):
     """Yield ``(page, pages, width, height, gray, error)`` for each page of an image file or a PDF
-    (rendered ``pdf_width`` pixels wide, else at ``pdf.DPI``).
+    (rendered ``pdf_width`` pixels wide, else at ``pdf.DPI``); with ``colour``, a colour page comes as
+    (H, W, 3) RGB.
 
     ``gray`` is None exactly when ``error`` is set. A file that cannot be opened
     at all yields one page-0 item with the error. Pages come one at a time, so a
@@ -99,7 +116,7 @@ def decode(data: bytes | None, max_pixels: int = DEFAULT_MAX_PIXELS, pdf_width: 
         yield 0, 1, None, None, None, "empty file (0 bytes)"
         return
     if data.startswith(pdf.SIGNATURE):
-        yield from pdf.pages(data, max_pixels, pdf_width)
+        yield from pdf.pages(data, max_pixels, pdf_width, colour)
         return
     img, error = opened(data)
     if img is None:
@@ -112,7 +129,7 @@ def decode(data: bytes | None, max_pixels: int = DEFAULT_MAX_PIXELS, pdf_width: 
     pages, broken = page_count(img) if img.format == "TIFF" else (1, None)
     total = pages + (broken is not None)
     for page in range(pages):
-        yield one_page(img, page, total, max_pixels)
+        yield one_page(img, page, total, max_pixels, colour)
     if broken is not None:
         yield pages, total, None, None, None, f"corrupt image: page {pages + 1} unreadable: {broken}"
 
@@ -131,7 +148,7 @@ def opened(data: bytes) -> tuple[Image.Image | None, str | None]:
         return None, f"corrupt image: {one_line(e)}"
 
 
-def one_page(img: Image.Image, page: int, total: int, max_pixels: int) -> tuple:
+def one_page(img: Image.Image, page: int, total: int, max_pixels: int, colour: bool = False) -> tuple:
     """``decode``'s item for one page of an open file: its pixels, or why not (a page larger than
     ``max_pixels``, from its header, is refused before any pixel is decoded)."""
     try:
@@ -150,7 +167,7 @@ def one_page(img: Image.Image, page: int, total: int, max_pixels: int) -> tuple:
                     f"image too large: {w}x{h} pixels exceeds {MAX_PIXELS} {max_pixels:,}",
                 )
             img.load()
-            gray = grayscale(img)
+            gray = colour_or_grey(img) if colour else grayscale(img)
     except Image.DecompressionBombError as e:  # a TIFF page beyond Pillow's own limit
         return page, total, None, None, None, f"image too large: {one_line(e)}"
     except Exception as e:  # noqa: BLE001 - truncated or corrupt pixel data, a page that will not seek

@@ -19,7 +19,7 @@ DPI = 200  # a scan's usual resolution, where no template says otherwise
 MAX_PIXELS = flag("max_pixels")
 
 
-def pages(data: bytes, max_pixels: int, width: int | None = None) -> Iterator[tuple]:
+def pages(data: bytes, max_pixels: int, width: int | None = None, colour: bool = False) -> Iterator[tuple]:
     """``(page, pages, width, height, gray, error)`` for each page, as ``images.decode`` yields them."""
     import pypdfium2 as pdfium
 
@@ -38,12 +38,12 @@ def pages(data: bytes, max_pixels: int, width: int | None = None) -> Iterator[tu
         if total == 0:
             yield 0, 1, None, None, None, "PDF holds no pages"
         for i in range(total):
-            yield render(pdf, i, total, max_pixels, width)
+            yield render(pdf, i, total, max_pixels, width, colour)
     finally:
         pdf.close()
 
 
-def render(pdf, i: int, total: int, max_pixels: int, width: int | None) -> tuple:
+def render(pdf, i: int, total: int, max_pixels: int, width: int | None, colour: bool = False) -> tuple:
     try:
         page = pdf[i]
         try:
@@ -59,9 +59,9 @@ def render(pdf, i: int, total: int, max_pixels: int, width: int | None) -> tuple
                     None,
                     f"image too large: {w}x{h} pixels exceeds {MAX_PIXELS} {max_pixels:,}",
                 )
-            gray = page.render(scale=scale, grayscale=True).to_numpy()
+            gray = page.render(scale=scale, grayscale=not colour, rev_byteorder=colour).to_numpy()
         finally:
             page.close()
     except Exception as e:  # noqa: BLE001 - a page pdfium cannot read is that page's error
         return i, total, None, None, None, f"corrupt PDF: page {i + 1} unreadable: {one_line(e)}"
-    return i, total, w, h, gray.reshape(gray.shape[0], gray.shape[1]), None
+    return i, total, w, h, gray.reshape(gray.shape[0], gray.shape[1], *gray.shape[2:3]), None

@@ -440,7 +440,9 @@ def finish(
         console.print(f"report: {write_report(output)}")
         if tracker is not None:
             log_runs(tracker, runs, results.tables["metrics"], output)
-            console.print(f"MLflow: experiment {output.name!r} at {tracker.uri}")
+            console.print(
+                flags.mlflow_closing(tracker.uri, output.name), soft_wrap=True, markup=False, highlight=False
+            )
     timings = phases.summary()
     (output / TIMINGS).write_text(json.dumps(timings, indent=2) + "\n")
     console.print(Phases.line(timings))

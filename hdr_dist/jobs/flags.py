@@ -22,6 +22,7 @@ from hdr_dist.common.errors import UserError
 from hdr_dist.data import datasets
 from hdr_dist.imaging.images import DEFAULT_MAX_PIXELS
 from hdr_dist.models import config
+from hdr_dist.training import tracking
 
 
 class Parser(argparse.ArgumentParser):
@@ -204,6 +205,7 @@ class BulkJob:
     each exclusive with its shared partner."""
 
     item: str
+    done: str  # what the job did to an item, as its live line says it: "scored 512/2,000 images"
     inputs: str  # what INPUT may name
     batch: int
     cpus_per_actor: float
@@ -334,6 +336,20 @@ def tracking_flags() -> Parser:
     return p
 
 
+def mlflow_closing(uri: str, experiment: str) -> str:
+    """A training job's closing lines on its MLflow runs at ``uri``: where they are, and for a store that
+    is not a server (whose address is its UI) the command that opens them in MLflow's UI. The UI comes
+    with the full ``mlflow`` package, which the extra leaves out (docs/decisions.md), and it opens a
+    folder store only with ``tracking.ALLOW_FILE_STORE`` set."""
+    where = f"MLflow: experiment {experiment!r} at {uri}"
+    scheme = uri.split(":", 1)[0].split("+", 1)[0]
+    if scheme not in ("file", *tracking.DATABASES):
+        return where
+    setting = "=".join(tracking.ALLOW_FILE_STORE) + " " if scheme == "file" else ""
+    command = f"{setting}mlflow ui --backend-store-uri {uri}"
+    return f"{where}\nMLflow's UI (the full mlflow package, in a venv of its own): {command}"
+
+
 def config_flags(path: str, settings: dict[str, argparse.Action]) -> list[str]:
     """A ``--config`` JSON file as the flags it stands for, so argparse checks every value."""
     try:
@@ -372,9 +388,8 @@ def train_flags(group) -> None:
         if kind is bool:
             group.add_argument(name, action=argparse.BooleanOptionalAction, default=default, help=text)
         else:
-            group.add_argument(
-                name, type=positive if kind == "positive" else kind, default=default, help=text, **meta
-            )
+            kind = {"positive": positive, "fraction": fraction}.get(kind, kind)
+            group.add_argument(name, type=kind, default=default, help=text, **meta)
 
 
 def train_settings(args) -> dict:

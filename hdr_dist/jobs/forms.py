@@ -39,6 +39,7 @@ FIELD_MODEL = "crnn"
 FORMS = flags.BulkJob(
     inputs="folders (recursive), image or PDF files, .zip/.tar/.tar.gz/.tgz archives, in any mix",
     item="page",
+    done="read",
     batch=16,
     cpus_per_actor=0.5,
     cpus_note="registration takes the rest",
@@ -76,9 +77,11 @@ def parser(prog: str = "hdr forms") -> Parser:
     p.add_argument(
         "--dropout",
         choices=zones.DROPOUTS,
-        default="reference",
-        help="how the printed form is dropped: reference (its registered print painted over) or lines "
-        "(cells cut inside their walls, a field's lines removed) (default: %(default)s)",
+        default="colour",
+        help="how the printed form is dropped, keeping the strokes that cross it: colour (the "
+        "reference's print, and on a colour scan the print's colour), reference (the registered "
+        "reference's print), paint (the reference's print painted over, crossing strokes too) or "
+        "lines (a zone's long straight runs of ink) (default: %(default)s)",
     )
     p.add_argument(
         "--length-constraint",
@@ -248,7 +251,9 @@ def read_forms(
         return pipeline.build(items, *refs, cfg.template, cfg, len(cluster.alive_nodes()))
 
     ray_compat.quiet_ray_data()
-    stats = driver.pull(rows if items else None, committer, None, cfg.concurrency, console, unit="pages")
+    stats = driver.pull(
+        rows if items else None, committer, None, cfg.concurrency, console, FORMS.item, FORMS.done
+    )
     this_run = driver.ThisRun(
         stats,
         inputs_seen=len(items) + skipped,

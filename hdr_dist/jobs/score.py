@@ -37,6 +37,7 @@ from hdr_dist.scoring.config import ScoreConfig
 SCORE = flags.BulkJob(
     inputs="folders (recursive), image files, .zip/.tar/.tar.gz/.tgz archives, in any mix",
     item="image",
+    done="scored",
     batch=512,
     cpus_per_actor=1.0,
     cpus_note="torch uses as many threads",
@@ -129,7 +130,9 @@ def execute(
         return pipeline.build(items, weights, cfg, len(cluster.alive_nodes()), reader)
 
     committer = Committer(work / "predictions", tables.PREDICTION_SCHEMA, cfg.commit_rows, cfg.commit_seconds)
-    return driver.pull(rows if items else None, committer, len(items), cfg.concurrency, console)
+    return driver.pull(
+        rows if items else None, committer, len(items), cfg.concurrency, console, SCORE.item, SCORE.done
+    )
 
 
 def listing(args, cfg: TrainConfig, console: Console) -> tuple[list[inputs.Item], dict]:

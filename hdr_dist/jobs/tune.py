@@ -275,7 +275,9 @@ def run(args, console: Console) -> int:
                 "checkpoint": [metrics["checkpoint"]],
             },
         )
-        console.print(f"MLflow: experiment {output.name!r} at {sweep_run.uri}")
+        console.print(
+            flags.mlflow_closing(sweep_run.uri, output.name), soft_wrap=True, markup=False, highlight=False
+        )
     console.print(f"results in {output} ({time.perf_counter() - started:.0f} s)")
     return 0
 

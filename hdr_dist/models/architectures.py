@@ -28,6 +28,10 @@ class CNN(nn.Module):
 
     ``blocks`` lists (channels, convs, pool) per block. ``padding=0`` gives Keras'
     "valid" convolutions (002's MNIST CNN), ``padding=1`` "same".
+
+    The classifier's input size is counted, not measured by a forward pass: a checkpoint's model is first
+    built on torch's meta device to check its weights (``checkpoints.check_fit``), and a meta convolution
+    loads torch's meta kernels, 3 s and 150 MB here, where counting costs nothing.
     """
 
     def __init__(
@@ -41,17 +45,19 @@ class CNN(nn.Module):
         dense_dropout: float = 0.0,
     ):
         super().__init__()
-        layers, channels = [], 1
+        layers, channels, side = [], 1, 28
         for out, convs, pool in blocks:
             for _ in range(convs):
                 layers += [nn.Conv2d(channels, out, 3, padding=padding, bias=not batchnorm)]
                 layers += [nn.BatchNorm2d(out)] if batchnorm else []
                 layers += [nn.ReLU(inplace=True)]
-                channels = out
+                channels, side = out, side + 2 * padding - 2  # a 3x3 convolution, stride 1
             layers += [nn.MaxPool2d(2)] if pool else []
+            side //= 2 if pool else 1
+            if side < 1:
+                raise ValueError(f"the blocks {blocks} shrink a 28x28 image to nothing")
         self.features = nn.Sequential(*layers, nn.Flatten())
-        with torch.no_grad():
-            flat = self.features(torch.zeros(1, 1, 28, 28)).shape[1]
+        flat = channels * side * side
         head = [nn.Dropout(dropout)] if dropout else []
         if hidden:
             head += [nn.Linear(flat, hidden, bias=not batchnorm)]

@@ -21,7 +21,7 @@ import torch
 
 from hdr_dist import models
 from hdr_dist.common import storage
-from hdr_dist.common.errors import JOB, SettingError, one_line
+from hdr_dist.common.errors import JOB, VALUE_LIMIT, SettingError, one_line, quoted
 from hdr_dist.models.config import TrainConfig
 
 CHECKPOINT_FILE = "model.pt"
@@ -90,9 +90,43 @@ def model_from_state(state: dict | ModelState) -> tuple[torch.nn.Module, TrainCo
         (state.weights, state.config) if isinstance(state, ModelState) else (state["model"], state["config"])
     )
     cfg = TrainConfig.from_dict(config)
+    check_fit(cfg, weights)
     model = models.from_config(cfg)
     model.load_state_dict(weights)
     return model, cfg
+
+
+class Misfit(ValueError):
+    """Weights that are not the model their config describes."""
+
+
+def check_fit(cfg: TrainConfig, weights: dict) -> None:
+    """Refuse weights that do not fit the model ``cfg`` describes, by its tensors' names and shapes alone:
+    built on torch's meta device, a model holds no memory, so a config that claims a far larger model
+    than its weights (a cnn of width 50: 542 million parameters, 2.7 GB built) costs nothing to refuse.
+    Raises ``Misfit`` naming the first tensor that differs."""
+    with torch.device("meta"):
+        wanted = models.from_config(cfg).state_dict()
+    described = (
+        f"the model its config describes ({quoted(cfg.model, 40, plain=True)}, width {quoted(cfg.width)})"
+    )
+    for name, tensor in wanted.items():
+        have = weights.get(name)
+        if not isinstance(have, torch.Tensor):
+            what = "lack" if have is None else "hold as no tensor"
+            raise Misfit(f"{described} has {quoted(name)}, which its weights {what}")
+        if have.shape != tensor.shape:
+            raise Misfit(
+                f"its weights do not fit {described}: {quoted(name)} is {shape(have)} in the weights, "
+                f"{shape(tensor)} in that model"
+            )
+    extra = next((name for name in weights if name not in wanted), None)
+    if extra is not None:
+        raise Misfit(f"its weights hold {quoted(extra)}, which {described} has not")
+
+
+def shape(tensor: torch.Tensor) -> str:
+    return "x".join(map(str, tensor.shape)) or "a scalar"
 
 
 def resolve(path: str, name: str | None) -> str:
@@ -119,7 +153,7 @@ def resolve(path: str, name: str | None) -> str:
         rows = pq.read_table(table).to_pylist()
         kept = [r for r in rows if r["checkpoint"]]  # the classical models keep none
         if name is not None and name not in {r["model"] for r in kept}:
-            has = f"{', '.join(r['model'] for r in kept) or 'no model'} to {JOB}"
+            has = f"{quoted(', '.join(r['model'] for r in kept) or 'no model', plain=True)} to {JOB}"
             if name in {r["model"] for r in rows}:
                 raise SettingError(
                     "model_name", name, f"a classical model, which keeps no checkpoint; {table} has {has}"
@@ -206,19 +240,18 @@ def for_scoring(path: str, name: str | None) -> tuple[ModelState, TrainConfig, s
     """The ``model`` setting -> (the checkpoint as ``ModelState``, the config, the checkpoint's path);
     any problem is one line naming the setting."""
     checkpoint = resolve(path, name)
+    shown = quoted(checkpoint, VALUE_LIMIT, plain=True)  # a metrics.parquet row names it
     try:
         size = storage.size_of(checkpoint)
     except ValueError as e:
-        raise SettingError("model", path, f"{checkpoint}: {e}") from None
+        raise SettingError("model", path, f"{shown}: {e}") from None
     except OSError as e:
-        raise SettingError(
-            "model", path, f"{checkpoint}: cannot read ({e.strerror or one_line(e)})"
-        ) from None
+        raise SettingError("model", path, f"{shown}: cannot read ({e.strerror or one_line(e)})") from None
     if size > MAX_CHECKPOINT_BYTES:
         raise SettingError(
             "model",
             path,
-            f"{checkpoint} is {size:,} bytes, more than a checkpoint holds (limit {MAX_CHECKPOINT_BYTES:,})",
+            f"{shown} is {size:,} bytes, more than a checkpoint holds (limit {MAX_CHECKPOINT_BYTES:,})",
         )
     try:
         raw = storage.read_bytes(checkpoint)
@@ -226,9 +259,11 @@ def for_scoring(path: str, name: str | None) -> tuple[ModelState, TrainConfig, s
         state = torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True)
         vet_state(state)
         model, cfg = model_from_state(state)
+    except Misfit as e:
+        raise SettingError("model", path, f"{shown}: {one_line(e)}") from None
     except Exception as e:  # noqa: BLE001 - missing, corrupt or foreign: all the user's model setting
         raise SettingError(
-            "model", path, f"{checkpoint} is not a readable hdr-dist checkpoint ({one_line(e)})"
+            "model", path, f"{shown} is not a readable hdr-dist checkpoint ({one_line(e)})"
         ) from None
     if name is not None and cfg.model != name:
         raise SettingError("model_name", name, f"the checkpoint holds model {cfg.model}")

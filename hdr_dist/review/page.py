@@ -2,7 +2,8 @@
 
 Each row shows the crop the model saw beside the original, the top guesses (a
 click takes one), the source and member, and a field for the right label. The
-page saves what was typed as a CSV in ``--labels`` format (``path,label``), so
+page saves what was typed as a CSV in ``--labels`` format (``path,label``; a cell
+that could start a spreadsheet formula quoted as ``bulk.labels.cell`` quotes it), so
 scoring again with ``--labels corrections.csv`` reads the corrections back.
 Typed labels are also kept in the browser's local storage, so closing the tab
 loses no work. Nothing is fetched from anywhere: images are inlined, the script
@@ -18,6 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from hdr_dist.bulk import labels as csv_labels
 from hdr_dist.imaging import images
 
 
@@ -97,7 +99,9 @@ rows.forEach((tr, i) => {
   }
 });
 
-function quoted(s) { return '"' + s.replace(/"/g, '""') + '"'; }
+// A cell a spreadsheet shows and never runs as a formula, as labels.cell writes one (labels.uncell reads it).
+function cell(s) { return meta.quoted.some((c) => s.startsWith(c)) ? meta.quote + s : s; }
+function quoted(s) { return '"' + cell(s).replace(/"/g, '""') + '"'; }
 document.getElementById('save').addEventListener('click', () => {
   const labels = new Map();
   for (const tr of rows) {
@@ -186,19 +190,25 @@ def render(
     key: str,
     reader,
     columns: tuple[str, ...] = ("path",),
+    *,
+    item: str,
+    job: str,
 ) -> str:
     """The page for ``rows`` (the first of the ``total`` in the queue). ``summary`` holds the model
     and the threshold; ``key`` names the output, so two queues' typed labels never mix; ``reader`` is
     the model's (``readers.of``); ``columns`` name a row in the saved CSV (score: the path; forms: the
-    path, the page and the field)."""
+    path, the page and the field). ``item`` is what a row is to the person (an image, a form's field)
+    and ``job`` the command that reads the corrections back: a forms queue of 173 fields is not 173
+    images, nor corrected by scoring again."""
     threshold = summary.get("threshold")
     rule = (
         f"confidence below {threshold:.6g} ({summary['threshold_source']}), or no answer"
         if threshold is not None
-        else "no answer (no threshold set: every scored image was accepted)"
+        else f"no answer (no threshold set: every {item} with an answer was accepted)"
     )
+    title = f"Review queue: {total:,} {item if total == 1 else item + 's'}"
     head = (
-        f"<h1>Review queue: {total:,} images</h1><p>Model <b>{html.escape(summary['model'])}</b>; "
+        f"<h1>{html.escape(title)}</h1><p>Model <b>{html.escape(summary['model'])}</b>; "
         f"sent here: {html.escape(rule)}. Least confident first"
         + (
             f"; this page shows the first {len(rows):,}, all {total:,} are in <code>queue.parquet</code>"
@@ -207,14 +217,21 @@ def render(
         )
         + ".</p>"
         "<p>Type the right label (or click a guess; Enter goes to the next row), then save the "
-        "corrections and score again with <code>--labels corrections.csv</code>.</p>"
+        f"corrections and run {html.escape(job)} again with <code>--labels corrections.csv</code>.</p>"
     )
     meta = json.dumps(
-        {"labels": labels, "key": key, "rule": SHOWN[reader.kind].label_rule, "columns": list(columns)}
+        {
+            "labels": labels,
+            "key": key,
+            "rule": SHOWN[reader.kind].label_rule,
+            "columns": list(columns),
+            "quote": csv_labels.QUOTE,
+            "quoted": list(csv_labels.QUOTED),
+        }
     ).replace("<", "\\u003c")
     body = "".join(row_html(n, r, reader, columns) for n, r in enumerate(rows, 1))
     return (
-        f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>Review queue: {total:,} images"
+        f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>{html.escape(title)}"
         f"</title><style>{STYLE}</style></head><body>{head}"
         "<table><thead><tr><th>#</th><th>model saw</th><th>original</th><th>guesses</th><th>source</th>"
         f"<th>label</th></tr></thead><tbody>{body}</tbody></table>"

@@ -89,7 +89,14 @@ def write(work: Path, output: Path, model, cfg, reader) -> dict:
     for r in shown:
         r |= found.get((r["source"], r["member"], r["occurrence"] or 0, r["page"]), {})
     html = page.render(
-        shown, rows.num_rows, list(model.labels), {"model": model.model, **cfg.rule}, str(output), reader
+        shown,
+        rows.num_rows,
+        list(model.labels),
+        {"model": model.model, **cfg.rule},
+        str(output),
+        reader,
+        item="image",
+        job="score",
     )
     (folder / "review.html").write_text(html, encoding="utf-8")
     return {"review": rows.num_rows, "review_page_rows": len(shown)}

@@ -28,6 +28,9 @@ from hdr_dist.common import storage
 from hdr_dist.common.errors import SettingError, UserError, one_line, setting
 
 DEFAULT_STORE = "mlruns"  # a local file store: nothing here reaches a server
+# MLflow 3 opens a folder store only with this set, in its client and its UI alike (docs/decisions.md).
+ALLOW_FILE_STORE = ("MLFLOW_ALLOW_FILE_STORE", "true")
+DATABASES = ("sqlite", "postgresql", "mysql", "mssql")  # MLflow's database stores, by URI scheme
 RUN_TAG = "hdr.run"  # the Train run (or sweep) a MLflow run records
 PARENT_TAG = "mlflow.parentRunId"  # MLflow's own tag for a nested run
 NOT_PER_EPOCH = ("epoch", "ended_at", "nodes")  # bookkeeping of an epoch's stats, not figures of it
@@ -37,9 +40,13 @@ log = logging.getLogger("hdr_dist.tracking")
 
 def store_uri(value: str | None) -> str:
     """Where runs go: the flag's URI, else ``MLFLOW_TRACKING_URI``, else ./mlruns. A path (or a relative
-    ``file:``) becomes an absolute ``file:`` URI, because Ray's workers run in folders of their own."""
+    ``file:``) becomes an absolute ``file:`` URI, and a relative SQLite file an absolute one, because
+    Ray's workers run in folders of their own."""
     value = value or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_STORE
     scheme = value.split("://", 1)[0] if "://" in value else ""
+    if scheme == "sqlite" and value.startswith("sqlite:///") and value[10:11] not in ("/", ":", ""):
+        path, _, query = value[10:].partition("?")
+        return f"sqlite:///{Path(path).expanduser().resolve()}" + (f"?{query}" if query else "")
     if scheme and scheme != "file":
         return value
     return Path(value.removeprefix("file://").removeprefix("file:")).expanduser().resolve().as_uri()
@@ -76,7 +83,7 @@ class Tracker:
         if self.uri.startswith("file:"):
             # MLflow 3 keeps the file store in maintenance mode and refuses it unless this is set;
             # every process that logs (driver, Tune trial, Train rank 0) builds its own store.
-            os.environ["MLFLOW_ALLOW_FILE_STORE"] = "true"
+            os.environ.update([ALLOW_FILE_STORE])
         return mlflow.MlflowClient(self.uri)
 
     def shared(self) -> dict[str, str]:
