@@ -57,6 +57,7 @@ def mnist_accuracy(model: str) -> float:
     state, cfg, _ = checkpoints.for_scoring(model, None)
     test = datasets.load("mnist").test
     model_, _ = checkpoints.model_from_state(state)
+    model_.eval()
     probs = readers.DIGIT.probabilities(model_, test.x, cfg, 1.0, readers.CPU)
     return float((probs.argmax(1).numpy() == test.y).mean())
 

@@ -112,8 +112,15 @@ def test_a_zip_of_pages_in_every_format_reads_one_row_per_page_and_per_zone(
             batch / "truth.csv",
             "--target-error",
             "0.01",
+            "--calibration-pages",
+            "6",
         )
         == 0
+    )
+    source = json.loads((out / "summary.json").read_text())["threshold_source"]
+    assert (
+        source.startswith("--target-error 0.01, a threshold per zone off ")
+        and "of 6 generated form pages" in source
     )
     template = templates.load(batch / "claim-v1.yaml")
     kinds = {(r["path"], int(r["page"])): r["kind"] for r in read_csv(batch / "pages.csv")}
@@ -422,6 +429,8 @@ def test_the_review_page_shows_each_zone_and_its_corrections_read_back(
             out,
             "--target-error",
             "0.001",
+            "--calibration-pages",
+            "0",
             "--review-rows",
             "12",
         )
@@ -484,7 +493,7 @@ def test_names_a_spreadsheet_would_run_are_text_in_forms_csv_and_exact_everywher
             z.write(batch / "pages" / form, name)
     out = tmp_path / "out"
     argv = [archive, "--template", batch / "claim-v1.yaml", "--model", models, "--output", out]
-    assert run(*argv, "--target-error", "0.001") == 0
+    assert run(*argv, "--target-error", "0.001", "--calibration-pages", "0") == 0
     assert sorted(r["member"] for r in pads.dataset(out / "forms").to_table().to_pylist()) == sorted(
         FORMULA_NAMES
     )
@@ -561,3 +570,41 @@ def test_a_bad_labels_file_is_one_line_and_odd_rows_are_counted(batch, tmp_path)
         "rows that name no image": ["nowhere.png"],
         "fields given two labels (left unlabelled)": [str(batch / "pages" / "upside-down.png")],
     }
+
+
+@pytest.mark.parametrize("kind", [k for k in samples.SETS if k != "claim"])
+def test_each_sample_layout_reads_end_to_end(ray_cluster, models, kind, tmp_path):
+    """Every layout of our own design (dropout colours, uneven cells, thin and thick walls, colour, grey
+    and bilevel scans at 100-400 dpi, digits over the walls), through the whole job: each form page
+    registered, its comb fields read mostly right, its empty zones read as empty."""
+    root = tmp_path / kind
+    made = samples.write(root, pages=4, seed=11, layout=samples.SETS[kind][0], writers=samples.SETS[kind][1])
+    out = tmp_path / "out"
+    argv = [root / "pages", "--template", root / f"{made['template']}.yaml", "--model", models]
+    assert (
+        run(
+            *argv,
+            "--output",
+            out,
+            "--labels",
+            root / "truth.csv",
+            "--target-error",
+            "0.01",
+            "--calibration-pages",
+            "3",
+        )
+        == 0
+    )
+    kinds = {(r["path"], int(r["page"])): r["kind"] for r in read_csv(root / "pages.csv")}
+    formed = {
+        (r["member"] or Path(r["source"]).name, r["page"]): r
+        for r in pads.dataset(out / "forms").to_table().to_pylist()
+    }
+    assert formed.keys() == kinds.keys()
+    assert all((formed[k]["error"] is None) == (v == "form") for k, v in kinds.items())
+    truth = {(r["path"], int(r["page"]), r["field"]): r["label"] for r in read_csv(root / "truth.csv")}
+    fields = pads.dataset(out / "fields").to_table().to_pylist()
+    pairs = [(truth[(f["member"] or Path(f["source"]).name, f["page"], f["field"])], f) for f in fields]
+    combs = [want == f["text"] for want, f in pairs if want and f["kind"] == "comb"]
+    assert len(combs) >= 4 and sum(combs) / len(combs) >= 0.7, combs
+    assert all(f["text"] == "" for want, f in pairs if want == "")

@@ -70,6 +70,8 @@ RUNS = {
         "{models}",
         "--target-error",
         "0.01",
+        "--calibration-pages",
+        "0",
         "--labels",
         "kept/truth.csv",
     ],

@@ -20,7 +20,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from hdr_dist.bulk.inputs import Item
-from hdr_dist.common.errors import SettingError, UserError, one_line, setting
+from hdr_dist.common.errors import SettingError, UserError, one_line, quoted, setting
 from hdr_dist.common.names import tidy
 from hdr_dist.inference import readers
 
@@ -64,7 +64,7 @@ def read_label_file(path: str) -> LabelFile:
             table = pq.read_table(file)
             if not {"path", "label"} <= set(table.column_names):
                 raise SettingError(
-                    "labels", path, f"needs columns 'path' and 'label', has {table.column_names}"
+                    "labels", path, f"needs columns 'path' and 'label', has {quoted(table.column_names)}"
                 )
             rows = zip(table["path"].to_pylist(), table["label"].to_pylist())
         else:
@@ -72,7 +72,7 @@ def read_label_file(path: str) -> LabelFile:
                 reader = csv.DictReader(f)
                 if not {"path", "label"} <= set(reader.fieldnames or ()):
                     raise SettingError(
-                        "labels", path, f"needs a header line 'path,label', has {reader.fieldnames}"
+                        "labels", path, f"needs a header line 'path,label', has {quoted(reader.fieldnames)}"
                     )
                 rows = [
                     tuple(None if r[c] is None else uncell(r[c]) for c in ("path", "label")) for r in reader

@@ -23,7 +23,7 @@ import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 
 from hdr_dist.bulk.inputs import Item
-from hdr_dist.common.errors import SettingError, disk_full, setting
+from hdr_dist.common.errors import SettingError, disk_full, quoted, setting
 
 LOCK = ".lock"
 RUN_FILE = "run.json"
@@ -76,7 +76,8 @@ def check_identity(folder: Path, identity: dict, output: Path) -> None:
         raise SettingError(
             "output",
             output,
-            f"its rows were scored by {before['model']} ({before['checkpoint']}), "
+            f"its rows were scored by {quoted(before['model'], plain=True)} "
+            f"({quoted(before['checkpoint'], plain=True)}), "
             f"not {identity['model']} ({identity['checkpoint']}); "
             f"{setting('resume')} would mix two models' answers. "
             "Choose another folder",
@@ -85,7 +86,7 @@ def check_identity(folder: Path, identity: dict, output: Path) -> None:
         raise SettingError(
             "output",
             output,
-            f"its rows were decided at threshold {before['threshold']}, not "
+            f"its rows were decided at threshold {quoted(before['threshold'], plain=True)}, not "
             f"{identity.get('threshold')}; {setting('resume')} would mix two thresholds' decisions. "
             "Choose another folder",
         )

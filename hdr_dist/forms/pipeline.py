@@ -256,6 +256,28 @@ def zone_answer(zone, reads: list[dict], digits: dict, fields: dict, threshold: 
     return answer | {"text": text, "char_confidences": chars, "confidence": confidence, "decision": decision}
 
 
+def calibration_answers(digit_state, field_state, cfg: FormsConfig, pages) -> list[tuple[str, dict]]:
+    """Each field of the calibration pages (``samples.calibration_pages``) as the actors answer it, with
+    its true text: the same cutting, models and decoding as a run, on pages no threshold was set on."""
+    by_template: dict[str, list] = {}
+    for template_path, page, truth in pages:
+        by_template.setdefault(str(template_path), []).append((page, truth))
+    out = []
+    for path, pages_of in by_template.items():
+        template, _, drop = zones.prepared_template(path, cfg.dropout)
+        reader = FormReader(digit_state, field_state, path, cfg)
+        boxes = [list(z.box) for z in template.zones]
+        rows = [
+            {"source": "", "member": "", "occurrence": 0, "page": i, "pages": 1, "width": 0, "height": 0}
+            | {"error": None, "registration": None, "boxes": boxes}
+            | {"reads": [r.__dict__ for r in zones.read_zones(page, template, drop)]}
+            for i, (page, _) in enumerate(pages_of)
+        ]
+        answers = reader(pa.Table.from_pylist(rows, schema=PAGE_SCHEMA)).to_pylist()
+        out += [(truth[f["field"]], f) for (_, truth), a in zip(pages_of, answers) for f in a["fields"]]
+    return out
+
+
 def build(items: list[Item], digit_ref, field_ref, template_path: str, cfg: FormsConfig, nodes: int):
     """The Ray Data plan; nothing runs until the driver pulls its rows. Pages are prepared in CPU tasks
     (a whole CPU each: registration is most of a page's time), read in the actor pool."""

@@ -63,6 +63,7 @@ INKS = ((20, 20, 25), (25, 35, 110))  # black and blue-black pens
 STRAY_SHARE = 0.04  # one page in 25 is not this form
 UPSIDE_DOWN = 0.05
 EMPTY_OPTIONAL = 0.4
+CALIBRATION = ("order", "census", "claim-dropout")  # what calibration writes on; never the set-aside one
 # What ``python -m hdr_dist.forms.samples OUT KIND`` makes: a layout, filled by MNIST's test digits or
 # scikit-learn's (other writers).
 SETS = {name: (name, "mnist") for name in LAYOUTS} | {f"{HELD_OUT}-sklearn": (HELD_OUT, "sklearn")}
@@ -75,11 +76,15 @@ def reference(layout: Layout = CLAIM) -> Image.Image:
 
 class Digits:
     """Test digits handed out in a seeded order, each once before any repeats: MNIST's, or
-    scikit-learn's (other writers, 8x8 scans brought to MNIST's 20-pixel box in a 28x28 field)."""
+    scikit-learn's (other writers, 8x8 scans brought to MNIST's 20-pixel box in a 28x28 field), or
+    ``held_out``'s (MNIST's validation hold-out of a seed: what calibration writes with)."""
 
-    def __init__(self, seed: int, writers: str = "mnist"):
+    def __init__(self, seed: int, writers: str = "mnist", held_out: int | None = None):
         if writers == "sklearn":
             self.x, self.y, self.labels = sklearn_digits()
+        elif held_out is not None:
+            ds = datasets.load("mnist", seed=held_out)
+            self.x, self.y, self.labels = ds.val.x, ds.val.y, ds.labels
         else:
             ds = datasets.load("mnist")
             self.x, self.y, self.labels = ds.test.x, ds.test.y, ds.labels
@@ -264,6 +269,30 @@ def looked(image: Image.Image, how: str, dpi: int) -> Image.Image:
         size = (round(image.size[0] * dpi / 200), round(image.size[1] * dpi / 200))
         image = image.resize(size, Image.Resampling.BILINEAR if dpi > 200 else Image.Resampling.BOX)
     return image
+
+
+def calibration_pages(folder: Path, pages: int, seed: int) -> list[tuple[Path, np.ndarray, dict]]:
+    """Form pages to calibrate the reject option on, already on their reference's pixels (no
+    registration to redo): ``CALIBRATION``'s layouts in turn, each written under ``folder`` as a
+    template, filled with the digits MNIST's validation hold-out of ``seed`` keeps from training, and
+    scanned in colour, grey or bilevel at 100-400 dpi. Each: (its template, the page, its truth)."""
+    rng, digits, out = np.random.default_rng(seed), Digits(seed, held_out=seed), []
+    for i in range(pages):
+        layout = LAYOUTS[CALIBRATION[i % len(CALIBRATION)]]
+        template = folder / f"{layout.name}.yaml"
+        if not template.is_file():
+            reference(layout).save(folder / f"{layout.name}.png")
+            template.write_text(template_yaml(layout))
+        _, how, dpi, colour = file_look(layout, i, rng)
+        filled, truth = fill(draw(layout, colour), digits, rng, layout)
+        paper = rng.uniform(215, 250)
+        noise = rng.normal(0, rng.uniform(2, 8), (layout.size[1], layout.size[0], 1))
+        arr = np.asarray(filled, np.float32) * paper / 255 + noise
+        page = looked(Image.fromarray(arr.clip(0, 255).astype(np.uint8)), how, dpi).resize(layout.size)
+        if how == "bilevel":
+            page = page.point(lambda v: 255 if v > 150 else 0)
+        out.append((template, np.asarray(page), truth))
+    return out
 
 
 def stray(kind: str, rng) -> Image.Image:

@@ -107,6 +107,7 @@ def finish(
         "length_constraint": cfg.length_constraint,
         "target_error": cfg.target_error,
         "thresholds": dict(zip([z.name for z in template.zones], cfg.thresholds)) if cfg.thresholds else None,
+        "threshold_source": cfg.threshold_source,
         "inputs": [escape(os.path.realpath(os.path.expanduser(i))) for i in cfg.inputs],
     }
     (work / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")

@@ -13,10 +13,10 @@ import pyarrow as pa
 
 from hdr_dist.bulk import labels
 from hdr_dist.bulk.inputs import Item
-from hdr_dist.common.errors import SettingError, UserError, one_line
+from hdr_dist.common.errors import SettingError, UserError, one_line, quoted
 from hdr_dist.common.names import tidy
 from hdr_dist.forms.template import Template
-from hdr_dist.inference import ctc
+from hdr_dist.inference import calibration, ctc
 
 COLUMNS = ("path", "page", "field", "label")
 METRICS_SCHEMA = pa.schema(
@@ -45,7 +45,9 @@ def read(path: str, template: Template, items: list[Item]) -> tuple[dict[tuple, 
             reader = csv.DictReader(f)
             if not set(COLUMNS) <= set(reader.fieldnames or ()):
                 raise SettingError(
-                    "labels", path, f"needs a header line '{','.join(COLUMNS)}', has {reader.fieldnames}"
+                    "labels",
+                    path,
+                    f"needs a header line '{','.join(COLUMNS)}', has {quoted(reader.fieldnames)}",
                 )
             rows = [tuple(labels.uncell(r[c] or "") for c in COLUMNS) for r in reader]
     except UserError:
@@ -59,12 +61,12 @@ def read(path: str, template: Template, items: list[Item]) -> tuple[dict[tuple, 
         raise SettingError(
             "labels",
             path,
-            f"fields the template {template.name} does not have: " + ", ".join(repr(b) for b in bad[:5]),
+            f"fields the template {template.name} does not have: " + ", ".join(quoted(b) for b in bad[:5]),
         )
     bad = sorted({lab for *_, lab in rows if lab and not lab.isdigit()})
     if bad:
         raise SettingError(
-            "labels", path, "labels that are not digit strings: " + ", ".join(repr(b) for b in bad[:5])
+            "labels", path, "labels that are not digit strings: " + ", ".join(quoted(b) for b in bad[:5])
         )
     resolve = labels.resolver(items)
     truth: dict[tuple, set] = defaultdict(set)
@@ -119,3 +121,25 @@ def metrics(fields: list[dict], truth: dict[tuple, str], template: Template) -> 
         )
     whole = [all(v) for v in forms.values()]
     return rows, {"labelled_forms": len(whole), "forms_read_right": float(np.mean(whole)) if whole else None}
+
+
+def calibration_curves(answers: list[tuple[str, dict]]) -> tuple[dict, dict, int, int]:
+    """The risk-coverage curves the reject option reads its thresholds off, from labelled answers of
+    form pages: one over comb cells and digit zones (a cell's confidence, and whether its digit is the
+    truth's in its place), one over free fields (a field's confidence, and whether it reads exactly).
+    A zone left empty, or read with an error, says nothing about a confidence and is left out."""
+    cells, fields = [], []
+    for want, f in answers:
+        if not want or f["error"] is not None or f["confidence"] is None:
+            continue
+        if f["kind"] == "field":
+            fields.append((f["confidence"], f["text"] == want))
+        elif len(f["text"]) == len(want):
+            cells += [(c, a == b) for c, a, b in zip(f["char_confidences"], f["text"], want)]
+    curve = calibration.risk_coverage
+    return (
+        curve(np.array([c for c, _ in cells]), np.array([r for _, r in cells], bool)),
+        curve(np.array([c for c, _ in fields]), np.array([r for _, r in fields], bool)),
+        len(cells),
+        len(fields),
+    )

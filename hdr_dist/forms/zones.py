@@ -4,10 +4,11 @@ zone a 28x28 MNIST-space image, each free field a strip; an empty cell is known 
 People write over a comb's walls, so the print is dropped without dropping the strokes that cross it,
 and a cell is cut by its ink, not by its walls. ``--dropout`` chooses how the print goes:
 
-- ``colour`` (the default): as ``reference``, and on a colour scan whose print has a colour, the pixels
-  of the print's colour (on the line from the paper's colour to the print's) near the print are paper
-  too, crossing strokes or not, where registration left them outside the widened print; ink is grey
-  or another colour and stays;
+- ``colour`` (the default): on a colour scan whose print has a colour, the print is the pixels of its
+  colour (on the line from the paper's colour to the print's) near where the reference puts it, not a
+  widened copy of the reference's: ink beside a wall keeps its edge, and what registration left is
+  still found; then the strokes that cross it are restored as below. A grey or bilevel scan, or a
+  black print, is read as ``reference``;
 - ``reference``: the registered reference's print (widened by ``PRINT_MARGIN`` pixels for what
   registration leaves) is painted over with paper, then the strokes that cross it are restored: a
   painted pixel comes back where ink lies on both sides of the line within the line's width;
@@ -45,7 +46,7 @@ COLOUR_TOLERANCE = 45
 COLOUR_DEPTH = 1.3  # as dark as the print or a little darker (two prints overlapping) is print
 OVERFLOW = 0.45  # of a cell's height (and width at a comb's ends) searched beyond it for its strokes
 OWN_SHARE = 0.4  # a stroke belongs to the cell holding this share of its ink, if one does
-SPLIT = 0.25  # a stroke with this share of its ink in each of two cells is two digits touching
+SPLIT = 0.3  # a stroke with this share of its ink in each of two cells is two digits touching
 SLIVER = 2  # a stroke no thicker than this many pixels, and long, is what a printed line left
 MIN_STROKE = 0.003  # of a cell's area: smaller blobs are dust
 
@@ -98,17 +99,17 @@ class Dropout:
     def apply(self, crop: np.ndarray, box, paper: int, span=None, coloured=None) -> np.ndarray:
         """The crop (of the mapped page at ``box``) without its print, the strokes crossing it kept;
         ``lines`` takes runs of ink ``span`` (height, width) long for printed lines; ``coloured`` (the
-        crop's pixels of the print's colour) are print wherever they lie near it, crossing or not."""
+        crop's pixels of the print's colour), where given, are the print near the reference's."""
         x, y, w, h = box
         if self.mask is None:
             mask = lines_in(crop < paper - FAINT, span or (h * 4 // 5, w * 4 // 5))
         else:
             mask = self.mask[y : y + h, x : x + w]
+        if coloured is not None:  # the print is what has its colour, near where the reference puts it
+            mask = self.near[y : y + h, x : x + w] & widened(coloured, 1)
         if self.how == "paint":
             return np.where(mask, paper, crop).astype(np.uint8)
         erase = mask & ~crossing(crop < paper - FAINT, mask, self.reach)
-        if coloured is not None:  # the print's colour goes, near the print, however registration fell
-            erase |= self.near[y : y + h, x : x + w] & coloured
         return np.where(erase, paper, crop).astype(np.uint8)
 
 

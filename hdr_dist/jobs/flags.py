@@ -18,7 +18,7 @@ from pathlib import Path
 
 from hdr_dist.bulk.committer import COMMIT_SECONDS
 from hdr_dist.common import cluster
-from hdr_dist.common.errors import UserError
+from hdr_dist.common.errors import UserError, quoted
 from hdr_dist.data import datasets
 from hdr_dist.imaging.images import DEFAULT_MAX_PIXELS
 from hdr_dist.models import config
@@ -364,9 +364,11 @@ def config_flags(path: str, settings: dict[str, argparse.Action]) -> list[str]:
     for key, value in values.items():
         action = settings.get(key)
         if action is None:
-            raise UserError(f"--config {path}: unknown setting {key!r}")
+            raise UserError(f"--config {path}: unknown setting {quoted(key)}")
         if action.nargs == 0 and not isinstance(value, bool):
-            raise UserError(f"--config {path}: {key} must be true or false, got {value!r}")
+            raise UserError(
+                f"--config {path}: {quoted(key, plain=True)} must be true or false, got {quoted(value)}"
+            )
         if isinstance(action, argparse.BooleanOptionalAction):
             flags.append(f"--{'' if value else 'no-'}{key.replace('_', '-')}")
         elif action.nargs == 0:  # a switch such as --resume: given when true
