@@ -190,8 +190,9 @@ def relocate(out: Path, old: str, new: str) -> None:
         path.write_text(path.read_text().replace(old, new))
 
 
-@pytest.mark.parametrize("name, job", [("score-digits", "score"), ("forms", "forms")])
-def test_an_output_written_before_the_change_resumes_to_the_same_rows(ray_cluster, tmp_path, name, job):
+def old_output(tmp_path: Path, job: str, name: str) -> Path:
+    """The kept inputs under ``tmp_path/in`` and the old ``job`` output relocated to them, as ``run/NAME``;
+    the inputs' folder."""
     data = tmp_path / "in"
     (data / "kept").mkdir(parents=True)
     for name_in_data in (
@@ -211,6 +212,12 @@ def test_an_output_written_before_the_change_resumes_to_the_same_rows(ray_cluste
         shutil.copy(KEPT / kept, data / "kept")
     shutil.copytree(OLD_OUTPUTS / job, tmp_path / "run" / name)
     relocate(tmp_path / "run" / name, OLD_INPUTS, str(data))
+    return data
+
+
+def test_a_score_output_written_before_the_change_resumes_to_the_same_rows(ray_cluster, tmp_path):
+    name, job = "score-digits", "score"
+    data = old_output(tmp_path, job, name)
     found = outputs_of(run_job(name, tmp_path / "run", data, "--resume"), data)
     expected = json.loads(EXPECTED.read_text())[name]
     for kept in RESUME_DEPENDENT:
@@ -218,11 +225,26 @@ def test_an_output_written_before_the_change_resumes_to_the_same_rows(ray_cluste
     wrong = differences(expected, found)
     assert not wrong, f"{len(wrong)} differences, the first: " + "; ".join(wrong[:10])
     summary = json.loads((tmp_path / "run" / name / "summary.json").read_text())
-    if job == "score":  # the old output held the 20 digits; the resumed run scored the 3 hostile files
-        assert summary["skipped_already_scored"] == 20
-        assert summary["images_this_run"] == 3
-    else:  # the old output held every page
-        assert summary["pages_this_run"] == 0
+    # the old output held the 20 digits; the resumed run scored the 3 hostile files
+    assert summary["skipped_already_scored"] == 20
+    assert summary["images_this_run"] == 3
+
+
+def test_a_forms_output_read_the_old_way_is_not_resumed_into_a_mix(ray_cluster, tmp_path, capsys):
+    """Forms now drops the print and cuts cells otherwise: resuming an output read before that would mix
+    two readings in one output, so it is refused in one line, and the old rows are left as they were."""
+    from hdr_dist.jobs import forms
+
+    data = old_output(tmp_path, "forms", "forms")
+    before = sorted(p.read_bytes() for p in (tmp_path / "run" / "forms" / "fields").rglob("*.parquet"))
+    job, *args = RUNS["forms"]
+    argv = [str(data / a) if (data / a).exists() else a for a in args]
+    argv = [str(kept_models(tmp_path / "models", data)) if a == "{models}" else a for a in argv]
+    assert forms.main([*argv, "--output", str(tmp_path / "run" / "forms"), "--resume"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--resume would mix" in err[0], err
+    after = sorted(p.read_bytes() for p in (tmp_path / "run" / "forms" / "fields").rglob("*.parquet"))
+    assert after == before
 
 
 def regenerate() -> None:

@@ -72,6 +72,14 @@ def check_identity(folder: Path, identity: dict, output: Path) -> None:
         if before["checkpoint_sha256"]
         else (before["model"], before["checkpoint"]) == (identity["model"], identity["checkpoint"])
     )
+    if not same and (before["model"], before["checkpoint"]) == (identity["model"], identity["checkpoint"]):
+        raise SettingError(
+            "output",
+            output,
+            f"its rows were read by {identity['model']} with another template or other reading settings "
+            f"(a checkpoint, the dropout, the calibration); {setting('resume')} would mix two readings. "
+            "Choose another folder",
+        )
     if not same:
         raise SettingError(
             "output",

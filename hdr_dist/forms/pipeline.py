@@ -267,10 +267,14 @@ def calibration_answers(digit_state, field_state, cfg: FormsConfig, pages) -> li
         template, _, drop = zones.prepared_template(path, cfg.dropout)
         reader = FormReader(digit_state, field_state, path, cfg)
         boxes = [list(z.box) for z in template.zones]
+        # the zones this run has a model for: a form of combs alone is read without a field model
+        readable = {
+            i for i, z in enumerate(template.zones) if (field_state if z.kind == "field" else digit_state)
+        }
         rows = [
             {"source": "", "member": "", "occurrence": 0, "page": i, "pages": 1, "width": 0, "height": 0}
             | {"error": None, "registration": None, "boxes": boxes}
-            | {"reads": [r.__dict__ for r in zones.read_zones(page, template, drop)]}
+            | {"reads": [r.__dict__ for r in zones.read_zones(page, template, drop) if r.zone in readable]}
             for i, (page, _) in enumerate(pages_of)
         ]
         answers = reader(pa.Table.from_pylist(rows, schema=PAGE_SCHEMA)).to_pylist()

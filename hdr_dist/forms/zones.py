@@ -49,6 +49,7 @@ OWN_SHARE = 0.4  # a stroke belongs to the cell holding this share of its ink, i
 SPLIT = 0.3  # a stroke with this share of its ink in each of two cells is two digits touching
 SLIVER = 2  # a stroke no thicker than this many pixels, and long, is what a printed line left
 MIN_STROKE = 0.003  # of a cell's area: smaller blobs are dust
+JOINED = 6  # pixels around a cell's strokes searched for the fainter ink joined to them
 
 
 @dataclass(frozen=True)
@@ -217,16 +218,21 @@ def cells_by_ink(dark: np.ndarray, region, boxes) -> list[np.ndarray]:
 def prepared(
     zone: int, cell: int, crop: np.ndarray, ink: np.ndarray, paper: int, prepare, tight: bool
 ) -> Read:
-    """One cell or field from its strokes (their anti-aliased edges with them), on paper; empty when it
-    has none. A field's strokes get paper around them as wide as they are high, so that the median of
-    its pixels, which ``preprocess.to_strip`` takes for the paper, is paper."""
+    """One cell or field from its strokes, on paper; empty when it has none. The strokes are found as
+    dark ink (``FAINT`` under the paper); what is fainter but joined to them (a thin pen's loop, anti-
+    aliased edges) comes with them, as the preprocessing would have seen it in the whole crop. A
+    field's strokes get paper around them as wide as they are high, so that the median of its pixels,
+    which ``preprocess.to_strip`` takes for the paper, is paper."""
     if not ink.any():
         return Read(zone, cell, b"", True, None)
     rows, cols = np.flatnonzero(ink.any(1)), np.flatnonzero(ink.any(0))
-    top, bottom = max(0, rows[0] - 2), rows[-1] + 3
-    left, right = max(0, cols[0] - 2), cols[-1] + 3
-    near = cv2.dilate(ink[top:bottom, left:right].astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
-    piece = np.where(near, crop[top:bottom, left:right], paper).astype(np.uint8)
+    top, bottom = max(0, rows[0] - JOINED), rows[-1] + JOINED + 1
+    left, right = max(0, cols[0] - JOINED), cols[-1] + JOINED + 1
+    part = crop[top:bottom, left:right]
+    faint = (part < paper - FAINT // 3).astype(np.uint8)
+    _, labels = cv2.connectedComponents(faint, connectivity=8)
+    joined = np.isin(labels, np.unique(labels[ink[top:bottom, left:right]])) & (faint > 0)
+    piece = np.where(joined, part, paper).astype(np.uint8)
     image, error = prepare(np.pad(piece, 4 if tight else bottom - top, constant_values=paper))
     return Read(zone, cell, image if error is None else b"", False, error)
 
