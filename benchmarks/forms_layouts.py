@@ -2,7 +2,7 @@
 its own row, with the way the print is dropped before this change (``--dropout paint``: the print
 painted over, the strokes crossing it with it) as the baseline measured in the same run.
 
-    python benchmarks/forms_layouts.py --model RESULTS [--pages 300] [--ways paint,colour]
+    python benchmarks/forms_layouts.py --model RESULTS [--pages 300] [--ways paint,colour] [--sets ...]
 
 Each layout's pages are made once (``python -m hdr_dist.forms.samples --layout L``, MNIST **test**
 digits; ``survey-sklearn`` fills the set-aside layout with scikit-learn's digits, other writers) and
@@ -123,6 +123,7 @@ def main() -> int:
     p.add_argument("--ways", default="paint,colour", help="--dropout ways, the baseline first")
     p.add_argument("--sets", default=",".join(SETS), help="which layouts' pages")
     p.add_argument("--target-error", default="0.01")
+    p.add_argument("--calibration-pages", default="60", help="hdr forms' own (default: %(default)s)")
     p.add_argument("--folder", type=Path, default=ROOT / "results-bench" / "layouts")
     args = p.parse_args()
     accuracy = mnist_accuracy(args.model)
@@ -133,7 +134,11 @@ def main() -> int:
         template = make(folder, *samples.SETS[name], args.pages)
         for way in ways:
             run = job(
-                folder, args.model, "--dropout", way, "--target-error", args.target_error, template=template
+                folder,
+                args.model,
+                *("--dropout", way, "--target-error", args.target_error),
+                *("--calibration-pages", args.calibration_pages),
+                template=template,
             )
             figures = recount(folder, run, accuracy)
             out["layouts"].setdefault(name, {})[way] = figures
