@@ -67,6 +67,15 @@ class TrainConfig:
     zoom: float = setting(
         0.1, "augmentation: max zoom in or out, fraction (default: %(default)s)", type=float
     )
+    # a form cell's artefacts (data.cells), on this share of each batch; 0: off, what checkpoints from
+    # before the setting were trained with
+    cell_artefacts: float = setting(
+        0.0,
+        "share of each batch given a form cell's artefacts (a fragment of its wall, a cut, a thick "
+        "pen, JPEG, a bilevel scan), then cropped and centred as scoring's preprocessing does, after "
+        "the rotation, shift and zoom; 0: off (default: %(default)s)",
+        type="fraction",
+    )
     # the run
     seed: int = 0
     cpus_per_worker: int = 1

@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from hdr_dist.common import tables
 from hdr_dist.data import fields
 from hdr_dist.data.augment import AugmentRanges, augment
+from hdr_dist.data.cells import cell_artefacts
 from hdr_dist.inference import calibration, ctc
 from hdr_dist.inference.device import autocast, normalise, pad
 from hdr_dist.inference.readers import CPU, DigitReader, FieldReader
@@ -34,13 +35,15 @@ class DigitTraining(DigitReader):
         return n // world
 
     def batches(self, x, y, idx, cfg, per_rank_batch: int, device, generator):
-        """(the model's inputs, the targets, the count): this rank's images, augmented on [0, 1], then
-        standardised."""
+        """(the model's inputs, the targets, the count): this rank's images, augmented on [0, 1] (moved,
+        then a share made form cells, as ``hdr forms`` would cut them from a scan), then standardised."""
         ranges = AugmentRanges(cfg.rotation, cfg.shift, cfg.zoom)
         for b in idx.split(per_rank_batch):
             xb = (x[b].to(device, non_blocking=True).float() / 255.0).unsqueeze(1)
             if cfg.augment:
                 xb = augment(xb, ranges, generator)
+            if cfg.cell_artefacts:
+                xb = cell_artefacts(xb, cfg.cell_artefacts, generator)
             yield ((xb - cfg.mean) / cfg.std,), y[b].to(device, non_blocking=True), len(b)
 
     def objective(self, model, out: torch.Tensor, target, cfg) -> tuple[torch.Tensor, torch.Tensor]:
