@@ -37,11 +37,11 @@ DROPOUTS = ("colour", "reference", "paint", "lines")
 PRINT_MARGIN = 3  # pixels the reference's print is widened by before it is painted over
 FAINT = 60  # grey levels under the paper: lighter marks are paper, not pen
 # A print is dropped by its colour when its colour is this far from grey (the sine of its angle to the
-# grey axis: a dark green print is 0.29 away, red 0.55); black print is left to the reference.
+# grey axis: the samples' dark green print is 0.30 away, the others 0.41-0.57); black print is left to
+# the reference.
 COLOUR_CHROMA = 0.2
-# RGB distance from the paper-to-print line that is still print: noise, and JPEG's halved colour
-# resolution, move a 150-dpi light blue print's pixels up to ~50 off it; black ink is 0.37 x its
-# darkness (~75) off that print's line
+# RGB distance from the paper-to-print line that is still print: at 30, a 150-dpi JPEG of a light blue
+# print (its colour resolution halved) left its frames' lines in empty price frames; 45 took them
 COLOUR_TOLERANCE = 45
 COLOUR_DEPTH = 1.3  # as dark as the print or a little darker (two prints overlapping) is print
 OVERFLOW = 0.45  # of a cell's height (and width at a comb's ends) searched beyond it for its strokes
