@@ -22,6 +22,7 @@ chance. The last line printed is a JSON object of every figure.
 
     python benchmarks/cell_artefacts.py [--epochs 12] [--share 0.4] [--threads 1] [--reuse]
         [--output results-bench/cells] [--limit-train N] [--limit-test N] [--forms results-bench/forms-100]
+        [--baseline AN_EARLIER_OUTPUT]
 """
 
 from __future__ import annotations
@@ -82,11 +83,14 @@ def trained(cfgs: dict[str, TrainConfig], ds, output: Path) -> dict:
     return {name: (r["model"], r["history"], r["wall"]) for name, r in runs.items()}
 
 
-def reused(output: Path) -> dict:
+def reused(output: Path, names=("off", "on"), want: dict | None = None) -> dict:
+    """Checkpoints saved by an earlier run; each must have been trained as ``want`` says, if given."""
     found = {}
-    for name in ("off", "on"):
+    for name in names:
         state = checkpoints.load(output / name)
-        model, _ = checkpoints.model_from_state(state)
+        model, cfg = checkpoints.model_from_state(state)
+        if want and cfg != want[name]:
+            raise SystemExit(f"{output / name} was trained with other settings: {cfg}")
         found[name] = (model, state["history"], float("nan"))
     return found
 
@@ -198,6 +202,11 @@ def parse(argv=None):
         "--output", default="results-bench/cells", help="checkpoint folders (default: %(default)s)"
     )
     p.add_argument("--reuse", action="store_true", help="test OUTPUT's checkpoints instead of training")
+    p.add_argument(
+        "--baseline",
+        help="reuse the baseline in this folder (an earlier run's OUTPUT, same seed and epochs) and train "
+        "only the treated model; the speeds then come from two runs",
+    )
     p.add_argument("--limit-train", type=int)
     p.add_argument("--limit-test", type=int)
     p.add_argument("--cost-rounds", type=int, default=20)
@@ -223,10 +232,16 @@ def main(argv=None) -> None:
         f"cnn, {on.epochs} epochs, seed {on.seed}, {len(ds.train.y)} training images, {args.threads} threads"
     )
     print(
-        f"off: cell_artefacts 0; on: cell_artefacts {on.cell_artefacts}; checkpoints in {output}/{{off,on}}"
+        f"off: cell_artefacts 0; on: cell_artefacts {on.cell_artefacts}; checkpoints in "
+        f"{Path(args.baseline or output) / 'off'} and {output / 'on'}"
     )
     start = time.perf_counter()
-    models = reused(output) if args.reuse else trained(cfgs, ds, output)
+    if args.reuse:
+        models = reused(output)
+    elif args.baseline:  # the same seed trains the same baseline, bit for bit: train only the other
+        models = reused(Path(args.baseline), ("off",), cfgs) | trained({"on": cfgs["on"]}, ds, output)
+    else:
+        models = trained(cfgs, ds, output)
     train_s = time.perf_counter() - start
     labels = torch.from_numpy(ds.test.y).long()
     sets = {name: (images, labels) for name, images in test_sets(ds).items()}
@@ -252,7 +267,9 @@ def main(argv=None) -> None:
                 **figures,
                 "total_train_s": train_s,
                 "cost": c,
-                "checkpoints": {n: str(output / n) for n in models},
+                "checkpoints": {
+                    n: str(Path(args.baseline or output) / n if n == "off" else output / n) for n in models
+                },
             }
         )
     )
