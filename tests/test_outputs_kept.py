@@ -82,12 +82,17 @@ def run_job(name: str, tmp: Path, data: Path = DATA, *extra: str) -> Path:
     """One of ``RUNS`` into ``tmp/NAME``, its inputs under ``data`` laid out as in tests/data."""
     from hdr_dist.jobs import forms, score
 
-    job, *args = RUNS[name]
+    job, argv = job_argv(name, tmp, data)
     out = tmp / name
-    argv = [str(data / a) if (data / a).exists() else a for a in args]
-    argv = [str(kept_models(tmp / "models", data)) if a == "{models}" else a for a in argv]
     assert {"score": score.main, "forms": forms.main}[job]([*argv, "--output", str(out), *extra]) == 0
     return out
+
+
+def job_argv(name: str, tmp: Path, data: Path) -> tuple[str, list[str]]:
+    """One of ``RUNS``'s job and arguments, its inputs under ``data``, its models' folder under ``tmp``."""
+    job, *args = RUNS[name]
+    argv = [str(data / a) if (data / a).exists() else a for a in args]
+    return job, [str(kept_models(tmp / "models", data)) if a == "{models}" else a for a in argv]
 
 
 def plain(value, out: Path, data: Path = DATA):
@@ -237,9 +242,7 @@ def test_a_forms_output_read_the_old_way_is_not_resumed_into_a_mix(ray_cluster, 
 
     data = old_output(tmp_path, "forms", "forms")
     before = sorted(p.read_bytes() for p in (tmp_path / "run" / "forms" / "fields").rglob("*.parquet"))
-    job, *args = RUNS["forms"]
-    argv = [str(data / a) if (data / a).exists() else a for a in args]
-    argv = [str(kept_models(tmp_path / "models", data)) if a == "{models}" else a for a in argv]
+    _, argv = job_argv("forms", tmp_path, data)
     assert forms.main([*argv, "--output", str(tmp_path / "run" / "forms"), "--resume"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--resume would mix" in err[0], err

@@ -108,6 +108,10 @@ def template_yaml(layout: Layout) -> str:
     return "\n".join(lines) + "\n"
 
 
+# Our own designs, filled as people fill forms and scanned every way; their boxes a dropout colour.
+AS_PEOPLE_FILL = {"dropout": True, "wild": True, "scans": "varied"}
+DROPOUT_DESIGN = AS_PEOPLE_FILL | {"reference_colour": REFERENCE_DROPOUT}
+
 CLAIM = Layout(
     "claim-v1",
     "CLAIM FORM  -  please write one digit per box",
@@ -149,10 +153,7 @@ ORDER = Layout(
     separators=((1000 + 124 + 26, 380, 1000 + 124 + 8, 440), (1000 + 278 + 26, 380, 1000 + 278 + 8, 440)),
     frame=3,
     wall=2,
-    dropout=True,
-    wild=True,
-    scans="varied",
-    reference_colour=REFERENCE_DROPOUT,
+    **DROPOUT_DESIGN,
 )
 
 CENSUS = Layout(
@@ -174,15 +175,12 @@ CENSUS = Layout(
     ),
     frame=2,
     wall=2,
-    dropout=True,
-    wild=True,
-    scans="varied",
-    reference_colour=REFERENCE_DROPOUT,
+    **DROPOUT_DESIGN,
 )
 
 # The claim form as people fill it, printed in dropout colours and scanned every way: the same
 # template as ``claim``, so the same reference serves both.
-CLAIM_DROPOUT = Layout(CLAIM.name, CLAIM.title, CLAIM.zones, dropout=True, wild=True, scans="varied")
+CLAIM_DROPOUT = Layout(CLAIM.name, CLAIM.title, CLAIM.zones, **AS_PEOPLE_FILL)
 
 # Set aside until the end (thick walls, large square cells, a landscape page).
 SURVEY = Layout(
@@ -199,10 +197,7 @@ SURVEY = Layout(
     size=(2200, 1700),
     frame=7,
     wall=6,
-    dropout=True,
-    wild=True,
-    scans="varied",
-    reference_colour=REFERENCE_DROPOUT,
+    **DROPOUT_DESIGN,
 )
 
 LAYOUTS = {

@@ -252,13 +252,16 @@ def scan(page: Image.Image, rng, upside_down: bool | None = None) -> tuple[Image
     out = page.transform(size, Image.Transform.AFFINE, coeffs, Image.Resampling.BILINEAR, fillcolor=white)
     if s.upside_down:
         out = out.rotate(180)
-    paper = rng.uniform(215, 250)
-    noise = rng.normal(0, rng.uniform(2, 8), (size[1], size[0]))
-    arr = np.asarray(out, np.float32) * paper / 255 + (noise if out.mode == "L" else noise[..., None])
-    out = Image.fromarray(arr.clip(0, 255).astype(np.uint8)).filter(
-        ImageFilter.GaussianBlur(rng.uniform(0, 1.0))
-    )
+    out = toned(out, rng).filter(ImageFilter.GaussianBlur(rng.uniform(0, 1.0)))
     return out, s
+
+
+def toned(image: Image.Image, rng) -> Image.Image:
+    """The page on a scanner's paper: a tone (215-250 for white) and noise, the same in every channel."""
+    paper = rng.uniform(215, 250)
+    noise = rng.normal(0, rng.uniform(2, 8), (image.size[1], image.size[0]))
+    arr = np.asarray(image, np.float32) * paper / 255 + (noise if image.mode == "L" else noise[..., None])
+    return Image.fromarray(arr.clip(0, 255).astype(np.uint8))
 
 
 def looked(image: Image.Image, how: str, dpi: int) -> Image.Image:
@@ -285,10 +288,7 @@ def calibration_pages(folder: Path, pages: int, seed: int) -> list[tuple[Path, n
             template.write_text(template_yaml(layout))
         _, how, dpi, colour = file_look(layout, i, rng)
         filled, truth = fill(draw(layout, colour), digits, rng, layout)
-        paper = rng.uniform(215, 250)
-        noise = rng.normal(0, rng.uniform(2, 8), (layout.size[1], layout.size[0], 1))
-        arr = np.asarray(filled, np.float32) * paper / 255 + noise
-        page = looked(Image.fromarray(arr.clip(0, 255).astype(np.uint8)), how, dpi).resize(layout.size)
+        page = looked(toned(filled, rng), how, dpi).resize(layout.size)
         if how == "bilevel":
             page = page.point(lambda v: 255 if v > 150 else 0)
         out.append((template, np.asarray(page), truth))
