@@ -125,8 +125,7 @@ def form_cells(folder: Path, dropout: str) -> tuple[torch.Tensor, torch.Tensor]:
             reg = registration.register(gray, reference) if error is None else None
             if not (reg and reg.matched):
                 continue  # a stray page, or a form the job could not register: no cells
-            mapped = registration.onto_reference(gray, reg, template.size)
-            for read in zones.read_zones(mapped, template, drop):
+            for read in zones.read_zones(gray, template, drop, reg.matrix):
                 zone = template.zones[read.zone]
                 label = truth.get((path.name, page, zone.name), "")
                 if (

@@ -87,6 +87,7 @@ def plain(folder: Path, model: str, batch_size: int) -> dict:
         concurrency=1,
         cpus_per_actor=os.cpu_count(),
         read_tasks=1,
+        decoders=1,
         target_error=None,
         thresholds=None,
         threshold_source="none",
@@ -116,15 +117,15 @@ def plain(folder: Path, model: str, batch_size: int) -> dict:
             n += 1
             t = time.perf_counter()
             reg = registration.register(gray, reference) if error is None else None
-            mapped = registration.onto_reference(gray, reg, template.size) if reg and reg.matched else None
+            matched = reg is not None and reg.matched
             stages["registration"] += time.perf_counter() - t
             t = time.perf_counter()
             reads = (
-                [r.__dict__ for r in zones.read_zones(mapped, template, drop)] if mapped is not None else []
+                [r.__dict__ for r in zones.read_zones(gray, template, drop, reg.matrix)] if matched else []
             )
-            boxes = [zones.page_box(z, reg) for z in template.zones] if mapped is not None else []
+            boxes = [zones.page_box(z, reg) for z in template.zones] if matched else []
             stages["dropout"] += time.perf_counter() - t
-            if error is None and mapped is None:
+            if error is None and not matched:
                 error = f"does not match template {template.name}"
             pending.append(
                 {

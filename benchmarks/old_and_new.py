@@ -7,7 +7,8 @@ The older commit is checked out once into a git worktree (``results-bench/old-CO
 runs the benchmark there and here, the order alternating from round to round, each in its own
 process with ``PYTHONPATH`` and the working folder set to its tree, so the driver and every Ray worker
 import that tree's ``hdr_dist`` (checked before the first round). Each run's last line is its JSON;
-``--keys`` picks the figures to set side by side (dotted paths into it). The plain loop inside such a
+``--keys`` picks the figures to set side by side (dotted paths into it, or arithmetic over its
+top-level figures). The plain loop inside such a
 benchmark is its own baseline; here the baseline is the old commit, measured in the same run. The last
 line is JSON: per key, each side's runs, their medians and new/old.
 """
@@ -66,6 +67,12 @@ def run(tree: Path, command: list[str], log: Path) -> dict:
 
 
 def pick(found: dict, key: str):
+    """A dotted path into a run's JSON, or arithmetic over its top-level figures (``pages /
+    (job_pipeline_seconds - job_startup_seconds)``: a rate an older benchmark never printed)."""
+    if any(op in key for op in "/-+*("):
+        return eval(
+            key, {"__builtins__": {}}, {k: v for k, v in found.items() if isinstance(v, (int, float))}
+        )
     for part in key.split("."):
         found = found[part]
     return found
@@ -75,7 +82,7 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--old", required=True, help="the older commit (a hash or a ref)")
     p.add_argument("--rounds", type=int, default=2, help="runs of each side, alternating (default: 2)")
-    p.add_argument("--keys", required=True, help="comma list of dotted keys into each run's JSON line")
+    p.add_argument("--keys", required=True, help="comma list of keys into each run's JSON line")
     p.add_argument("command", nargs=argparse.REMAINDER, help="-- the benchmark script and its flags")
     args = p.parse_args()
     command = args.command[1:] if args.command[:1] == ["--"] else args.command

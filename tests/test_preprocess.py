@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -21,6 +23,82 @@ def digits() -> np.ndarray:
 @pytest.fixture(scope="module")
 def converted(digits) -> np.ndarray:
     return np.stack([to_mnist(d) for d in digits])
+
+
+BEFORE = Path(__file__).parent / "data" / "preprocess-before.npz"
+
+
+def fixed_crops() -> list[np.ndarray]:
+    """400 scans of MNIST test digits, made the same way every time: 20 to 300 pixels a side, dark on
+    light and light on dark, paper noise, a speck, some as float images, and a few blank ones."""
+    rng = np.random.default_rng(38)
+    test = datasets.load("mnist", limit_test=400).test.x
+    out = []
+    for i, digit in enumerate(test):
+        side = int(rng.integers(20, 300))
+        img = np.asarray(Image.fromarray(digit).resize((side, side), Image.Resampling.BILINEAR), np.float32)
+        if i % 2:
+            img = 255 - img
+        img = np.clip(img * rng.uniform(0.6, 0.95) + rng.uniform(0, 40) + rng.normal(0, 5, img.shape), 0, 255)
+        if i % 5 == 0:
+            y, x = rng.integers(0, side - 2, 2)
+            img[y : y + 2, x : x + 2] = 255 - img[0, 0]
+        if i % 37 == 0:
+            img[:] = img[0, 0]
+        out.append(img / 255 if i % 7 == 0 else img.astype(np.uint8))
+    return out
+
+
+def fixed_fields() -> list[np.ndarray]:
+    """60 fields: 2 to 8 MNIST test digits side by side under a printed underline and between walls."""
+    rng = np.random.default_rng(39)
+    test = datasets.load("mnist", limit_test=400).test.x
+    out = []
+    for i in range(60):
+        n = int(rng.integers(2, 9))
+        row = np.concatenate([255 - test[int(k)] for k in rng.integers(0, 400, n)], axis=1).astype(np.float32)
+        field = np.pad(row, ((6, 6), (8, 8)), constant_values=255)
+        field[-3, :] = 0
+        if i % 2:
+            field[:, 2] = field[:, -3] = 0
+        field = np.clip(field * rng.uniform(0.7, 0.95) + rng.normal(0, 4, field.shape), 0, 255)
+        out.append(field.astype(np.uint8))
+    return out
+
+
+def outcomes(prepare, inputs) -> list:
+    out = []
+    for x in inputs:
+        try:
+            out.append(prepare(x))
+        except (BlankImage, preprocess.FieldTooWide) as e:
+            out.append(type(e).__name__)
+    return out
+
+
+def test_to_mnist_gives_what_it_gave_before_it_was_made_faster():
+    """400 fixed scans against the 28x28 images the commit before the faster connected components
+    and openings gave them (``tests/data/preprocess-before.npz``): the same pixels, the same blanks."""
+    before = np.load(BEFORE)
+    for i, (now, then, error) in enumerate(
+        zip(outcomes(to_mnist, fixed_crops()), before["mnist"], before["mnist_errors"])
+    ):
+        if error:
+            assert now == error, i
+        else:
+            assert isinstance(now, np.ndarray) and np.abs(now.astype(int) - then).max() <= 1, i
+
+
+def test_to_strip_gives_what_it_gave_before_it_was_made_faster():
+    before = np.load(BEFORE)
+    starts = np.cumsum([0, *before["strip_widths"]])
+    now = outcomes(preprocess.to_strip, fixed_fields())
+    for i, (strip, error) in enumerate(zip(now, before["strip_errors"])):
+        if error:
+            assert strip == error, i
+        else:
+            then = before["strips"][:, starts[i] : starts[i + 1]].astype(int)
+            assert np.abs((strip * 255).round().astype(int) - then).max() <= 1, i
 
 
 def ink_box(img: np.ndarray) -> tuple[int, int]:

@@ -129,9 +129,9 @@ def test_dropout_keeps_the_stroke_where_it_crosses_the_print(comb, how, colour, 
     stroke is ink where it crosses the frame."""
     mapped = scanned(crossed(colour), grey)
     dropout = zones.Dropout(comb, how)
-    grey_page, coloured = dropout.grey(mapped)
-    paper = int(np.median(grey_page))
-    region, crop = zones.surroundings(grey_page, comb.zones[0], dropout, paper, coloured)
+    look = dropout.look(mapped)
+    paper = look.paper
+    region, crop = zones.cut(mapped, comb.zones[0], comb.size, dropout, look)
     x, y = region[0], region[1]
     frame = crop[TOP - y : TOP + 4 - y]
     assert (frame[:, 250 - x : 280 - x] > paper - zones.FAINT).all(), "the print is gone away from the stroke"
@@ -141,5 +141,5 @@ def test_dropout_keeps_the_stroke_where_it_crosses_the_print(comb, how, colour, 
 def test_paint_is_what_erased_the_crossing_before(comb):
     mapped = scanned(crossed((0, 0, 0)), True)
     dropout = zones.Dropout(comb, "paint")
-    region, crop = zones.surroundings(mapped, comb.zones[0], dropout, int(np.median(mapped)), None)
+    region, crop = zones.cut(mapped, comb.zones[0], comb.size, dropout, dropout.look(mapped))
     assert (crop[TOP - region[1] : TOP + 4 - region[1], 191 - region[0] : 194 - region[0]] > 200).all()

@@ -23,6 +23,7 @@ class BulkConfig:
     concurrency: int  # inference actors
     cpus_per_actor: float
     read_tasks: int  # read tasks at once
+    decoders: int  # decoding tasks or actors at once (forms' preparing actors)
 
     @property
     def threads(self) -> int:

@@ -20,6 +20,7 @@ class ResourcePlan:
     use_gpu: bool
     concurrency: int  # inference actors
     read_tasks: int  # read tasks at once
+    decoders: int  # decoding tasks or actors that fit beside the inference actors
 
 
 def resource_plan(
@@ -49,7 +50,8 @@ def resource_plan(
             "leaves too few of "
             f"the cluster's {cpus} CPUs for decoding ({decode_cpus:g})"
         )
-    return ResourcePlan(use_gpu=use_gpu, concurrency=concurrency, read_tasks=max(2, cpus))
+    decoders = max(1, int((cpus - concurrency * actor_cpus) / decode_cpus))
+    return ResourcePlan(use_gpu=use_gpu, concurrency=concurrency, read_tasks=max(2, cpus), decoders=decoders)
 
 
 def require_visible(output: Path, inputs: tuple[str, ...]) -> None:

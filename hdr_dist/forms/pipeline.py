@@ -1,7 +1,8 @@
-"""The Ray Data stages of ``hdr forms``: read bytes (score's datasource) -> in CPU tasks, each page
-decoded, registered to the template, its form dropped and its zones cut and prepared -> in an actor
-pool, the digit model reading every comb cell and digit zone and the field model every free field ->
-the driver, which commits one row per page and one per field (``Committer``).
+"""The Ray Data stages of ``hdr forms``: read bytes (score's datasource) -> in a pool of CPU actors,
+each page decoded, registered to the template, its form dropped and its zones cut and prepared -> in
+the pool of inference actors, the digit model reading every comb cell and digit zone and the field
+model every free field -> the driver, which commits one row per page and one per field
+(``Committer``).
 
 A page's zones travel with it as one row, so a page is read whole by one actor and its fields and its
 form row are committed together.
@@ -23,10 +24,13 @@ from hdr_dist.forms.config import FormsConfig
 from hdr_dist.forms.template import Template, load
 from hdr_dist.imaging import images
 
-DECODE_CPUS = 0.75  # registration is most of a page's time: the tasks get the CPUs the actors leave
-# Ray Data hands a task's output on in blocks of up to its target size (128 MiB): at that size one
+# Each preparing actor's CPUs: there are as many as fit beside the inference actors (``plan``), 2 on 2
+# CPUs. Prepared in a pool of actors rather than in tasks, 500 pages ran at 1.3x the pages/s: Ray Data's
+# reservation let one task run at a time, and without it the inference actor starved (docs/decisions.md).
+DECODE_CPUS = 0.75
+# Ray Data hands a stage's output on in blocks of up to its target size (128 MiB): at that size one
 # task prepared every page of a batch, all at the end (docs/decisions.md). Read blocks of 2 files and
-# blocks of a few MiB make many short tasks, whose pages stream on to the actors.
+# blocks of a few MiB keep the pages streaming on to the inference actors.
 FILES_PER_TASK = 2
 BLOCK_BYTES = 2 * 2**20
 PAGE_ROWS = 8  # pages per table a task yields: a TIFF of 10,000 pages is never one table
@@ -140,14 +144,25 @@ def page_of(gray, error, template: Template, reference, drop) -> dict:
             "error": f"does not match template {template.name} (score {reg.score:.2f})",
             "registration": reg.as_dict(),
         }
-    mapped = registration.onto_reference(page, reg, template.size)
-    reads = zones.read_zones(mapped, template, drop)
+    reads = zones.read_zones(page, template, drop, reg.matrix)
     return {
         "error": None,
         "registration": reg.as_dict(),
         "boxes": [zones.page_box(z, reg) for z in template.zones],
         "reads": [r.__dict__ for r in reads],
     }
+
+
+class PagePreparer:
+    """One per preparing actor: the template, its reference's features and its print made once, then
+    batch after batch of files decoded, registered and cut (``prepare_batch``)."""
+
+    def __init__(self, template_path: str, dropout: str, max_pixels: int):
+        self.settings = {"template_path": template_path, "dropout": dropout, "max_pixels": max_pixels}
+        zones.prepared_template(template_path, dropout)
+
+    def __call__(self, batch: pa.Table):
+        yield from prepare_batch(batch, **self.settings)
 
 
 class FormReader(InferenceActor):
@@ -283,8 +298,8 @@ def calibration_answers(digit_state, field_state, cfg: FormsConfig, pages) -> li
 
 
 def build(items: list[Item], digit_ref, field_ref, template_path: str, cfg: FormsConfig, nodes: int):
-    """The Ray Data plan; nothing runs until the driver pulls its rows. Pages are prepared in CPU tasks
-    (a whole CPU each: registration is most of a page's time), read in the actor pool."""
+    """The Ray Data plan; nothing runs until the driver pulls its rows. Pages are prepared in a pool of
+    ``cfg.decoders`` CPU actors, read in the pool of inference actors."""
     import ray.data
 
     source = reading.datasource(items, FILES_PER_TASK, FILES_PER_TASK)
@@ -296,11 +311,16 @@ def build(items: list[Item], digit_ref, field_ref, template_path: str, cfg: Form
     )
     ray_compat.configure_data_context(ds.context, None, reserve=True, block_bytes=BLOCK_BYTES)
     ds = ds.map_batches(
-        prepare_batch,
+        PagePreparer,
         batch_format="pyarrow",
         batch_size=None,
         num_cpus=DECODE_CPUS,
-        fn_kwargs={"template_path": template_path, "dropout": cfg.dropout, "max_pixels": cfg.max_pixels},
+        compute=ray.data.ActorPoolStrategy(size=cfg.decoders),
+        fn_constructor_kwargs={
+            "template_path": template_path,
+            "dropout": cfg.dropout,
+            "max_pixels": cfg.max_pixels,
+        },
     )
     return plan.actor_stage(
         ds,

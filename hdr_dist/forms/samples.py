@@ -21,6 +21,7 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
 import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFilter
@@ -254,6 +255,29 @@ def scan(page: Image.Image, rng, upside_down: bool | None = None) -> tuple[Image
         out = out.rotate(180)
     out = toned(out, rng).filter(ImageFilter.GaussianBlur(rng.uniform(0, 1.0)))
     return out, s
+
+
+def transformed(
+    page: Image.Image, rotation: float, scale: float, shift: tuple[float, float], rng, look: str = "grey"
+) -> tuple[np.ndarray, np.ndarray]:
+    """``page`` (on its reference's pixels) as a scanner at ``scale`` times the reference's resolution
+    writes it: turned ``rotation`` degrees about its centre (180 is upside down) on a sheet that holds
+    it all, shifted by ``shift`` page pixels, toned, and ``look`` ("grey", "bilevel" or "jpeg"). With
+    it the page -> reference matrix that undoes all that: what registration must find."""
+    w, h = page.size
+    turn = math.radians(rotation)
+    cos, sin = abs(math.cos(turn)), abs(math.sin(turn))
+    size = (round((w * cos + h * sin) * scale), round((w * sin + h * cos) * scale))
+    onto = cv2.getRotationMatrix2D((w / 2, h / 2), rotation, scale)  # reference -> page, about the centre
+    onto[:, 2] += (size[0] / 2 - w / 2 + shift[0], size[1] / 2 - h / 2 + shift[1])
+    grey = np.asarray(page.convert("L"))
+    out = cv2.warpAffine(grey, onto, size, flags=cv2.INTER_AREA, borderValue=255)
+    out = np.asarray(toned(Image.fromarray(out), rng))
+    if look == "bilevel":
+        out = np.where(out > 150, 255, 0).astype(np.uint8)
+    elif look == "jpeg":
+        out = cv2.imdecode(cv2.imencode(".jpg", out, [cv2.IMWRITE_JPEG_QUALITY, 75])[1], cv2.IMREAD_GRAYSCALE)
+    return out, cv2.invertAffineTransform(onto)
 
 
 def toned(image: Image.Image, rng) -> Image.Image:

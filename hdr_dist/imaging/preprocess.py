@@ -12,9 +12,9 @@ data, so a model can be trained on exactly what scoring will show it.
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 from PIL import Image
-from scipy import ndimage
 
 BOX = 20  # the digit's long side, in pixels
 FIELD = 28  # the image's side
@@ -72,7 +72,7 @@ def ink_on_black(gray: np.ndarray, paper_from: str = "border") -> np.ndarray:
         out[out < NOISE_FLOOR] = 0.0
         return out
 
-    return scale(np.arange(256))[gray] if gray.dtype == np.uint8 else scale(gray)
+    return cv2.LUT(gray, scale(np.arange(256))) if gray.dtype == np.uint8 else scale(gray)
 
 
 def drop_specks(ink: np.ndarray) -> np.ndarray:
@@ -85,16 +85,20 @@ def drop_specks(ink: np.ndarray) -> np.ndarray:
     h, w = ink.shape
     cell = max(1, -(-max(h, w) // SPECK_GRID))
     coarse = np.asarray(Image.fromarray(ink).reduce(cell)) if cell > 1 else ink  # cell means
-    blobs, n = ndimage.label(coarse > 0, structure=np.ones((3, 3)))
-    if n <= 1:
+    n, blobs = cv2.connectedComponents((coarse > 0).astype(np.uint8), connectivity=8)
+    if n <= 2:  # the paper and one blob
         return ink
-    mass = ndimage.sum_labels(coarse, blobs, index=np.arange(1, n + 1))
-    keep = np.concatenate([[False], mass >= MIN_SPECK * mass.sum()])[blobs]
-    if (
-        cell > 1
-    ):  # each pixel takes its cell's verdict; indexing, not repeating, keeps a 2 x 25,000,000 scan small
-        keep = keep[np.arange(h) // cell][:, np.arange(w) // cell]
-    return np.where(keep, ink, 0.0).astype(np.float32)
+    mass = np.bincount(blobs.ravel(), weights=coarse.ravel(), minlength=n)
+    speck = mass < MIN_SPECK * mass[1:].sum()
+    speck[0] = False  # the paper
+    if not speck.any():
+        return ink
+    # Each pixel takes its cell's verdict; only a speck's cells are cleared (a cell of paper holds
+    # no ink to clear), so a scan with no specks costs no pass over its pixels.
+    out = ink.copy()
+    for y, x in np.argwhere(speck[blobs]):
+        out[y * cell : (y + 1) * cell, x * cell : (x + 1) * cell] = 0.0
+    return out
 
 
 def fit_box(ink: np.ndarray) -> np.ndarray:
@@ -160,16 +164,23 @@ def remove_lines(ink: np.ndarray) -> np.ndarray:
     a box's top and bottom) and columns running its whole height (a comb's walls, a frame's sides).
     Digits cross such lines; only the line's own thickness is lost where they do."""
     h, w = ink.shape
-    on = ink > NOISE_FLOOR
-    across = ndimage.binary_opening(on, structure=np.ones((1, max(3, int(w * LINE_SHARE)))))
-    down = ndimage.binary_opening(on, structure=np.ones((max(3, int(h * WALL_SHARE)), 1)))
+    on = (ink > NOISE_FLOOR).astype(np.uint8)
+    across = opened(on, (1, max(3, int(w * LINE_SHARE))))
+    down = opened(on, (max(3, int(h * WALL_SHARE)), 1))
     # A scanned line is blurred over two or three rows, and the fainter ones break up: take the
     # ink beside a line found whole too.
-    line = (
-        ndimage.binary_dilation(across, structure=np.ones((3, 1)))
-        | ndimage.binary_dilation(down, structure=np.ones((1, 3)))
-    ) & on
+    line = (cv2.dilate(across, np.ones((3, 1), np.uint8)) | cv2.dilate(down, np.ones((1, 3), np.uint8))) & on
     return np.where(line, 0.0, ink).astype(np.float32)
+
+
+def opened(mask: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """A binary opening by a ``shape`` rectangle, beyond the image taken as paper: scipy's
+    ``binary_opening``, the same pixels, at a twentieth of its time on a field."""
+    kernel, (h, w) = np.ones(shape, np.uint8), shape
+    eroded = cv2.erode(mask, kernel, anchor=(w // 2, h // 2), borderType=cv2.BORDER_CONSTANT, borderValue=0)
+    # the dilation takes the kernel reflected (for an even side its anchor moves by one): a true opening
+    reflected = (w - 1 - w // 2, h - 1 - h // 2)
+    return cv2.dilate(eroded, kernel, anchor=reflected, borderType=cv2.BORDER_CONSTANT, borderValue=0)
 
 
 def fit_strip(ink: np.ndarray, height: int = STRIP_HEIGHT, ink_rows: int = STRIP_INK) -> np.ndarray:
