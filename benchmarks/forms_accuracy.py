@@ -269,14 +269,27 @@ def memory(folder: Path, model: str, pages: int) -> dict:
         seconds = time.perf_counter() - start
         if job_process.returncode != 0:
             raise SystemExit(f"the {pages}-page run failed with status {job_process.returncode}")
+        summary = json.loads((Path(tmp) / "out" / "summary.json").read_text())
     third = len(peak.timeline) // 3
-    first, last = (max(v for _, v in peak.timeline[a:b]) for a, b in ((0, third), (-third, None)))
+    thirds = (peak.timeline[:third], peak.timeline[-third:])
+    (first, last), (first_one, last_one), (first_own, last_own) = (
+        [max(sample[k] for sample in part) / 2**30 for part in thirds] for k in (1, 2, 3)
+    )
     return peak.gib() | {
         "pages": pages,
         "seconds": round(seconds, 1),
         "pages_per_s": round(pages / seconds, 3),
-        "tree_peak_first_third_gib": round(first / 2**30, 3),
-        "tree_peak_last_third_gib": round(last / 2**30, 3),
+        "job_startup_seconds": summary["startup_seconds"],
+        "job_steady_pages_per_s": summary["steady_pages_per_s"],
+        "tree_peak_first_third_gib": round(first, 3),
+        "tree_peak_last_third_gib": round(last, 3),
+        "largest_process_peak_first_third_gib": round(first_one, 3),
+        "largest_process_peak_last_third_gib": round(last_one, 3),
+        "largest_process_last_over_first": round(last_one / first_one, 3),
+        # without the object store's shared pages, which every process's RSS gains as it touches them
+        "largest_private_peak_first_third_gib": round(first_own, 3),
+        "largest_private_peak_last_third_gib": round(last_own, 3),
+        "largest_private_last_over_first": round(last_own / first_own, 3),
     }
 
 

@@ -22,9 +22,9 @@ class Peak:
         self, pid: int, interval: float = 0.1, descendants_only: bool = False, timeline: bool = False
     ):
         self.root, self.interval, self.descendants_only = psutil.Process(pid), interval, descendants_only
-        self.timeline: list[tuple[float, int]] | None = (
-            [] if timeline else None
-        )  # (seconds, tree RSS) samples
+        # (seconds, the tree's RSS, the largest RSS, the largest private memory) samples: a process's RSS
+        # counts the object store's shared pages it has touched, which rise over a run to the store's size
+        self.timeline: list[tuple[float, int, int, int]] | None = [] if timeline else None
         self.process = self.tree = self.machine = 0
         self.process_name = ""
         self._stop = threading.Event()
@@ -33,18 +33,21 @@ class Peak:
     def _sample(self) -> None:
         baseline, started = psutil.virtual_memory().used, time.monotonic()
         while True:
-            total = 0
+            total = largest = private = 0
             for p in ([] if self.descendants_only else [self.root]) + self._children():
                 try:
-                    rss, name = p.memory_info().rss, p.name()
+                    info, name = p.memory_info(), p.name()
                 except psutil.Error:
                     continue
+                rss = info.rss
                 total += rss
+                largest = max(largest, rss)
+                private = max(private, rss - getattr(info, "shared", 0))
                 if rss > self.process:
                     self.process, self.process_name = rss, name
             self.tree = max(self.tree, total)
             if self.timeline is not None:
-                self.timeline.append((time.monotonic() - started, total))
+                self.timeline.append((time.monotonic() - started, total, largest, private))
             self.machine = max(self.machine, psutil.virtual_memory().used - baseline)
             if self._stop.wait(self.interval):
                 return

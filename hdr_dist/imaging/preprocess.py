@@ -19,6 +19,7 @@ from PIL import Image
 BOX = 20  # the digit's long side, in pixels
 FIELD = 28  # the image's side
 CENTRE = 14.0  # where the centre of mass goes (row and column index)
+LEVELS = np.arange(256, dtype=np.float32)  # an 8-bit image's levels, the table ink_on_black fills
 MIN_CONTRAST = 0.1  # ink must differ from the paper by 10 % of the full scale, else "blank image"
 NOISE_FLOOR = 0.1  # after contrast normalisation, fainter pixels are paper texture, not ink
 MIN_SPECK = 0.005  # ink blobs carrying less than this share of all ink are specks, not strokes
@@ -72,7 +73,7 @@ def ink_on_black(gray: np.ndarray, paper_from: str = "border") -> np.ndarray:
         out[out < NOISE_FLOOR] = 0.0
         return out
 
-    return cv2.LUT(gray, scale(np.arange(256))) if gray.dtype == np.uint8 else scale(gray)
+    return cv2.LUT(gray, scale(LEVELS)) if gray.dtype == np.uint8 else scale(gray)
 
 
 def drop_specks(ink: np.ndarray) -> np.ndarray:
@@ -125,8 +126,8 @@ def centre(digit: np.ndarray) -> np.ndarray:
     mass = digit.sum()
     r = (digit.sum(1) @ np.arange(h)) / mass
     c = (digit.sum(0) @ np.arange(w)) / mass
-    top = int(np.clip(round(CENTRE - r), 0, FIELD - h))
-    left = int(np.clip(round(CENTRE - c), 0, FIELD - w))
+    top = int(min(max(round(CENTRE - r), 0), FIELD - h))  # np.clip on one number took 4 us of a 90 us scan
+    left = int(min(max(round(CENTRE - c), 0), FIELD - w))
     field = np.zeros((FIELD, FIELD), np.float32)
     field[top : top + h, left : left + w] = digit
     return field

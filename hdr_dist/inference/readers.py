@@ -27,7 +27,7 @@ from hdr_dist import models
 from hdr_dist.common import tables
 from hdr_dist.imaging import images
 from hdr_dist.inference import calibration, ctc, evaluate
-from hdr_dist.inference.device import autocast, pad
+from hdr_dist.inference.device import SHAPE_STEP, STRIP_STEP, autocast, pad, padded
 from hdr_dist.models import checkpoints
 
 CPU = torch.device("cpu")
@@ -92,8 +92,9 @@ class DigitReader:
         """Each 28x28 image's (uint8, MNIST space) class probabilities, calibrated at ``temperature``."""
         if not len(x_u8):
             return torch.zeros((0, cfg.num_classes))
-        x = torch.from_numpy(np.ascontiguousarray(x_u8))
-        return torch.softmax(evaluate.logits(model, x, cfg.mean, cfg.std, device) / temperature, dim=1).cpu()
+        x = torch.from_numpy(np.ascontiguousarray(padded(x_u8)))
+        z = evaluate.logits(model, x, cfg.mean, cfg.std, device)[: len(x_u8)]
+        return torch.softmax(z / temperature, dim=1).cpu()
 
     def read(self, model, x_u8: np.ndarray, cfg, temperature: float, device) -> list[tuple[str, float]]:
         """Each image's most likely class and its calibrated confidence: a form's comb cells and digit
@@ -190,7 +191,7 @@ class FieldReader:
         order = sorted(range(len(strips)), key=lambda i: strips[i].shape[1])
         for start in range(0, len(order), FIELD_BATCH):
             take = order[start : start + FIELD_BATCH]
-            xb, widths = pad([strips[i] for i in take])
+            xb, widths = pad([strips[i] for i in take], SHAPE_STEP, STRIP_STEP)
             with autocast(device):
                 z = model((xb.to(device) - mean) / std, widths).float().cpu().numpy()
             for i, row, width in zip(take, z, widths.tolist()):
