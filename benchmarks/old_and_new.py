@@ -118,7 +118,8 @@ def main() -> int:
         medians = {side: statistics.median(v) for side, v in values.items()}
         ratio = medians["new"] / medians["old"] if medians["old"] else None
         summary["figures"][key] = {"runs": values, "median": medians, "new_over_old": ratio}
-        print(f"{key}: old {medians['old']:.4g}, new {medians['new']:.4g}, new/old {ratio:.3f}")
+        shown = f"{ratio:.3f}" if ratio is not None else "n/a (old 0)"
+        print(f"{key}: old {medians['old']:.4g}, new {medians['new']:.4g}, new/old {shown}")
     print(json.dumps(summary))
     return 0
 

@@ -236,11 +236,3 @@ def from_row(row: dict) -> Registration:
         row["scale"],
         (row["shift_x"], row["shift_y"]),
     )
-
-
-def onto_reference(page: np.ndarray, reg: Registration, size: tuple[int, int]) -> np.ndarray:
-    """The page mapped onto the reference's pixels (``size``: width, height), paper where it had none."""
-    paper = [
-        float(v) for v in np.median(page[::4, ::4].reshape(-1, page.shape[2] if page.ndim == 3 else 1), 0)
-    ]
-    return cv2.warpAffine(page, reg.matrix, size, flags=cv2.INTER_LINEAR, borderValue=paper)

@@ -74,15 +74,14 @@ def pictures(
     the reference's pixels) and the page's thumbnail with the zone outlined where registration found it."""
     if gray.dtype != np.uint8:
         gray = (np.clip(gray, 0, 1) * 255).round().astype(np.uint8)
-    mapped = registration.onto_reference(gray, reg, template.size)
-    paper = int(np.median(mapped))
+    look = dropout.look(gray, reg.matrix)
     small = Image.fromarray(gray).convert("RGB")
     small.thumbnail((THUMBNAIL_PX, THUMBNAIL_PX))
     factor = small.width / gray.shape[1]
     out = {}
     for zone in (z for z in template.zones if z.name in names):
-        x, y, w, h = zone.box
-        crop = dropout.apply(mapped[y : y + h, x : x + w], zone.box, paper)
+        part = zones.region_of(gray, reg.matrix, zone.box, look.fill)  # the zone alone, as the page warped
+        crop = dropout.apply(part, zone.box, look.paper)
         thumb = small.copy()
         bx, by, bw, bh = (v * factor for v in zones.page_box(zone, reg))
         ImageDraw.Draw(thumb).rectangle((bx, by, bx + bw, by + bh), outline=(220, 0, 0), width=2)
