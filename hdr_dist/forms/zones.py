@@ -275,11 +275,11 @@ def cells_by_ink(dark: np.ndarray, region, boxes) -> list[tuple[np.ndarray, int,
     starts = np.array([x for x, _, _, _ in boxes]) - left
     ends = np.append(starts[1:], dark.shape[1])
     starts[0] = 0
-    out = []
+    halves, out = np.flatnonzero(split), []
     for c in range(len(boxes)):
         # Only the window its strokes span is looked at: a comb's region is ten cells wide, and a
         # mask of the whole region for each cell was a fifth of a page's time.
-        mine, halves = np.flatnonzero(whole & (owner == c)), np.flatnonzero(split)
+        mine = np.flatnonzero(whole & (owner == c))
         spans = [
             (stats[k, 0], stats[k, 1], stats[k, 0] + stats[k, 2], stats[k, 1] + stats[k, 3]) for k in mine
         ]
@@ -301,8 +301,8 @@ def cells_by_ink(dark: np.ndarray, region, boxes) -> list[tuple[np.ndarray, int,
         window = labels[y0:y1, x0:x1]
         mask = np.isin(window, mine)
         if len(halves):
-            columns = (np.arange(x0, x1) >= starts[c]) & (np.arange(x0, x1) < ends[c])
-            mask |= np.isin(window, halves) & columns[None, :]
+            at = np.arange(x0, x1)
+            mask |= np.isin(window, halves) & ((at >= starts[c]) & (at < ends[c]))[None, :]
         out.append((mask, y0, x0) if mask.any() else None)
     return out
 
