@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: install browser run lint test test-fast bench clean
+.PHONY: install browser run readers lint test test-fast bench clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,11 @@ browser:
 
 run: install
 	$(PY) jobs/compare.py $(ARGS)
+
+# The readers shipped in hdr_dist/weights/, trained again from the embedded MNIST with their recorded
+# settings (hdr_dist/models/shipped.py): both at once, one core each.
+readers: install
+	$(VENV)/bin/hdr models --train $(ARGS)
 
 # ruff's formatter and linter, configured in pyproject.toml (docs/architecture.md says why these rules).
 lint: install

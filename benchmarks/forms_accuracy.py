@@ -1,12 +1,12 @@
 """hdr forms on the shipped sample form: registration, accuracy per kind of zone, the reject option,
 throughput against a plain loop, and (with --memory-pages) peak memory over a long run.
 
-    python benchmarks/forms_accuracy.py --model RESULTS [--pages 500] [--memory-pages 2000]
+    python benchmarks/forms_accuracy.py [--model RESULTS] [--pages 500] [--memory-pages 2000]
 
 RESULTS is a ``compare --output`` folder holding a ``cnn`` and a ``crnn`` (``hdr compare --models
-cnn,crnn``). The pages (``python -m hdr_dist.forms.samples``: MNIST test digits on a claim form, in
-PNG, JPEG, TIFF, G4 TIFF and PDF, rotated, scaled, shifted, some upside down, with stray pages) are
-made once and reused.
+cnn,crnn``); without it, the readers shipped with hdr-dist read the pages. The pages (``python -m
+hdr_dist.forms.samples``: MNIST test digits on a claim form, in PNG, JPEG, TIFF, G4 TIFF and PDF,
+rotated, scaled, shifted, some upside down, with stray pages) are made once and reused.
 
 (a) is what one would write without Ray: one process decoding, registering, dropping the form,
 cutting the zones and reading them in batches of pages with the job's own functions, timed per
@@ -45,7 +45,7 @@ from hdr_dist.forms import template as templates
 from hdr_dist.forms.config import FormsConfig
 from hdr_dist.imaging import images
 from hdr_dist.jobs import forms
-from hdr_dist.models import checkpoints
+from hdr_dist.models import checkpoints, shipped
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -66,12 +66,13 @@ def make_pages(folder: Path, pages: int) -> None:
     )
 
 
-def plain(folder: Path, model: str, batch_size: int) -> dict:
+def plain(folder: Path, model: str | None, batch_size: int) -> dict:
     """Pages/s of the loop one would write without Ray, and the seconds each stage took."""
     start = time.perf_counter()
     template_path = str(folder / f"{samples.NAME}.yaml")
     template, reference, drop = zones.prepared_template(template_path, "reference")
-    states = [checkpoints.for_scoring(model, name)[0] for name in (None, forms.FIELD_MODEL)]
+    names = (None if model else shipped.DEFAULT["digit"], forms.FIELD_MODEL)
+    states = [checkpoints.for_scoring(model, name)[0] for name in names]
     cfg = FormsConfig(
         inputs=(),
         template=template_path,
@@ -157,7 +158,12 @@ def plain(folder: Path, model: str, batch_size: int) -> dict:
     }
 
 
-def job(folder: Path, model: str, *extra: str, template: Path | None = None) -> dict:
+def model_flag(model: str | None) -> list[str]:
+    """The job's --model, none for the shipped readers."""
+    return ["--model", model] if model else []
+
+
+def job(folder: Path, model: str | None, *extra: str, template: Path | None = None) -> dict:
     """One ``hdr forms`` run over the pages (of the claim form unless ``template`` says), in this
     process; its rows, metrics, summary and pages/s."""
     with tempfile.TemporaryDirectory() as tmp:
@@ -168,8 +174,7 @@ def job(folder: Path, model: str, *extra: str, template: Path | None = None) -> 
                 str(folder / "pages"),
                 "--template",
                 str(template or folder / f"{samples.NAME}.yaml"),
-                "--model",
-                model,
+                *model_flag(model),
                 "--output",
                 str(out),
                 "--labels",
@@ -246,7 +251,7 @@ def recount(folder: Path, run: dict, cnn_accuracy: float) -> dict:
     return out
 
 
-def memory(folder: Path, model: str, pages: int) -> dict:
+def memory(folder: Path, model: str | None, pages: int) -> dict:
     """A run over ``pages`` pages in its own process, sampled from outside; flat means the last third's
     peak is no higher than the first third's."""
     make_pages(folder, pages)
@@ -257,8 +262,7 @@ def memory(folder: Path, model: str, pages: int) -> dict:
             str(folder / "pages"),
             "--template",
             str(folder / f"{samples.NAME}.yaml"),
-            "--model",
-            model,
+            *model_flag(model),
             "--output",
             str(Path(tmp) / "out"),
         ]
@@ -295,7 +299,9 @@ def memory(folder: Path, model: str, pages: int) -> dict:
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--model", default="results", help="compare output folder with a cnn and a crnn")
+    p.add_argument(
+        "--model", help="compare output folder with a cnn and a crnn (default: the shipped readers)"
+    )
     p.add_argument("--pages", type=int, default=500)
     p.add_argument(
         "--folder", type=Path, help="where the pages are made once (default: results-bench/forms-PAGES)"
@@ -315,8 +321,12 @@ def main() -> int:
         print(json.dumps({"memory": mem}))
         return 0
     make_pages(folder, args.pages)
-    metrics = {r["model"]: r for r in pq.read_table(Path(args.model) / "metrics.parquet").to_pylist()}
-    cnn_accuracy, crnn_fields = metrics["cnn"]["accuracy"], metrics["crnn"].get("field_accuracy")
+    if args.model:
+        metrics = {r["model"]: r for r in pq.read_table(Path(args.model) / "metrics.parquet").to_pylist()}
+        cnn_accuracy, crnn_fields = metrics["cnn"]["accuracy"], metrics["crnn"].get("field_accuracy")
+    else:
+        cnn_accuracy = shipped.card("cnn")["figures"]["mnist_test_accuracy"]
+        crnn_fields = shipped.card("crnn")["figures"]["fields_1_to_12_exact"]
 
     before = plain(folder, args.model, args.batch_size)
     print(

@@ -2,7 +2,7 @@
 its own row, with the way the print is dropped before this change (``--dropout paint``: the print
 painted over, the strokes crossing it with it) as the baseline measured in the same run.
 
-    python benchmarks/forms_layouts.py --model RESULTS [--pages 300] [--ways paint,colour] [--sets ...]
+    python benchmarks/forms_layouts.py [--model RESULTS] [--pages 300] [--ways paint,colour] [--sets ...]
 
 Each layout's pages are made once (``python -m hdr_dist.forms.samples --layout L``, MNIST **test**
 digits; ``survey-sklearn`` fills the set-aside layout with scikit-learn's digits, other writers) and
@@ -52,7 +52,7 @@ def make(folder: Path, layout: str, writers: str, pages: int) -> Path:
     return folder / f"{LAYOUTS[layout].name}.yaml"
 
 
-def mnist_accuracy(model: str) -> float:
+def mnist_accuracy(model: str | None) -> float:
     """The digit model's accuracy on MNIST's test set: what the comb targets are made of."""
     state, cfg, _ = checkpoints.for_scoring(model, None)
     test = datasets.load("mnist").test
@@ -118,7 +118,9 @@ def recount(folder: Path, run: dict, accuracy: float) -> dict:
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--model", required=True, help="a compare folder with the digit model and the crnn")
+    p.add_argument(
+        "--model", help="a compare folder with the digit model and the crnn (default: the shipped readers)"
+    )
     p.add_argument("--pages", type=int, default=300, help="pages per layout (default: %(default)s)")
     p.add_argument("--ways", default="paint,colour", help="--dropout ways, the baseline first")
     p.add_argument("--sets", default=",".join(SETS), help="which layouts' pages")

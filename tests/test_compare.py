@@ -489,4 +489,4 @@ def test_console_script():
     )
     result = subprocess.run([str(hdr)], capture_output=True, text=True)
     assert result.returncode == 2
-    assert "usage: hdr {compare,score,forms,tune,report,export}" in result.stderr
+    assert "usage: hdr {compare,score,forms,tune,report,export,models}" in result.stderr

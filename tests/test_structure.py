@@ -49,6 +49,7 @@ JOBS = {
     "jobs.forms",
     "jobs.export",
     "jobs.samples",
+    "jobs.models",
 }
 
 
@@ -110,7 +111,9 @@ def test_every_module_sits_in_a_subpackage_of_the_table():
     loose = [name for name in modules() if name and name.split(".")[0] not in ALLOWED | SHIMS]
     assert not loose, f"modules outside the layered subpackages: {loose}"
     sizes = {package: sum(name.startswith(f"{package}.") for name in modules()) for package in ALLOWED}
-    assert all(2 <= n <= 10 for n in sizes.values()), sizes
+    # jobs holds one module per command, and the two every command shares: it grows with the commands.
+    assert all(2 <= n <= 10 for package, n in sizes.items() if package != "jobs"), sizes
+    assert {name for name in modules() if name.startswith("jobs.")} == JOBS | {"jobs.cli", "jobs.flags"}
 
 
 def test_each_subpackage_imports_only_the_layers_below_it():

@@ -1,7 +1,7 @@
 """The ``hdr`` console script, and the one way every job runs from a command line.
 
-Each job module (``compare``, ``tune``, ``score``, ``forms``, ``report``, ``export``) has its own ``parser``
-and ``main``; this module finds the job a command names, and runs it the same way
+Each job module (``compare``, ``tune``, ``score``, ``forms``, ``report``, ``export``, ``models``) has its
+own ``parser`` and ``main``; this module finds the job a command names, and runs it the same way
 for every job: the console it prints to, a user mistake as one line, Ctrl-C as
 the hint to resume.
 """
@@ -15,7 +15,7 @@ from rich.console import Console
 
 from hdr_dist.common.errors import UserError
 
-COMMANDS = ("compare", "score", "forms", "tune", "report", "export")
+COMMANDS = ("compare", "score", "forms", "tune", "report", "export", "models")
 
 
 def job_console() -> Console:

@@ -216,7 +216,7 @@ class BulkJob:
     labels_help: str
     target_error_help: str
     review_help: str
-    required: bool = False  # --model, --output and INPUT (else the job checks them itself)
+    required: bool = False  # --output and INPUT (else the job checks them itself)
     labels_from: bool = False
     threshold: bool = False
 
@@ -227,7 +227,10 @@ def bulk_flags(job: BulkJob) -> Parser:
     and the largest image it decodes."""
     p = Parser(add_help=False)
     p.add_argument("inputs", nargs="+" if job.required else "*", metavar="INPUT", help=job.inputs)
-    p.add_argument("--model", required=job.required, help=job.model_help)
+    p.add_argument(
+        "--model",
+        help=f"{job.model_help} (default: the readers shipped with hdr-dist; hdr models lists them)",
+    )
     p.add_argument("--output", required=job.required, help=job.output_help)
     labels = p.add_mutually_exclusive_group() if job.labels_from else p
     labels.add_argument("--labels", metavar="FILE", help=job.labels_help)

@@ -29,7 +29,7 @@ from hdr_dist.inference import calibration
 from hdr_dist.jobs import flags
 from hdr_dist.jobs.cli import run_job
 from hdr_dist.jobs.flags import Parser
-from hdr_dist.models import checkpoints
+from hdr_dist.models import checkpoints, shipped
 from hdr_dist.models.checkpoints import ModelState
 from hdr_dist.models.config import TrainConfig
 
@@ -72,12 +72,15 @@ def parser(prog: str = "hdr forms") -> Parser:
         help="check a template and draw its zones on its reference (FORM.zones.png beside it), then stop",
     )
     p.add_argument(
-        "--digit-model-name", help="the digit model of that folder (default: its most accurate one)"
+        "--digit-model-name",
+        help="the digit model of that folder, or the shipped reader without --model (default: its most "
+        "accurate one; the shipped cnn)",
     )
     p.add_argument(
         "--field-model-name",
         default=FIELD_MODEL,
-        help="the field model of that folder, for field zones (default: %(default)s)",
+        help="the field model of that folder, or the shipped reader without --model, for field zones "
+        "(default: %(default)s)",
     )
     p.add_argument(
         "--dropout",
@@ -128,13 +131,15 @@ def model_for(path: str, name: str | None, name_setting: str) -> tuple[ModelStat
     return state, cfg
 
 
-def models(args, template) -> tuple[ModelState | None, ModelState | None]:
+def models(args, template, console: Console) -> tuple[ModelState | None, ModelState | None]:
     """The digit model (for combs and digit zones) and the field model (for field zones) the template
-    needs, from ``--model``; a kind it needs and cannot have is one line, before anything starts."""
+    needs, from ``--model`` or the shipped readers; a kind it needs and cannot have is one line, before
+    anything starts."""
     kinds = {z.kind for z in template.zones}
     digit = field = None
+    digit_name = args.digit_model_name or (shipped.DEFAULT["digit"] if args.model is None else None)
     if kinds & {"comb", "digit"}:
-        digit, cfg = model_for(args.model, args.digit_model_name, "digit_model_name")
+        digit, cfg = model_for(args.model, digit_name, "digit_model_name")
         if cfg.kind != "digit":
             raise UserError(f"--digit-model-name {cfg.model}: reads fields, not one digit")
     if "field" in kinds:
@@ -142,6 +147,8 @@ def models(args, template) -> tuple[ModelState | None, ModelState | None]:
         try:
             field, cfg = model_for(args.model, args.field_model_name, "field_model_name")
         except UserError as e:
+            if args.model is None:  # the shipped reader's own line says what is wrong with it
+                raise
             raise UserError(
                 f"--template {args.template}: its field zones ({', '.join(names)}) need a field model, "
                 f"and --model {args.model} has none named {args.field_model_name} ({e.line(SHOWN)}); "
@@ -149,6 +156,9 @@ def models(args, template) -> tuple[ModelState | None, ModelState | None]:
             ) from None
         if cfg.kind != "field":
             raise UserError(f"--field-model-name {cfg.model}: reads one digit, not fields")
+    if args.model is None:
+        used = [n for n, state in ((digit_name, digit), (args.field_model_name, field)) if state]
+        console.print(shipped.told(*used), markup=False, highlight=False)
     return digit, field
 
 
@@ -236,14 +246,14 @@ def forms_config(args, template, labelled: bool) -> FormsConfig:
 def run(args, console: Console) -> int:
     if args.check_template:
         return check_template(args.check_template, console)
-    for flag in ("template", "model", "output"):
+    for flag in ("template", "output"):
         if getattr(args, flag) is None:
             raise UserError(f"--{flag} is required (or --check-template FORM.yaml alone)")
     if not args.inputs:
         raise UserError("INPUT: give at least one folder, file or archive of scanned pages")
     started = time.perf_counter()
     template = templates.load(args.template)
-    digit, field = models(args, template)
+    digit, field = models(args, template, console)
     found = inputs.find(args.inputs)
     labels, problems = truth.read(args.labels, template, found.items) if args.labels else (None, {})
     for kind, paths in problems.items():

@@ -26,7 +26,7 @@ from hdr_dist.inference import calibration, onnx_runtime, readers
 from hdr_dist.jobs import flags
 from hdr_dist.jobs.cli import run_job
 from hdr_dist.jobs.flags import Parser, positive
-from hdr_dist.models import checkpoints
+from hdr_dist.models import checkpoints, shipped
 from hdr_dist.models.checkpoints import ModelState
 from hdr_dist.models.config import TrainConfig
 from hdr_dist.reports.html_report import write_report
@@ -64,7 +64,8 @@ def parser(prog: str = "hdr score") -> Parser:
     )
     p.add_argument(
         "--model-name",
-        help="which model of that folder (default: the most accurate digit model; name crnn to read fields)",
+        help="which model of that folder, or which shipped reader without --model (default: the most "
+        "accurate digit model; name crnn to read fields)",
     )
     p.add_argument(
         "--top-k",
@@ -164,6 +165,10 @@ def listing(args, cfg: TrainConfig, console: Console) -> tuple[list[inputs.Item]
 def run(args, console: Console) -> int:
     started = time.perf_counter()
     state, model, checkpoint = checkpoints.for_scoring(args.model, args.model_name)
+    if args.model is None:
+        console.print(
+            shipped.told(args.model_name or shipped.DEFAULT["digit"]), markup=False, highlight=False
+        )
     if state.temperature is None:
         console.print(
             f"{checkpoint}: no temperature (a checkpoint compare did not calibrate, or one from before "

@@ -22,6 +22,7 @@ import torch
 from hdr_dist import models
 from hdr_dist.common import storage
 from hdr_dist.common.errors import JOB, VALUE_LIMIT, SettingError, one_line, quoted
+from hdr_dist.models import shipped
 from hdr_dist.models.config import TrainConfig
 
 CHECKPOINT_FILE = "model.pt"
@@ -129,12 +130,16 @@ def shape(tensor: torch.Tensor) -> str:
     return "x".join(map(str, tensor.shape)) or "a scalar"
 
 
-def resolve(path: str, name: str | None) -> str:
-    """The ``model`` setting (a compare output folder, a checkpoint folder or file, a URI) -> the
-    checkpoint file. In a compare output, ``model_name`` picks the model, else the most accurate digit
-    model. An error names the two settings, which each job shows as its own flags (export's path is an
-    argument, forms has two model names), and the job that takes the model."""
+def resolve(path: str | None, name: str | None) -> str:
+    """The ``model`` setting (a compare output folder, a checkpoint folder or file, a URI; None: the
+    shipped readers) -> the checkpoint file. In a compare output, ``model_name`` picks the model, else
+    the most accurate digit model; among the shipped readers, the digit reader. An error names the two
+    settings, which each job shows as its own flags (export's path is an argument, forms has two model
+    names), and the job that takes the model."""
     import pyarrow.parquet as pq
+
+    if path is None:
+        return shipped.checkpoint(name or shipped.DEFAULT["digit"])
 
     if name is not None and "," in name:
         raise SettingError(
@@ -236,21 +241,24 @@ class ModelState:
         return dataclasses.replace(self, history=[], val_risk_coverage=None)
 
 
-def for_scoring(path: str, name: str | None) -> tuple[ModelState, TrainConfig, str]:
-    """The ``model`` setting -> (the checkpoint as ``ModelState``, the config, the checkpoint's path);
-    any problem is one line naming the setting."""
+def for_scoring(path: str | None, name: str | None) -> tuple[ModelState, TrainConfig, str]:
+    """The ``model`` setting (None: the shipped readers) -> (the checkpoint as ``ModelState``, the
+    config, the checkpoint's path); any problem is one line naming the setting that chose the file."""
     checkpoint = resolve(path, name)
     shown = quoted(checkpoint, VALUE_LIMIT, plain=True)  # a metrics.parquet row names it
+    # A shipped reader is chosen by its name; its model is what its card says, not a recipe's name.
+    setting, value = ("model", path) if path is not None else ("model_name", name or shipped.DEFAULT["digit"])
+    name = name if path is not None else None
     try:
         size = storage.size_of(checkpoint)
     except ValueError as e:
-        raise SettingError("model", path, f"{shown}: {e}") from None
+        raise SettingError(setting, value, f"{shown}: {e}") from None
     except OSError as e:
-        raise SettingError("model", path, f"{shown}: cannot read ({e.strerror or one_line(e)})") from None
+        raise SettingError(setting, value, f"{shown}: cannot read ({e.strerror or one_line(e)})") from None
     if size > MAX_CHECKPOINT_BYTES:
         raise SettingError(
-            "model",
-            path,
+            setting,
+            value,
             f"{shown} is {size:,} bytes, more than a checkpoint holds (limit {MAX_CHECKPOINT_BYTES:,})",
         )
     try:
@@ -260,10 +268,10 @@ def for_scoring(path: str, name: str | None) -> tuple[ModelState, TrainConfig, s
         vet_state(state)
         model, cfg = model_from_state(state)
     except Misfit as e:
-        raise SettingError("model", path, f"{shown}: {one_line(e)}") from None
+        raise SettingError(setting, value, f"{shown}: {one_line(e)}") from None
     except Exception as e:  # noqa: BLE001 - missing, corrupt or foreign: all the user's model setting
         raise SettingError(
-            "model", path, f"{shown} is not a readable hdr-dist checkpoint ({one_line(e)})"
+            setting, value, f"{shown} is not a readable hdr-dist checkpoint ({one_line(e)})"
         ) from None
     if name is not None and cfg.model != name:
         raise SettingError("model_name", name, f"the checkpoint holds model {cfg.model}")

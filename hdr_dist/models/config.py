@@ -15,6 +15,14 @@ from dataclasses import MISSING, asdict, dataclass, field, fields
 
 from hdr_dist.models import recipes
 
+# A run that would take fewer optimiser steps than MIN_STEPS at its recipe's batch halves the batch,
+# down to MIN_BATCH, until it takes enough. The recipes' batches and one-cycle warm-up were set for
+# whole runs (cnn: 2,531 steps); 6,000 images for one epoch at 256 are 21 steps, which left the cnn at
+# 87.0 %. The learning rate stays: at a batch of 16, the cnn's 5e-3 and 2.5e-3 validated alike (97.0 %
+# and 97.1 %, 3 seeds each, one epoch of 5,400 images), 1.25e-3 lower (96.3 %).
+MIN_STEPS = 500
+MIN_BATCH = 16
+
 
 def setting(default, help: str | None = None, **flag):
     """A field; with ``help``, also a flag of compare's (``flag``: argparse's ``type``, ``choices``...)."""
@@ -93,6 +101,7 @@ class TrainConfig:
         # A field model's strips are standardised without centring: zero stays paper, so the zeros that
         # pad a batch of strips of different widths read as paper too (architectures.CRNN).
         mean = 0.0 if r.kind == "field" else dataset.mean
+        given = {k: v for k, v in overrides.items() if v is not None}
         return cls(
             model=model,
             arch=r.arch,
@@ -101,7 +110,7 @@ class TrainConfig:
             num_classes=dataset.num_classes,
             mean=mean,
             std=dataset.std,
-            **r.settings | {k: v for k, v in overrides.items() if v is not None},
+            **fitted_to_run(r.settings | given, defaults(model), len(dataset.train.y), given),
         )
 
     @classmethod
@@ -120,6 +129,18 @@ class TrainConfig:
     def as_dict(self) -> dict:
         """Plain types only (the labels as a list), for checkpoints and run names."""
         return asdict(self) | {"labels": list(self.labels)}
+
+
+def fitted_to_run(settings: dict, base: dict, n_train: int, given: dict) -> dict:
+    """``settings`` with a smaller batch for a run too short for its recipe's (``MIN_STEPS``); a batch
+    the user gave stays as given."""
+    batch, epochs = (base | settings)["batch_size"], (base | settings)["epochs"]
+    if "batch_size" in given:
+        return settings
+    smaller = batch
+    while smaller > MIN_BATCH and n_train * epochs < MIN_STEPS * smaller:
+        smaller = max(MIN_BATCH, smaller // 2)
+    return settings if smaller == batch else settings | {"batch_size": smaller}
 
 
 def defaults(model: str | None = None) -> dict:
