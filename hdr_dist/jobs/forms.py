@@ -35,7 +35,7 @@ from hdr_dist.models.config import TrainConfig
 
 COMMIT_PAGES = 200  # a forms piece: pages, each with its zones
 SHOWN = {"job": "forms"}  # how forms shows a setting inside a message of its own (run_job shows the rest)
-FIELD_MODEL = "crnn"
+FIELD_MODEL = shipped.DEFAULT["field"]
 # A comb's cells are held to a 1 % target over its cells (1 in 700 for 7 cells): 60 pages of the sample
 # layouts gave 2,820 written cells and 172 free fields, made and read in 47 s on 2 busy Xeon cores.
 CALIBRATION_PAGES = 60

@@ -147,7 +147,7 @@ def write(name: str, settings: dict, row: dict, state: dict, history: list[dict]
     ``history``, trained with ``settings``) written to ``output`` as ``NAME.pt``, with its card as
     ``NAME.json``."""
     kept = {key: state[key] for key in KEPT if key in state}
-    path = output / f"{name}.pt"
+    path = output / shipped.file_of(name).name
     torch.save(kept, path)
     kind = recipes.recipe(name).kind
     figures = shipped.figures_of(row, kind)
@@ -195,7 +195,7 @@ def listing(console: Console) -> int:
         table.add_column(column)
     for name in shipped.names():
         card = shipped.card(name)
-        path = shipped.folder() / card.get("file", f"{name}.pt")
+        path = shipped.file_of(name)
         found = shipped.sha256_of(path) if path.is_file() else None
         training = card.get("training", {})
         table.add_row(

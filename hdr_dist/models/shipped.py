@@ -98,6 +98,10 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
+def file_of(name: str) -> Path:
+    return folder() / f"{name}.pt"
+
+
 def checkpoint(name: str) -> str:
     """The checkpoint file of the shipped reader ``name``, once its SHA-256 matches its card's: a file
     damaged on the way (a truncated download, a bit flipped on disk) is refused by name before torch
@@ -105,7 +109,7 @@ def checkpoint(name: str) -> str:
     if name not in names():
         shipped = ", ".join(names()) or f"none in {folder()}"
         raise SettingError("model_name", name, f"no shipped reader of that name (shipped: {shipped})")
-    path = folder() / f"{name}.pt"
+    path = file_of(name)
     wanted = card(name)["sha256"]
     try:
         found = sha256_of(path)
